@@ -1,0 +1,123 @@
+"""Params: load the YAML file, apply `--set key.path=value` overrides, validate.
+
+There is one schema, `workflow/schemas/params.schema.yaml` (reached through the
+symlink `lsh/params.schema.yaml`), shared with Snakemake's `validate`. Validation
+collects every error and reports each by its dotted key, its value and what is
+allowed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from lsh.errors import LshError
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+
+
+class ConfigError(LshError):
+    """Bad params: a file that does not parse, a bad override, a value the schema refuses."""
+
+
+@cache
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping with `yaml.safe_load`, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"params file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into its key path and a YAML-typed value (`3`, `0.5`, `true`, `null`, `[a, b]`)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, for example search.e0=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {e}") from None
+    return key.split("."), value
+
+
+def apply_overrides(params: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Return a copy of `params` with each `key.path=value` set (an unknown key is caught by validation)."""
+    params = copy.deepcopy(params)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = params
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"--set {text!r}: {where} is {child!r}, not a section with keys")
+            node = child
+        node[path[-1]] = value
+    return params
+
+
+def _describe(error: jsonschema.ValidationError) -> list[str]:
+    """One line per problem: `key.path: what is wrong; what is allowed`."""
+    path = ".".join(str(p) for p in error.absolute_path)
+    prefix = f"{path}." if path else ""
+    where = path or "(top level)"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return [f"{prefix}{key}: unknown key; allowed keys here: {', '.join(allowed)}" for key in unknown]
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [f"{prefix}{key}: missing; this key is required ({_help(schema, key)})" for key in missing]
+    if error.validator == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return [f"{where}: {error.instance!r} is not allowed; choose one of: {choices}"]
+    if error.validator == "type":
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return [f"{where}: {error.instance!r} is not of type {' or '.join(kinds)}"]
+    return [f"{where}: {error.message}"]
+
+
+def _help(schema: dict, key: str) -> str:
+    return schema.get("properties", {}).get(key, {}).get("description", "see the schema")
+
+
+def validate(params: dict, source: str = "params") -> None:
+    """Raise ConfigError listing every way `params` breaks the schema."""
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    errors = sorted(cls(schema).iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
+    lines = [line for e in errors for line in _describe(e)]
+    if lines:
+        body = "\n".join(f"  {line}" for line in lines)
+        raise ConfigError(f"invalid params ({source}):\n{body}")
+
+
+def load_params(path: str | os.PathLike = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Read, override and validate a params file; the result is safe to use as is."""
+    params = apply_overrides(read_yaml(path), overrides)
+    source = str(path) + (" with --set " + " ".join(overrides) if overrides else "")
+    validate(params, source)
+    return params

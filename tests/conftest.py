@@ -1,0 +1,62 @@
+"""Shared fixtures: where the real PTB lies, and one prepared copy of it per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsh import data
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _ptb_candidates() -> list[Path]:
+    env = os.environ.get("LSH_PTB_DIR")
+    return [Path(env)] if env else [REPO / "data" / "ptb", REPO.parent / "shared" / "data" / "ptb"]
+
+
+@pytest.fixture(scope="session")
+def ptb_raw() -> Path:
+    """The real PTB files (read only): $LSH_PTB_DIR, data/ptb/, or ../shared/data/ptb/."""
+    for folder in _ptb_candidates():
+        if all(data.find_raw(folder).values()):
+            return folder
+    pytest.fail(
+        "the PTB files are needed for these tests: put ptb.{train,valid,test}.txt(.gz) into "
+        f"data/ptb/ or set LSH_PTB_DIR (looked in: {', '.join(map(str, _ptb_candidates()))})"
+    )
+
+
+@pytest.fixture(scope="session")
+def ptb_prepared(ptb_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole PTB prepared once for the session (no training-token cap)."""
+    out = tmp_path_factory.mktemp("ptb_prepared")
+    data.prepare(ptb_raw, out, verify=True, allow_download=False)
+    return out
+
+
+def run_lsh(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the `lsh` command line as a user would, capturing its output."""
+    return subprocess.run(
+        [str(BIN / "lsh"), *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
+    """A copy of the project's workflow files and sources to run Snakemake and DVC in."""
+    for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "workflow", dest / "workflow")
+    # DVC hashes the package sources its stages depend on (the code that runs is the installed one).
+    shutil.copytree(REPO / "lsh", dest / "lsh", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    if ptb_raw is not None:
+        (dest / "data").mkdir()
+        (dest / "data" / "ptb").symlink_to(ptb_raw.resolve())
+    return dest

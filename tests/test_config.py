@@ -1,0 +1,155 @@
+"""The params schema, overrides and the messages for bad config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lsh import config
+
+from conftest import REPO
+
+PRESETS = [REPO / "params.yaml", *sorted((REPO / "workflow" / "presets").glob("*.yaml"))]
+
+
+@pytest.fixture
+def params() -> dict:
+    return config.read_yaml(REPO / "params.yaml")
+
+
+def _problems(params: dict) -> str:
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(params)
+    return str(info.value)
+
+
+def test_presets_are_complete_valid_params_files():
+    names = {p.name for p in PRESETS}
+    assert {"params.yaml", "smoke.yaml", "paper-lstm.yaml", "paper-rhn.yaml"} <= names
+    for path in PRESETS:
+        config.load_params(path)
+
+
+def test_the_package_reads_the_workflow_schema_not_a_copy():
+    assert config.SCHEMA_PATH.resolve() == (REPO / "workflow" / "schemas" / "params.schema.yaml").resolve()
+
+
+def test_every_schema_key_has_a_type_and_a_description():
+    def walk(node: dict, path: str) -> None:
+        for key, sub in node.get("properties", {}).items():
+            where = f"{path}{key}"
+            assert "description" in sub, f"{where} has no description"
+            assert "type" in sub or "enum" in sub, f"{where} has no type"
+            if sub.get("type") == "object":
+                assert sub.get("additionalProperties") is False, f"{where} accepts unknown keys"
+                walk(sub, f"{where}.")
+
+    schema = config.load_schema()
+    assert schema["additionalProperties"] is False
+    walk(schema, "")
+
+
+def test_below_minimum_names_key_value_and_minimum(params):
+    params["seed"] = -1
+    assert "seed: -1 is less than the minimum of 0" in _problems(params)
+
+
+def test_unknown_top_level_key_is_an_error_listing_allowed_keys(params):
+    params["sead"] = 3
+    message = _problems(params)
+    assert "sead: unknown key" in message
+    assert "allowed keys here: data, seed" in message
+
+
+def test_unknown_nested_key_is_named_with_its_path(params):
+    params["data"]["train_token"] = 5000
+    message = _problems(params)
+    assert "data.train_token: unknown key" in message
+    assert "train_tokens" in message
+
+
+def test_wrong_type_names_key_value_and_type(params):
+    params["data"]["verify"] = "yes"
+    assert "data.verify: 'yes' is not of type boolean" in _problems(params)
+
+
+def test_nullable_key_says_both_allowed_types(params):
+    params["data"]["train_tokens"] = 0.5
+    assert "data.train_tokens: 0.5 is not of type integer or null" in _problems(params)
+
+
+def test_missing_required_key_is_named(params):
+    del params["data"]["prepared"]
+    message = _problems(params)
+    assert "data.prepared: missing; this key is required" in message
+
+
+def test_pattern_mismatch_names_key_and_value(params):
+    params["data"]["url"] = "ftp.example/ptb"
+    message = _problems(params)
+    assert "data.url:" in message and "ftp.example/ptb" in message and "does not match" in message
+
+
+def test_all_problems_are_reported_at_once(params):
+    params["seed"] = -1
+    params["data"]["verify"] = 1
+    params["extra"] = {}
+    message = _problems(params)
+    assert message.count("\n  ") == 3
+
+
+def test_set_overrides_parse_yaml_types(params, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    loaded = config.load_params(path, ["data.train_tokens=null", "data.verify=false", "seed=7"])
+    assert loaded["data"]["train_tokens"] is None
+    assert loaded["data"]["verify"] is False
+    assert loaded["seed"] == 7
+
+
+def test_set_a_whole_section_as_json(params):
+    section = dict(params["data"], train_tokens=5000)
+    import json
+
+    out = config.apply_overrides(params, [f"data={json.dumps(section)}"])
+    assert out["data"] == section
+    assert params["data"]["train_tokens"] != 5000, "overrides must not change their input"
+
+
+def test_set_an_unknown_key_is_refused_by_validation(params, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(config.ConfigError, match=r"data\.trian_tokens: unknown key"):
+        config.load_params(path, ["data.trian_tokens=3"])
+
+
+@pytest.mark.parametrize("text", ["seed", "=3", "data..raw=x", ".seed=1"])
+def test_malformed_set_says_the_expected_form(text):
+    with pytest.raises(config.ConfigError, match="expected KEY.PATH=VALUE"):
+        config.parse_override(text)
+
+
+def test_set_below_a_scalar_key_is_refused(params):
+    with pytest.raises(config.ConfigError, match=f"seed is {params['seed']}, not a section"):
+        config.apply_overrides(params, ["seed.x=1"])
+
+
+def test_params_file_that_is_not_yaml_names_the_file(tmp_path: Path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: [1, 2\n")
+    with pytest.raises(config.ConfigError, match=f"params file {path} is not valid YAML"):
+        config.load_params(path)
+
+
+def test_missing_params_file_is_named(tmp_path: Path):
+    with pytest.raises(config.ConfigError, match="does not exist"):
+        config.load_params(tmp_path / "nope.yaml")
+
+
+def test_params_file_must_be_a_mapping(tmp_path: Path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(config.ConfigError, match="must hold a mapping"):
+        config.load_params(path)

@@ -1,0 +1,56 @@
+# All of the workflow's Python: config validation, paths, and the helpers rules call.
+import json
+import os
+import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from lsh.config import ConfigError, validate as describe_problems
+
+
+# One schema for Snakemake and the `lsh` command line (lsh/config.py reads the same file).
+# The package's check comes first only for its messages: one line per bad key, naming
+# the value and what is allowed, before any job runs.
+try:
+    describe_problems(config, "the Snakemake config")
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+validate(config, "../schemas/params.schema.yaml")
+
+# Rules call the `lsh` installed beside this Snakemake, also when Snakemake is started
+# as .venv/bin/snakemake without an activated venv.
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
+ENV = "../envs/lsh.yaml"
+
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+PREPARED = config["data"]["prepared"]
+SPLITS = ["train", "valid", "test"]
+
+
+def lsh_args(*sections):
+    """`--set` options that hand Snakemake's effective config sections to `lsh`.
+
+    A rule lists the sections it reads in its params, so Snakemake reruns it exactly
+    when one of them changes, and the command sees the same values Snakemake does
+    (presets and --config overrides included).
+    """
+    return " ".join(
+        f"--set {shlex.quote(f'{key}={json.dumps(config[key], sort_keys=True)}')}"
+        for key in sections
+    )
+
+
+def prepared_files():
+    return [
+        *expand(f"{PREPARED}/{{split}}.npy", split=SPLITS),
+        f"{PREPARED}/vocab.txt",
+        f"{PREPARED}/meta.json",
+    ]
+
+
+def final_outputs():
+    """What `rule all` asks for; grows as the pipeline's stages land."""
+    return prepared_files()

@@ -1,0 +1,18 @@
+# Data stage: PTB text (downloaded when missing) -> token ids, vocabulary and meta.json.
+
+
+rule prepare:
+    output:
+        prepared_files(),
+    params:
+        cfg=lsh_args("seed", "data"),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/prepare.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "lsh prepare {params.cfg} > {log} 2>&1"
