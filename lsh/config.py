@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 from lsh.errors import LshError
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(LshError):
@@ -57,6 +59,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML: {e}") from None
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e9 (no dot) as a string; on a command line it means a number
     return key.split("."), value
 
 

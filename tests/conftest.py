@@ -60,3 +60,11 @@ def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
         (dest / "data").mkdir()
         (dest / "data" / "ptb").symlink_to(ptb_raw.resolve())
     return dest
+
+
+@pytest.fixture(scope="session")
+def ptb_small(ptb_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PTB prepared with the first 12,000 training tokens: quick epochs for command-line tests."""
+    out = tmp_path_factory.mktemp("ptb_small")
+    data.prepare(ptb_raw, out, verify=True, allow_download=False, train_tokens=12_000)
+    return out

@@ -60,7 +60,7 @@ def test_unknown_top_level_key_is_an_error_listing_allowed_keys(params):
     params["sead"] = 3
     message = _problems(params)
     assert "sead: unknown key" in message
-    assert "allowed keys here: data, seed" in message
+    assert "allowed keys here: data, final, model, search, seed, train" in message
 
 
 def test_unknown_nested_key_is_named_with_its_path(params):
@@ -103,7 +103,8 @@ def test_all_problems_are_reported_at_once(params):
 def test_set_overrides_parse_yaml_types(params, tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(params))
-    loaded = config.load_params(path, ["data.train_tokens=null", "data.verify=false", "seed=7"])
+    loaded = config.load_params(path, ["data.train_tokens=null", "data.verify=false", "seed=7", "train.lr=1e3"])
+    assert loaded["train"]["lr"] == 1000.0, "1e3 is a number on the command line, not YAML 1.1's string"
     assert loaded["data"]["train_tokens"] is None
     assert loaded["data"]["verify"] is False
     assert loaded["seed"] == 7

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lsh import config, search
+
 from conftest import BIN, REPO, copy_project
 
 
@@ -40,18 +42,24 @@ def test_bad_config_stops_snakemake_before_any_job(project: Path):
     assert "seed: -5 is less than the minimum of 0" in out.stdout + out.stderr
 
 
-def test_snakemake_runs_prepare_with_a_preset_and_reruns_nothing(project: Path):
+def test_snakemake_runs_the_smoke_preset_and_reruns_nothing(project: Path):
     smoke = "workflow/presets/smoke.yaml"
-    out = run([str(BIN / "snakemake"), "--cores", "1", "--configfile", smoke], project)
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", smoke], project)
     assert out.returncode == 0, out.stderr
     meta = json.loads((project / "data" / "prepared" / "meta.json").read_text())
     assert meta["tokens"]["train"] == 20_000, "the preset's data.train_tokens reaches `lsh prepare`"
+    last = search.plan(config.load_params(project / smoke)["search"]).last_epoch
+    dense = project / "results" / "dense"
+    assert json.loads((dense / "summary.json").read_text())["epochs"] == last
+    assert sorted(p.name for p in dense.glob("*.pt")) == [f"epoch-{e:03d}.pt" for e in range(last + 1)]
     again = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", smoke], project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_dvc_dry_repro_shows_the_prepare_stage(project: Path):
+def test_dvc_shows_the_stages_and_dry_runs_prepare(project: Path):
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    out = run([str(BIN / "dvc"), "repro", "--dry"], project)
+    out = run([str(BIN / "dvc"), "repro", "--dry", "prepare"], project)
     assert out.returncode == 0, out.stderr
     assert "Running stage 'prepare'" in out.stdout
+    dag = run([str(BIN / "dvc"), "dag"], project)
+    assert "prepare" in dag.stdout and "dense" in dag.stdout

@@ -1,0 +1,43 @@
+"""Check the recorded benchmark results against the project's performance targets.
+
+    lsh bench train --json > benchmarks/results/train.json
+    python benchmarks/check.py benchmarks/results/*.json
+
+Ratios only, each measured side by side in one benchmark run; never a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# (benchmark, key inside each measured size, comparison, bound, what it means)
+TARGETS = [
+    ("train", "dense_overhead", "<=", 0.05, "training-loop overhead against the bare loop"),
+    ("train", "sparse_over_dense", ">=", 0.90, "sparse tokens/s against dense tokens/s"),
+]
+
+
+def check(result: dict) -> list[str]:
+    lines = []
+    for bench, key, op, bound, meaning in TARGETS:
+        if result.get("benchmark") != bench:
+            continue
+        for size, values in result["sizes"].items():
+            if key not in values:
+                continue
+            value = values[key]
+            ok = value <= bound if op == "<=" else value >= bound
+            lines.append(f"{'ok  ' if ok else 'FAIL'} {bench}/{size}: {key} = {value} ({op} {bound}: {meaning})")
+    return lines
+
+
+def main(paths: list[str]) -> int:
+    lines = [line for path in paths for line in check(json.loads(Path(path).read_text()))]
+    print("\n".join(lines) or "no targets found in these results")
+    return 1 if any(line.startswith("FAIL") for line in lines) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,539 @@
+"""Training: truncated BPTT with SGD, then non-monotonically triggered averaged SGD.
+
+One loop trains the dense reference, every candidate and the final survivors
+(algorithm-notes section 2). After every epoch it validates, decides the NT-ASGD
+switch, and writes an atomic checkpoint `epoch-NNN.pt` plus a line of
+`metrics.jsonl`; `epoch-000.pt` is the initialisation. A run resumes bitwise exactly
+from its last checkpoint: weights, averaging state, the switch history and the RNG
+states all travel in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from lsh import files
+from lsh.data import Corpus
+from lsh.errors import LshError
+from lsh.models import LanguageModel, ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+CURVES = "curves.json"  # the same records as one JSON list: DVC plots cannot read JSON lines
+DIVERGENCE_CHECK_EVERY = 20  # batches
+
+
+# -----------------------------------------------------------------------------
+# Configuration from params
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    batch_size: int
+    bptt: int
+    clip: float
+    weight_decay: float
+    nonmono: int
+    eval_batch_size: int
+    eval_tokens: int | None
+    device: str
+
+
+def model_config(params: dict, vocab: int) -> ModelConfig:
+    """The ModelConfig the params describe; cross-field problems become clean errors."""
+    m = params["model"]
+    drop = m["dropout"]
+    try:
+        return ModelConfig(
+            type=m["type"], vocab=vocab, emb=m["emb"], hidden=m["hidden"], layers=m["layers"],
+            depth=m["depth"], tied=m["tied"], dropout_input=drop["input"],
+            dropout_hidden=drop["hidden"], dropout_output=drop["output"], dropout_words=drop["words"],
+        )
+    except ValueError as e:
+        raise LshError(f"model: {e}") from None
+
+
+def train_config(params: dict) -> TrainConfig:
+    return TrainConfig(**params["train"])
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when available; asking for CUDA without one is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LshError("device: cuda was asked for, but torch sees no CUDA device (use auto or cpu)")
+    return torch.device(name)
+
+
+# -----------------------------------------------------------------------------
+# Data: batchified streams, as in pytorch/examples word_language_model
+
+
+def batchify(ids: np.ndarray, batch: int, device: torch.device) -> Tensor:
+    """Cut a token stream into `batch` parallel streams: [N] -> [N // batch, batch]."""
+    n = len(ids) // batch
+    if n < 2:
+        raise LshError(f"{len(ids)} tokens are too few for batch size {batch}")
+    return torch.from_numpy(ids[: n * batch]).view(batch, n).t().contiguous().to(device)
+
+
+def windows(source: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """(input [T, B], target [T, B]) windows of at most `bptt` steps."""
+    for i in range(0, source.size(0) - 1, bptt):
+        T = min(bptt, source.size(0) - 1 - i)
+        yield source[i : i + T], source[i + 1 : i + 1 + T]
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN or inf: a non-finite number is written as null."""
+    return x if math.isfinite(x) else None
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, source: Tensor, bptt: int) -> float:
+    """Mean cross-entropy per token over a batchified split, state carried across windows."""
+    model.eval()
+    state = model.init_state(source.size(1))
+    total = torch.zeros((), dtype=torch.float64, device=source.device)
+    count = 0
+    for x, y in windows(source, bptt):
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        count += y.numel()
+    return float(total) / count
+
+
+def should_switch_to_asgd(history: list[float], current: float, nonmono: int) -> bool:
+    """NT-ASGD trigger: more than `nonmono` earlier losses and worse than the best before the last `nonmono`."""
+    return len(history) > nonmono and current > min(history[:-nonmono])
+
+
+# -----------------------------------------------------------------------------
+# Averaging (the "A" of NT-ASGD)
+
+
+class Averager:
+    """Running average of the weights after the NT-ASGD switch.
+
+    Each entry keeps a step counter; the average weight is mu = 1 for the first two
+    steps, then 1 / (step - 1), as torch.optim.ASGD with t0 = 0. A counter may be a
+    tensor of the weight's shape: sparse training resets it where a weight is regrown,
+    so that weight's average restarts (SNT-ASGD). The averaged weights are what the
+    model is evaluated and checkpointed with.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+        self.avg: dict[str, Tensor] = {}
+        self.steps: dict[str, Tensor] = {}
+
+    def start(self, model: nn.Module) -> None:
+        self.active = True
+        self.avg = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.steps = {n: torch.zeros((), device=p.device) for n, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """avg <- avg + mu * (w - avg) for every weight; one fused call for the per-tensor counters."""
+        scalar: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+        for name, p in model.named_parameters():
+            steps = self.steps[name]
+            steps += 1
+            if steps.dim() == 0:
+                k = float(steps)
+                avgs, params = scalar.setdefault(1.0 if k <= 2 else 1.0 / (k - 1), ([], []))
+                avgs.append(self.avg[name])
+                params.append(p.detach())
+            else:  # per-weight counters (sparse training restarts regrown weights)
+                mu = torch.where(steps <= 2, 1.0, 1.0 / (steps - 1).clamp(min=1))
+                self.avg[name].lerp_(p.detach(), mu)
+        for mu, (avgs, params) in scalar.items():
+            torch._foreach_lerp_(avgs, params, mu)
+
+    @torch.no_grad()
+    def restart(self, name: str, where: Tensor) -> None:
+        """Restart the average of the entries of `name` where `where` is true (regrown weights)."""
+        steps = self.steps[name]
+        if steps.dim() == 0:
+            steps = self.steps[name] = steps.expand_as(self.avg[name]).clone()
+        steps[where] = 0
+
+    @torch.no_grad()
+    def mask(self, name: str, keep: Tensor) -> None:
+        self.avg[name] *= keep
+
+    def state_dict(self) -> dict:
+        return {"active": self.active, "avg": self.avg, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.active, self.avg, self.steps = state["active"], state["avg"], state["steps"]
+
+
+class swapped_in:
+    """Context manager: the model holds the averaged weights inside, its own weights after."""
+
+    def __init__(self, model: nn.Module, averager: Averager) -> None:
+        self.model, self.averager = model, averager
+        self.saved: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def __enter__(self) -> nn.Module:
+        if self.averager.active:
+            for name, p in self.model.named_parameters():
+                self.saved[name] = p.detach().clone()
+                p.copy_(self.averager.avg[name])
+        return self.model
+
+    @torch.no_grad()
+    def __exit__(self, *exc: object) -> None:
+        for name, p in self.model.named_parameters():
+            if name in self.saved:
+                p.copy_(self.saved[name])
+        self.saved.clear()
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_path(out: Path, epoch: int) -> Path:
+    return out / f"epoch-{epoch:03d}.pt"
+
+
+def list_checkpoints(out: Path) -> dict[int, Path]:
+    found = {}
+    for p in out.glob("epoch-*.pt"):
+        try:
+            found[int(p.stem.split("-")[1])] = p
+        except ValueError:
+            continue
+    return dict(sorted(found.items()))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    files.atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (weights_only); a truncated or foreign file is a clean error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LshError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip, pickle and torch errors alike: the file is unusable
+        raise LshError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: {e}); delete it and rerun") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise LshError(f"checkpoint {path} is not an lsh checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def model_from_checkpoint(state: dict, device: torch.device | str = "cpu") -> LanguageModel:
+    """Rebuild the model a checkpoint holds (its evaluation weights: averaged after the switch)."""
+    model = build_model(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# -----------------------------------------------------------------------------
+# The training run
+
+
+class Trainer:
+    """One model's training: the loop, its NT-ASGD switch, and its checkpoint state.
+
+    `sparse` is the optional dynamic-sparse-training hook (lsh.sparse.SparseTraining):
+    it masks the weights after every optimizer step and updates the topology once an epoch.
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        cfg: TrainConfig,
+        corpus: Corpus,
+        device: torch.device,
+        sparse: Any = None,
+    ) -> None:
+        self.model, self.cfg, self.device, self.sparse = model, cfg, device, sparse
+        self.train_data = batchify(corpus.train, cfg.batch_size, device)
+        valid = corpus.valid if cfg.eval_tokens is None else corpus.valid[: cfg.eval_tokens]
+        self.valid_data = batchify(valid, cfg.eval_batch_size, device)
+        self.test_ids = corpus.test
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.averager = Averager()
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.status = "ok"
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil((self.train_data.size(0) - 1) / self.cfg.bptt)
+
+    def train_epoch(self, progress: bool) -> tuple[float, float]:
+        """One pass over the training split; returns (mean loss, tokens/s). NaN loss stops early."""
+        model, cfg = self.model, self.cfg
+        model.train()
+        state = model.init_state(cfg.batch_size)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = batch = 0
+        start = time.perf_counter()
+        bar = tqdm(
+            total=self.train_data.size(0) * cfg.batch_size, unit="tok", unit_scale=True,
+            desc=f"epoch {self.epoch + 1}", disable=not progress, leave=False, file=sys.stderr,
+        )
+        for x, y in windows(self.train_data, cfg.bptt):
+            state = model.detach_state(state)
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            self.optimizer.step()
+            if self.sparse is not None:
+                self.sparse.after_step(model, self.optimizer)
+            if self.averager.active:
+                self.averager.update(model)
+            total += loss.detach() * y.numel()
+            count += y.numel()
+            bar.update(y.numel())
+            batch += 1
+            # a NaN stays NaN: checking now and then spares a device sync per batch
+            if batch % DIVERGENCE_CHECK_EVERY == 0 and not math.isfinite(float(total)):
+                break
+        bar.close()
+        seconds = time.perf_counter() - start
+        return float(total) / count, count / seconds
+
+    def run_epoch(self, progress: bool) -> dict:
+        """Train, validate, switch, update the topology: everything that makes one epoch."""
+        start = time.perf_counter()
+        train_loss, tokens_per_s = self.train_epoch(progress)
+        self.epoch += 1
+        if not math.isfinite(train_loss):
+            valid_loss = math.nan
+        else:
+            with swapped_in(self.model, self.averager) as model:
+                valid_loss = evaluate(model, self.valid_data, self.cfg.bptt)
+        record = {
+            "epoch": self.epoch,
+            "train_loss": _finite(train_loss),
+            "train_ppl": _finite(perplexity(train_loss)),
+            "valid_loss": _finite(valid_loss),
+            "valid_ppl": _finite(perplexity(valid_loss)),
+            "averaging": self.averager.active,
+            "lr": self.cfg.lr,
+            "tokens_per_s": round(tokens_per_s, 1),
+        }
+        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+            self.status = "diverged"
+        else:
+            losses = [h["valid_loss"] for h in self.history]
+            if not self.averager.active and should_switch_to_asgd(losses, valid_loss, self.cfg.nonmono):
+                log.info("epoch %d: validation loss stopped improving; switching to averaged SGD", self.epoch)
+                self.averager.start(self.model)
+            if self.sparse is not None:
+                record.update(self.sparse.end_of_epoch(self.model, self.optimizer, self.averager))
+        record["status"] = self.status
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        self.history.append(record)
+        return record
+
+    # -- checkpoint state ------------------------------------------------------
+
+    def state_dict(self, run_config: dict) -> dict:
+        """Everything an exact resume needs; `model` holds the weights to evaluate (averaged once averaging)."""
+        with swapped_in(self.model, self.averager) as model:
+            evaluated = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "status": self.status,
+            "model": evaluated,
+            "model_config": asdict(self.model.config),
+            "run_config": run_config,
+            "weights": self.model.state_dict() if self.averager.active else None,
+            "optimizer": self.optimizer.state_dict(),
+            "averaging": self.averager.state_dict(),
+            "history": self.history,
+            "rng": _rng_state(self.device),
+        }
+        if self.sparse is not None:
+            state["masks"] = self.sparse.masks_state()
+            state["sparse"] = self.sparse.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["weights"] if state["weights"] is not None else state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.averager.load_state_dict(
+            {k: ({n: t.to(self.device) for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state["averaging"].items()}
+        )
+        if self.sparse is not None:
+            self.sparse.load_state_dict(state["sparse"], state["masks"])
+        self.epoch, self.history, self.status = state["epoch"], list(state["history"]), state["status"]
+        _set_rng_state(state["rng"], self.device)
+
+    def test_perplexity(self) -> float:
+        test = batchify(self.test_ids, self.cfg.eval_batch_size, self.device)
+        with swapped_in(self.model, self.averager) as model:
+            return perplexity(evaluate(model, test, self.cfg.bptt))
+
+
+def run_config(params: dict) -> dict:
+    """The params a training run depends on: a resume must see the same ones."""
+    return {key: params.get(key) for key in ("seed", "model", "train", "sparse")}
+
+
+def _describe_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _describe_difference(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def train(
+    params: dict,
+    corpus: Corpus,
+    out: str | os.PathLike,
+    epochs: int,
+    *,
+    resume: bool = False,
+    keep: str = "all",
+    test: bool = False,
+    progress: bool | None = None,
+    sparse_factory: Any = None,
+) -> dict:
+    """Train the params' model until `epochs` epochs in total are done, checkpointing every epoch.
+
+    Returns the summary that is also written to `out/summary.json`.
+    """
+    out = Path(out)
+    if keep not in ("all", "last"):
+        raise LshError(f"--keep {keep!r}: allowed are all, last")
+    cfg = train_config(params)
+    device = resolve_device(cfg.device)
+    config = run_config(params)
+    existing = list_checkpoints(out)
+    if existing and not resume:
+        raise LshError(f"{out} already holds checkpoints (up to epoch {max(existing)}); pass --resume to continue or remove them")
+
+    torch.manual_seed(params["seed"])
+    model = build_model(model_config(params, corpus.vocab_size)).to(device)
+    sparse = sparse_factory(model, params, corpus, device) if sparse_factory else None
+    trainer = Trainer(model, cfg, corpus, device, sparse)
+    if sparse is not None:
+        sparse.set_schedule(trainer.batches_per_epoch)
+
+    if existing:
+        last = max(existing)
+        state = load_checkpoint(existing[last], map_location=device)
+        changed = _describe_difference(state["run_config"], config)
+        if changed:
+            log.warning("checkpoints in %s were made with other params (%s differ); starting over", out, ", ".join(changed))
+            for p in existing.values():
+                p.unlink()
+            for name in (METRICS, CURVES, SUMMARY):
+                (out / name).unlink(missing_ok=True)
+        else:
+            trainer.load_state_dict(state)
+            log.info("resuming from %s (epoch %d)", existing[last], last)
+    if trainer.epoch == 0:
+        save_checkpoint(checkpoint_path(out, 0), trainer.state_dict(config))
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if trainer.epoch > epochs:
+        raise LshError(f"{out} is already at epoch {trainer.epoch}, past --epochs {epochs}")
+    started = time.perf_counter()
+    while trainer.epoch < epochs and trainer.status == "ok":
+        record = trainer.run_epoch(progress)
+        save_checkpoint(checkpoint_path(out, trainer.epoch), trainer.state_dict(config))
+        write_metrics(out, trainer.history)
+        if keep == "last":
+            _prune_checkpoints(out, trainer.history)
+        log.info(
+            "epoch %3d | train ppl %8.2f | valid ppl %8.2f | %s%.0f tok/s | %.1f s",
+            record["epoch"], record["train_ppl"] or math.inf, record["valid_ppl"] or math.inf,
+            "averaging | " if record["averaging"] else "", record["tokens_per_s"], record["seconds"],
+        )
+        if trainer.status == "diverged":
+            log.warning("epoch %d: the loss is no longer finite; the run stops as diverged", trainer.epoch)
+
+    summary = summarize(trainer.history, trainer.status, epochs)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    if test and trainer.status == "ok":
+        summary["test_ppl"] = _finite(trainer.test_perplexity())
+    if not (out / METRICS).exists():
+        write_metrics(out, trainer.history)
+    files.write_json(out / SUMMARY, summary)
+    return summary
+
+
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """Per-epoch records, as JSON lines and as one JSON list (rewritten whole: never half a line)."""
+    files.write_text(out / METRICS, "".join(json.dumps(h) + "\n" for h in history))
+    files.write_json(out / CURVES, history)
+
+
+def summarize(history: list[dict], status: str, epochs: int) -> dict:
+    finite = [h for h in history if h["valid_ppl"] is not None]
+    best = min(finite, key=lambda h: h["valid_ppl"]) if finite else None
+    return {
+        "status": status,
+        "epochs": history[-1]["epoch"] if history else 0,
+        "target_epochs": epochs,
+        "valid_ppl": history[-1]["valid_ppl"] if history else None,
+        "best_epoch": best["epoch"] if best else None,
+        "best_valid_ppl": best["valid_ppl"] if best else None,
+    }
+
+
+def _prune_checkpoints(out: Path, history: list[dict]) -> None:
+    """`--keep last`: keep only the last and the best epoch's checkpoints."""
+    best = summarize(history, "ok", 0)["best_epoch"]
+    last = history[-1]["epoch"]
+    for epoch, path in list_checkpoints(out).items():
+        if epoch not in (last, best):
+            path.unlink()

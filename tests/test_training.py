@@ -1,0 +1,219 @@
+"""Training: the loop learns, resumes bitwise exactly, switches to NT-ASGD on time, fails cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsh import config, data, training
+from lsh.errors import LshError
+
+from conftest import REPO, run_lsh
+
+SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
+
+
+def tiny_params(**sets: object) -> dict:
+    overrides = [
+        "model.emb=16", "model.hidden=16", "train.eval_tokens=4000", "train.batch_size=10",
+        *(f"{k}={json.dumps(v)}" for k, v in sets.items()),
+    ]
+    return config.load_params(SMOKE, overrides)
+
+
+@pytest.fixture(scope="module")
+def corpus(ptb_prepared: Path) -> data.Corpus:
+    full = data.load_corpus(ptb_prepared)
+    return data.Corpus(full.train[:12_000], full.valid, full.test[:5_000], full.vocab)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return training.load_checkpoint(path)["model"]
+
+
+def test_batchify_cuts_parallel_streams_in_order():
+    import numpy as np
+
+    b = training.batchify(np.arange(10), 3, torch.device("cpu"))
+    assert b.tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+
+
+def test_untrained_model_perplexity_is_near_the_vocabulary_size(corpus):
+    params = tiny_params()
+    torch.manual_seed(0)
+    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    valid = training.batchify(corpus.valid[:5000], 10, torch.device("cpu"))
+    ppl = training.perplexity(training.evaluate(model, valid, 35))
+    assert 0.7 * corpus.vocab_size < ppl < 1.3 * corpus.vocab_size
+
+
+def test_one_short_epoch_lowers_validation_perplexity(corpus, tmp_path):
+    summary = training.train(tiny_params(), corpus, tmp_path, 1)
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert summary["status"] == "ok"
+    untrained = training.perplexity(
+        training.evaluate(
+            training.model_from_checkpoint(training.load_checkpoint(tmp_path / "epoch-000.pt")),
+            training.batchify(corpus.valid[:4000], 10, torch.device("cpu")), 35,
+        )
+    )
+    assert first["valid_ppl"] < 0.5 * untrained
+
+
+def test_checkpoint_for_every_epoch_including_the_initialisation(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt", "epoch-002.pt"]
+    state = torch.load(tmp_path / "epoch-002.pt", weights_only=True)
+    assert {"model", "optimizer", "averaging", "rng", "epoch", "history", "model_config"} <= set(state)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_resume_is_bitwise_equal_to_one_uninterrupted_run(corpus, tmp_path):
+    params = tiny_params()
+    training.train(params, corpus, tmp_path / "once", 4)
+    training.train(params, corpus, tmp_path / "twice", 2)
+    training.train(params, corpus, tmp_path / "twice", 4, resume=True)
+    a, b = weights(tmp_path / "once" / "epoch-004.pt"), weights(tmp_path / "twice" / "epoch-004.pt")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert (tmp_path / "once" / "metrics.jsonl").read_text().count("\n") == 4
+    once = [json.loads(x)["valid_loss"] for x in (tmp_path / "once" / "metrics.jsonl").read_text().splitlines()]
+    twice = [json.loads(x)["valid_loss"] for x in (tmp_path / "twice" / "metrics.jsonl").read_text().splitlines()]
+    assert once == twice
+
+
+def test_resume_is_exact_while_averaging(corpus, tmp_path):
+    """Averaged weights, counters and raw weights all travel in the checkpoint."""
+    params = tiny_params()
+    cfg, device = training.train_config(params), torch.device("cpu")
+
+    def trainer() -> training.Trainer:
+        torch.manual_seed(params["seed"])
+        model = training.build_model(training.model_config(params, corpus.vocab_size))
+        return training.Trainer(model, cfg, corpus, device)
+
+    one = trainer()
+    one.run_epoch(False)
+    one.averager.start(one.model)
+    one.run_epoch(False)
+    state = one.state_dict(training.run_config(params))
+    path = tmp_path / "ckpt.pt"
+    training.save_checkpoint(path, state)
+    one.run_epoch(False)
+
+    two = trainer()
+    two.load_state_dict(training.load_checkpoint(path))
+    two.run_epoch(False)
+    assert two.averager.active
+    for name, p in one.model.named_parameters():
+        assert torch.equal(p, dict(two.model.named_parameters())[name]), name
+        assert torch.equal(one.averager.avg[name], two.averager.avg[name]), name
+    timing = ("seconds", "tokens_per_s")
+    strip = lambda history: [{k: v for k, v in h.items() if k not in timing} for h in history]  # noqa: E731
+    assert strip(one.history) == strip(two.history)
+
+
+def test_nt_asgd_trigger_fires_only_after_nonmono_epochs_without_progress():
+    losses = [5.0, 4.0, 3.0, 2.9, 2.8, 2.7, 2.75, 2.95, 3.05]
+    fired = [i for i in range(len(losses)) if training.should_switch_to_asgd(losses[:i], losses[i], 5)]
+    # at i = 6: 2.75 is not worse than min(losses[:1]) = 5.0; at i = 8: 3.05 > min(losses[:3]) = 3.0
+    assert fired[0] == 8
+    assert not training.should_switch_to_asgd([1.0] * 5, 9.0, 5), "needs more than nonmono earlier losses"
+    assert training.should_switch_to_asgd([1.0] * 6, 1.01, 5)
+
+
+def test_trainer_switches_to_averaging_on_a_scripted_loss_sequence(corpus, monkeypatch):
+    # nonmono 2: epoch 3's 6.0 is worse than all, but only 2 losses precede it; epoch 4's 5.5 > 5.0
+    scripted = iter([5.0, 4.0, 6.0, 5.5, 4.1])
+    monkeypatch.setattr(training, "evaluate", lambda model, source, bptt: next(scripted))
+    params = tiny_params(**{"train.nonmono": 2})
+    torch.manual_seed(0)
+    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    t = training.Trainer(model, training.train_config(params), data.Corpus(corpus.train[:2000], corpus.valid, corpus.test, corpus.vocab), torch.device("cpu"))
+    active = []
+    for _ in range(5):
+        t.run_epoch(False)
+        active.append(t.averager.active)
+    assert active == [False, False, False, True, True]
+    assert [h["averaging"] for h in t.history] == [False, False, False, False, True]
+
+
+def test_averaged_weights_follow_asgd(corpus):
+    """mu = 1 for the first two steps, then 1 / (step - 1): the mean of weights from step 2 on."""
+    model = torch.nn.Linear(2, 1, bias=False)
+    avg = training.Averager()
+    avg.start(model)
+    seen = []
+    for k in range(5):
+        with torch.no_grad():
+            model.weight.fill_(float(k + 1))
+        avg.update(model)
+        seen.append(float(k + 1))
+    assert avg.avg["weight"].tolist() == [[sum(seen[1:]) / 4] * 2]
+
+
+def test_keep_last_keeps_only_the_last_and_best_epochs(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 3, keep="last")
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-003.pt"]
+
+
+def test_corrupted_checkpoint_is_an_error_naming_the_file(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 1)
+    path = tmp_path / "epoch-001.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(LshError, match=f"checkpoint {path} is truncated or corrupted"):
+        training.train(tiny_params(), corpus, tmp_path, 2, resume=True)
+
+
+def test_existing_checkpoints_without_resume_are_not_overwritten(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 1)
+    with pytest.raises(LshError, match="pass --resume"):
+        training.train(tiny_params(), corpus, tmp_path, 2)
+
+
+def test_resume_with_other_params_starts_over(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 2)
+    training.train(tiny_params(**{"train.lr": 5}), corpus, tmp_path, 1, resume=True)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt"]
+    assert training.load_checkpoint(tmp_path / "epoch-001.pt")["run_config"]["train"]["lr"] == 5
+
+
+def test_a_failed_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        training.save_checkpoint(tmp_path / "epoch-001.pt", {"x": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_divergence_ends_as_status_not_crash(ptb_small, tmp_path):
+    out = run_lsh(
+        "train", "--params", str(SMOKE), "--out", str(tmp_path), "--epochs", "3",
+        "--data", str(ptb_small), "--set", "train.lr=1e12", "--set", "train.clip=1e9",
+        "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000",
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["status"] == "diverged"
+
+
+def test_cli_trains_resumes_and_reports_test_perplexity(ptb_small, tmp_path):
+    common = ["--params", str(SMOKE), "--out", str(tmp_path), "--data", str(ptb_small), "--threads", "1",
+              "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000"]
+    assert run_lsh("train", *common, "--epochs", "1").returncode == 0
+    out = run_lsh("train", *common, "--epochs", "2", "--resume", "--test")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["test_ppl"] > 1
+    assert "resuming from" in out.stderr
