@@ -346,9 +346,13 @@ class Trainer:
         start = time.perf_counter()
         train_loss, tokens_per_s = self.train_epoch(progress)
         self.epoch += 1
+        topology = {}
         if not math.isfinite(train_loss):
             valid_loss = math.nan
         else:
+            # the topology changes before validation, so the metrics describe the checkpointed model
+            if self.sparse is not None:
+                topology = self.sparse.end_of_epoch(self.model, self.optimizer, self.averager)
             with swapped_in(self.model, self.averager) as model:
                 valid_loss = evaluate(model, self.valid_data, self.cfg.bptt)
         record = {
@@ -368,8 +372,7 @@ class Trainer:
             if not self.averager.active and should_switch_to_asgd(losses, valid_loss, self.cfg.nonmono):
                 log.info("epoch %d: validation loss stopped improving; switching to averaged SGD", self.epoch)
                 self.averager.start(self.model)
-            if self.sparse is not None:
-                record.update(self.sparse.end_of_epoch(self.model, self.optimizer, self.averager))
+        record.update(topology)
         record["status"] = self.status
         record["seconds"] = round(time.perf_counter() - start, 3)
         self.history.append(record)
@@ -443,17 +446,23 @@ def train(
     keep: str = "all",
     test: bool = False,
     progress: bool | None = None,
-    sparse_factory: Any = None,
+    dense: bool = False,
 ) -> dict:
     """Train the params' model until `epochs` epochs in total are done, checkpointing every epoch.
 
-    Returns the summary that is also written to `out/summary.json`.
+    The model is sparse (dynamic sparse training) when the params have a `sparse` section
+    with density below 1, unless `dense` is set (the dense reference). Returns the summary
+    that is also written to `out/summary.json`.
     """
+    from lsh import sparse as sparse_training
+
     out = Path(out)
     if keep not in ("all", "last"):
         raise LshError(f"--keep {keep!r}: allowed are all, last")
     cfg = train_config(params)
     device = resolve_device(cfg.device)
+    if dense:
+        params = {k: v for k, v in params.items() if k != "sparse"}
     config = run_config(params)
     existing = list_checkpoints(out)
     if existing and not resume:
@@ -461,10 +470,10 @@ def train(
 
     torch.manual_seed(params["seed"])
     model = build_model(model_config(params, corpus.vocab_size)).to(device)
-    sparse = sparse_factory(model, params, corpus, device) if sparse_factory else None
+    sparse = sparse_training.from_params(model, params, corpus, device)
     trainer = Trainer(model, cfg, corpus, device, sparse)
     if sparse is not None:
-        sparse.set_schedule(trainer.batches_per_epoch)
+        sparse.set_schedule(trainer.batches_per_epoch, params["final"]["epochs"])
 
     if existing:
         last = max(existing)

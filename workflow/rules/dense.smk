@@ -25,4 +25,4 @@ rule train_dense:
         runtime=240,
     shell:
         "lsh train {params.cfg} --data {params.data} --out {params.out} --epochs {params.epochs}"
-        " --keep all --resume --test --threads {threads} > {log} 2>&1"
+        " --dense --keep all --resume --test --threads {threads} > {log} 2>&1"

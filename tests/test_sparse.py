@@ -1,0 +1,291 @@
+"""Dynamic sparse training: exact counts, zeros that stay zero, every method combination, SNT-ASGD."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lsh import config, sparse, training
+from lsh.data import Corpus
+from lsh.models import ModelConfig, build_model
+
+from conftest import REPO
+
+SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
+VOCAB = 40
+
+
+def synthetic_corpus(tokens: int = 900, seed: int = 0) -> Corpus:
+    """A small corpus with some structure (a noisy cycle), so training moves the weights sensibly."""
+    rng = np.random.default_rng(seed)
+    ids = (np.arange(tokens) * 7 + rng.integers(0, 3, tokens)) % VOCAB
+    return Corpus(ids.astype(np.int64), ids[:400].astype(np.int64), ids[:400].astype(np.int64), [f"w{i}" for i in range(VOCAB)])
+
+
+def small_params(model_type: str = "lstm", **sparse_cfg: object) -> dict:
+    model = (
+        ["model.type=lstm", "model.layers=2", "model.emb=8", "model.hidden=8"]
+        if model_type == "lstm"
+        else ["model.type=rhn", "model.layers=1", "model.depth=2", "model.emb=8", "model.hidden=8", "model.tied=true"]
+    )
+    overrides = [*model, "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4", "train.eval_tokens=null",
+                 "final.epochs=4", "sparse.decay_epochs=null", *(f"sparse.{k}={json.dumps(v)}" for k, v in sparse_cfg.items())]
+    return config.load_params(SMOKE, overrides)
+
+
+def make_trainer(params: dict, corpus: Corpus) -> training.Trainer:
+    torch.manual_seed(params["seed"])
+    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    hook = sparse.from_params(model, params, corpus, torch.device("cpu"))
+    t = training.Trainer(model, training.train_config(params), corpus, torch.device("cpu"), hook)
+    hook.set_schedule(t.batches_per_epoch, params["final"]["epochs"])
+    return t
+
+
+def assert_pruned_weights_are_zero(t: training.Trainer) -> None:
+    for name, mask in t.sparse.masks.items():
+        w = dict(t.model.named_parameters())[name]
+        assert torch.all(w[~mask] == 0), f"{name}: a pruned weight is not zero"
+        if t.averager.active:
+            assert torch.all(t.averager.avg[name][~mask] == 0), f"{name}: a pruned averaged weight is not zero"
+
+
+COMBINATIONS = list(itertools.product(sparse.INIT, sparse.DEATH, sparse.GROWTH, sparse.REDISTRIBUTION))
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "rhn"])
+@pytest.mark.parametrize("init, death, growth, redistribution", COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+def test_every_combination_keeps_exact_counts_and_zeros(model_type, init, death, growth, redistribution):
+    params = small_params(model_type, init=init, death=death, growth=growth, redistribution=redistribution,
+                          density=0.33, death_rate=0.6)
+    t = make_trainer(params, synthetic_corpus())
+    hook = t.sparse
+    shapes = {n: w.shape for n, w in hook.weights.items()}
+    expected = sparse.er_counts(shapes, 0.33) if init == "ER" else sparse.uniform_counts(shapes, 0.33)
+    assert {n: int(m.sum()) for n, m in hook.masks.items()} == expected, "initial per-layer counts are exact"
+    assert hook.nonzeros() == hook.target == sum(expected.values())
+    assert_pruned_weights_are_zero(t)
+    for epoch in range(3):
+        if epoch == 1:
+            t.averager.start(t.model)  # SNT-ASGD from the second epoch on
+        record = t.run_epoch(progress=False)
+        assert record["status"] == "ok"
+        assert record["pruned"] > 0 and record["regrown"] == record["pruned"]
+        assert hook.nonzeros() == hook.target, f"epoch {epoch + 1}: non-zeros drifted from the target"
+        assert_pruned_weights_are_zero(t)
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "rhn"])
+def test_masks_cover_every_weight_matrix_and_a_tied_decoder_shares_the_embedding(model_type):
+    t = make_trainer(small_params(model_type), synthetic_corpus())
+    names = set(t.sparse.masks)
+    assert all(not n.endswith("bias") and "bias_" not in n for n in names)
+    if model_type == "lstm":
+        assert names == {"embedding.weight", "decoder.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0",
+                         "lstm.weight_ih_l1", "lstm.weight_hh_l1"}
+    else:
+        assert names == {"embedding.weight", "W.weight", "R.0.weight", "R.1.weight"}
+        assert t.model.decoder.weight is t.model.embedding.weight
+
+
+def test_er_counts_follow_rows_plus_cols_and_spill_a_full_layer():
+    shapes = {"a": torch.Size([100, 100]), "b": torch.Size([10, 1000]), "c": torch.Size([2, 2])}
+    counts = sparse.er_counts(shapes, 0.1)
+    assert counts["c"] == 4, "a layer whose ER density exceeds 1 is kept dense"
+    target = 0.1 * (10_000 + 10_000 + 4)
+    assert abs(sum(counts.values()) - target) <= 2
+    # the free layers keep eps * (rows + cols) entries with one eps
+    assert counts["a"] / 200 == pytest.approx(counts["b"] / 1010, rel=0.01)
+
+
+def test_threshold_death_removes_the_intended_count_within_two_percent():
+    torch.manual_seed(0)
+    weights = {"w": torch.randn(300, 300)}
+    masks = {"w": torch.rand(300, 300) < 0.4}
+    for rate in (0.1, 0.5, 0.8):
+        removed = sparse.death_threshold(weights, masks, rate)["w"]
+        intended = math.ceil(rate * int(masks["w"].sum()))
+        assert abs(int(removed.sum()) - intended) <= 0.02 * intended
+        assert not torch.any(removed & ~masks["w"]), "only active weights are removed"
+        kept = weights["w"].abs()[masks["w"] & ~removed]
+        assert weights["w"].abs()[removed].max() <= kept.min(), "the smallest magnitudes go"
+
+
+def test_magnitude_and_set_and_global_remove_exactly_and_by_their_rule():
+    torch.manual_seed(1)
+    weights = {"a": torch.randn(50, 40), "b": 3 * torch.randn(30, 30)}
+    masks = {n: torch.rand(w.shape) < 0.5 for n, w in weights.items()}
+    rate = 0.3
+    mag = sparse.death_magnitude(weights, masks, rate)
+    for n in weights:
+        assert int(mag[n].sum()) == math.ceil(rate * int(masks[n].sum()))
+        assert weights[n].abs()[mag[n]].max() <= weights[n].abs()[masks[n] & ~mag[n]].min()
+    set_ = sparse.death_set(weights, masks, rate)
+    for n, w in weights.items():
+        k = math.ceil(rate * int(masks[n].sum()))
+        assert int(set_[n].sum()) == k
+        pos, neg = set_[n] & (w >= 0), set_[n] & (w < 0)
+        assert abs(int(pos.sum()) - int(neg.sum())) <= 1, "half positive, half negative"
+        assert w[pos].max() <= w[masks[n] & (w >= 0) & ~set_[n]].min(), "the smallest positive weights"
+        assert w[neg].min() >= w[masks[n] & (w < 0) & ~set_[n]].max(), "the negative weights closest to zero"
+    glob = sparse.death_global_magnitude(weights, masks, rate)
+    total = sum(int(m.sum()) for m in masks.values())
+    assert sum(int(r.sum()) for r in glob.values()) == math.ceil(rate * total)
+    removed = torch.cat([weights[n].abs()[glob[n]] for n in weights])
+    kept = torch.cat([weights[n].abs()[masks[n] & ~glob[n]] for n in weights])
+    assert removed.max() <= kept.min(), "one threshold across layers"
+    assert int(glob["a"].sum()) > int(glob["b"].sum()), "the layer of smaller weights loses more"
+
+
+def test_redistribution_shares_exactly_and_caps_a_layer_at_99_percent():
+    masks = {"a": torch.zeros(10, 10, dtype=torch.bool), "b": torch.zeros(10, 10, dtype=torch.bool)}
+    masks["a"].view(-1)[:95] = True
+    masks["b"].view(-1)[:20] = True
+    weights = {"a": torch.full((10, 10), 5.0), "b": torch.full((10, 10), 1.0)}
+    counts = sparse.regrowth_counts("magnitude", {"a": 10, "b": 10}, weights, masks, None)
+    assert sum(counts.values()) == 20
+    assert counts["a"] == 4, "a: 95 of 100 + 4 = 99 %, the rest spills to b"
+    counts = sparse.regrowth_counts("nonzeros", {"a": 3, "b": 4}, weights, masks, None)
+    assert sum(counts.values()) == 7 and counts["a"] == 4 and counts["b"] == 3
+    assert sparse.regrowth_counts("none", {"a": 2, "b": 5}, weights, masks, None) == {"a": 2, "b": 5}
+
+
+def test_growth_picks_inactive_positions_by_its_rule():
+    inactive = torch.tensor([True, True, False, True, True])
+    grad = torch.tensor([0.1, -5.0, 100.0, 2.0, 0.0])
+    assert sparse.grow("gradient", inactive, 2, grad, None).tolist() == [False, True, False, True, False]
+    assert sparse.grow("momentum", inactive, 1, None, grad).tolist() == [False, True, False, False, False]
+    grown = sparse.grow("random", inactive, 3, None, None)
+    assert int(grown.sum()) == 3 and not grown[2]
+
+
+def test_death_rate_decays_by_cosine_over_the_full_training_per_batch():
+    params = small_params(death_rate=0.8)
+    t = make_trainer(params, synthetic_corpus())
+    hook = t.sparse
+    per_epoch = t.batches_per_epoch
+    assert hook.total_steps == per_epoch * params["final"]["epochs"], "decay length is the full training (null: final.epochs)"
+    explicit = make_trainer(dict(params, sparse=dict(params["sparse"], decay_epochs=7)), synthetic_corpus())
+    assert explicit.sparse.total_steps == per_epoch * 7
+    assert hook.death_rate == pytest.approx(0.8)
+    hook.step = hook.total_steps // 2
+    assert hook.death_rate == pytest.approx(0.005 + 0.5 * 0.795)
+    hook.step = hook.total_steps
+    assert hook.death_rate == pytest.approx(0.005)
+    hook.step = 0
+    t.run_epoch(progress=False)
+    assert hook.step == per_epoch, "stepped once per mini-batch"
+
+
+def test_a_regrown_weight_restarts_its_average():
+    params = small_params(growth="random", death="magnitude", redistribution="none", death_rate=0.5)
+    t = make_trainer(params, synthetic_corpus())
+    t.run_epoch(progress=False)
+    t.averager.start(t.model)
+    for _ in range(5):
+        t.averager.update(t.model)
+    before = {n: m.clone() for n, m in t.sparse.masks.items()}
+    t.sparse.end_of_epoch(t.model, t.optimizer, t.averager)
+    name = "lstm.weight_hh_l0"
+    w = dict(t.model.named_parameters())[name].detach()
+    # regrown weights start at zero (a weight pruned and regrown in one update is regrown too)
+    grown, kept = t.sparse.masks[name] & (w == 0), t.sparse.masks[name] & (w != 0)
+    assert (grown & ~before[name]).any() and kept.any()
+    steps = t.averager.steps[name]
+    assert torch.all(steps[grown] == 0), "the counter of a regrown weight restarts"
+    assert torch.all(steps[kept] == 5), "kept weights keep averaging"
+    with torch.no_grad():
+        w = dict(t.model.named_parameters())[name]
+        w[grown] = 0.75
+    t.averager.update(t.model)
+    assert torch.all(t.averager.avg[name][grown] == 0.75), "its average starts over from its own value"
+
+
+def test_same_seed_gives_same_masks_and_weights_and_resume_is_exact(ptb_small: Path, tmp_path: Path):
+    from lsh import data
+
+    corpus = data.load_corpus(ptb_small)
+    params = config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=4000",
+                                        "sparse.init=ER", "sparse.growth=gradient", "sparse.redistribution=magnitude"])
+    training.train(params, corpus, tmp_path / "a", 3)
+    training.train(params, corpus, tmp_path / "b", 1)
+    training.train(params, corpus, tmp_path / "b", 3, resume=True)
+    other = dict(params, seed=params["seed"] + 1)
+    training.train(other, corpus, tmp_path / "c", 1)
+    a, b = (training.load_checkpoint(tmp_path / d / "epoch-003.pt") for d in "ab")
+    for name in a["masks"]:
+        assert torch.equal(a["masks"][name], b["masks"][name]), name
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    a0, c0 = (training.load_checkpoint(tmp_path / d / "epoch-000.pt") for d in "ac")
+    assert not torch.equal(a0["masks"]["lstm.weight_hh_l0"], c0["masks"]["lstm.weight_hh_l0"]), "masks come from the seed"
+    assert a0["masks"]["lstm.weight_hh_l0"].dtype == torch.bool
+
+
+def test_jacobian_init_keeps_the_top_k_of_a_direct_computation():
+    torch.manual_seed(3)
+    cfg = ModelConfig(type="lstm", vocab=12, emb=4, hidden=5, layers=2)
+    model = build_model(cfg).double()
+    tokens = torch.randint(12, (6, 3))
+    approx = torch.randint(12, (6, 3))
+    scores = sparse.jacobian_sensitivity(model, tokens, approx, horizon=2)
+
+    # Direct: the full state Jacobian by jacrev, J 1 as its row sums, then autograd for theta.
+    weights = model.sparsifiable_weights()
+    names, params = list(weights), list(weights.values())
+    with torch.no_grad():
+        states = [model.init_state(3)]
+        for t in range(5):
+            states.append(model.step(states[-1], model.embed(tokens[t])))
+    # chi_u is the batch mean of ||J 1||^2, and |d chi_u / d theta| is summed over u
+    delta = {n: torch.zeros_like(p) for n, p in weights.items()}
+    for u in (1, 2):
+        h, c = states[6 - u]
+        x = model.embed(tokens[6 - u])
+        jac = torch.func.vmap(torch.func.jacrev(lambda hb, cb, xb: model.step((hb, cb), xb)[0]), in_dims=(1, 1, 0))(h, c, x)
+        j1 = jac.reshape(3, 10, 10).sum(dim=2)
+        grads = torch.autograd.grad((j1**2).sum() / 3, params, allow_unused=True)
+        for n, g in zip(names, grads):
+            if g is not None:
+                delta[n] += g.abs()
+    state, total = model.init_state(3), 0.0
+    for t in range(6):
+        state = model.step(state, model.embed(approx[t]))
+        total = total + state[0].sum()
+    gamma = dict(zip(names, torch.autograd.grad(total / 3, params, allow_unused=True)))
+    for n in names:
+        g = gamma[n]
+        direct = torch.where(g.abs() > 0, delta[n] / g.abs().clamp(min=1e-30), torch.zeros_like(delta[n])) if g is not None else torch.zeros_like(delta[n])
+        torch.testing.assert_close(scores[n], direct, rtol=1e-6, atol=1e-12)
+
+    counts = sparse.uniform_counts({n: p.shape for n, p in weights.items()}, 0.3)
+    masks = {n: sparse._choose_top(scores[n], torch.ones_like(scores[n], dtype=torch.bool), counts[n]) for n in names}
+    for n in ("lstm.weight_hh_l0", "lstm.weight_ih_l1"):
+        kept, dropped = scores[n][masks[n]], scores[n][~masks[n]]
+        assert int(masks[n].sum()) == counts[n]
+        assert kept.min() >= dropped.max(), f"{n}: the top-K sensitivities are kept"
+
+
+def test_divergent_sparse_settings_end_as_diverged(ptb_small: Path, tmp_path: Path):
+    from lsh import data
+
+    params = config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=4000",
+                                        "sparse.death_rate=0.9", "train.lr=1e12", "train.clip=1e9"])
+    summary = training.train(params, data.load_corpus(ptb_small), tmp_path, 3)
+    assert summary["status"] == "diverged"
+
+
+def test_density_one_or_no_section_is_the_dense_model():
+    corpus = synthetic_corpus()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(type="lstm", vocab=VOCAB, emb=4, hidden=4, layers=1))
+    params = small_params(density=1.0)
+    assert sparse.from_params(model, params, corpus, torch.device("cpu")) is None
+    del params["sparse"]
+    assert sparse.from_params(model, params, corpus, torch.device("cpu")) is None
