@@ -138,3 +138,176 @@ def bench_train(params: dict, *, demo_steps: int = 40, paper_steps: int = 5, rep
     for name, (model_params, steps) in sizes.items():
         result["sizes"][name] = bench_train_size(params, model_params, steps, repeats, sparse_factory)
     return result
+
+
+# -----------------------------------------------------------------------------
+# Lyapunov spectrum: analytic Jacobians against the generic autograd path and the floor
+
+SPECTRUM_SIZE = {"type": "lstm", "emb": 256, "hidden": 256, "layers": 2, "depth": 1, "tied": False}
+
+
+def _spectrum_model(model_params: dict, vocab: int, seed: int) -> LanguageModel:
+    from lsh.models import ModelConfig, build_model
+
+    torch.manual_seed(seed)
+    keys = ("type", "emb", "hidden", "layers", "depth", "tied")
+    return build_model(ModelConfig(vocab=vocab, **{k: model_params[k] for k in keys})).eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(run: Callable[[], object], device: torch.device) -> Callable[[], float]:
+    """run() -> its wall time in seconds (device work included)."""
+
+    def timed() -> float:
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        return time.perf_counter() - start
+
+    return timed
+
+
+class _FloorTangent:
+    """Random stand-ins for a tangent's linear algebra, run through the same QR loop.
+
+    Dense tangents: fixed random Jacobian blocks of the same shape (the loop then does exactly
+    the same geqrf and ormqr / matmul calls). Other tangents: the same list of matrix products
+    on fixed random operands, and Q passed on (a copy) to the same QR. The costs of matmul and
+    Householder QR do not depend on the values.
+    """
+
+    def __init__(self, tangent, k: int, dtype: torch.dtype, device: torch.device, seed: int = 0) -> None:
+        import math
+
+        g = torch.Generator(device="cpu").manual_seed(seed)
+
+        def rand(shape: tuple) -> torch.Tensor:
+            return (torch.randn(shape, generator=g, dtype=dtype) / math.sqrt(shape[-1])).to(device)
+
+        self.samples, self.blocks, self.block_size = tangent.samples, tangent.blocks, tangent.block_size
+        self.dense = tangent.dense
+        Lb = self.block_size
+        self.J = rand((self.samples, self.blocks, Lb, Lb)) if self.dense else None
+        self.mats = [(rand(a), rand(b)) for a, b in tangent.products(k // self.blocks)]  # per-block columns
+
+    def advance(self, t: int) -> None:
+        pass
+
+    def jacobian(self, t: int) -> torch.Tensor:
+        return self.J
+
+    def propagate(self, t: int, q: torch.Tensor) -> torch.Tensor:
+        if self.dense:
+            return torch.matmul(self.J, q)
+        for a, b in self.mats:
+            torch.matmul(a, b)
+        return q.clone()
+
+
+def spectrum_floor(tangent, k: int, steps: int, qr_every: int, dtype: torch.dtype,
+                   device: torch.device) -> Callable[[], object]:
+    """The linear algebra a spectrum cannot skip: `steps` steps of the QR loop with the J Q products
+    (same count and shapes) and QR factorisations of `tangent`, on random matrices."""
+    from lsh.lyapunov import qr_loop
+
+    floor = _FloorTangent(tangent, k, dtype, device)
+    return lambda: qr_loop(floor, 0, steps, k, qr_every, dtype, device)
+
+
+def bench_spectrum_size(params: dict, model_params: dict, repeats: int, *, compare: bool = True,
+                        warm: bool = True) -> dict:
+    """Seconds per spectrum at one model size: the analytic path and, with `compare`, the generic
+    autograd path (full Jacobian), autograd with the analytic path's per-layer blocks (what
+    `--method autograd` runs on a stacked LSTM), the analytic path on the full Jacobian, and the
+    floor; interleaved, medians of `repeats`, after one warm-up run of each unless `warm` is false."""
+    from lsh import lyapunov
+
+    ly = lyapunov.Settings.from_params(params)
+    device = lyapunov.resolve_device(ly.device)
+    dtype = lyapunov.resolve_dtype(ly.dtype)
+    K, T, W = ly.samples, ly.steps, ly.warmup
+    vocab = 10_000
+    model = _spectrum_model(model_params, vocab, params["seed"])
+    rng = np.random.default_rng(params["seed"])
+    tokens = torch.from_numpy(rng.integers(0, vocab, size=(W + T, K), dtype=np.int64)).to(device)
+    kwargs = ly.compute_kwargs()
+    kwargs["device"] = device
+
+    def spectrum(**extra) -> Callable[[], object]:
+        return lambda: lyapunov.model_spectrum(model, tokens, **{**kwargs, **extra})
+
+    k = ly.exponents or lyapunov.state_size(model, ly.state)
+    per_layer = lyapunov.uses_per_layer(model, ly.state, k)
+    runs = {"analytic": _timed(spectrum(method="analytic"), device)}
+    if compare:
+        xs = model.embed(tokens.cpu()).to(device=device, dtype=dtype)
+        tangent, _ = lyapunov.make_tangent(model, xs, state=ly.state, method="analytic", exponents=ly.exponents)
+        # the generic path knows nothing of the LSTM's layers: full Jacobian, one basis
+        runs["autograd"] = _timed(spectrum(method="autograd", per_layer=False), device)
+        runs["floor"] = _timed(spectrum_floor(tangent, k, T, ly.qr_every, dtype, device), device)
+        if per_layer:
+            # what `--method autograd` runs on this LSTM: autograd Jacobians, the same per-layer blocks
+            runs["autograd_blocks"] = _timed(spectrum(method="autograd"), device)
+            runs["analytic_full"] = _timed(spectrum(method="analytic", per_layer=False), device)
+    if warm:
+        for run in runs.values():  # warm-up: allocator, kernels, caches
+            run()
+    medians = _interleaved(runs, repeats)
+    out = {
+        "model": {k_: model_params[k_] for k_ in ("type", "emb", "hidden", "layers", "depth")},
+        "hidden": model_params["hidden"],
+        "layers": model_params["layers"],
+        "samples": K,
+        "steps": T,
+        "warmup": W,
+        "exponents": k,
+        "state": ly.state,
+        "dtype": ly.dtype,
+        "qr_every": ly.qr_every,
+        "per_layer": per_layer,
+        "repeats": repeats,
+    }
+    out.update({f"{name}_s": float(f"{v:.4g}") for name, v in medians.items()})  # 4 significant digits
+    if compare:
+        # with the same settings the two methods compute the same quantity: their spectra agree
+        a = spectrum(method="analytic")()
+        b = spectrum(method="autograd")()
+        out["max_abs_diff_analytic_autograd"] = float((a - b).abs().max())
+        out["ratio_autograd_over_analytic"] = round(medians["autograd"] / medians["analytic"], 3)
+        out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
+        if "autograd_blocks" in medians:
+            out["ratio_autograd_blocks_over_analytic"] = round(medians["autograd_blocks"] / medians["analytic"], 3)
+    return out
+
+
+def bench_spectrum(params: dict, *, repeats: int = 5, paper: bool = True, size: dict | None = None) -> dict:
+    """`lsh bench spectrum`: analytic vs autograd vs floor at hidden 256 x 2 layers (or `size`), plus
+    seconds per spectrum at the params' (demo) model size and at the paper's 2 x 1500 LSTM (one
+    run: about 10 s on 2 cores), all with the params' lyapunov settings (K, T, warm-up, dtype)."""
+    from lsh import lyapunov
+
+    ly = lyapunov.Settings.from_params(params)
+    main = bench_spectrum_size(params, {**SPECTRUM_SIZE, **(size or {})}, repeats)
+    result = {
+        "benchmark": "spectrum",
+        "device": lyapunov.resolve_device(ly.device).type,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        **{k: main[k] for k in ("hidden", "layers", "samples", "steps", "warmup", "exponents", "state", "dtype",
+                                "qr_every", "per_layer", "repeats")},
+        **{k: v for k, v in main.items() if k.endswith("_s") or k.startswith(("ratio_", "max_abs"))},
+    }
+    sizes = {"demo": (params["model"], repeats)}
+    if paper:
+        sizes["paper"] = (PAPER_LSTM, 1)
+    for name, (model_params, n) in sizes.items():
+        measured = bench_spectrum_size(params, model_params, n, compare=False, warm=name == "demo")
+        result[name] = {k: measured[k] for k in ("model", "samples", "steps", "warmup", "exponents", "per_layer", "repeats")}
+        result[name]["seconds_per_spectrum"] = measured["analytic_s"]
+    return result
