@@ -14,6 +14,8 @@ configfile: "params.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/dense.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/final.smk"
 
 
 rule all:

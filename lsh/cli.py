@@ -70,6 +70,7 @@ def cmd_train(args: argparse.Namespace, params: dict) -> int:
     corpus = data.load_corpus(args.data or params["data"]["prepared"])
     summary = training.train(
         params, corpus, args.out, args.epochs, resume=args.resume, keep=args.keep, test=args.test,
+        dense=args.dense,
     )
     log.info("%s: %s after %d epochs, best valid ppl %s (epoch %s)%s", args.out, summary["status"],
              summary["epochs"], summary["best_valid_ppl"], summary["best_epoch"],
@@ -95,17 +96,104 @@ def cmd_plan(args: argparse.Namespace, params: dict) -> int:
     return 0
 
 
+def cmd_spectrum(args: argparse.Namespace, params: dict) -> int:
+    import dataclasses
+
+    from lsh import files, lyapunov
+
+    _set_threads(args.threads)
+    settings = lyapunov.Settings.from_params(
+        params, method=args.method, samples=args.samples, steps=args.steps, warmup=args.warmup
+    )
+    if args.exponents is not None:  # "all" overrides a k in the params
+        settings = dataclasses.replace(settings, exponents=None if args.exponents == "all" else args.exponents)
+    record = lyapunov.checkpoint_spectrum(args.checkpoint, args.data or params["data"]["prepared"], settings, params["seed"])
+    files.write_json(args.out, record)
+    top = record["exponents"][0] if record["exponents"] else None
+    log.info("%s: %s, %s exponents, largest %s, %.2f s", args.out, record["status"],
+             len(record["exponents"] or []), f"{top:.4f}" if top is not None else "-", record["seconds"])
+    return 0
+
+
+def _exponents_flag(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 or all")
+    return value
+
+
 def cmd_bench(args: argparse.Namespace, params: dict) -> int:
     from lsh import bench
 
     _set_threads(args.threads)
     if args.what == "train":
         result = bench.bench_train(params, paper=not args.no_paper, repeats=args.repeats)
+    elif args.what == "spectrum":
+        result = bench.bench_spectrum(params, paper=not args.no_paper, repeats=args.repeats)
     if args.json:
         print(json.dumps(result, indent=2))
+    elif args.what == "spectrum":
+        for key, value in result.items():
+            print(f"{key}: {value}")
     else:
         for name, size in result["sizes"].items():
             print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in size.items() if k.endswith(("_per_s", "overhead", "_dense"))))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, params: dict) -> int:
+    """The steps of the LSH search, one per workflow rule."""
+    from pathlib import Path
+
+    from lsh import data, files, lyapunov, search
+
+    _set_threads(getattr(args, "threads", None))
+    layout = search.Layout(Path(args.results)) if getattr(args, "results", None) else None
+    step = args.step
+    if step == "pool":
+        if args.round == "final":
+            rounds = len(search.plan(params["search"]).rounds)
+            pool = search.initial_pool(params) if rounds == 0 else search.next_pool(params, layout, rounds)
+        else:
+            r = int(args.round)
+            pool = search.initial_pool(params) if r == 0 else search.next_pool(params, layout, r)
+        files.write_json(args.out, pool)
+        log.info("%s: %d slots (%s)", args.out, len(pool["slots"]),
+                 ", ".join(e["candidate"] if e else "empty" for e in pool["slots"]))
+    elif step == "train":
+        pool = search.read_json(Path(args.pool))
+        corpus = data.load_corpus(args.data or params["data"]["prepared"])
+        summary = search.train_slot(params, pool, args.slot, Path(args.out), corpus, final=args.final)
+        log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
+    elif step == "spectra":
+        pool = search.read_json(Path(args.pool))
+        settings = lyapunov.Settings.from_params(params)
+        record = search.slot_spectra(params, pool, args.slot, Path(args.train), Path(args.data or params["data"]["prepared"]), settings)
+        files.write_json(args.out, record)
+        log.info("%s: %d spectra in %.1f s", args.out, len(record["spectra"]), record["seconds"])
+    elif step == "dense-spectra":
+        settings = lyapunov.Settings.from_params(params)
+        record = search.dense_spectra(params, Path(args.train), Path(args.data or params["data"]["prepared"]), settings, args.epochs)
+        files.write_json(args.out, record)
+        log.info("%s: %d spectra in %.1f s", args.out, len(record["spectra"]), record["seconds"])
+    elif step == "rank":
+        ranking = search.rank_round(params, layout, int(args.round))
+        files.write_text(args.out, ranking.to_csv(index=False))
+        log.info("round %s ranking:\n%s", args.round, ranking[["rank", "candidate", "distance", "valid_ppl", "kept"]].to_string(index=False))
+    elif step == "propose":
+        proposals = search.propose_round(params, layout, int(args.round))
+        files.write_json(args.out, proposals)
+        log.info("%s: %s", args.out, ", ".join(f"{p['candidate']} {p['config']}" for p in proposals["proposals"]) or "none")
+    elif step == "select":
+        selected = search.select(params, layout)
+        files.write_json(args.out, selected)
+        log.info("selected %s %s: valid ppl %s, test ppl %s", selected["candidate"], selected["config"],
+                 selected["valid_ppl"], selected["test_ppl"])
     return 0
 
 
@@ -131,19 +219,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", choices=["all", "last"], default="all", help="checkpoints kept: every epoch, or the last and the best")
     p.add_argument("--test", action="store_true", help="also compute the test perplexity at the end")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--dense", action="store_true", help="ignore the params' sparse section: train the dense reference")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("plan", parents=[common], help="the search's rounds and budget, known before any training")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser("spectrum", parents=[common], help="Lyapunov spectrum of a checkpoint (flags override the params' lyapunov section)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (its evaluation weights are used)")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON record to write")
+    p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
+    p.add_argument("--method", choices=["analytic", "autograd"], help="Jacobians: analytic or torch.func")
+    p.add_argument("--samples", type=int, metavar="K", help="validation sequences")
+    p.add_argument("--steps", type=int, metavar="T", help="accumulated steps")
+    p.add_argument("--warmup", type=int, metavar="W", help="warm-up steps")
+    p.add_argument("--exponents", type=_exponents_flag, metavar="k", help="k leading exponents, or all")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_spectrum)
+
     p = sub.add_parser("bench", parents=[common], help="benchmarks behind the README's performance figures")
-    p.add_argument("what", choices=["train"], help="what to measure")
+    p.add_argument("what", choices=["train", "spectrum"], help="what to measure")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--repeats", type=int, default=5, metavar="N", help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("search", help="the LSH search's steps (what the workflow rules call)")
+    steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
+    q = steps.add_parser("pool", parents=[common], help="a round's pool (0: the proposer's initial n) or the final pool")
+    q.add_argument("--round", required=True, help="round number, or final")
+    q.add_argument("--results", default="results", metavar="DIR", help="the run's results folder")
+    q.add_argument("--out", required=True, metavar="FILE")
+    for name, text in (("train", "train one pool slot's candidate"), ("spectra", "spectra of a slot's new checkpoints")):
+        q = steps.add_parser(name, parents=[common], help=text)
+        q.add_argument("--pool", required=True, metavar="FILE")
+        q.add_argument("--slot", required=True, type=int, metavar="S")
+        q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
+        q.add_argument("--out", required=True, metavar="PATH")
+        q.add_argument("--threads", type=int, metavar="N")
+        if name == "train":
+            q.add_argument("--final", action="store_true", help="the final training: keep the last and best epochs, test perplexity")
+        else:
+            q.add_argument("--train", required=True, metavar="DIR", help="the slot's training folder")
+    q = steps.add_parser("dense-spectra", parents=[common], help="spectra of the dense epochs 0..N")
+    q.add_argument("--train", required=True, metavar="DIR")
+    q.add_argument("--epochs", required=True, type=int, metavar="N")
+    q.add_argument("--data", metavar="DIR")
+    q.add_argument("--out", required=True, metavar="FILE")
+    q.add_argument("--threads", type=int, metavar="N")
+    for name, text in (("rank", "rank a round's candidates"), ("propose", "propose new candidates after a round")):
+        q = steps.add_parser(name, parents=[common], help=text)
+        q.add_argument("--round", required=True, type=int)
+        q.add_argument("--results", default="results", metavar="DIR")
+        q.add_argument("--out", required=True, metavar="FILE")
+    q = steps.add_parser("select", parents=[common], help="pick the best final candidate")
+    q.add_argument("--results", default="results", metavar="DIR")
+    q.add_argument("--out", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_search)
     return parser
 
 
@@ -151,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
-        format=f"lsh {args.command}: %(message)s",
+        format=f"lsh {args.command}{' ' + args.step if getattr(args, 'step', None) else ''}: %(message)s",
         stream=sys.stderr,
     )
     func: Callable[[argparse.Namespace, dict], int] = args.func

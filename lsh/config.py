@@ -108,12 +108,28 @@ def _help(schema: dict, key: str) -> str:
     return schema.get("properties", {}).get(key, {}).get("description", "see the schema")
 
 
+def _cross_field(params: dict) -> list[str]:
+    """Rules between keys, which a JSON schema cannot state; checked only once the schema passes."""
+    lines = []
+    model = params.get("model", {})
+    if model.get("tied") and model.get("emb") != model.get("hidden"):
+        lines.append(f"model.tied: true needs model.emb == model.hidden (got {model.get('emb')} and {model.get('hidden')})")
+    if model.get("type") == "rhn" and model.get("layers") != 1:
+        lines.append(f"model.layers: {model.get('layers')} is not allowed for the RHN; use 1 (its depth is model.depth)")
+    rate = params.get("space", {}).get("death_rate", {})
+    if rate and rate["low"] > rate["high"]:
+        lines.append(f"space.death_rate: low {rate['low']} is above high {rate['high']}")
+    return lines
+
+
 def validate(params: dict, source: str = "params") -> None:
     """Raise ConfigError listing every way `params` breaks the schema."""
     schema = load_schema()
     cls = jsonschema.validators.validator_for(schema)
     errors = sorted(cls(schema).iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [line for e in errors for line in _describe(e)]
+    if not lines:
+        lines = _cross_field(params)
     if lines:
         body = "\n".join(f"  {line}" for line in lines)
         raise ConfigError(f"invalid params ({source}):\n{body}")

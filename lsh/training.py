@@ -447,12 +447,15 @@ def train(
     test: bool = False,
     progress: bool | None = None,
     dense: bool = False,
+    init: str | os.PathLike | None = None,
 ) -> dict:
     """Train the params' model until `epochs` epochs in total are done, checkpointing every epoch.
 
     The model is sparse (dynamic sparse training) when the params have a `sparse` section
-    with density below 1, unless `dense` is set (the dense reference). Returns the summary
-    that is also written to `out/summary.json`.
+    with density below 1, unless `dense` is set (the dense reference). `init` continues a
+    run from a checkpoint in another folder (a search survivor's next round, or its final
+    training), as if it were this folder's own last checkpoint. Returns the summary that is
+    also written to `out/summary.json`.
     """
     from lsh import sparse as sparse_training
 
@@ -475,7 +478,14 @@ def train(
     if sparse is not None:
         sparse.set_schedule(trainer.batches_per_epoch, params["final"]["epochs"])
 
-    if existing:
+    if init is not None and not existing:
+        state = load_checkpoint(init, map_location=device)
+        changed = _describe_difference(state["run_config"], config)
+        if changed:
+            raise LshError(f"--init {init} was trained with other params ({', '.join(changed)} differ)")
+        trainer.load_state_dict(state)
+        log.info("continuing from %s (epoch %d)", init, trainer.epoch)
+    elif existing:
         last = max(existing)
         state = load_checkpoint(existing[last], map_location=device)
         changed = _describe_difference(state["run_config"], config)
@@ -495,7 +505,7 @@ def train(
         progress = sys.stderr.isatty()
     if trainer.epoch > epochs:
         raise LshError(f"{out} is already at epoch {trainer.epoch}, past --epochs {epochs}")
-    started = time.perf_counter()
+    started, first_epoch = time.perf_counter(), trainer.epoch
     while trainer.epoch < epochs and trainer.status == "ok":
         record = trainer.run_epoch(progress)
         save_checkpoint(checkpoint_path(out, trainer.epoch), trainer.state_dict(config))
@@ -512,8 +522,10 @@ def train(
 
     summary = summarize(trainer.history, trainer.status, epochs)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    if test and trainer.status == "ok":
-        summary["test_ppl"] = _finite(trainer.test_perplexity())
+    summary["epochs_trained"] = trainer.epoch - first_epoch
+    if test and summary["best_epoch"] is not None:
+        summary["test_ppl"] = _finite(best_test_perplexity(out, summary["best_epoch"], trainer))
+        summary["test_epoch"] = summary["best_epoch"]
     if not (out / METRICS).exists():
         write_metrics(out, trainer.history)
     files.write_json(out / SUMMARY, summary)
@@ -524,6 +536,19 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     """Per-epoch records, as JSON lines and as one JSON list (rewritten whole: never half a line)."""
     files.write_text(out / METRICS, "".join(json.dumps(h) + "\n" for h in history))
     files.write_json(out / CURVES, history)
+
+
+def best_test_perplexity(out: Path, best_epoch: int, trainer: Trainer) -> float:
+    """Test perplexity of the best validation epoch (its checkpoint; the current model if it is the last)."""
+    if best_epoch == trainer.epoch:
+        return trainer.test_perplexity()
+    path = checkpoint_path(out, best_epoch)
+    if not path.exists():  # continued from elsewhere: the best epoch lies in the parent's folder
+        log.warning("best epoch %d has no checkpoint in %s; test perplexity of the last epoch instead", best_epoch, out)
+        return trainer.test_perplexity()
+    model = model_from_checkpoint(load_checkpoint(path, map_location=trainer.device), trainer.device)
+    test = batchify(trainer.test_ids, trainer.cfg.eval_batch_size, trainer.device)
+    return perplexity(evaluate(model, test, trainer.cfg.bptt))
 
 
 def summarize(history: list[dict], status: str, epochs: int) -> dict:

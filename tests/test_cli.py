@@ -40,9 +40,11 @@ def test_every_subcommand_accepts_params_and_set(tmp_path: Path):
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert {"params", "prepare", "train", "plan", "bench"} <= set(commands)
-    for command in commands:
-        out = run_lsh(command, "--help")
-        assert "--params FILE" in out.stdout and "--set KEY.PATH=VALUE" in out.stdout, command
+    for command, sub in commands.items():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        for name in nested[0].choices if nested else [None]:
+            out = run_lsh(command, *([name] if name else []), "--help")
+            assert "--params FILE" in out.stdout and "--set KEY.PATH=VALUE" in out.stdout, (command, name)
     out = run_lsh("params", "--params", str(preset))
     assert yaml.safe_load(out.stdout) == yaml.safe_load(preset.read_text())
 

@@ -155,3 +155,19 @@ def test_params_file_must_be_a_mapping(tmp_path: Path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(config.ConfigError, match="must hold a mapping"):
         config.load_params(path)
+
+
+def test_cross_field_rules_name_both_keys(params):
+    params["model"]["tied"] = True
+    params["model"]["emb"], params["model"]["hidden"] = 100, 120
+    assert "model.tied: true needs model.emb == model.hidden (got 100 and 120)" in _problems(params)
+
+
+def test_death_rate_range_must_be_ordered(params):
+    params["space"]["death_rate"].update(low=0.9, high=0.4)
+    assert "space.death_rate: low 0.9 is above high 0.4" in _problems(params)
+
+
+def test_enum_names_the_allowed_choices(params):
+    params["search"]["proposer"] = "bayes"
+    assert "search.proposer: 'bayes' is not allowed; choose one of: tpe, atpe, rand, grid" in _problems(params)

@@ -77,3 +77,132 @@ def test_plan_table_is_printed_by_default():
     out = run_lsh("plan")
     assert out.returncode == 0
     assert "total candidate-epochs for selection" in out.stdout
+
+
+# -----------------------------------------------------------------------------
+# Ranking on synthetic spectra whose answer is known
+
+import numpy as np  # noqa: E402
+
+from lsh import config  # noqa: E402
+from conftest import REPO  # noqa: E402
+
+
+def synthetic_spectra(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A dense trajectory over epochs 0..3 and candidates at growing, direction-changing offsets."""
+    rng = np.random.default_rng(seed)
+    dense = np.cumsum(rng.normal(size=(4, 12)), axis=0) - 5.0
+    candidates = {}
+    for name, scale in (("near", 0.05), ("mid", 1.5), ("far", 6.0)):
+        offset = scale * rng.normal(size=12)
+        candidates[name] = dense + offset * np.linspace(0.5, 1.0, 4)[:, None]
+    return dense, candidates
+
+
+@pytest.mark.parametrize("embedding", ["pca", "raw"])
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+@pytest.mark.parametrize("fit", ["pair", "pool"])
+def test_ls_ranking_orders_candidates_by_their_distance_to_dense(embedding, distance, fit):
+    dense, candidates = synthetic_spectra()
+    scores = search.ls_distances(dense, candidates, embedding=embedding, distance=distance, fit=fit, seed=0)
+    assert search.rank(scores, list(candidates)) == ["near", "mid", "far"], scores
+
+
+def test_tsne_pooled_ranking_keeps_the_nearest_candidate_first():
+    """t-SNE keeps neighbourhoods, not distances: with the pool embedded together, the candidate
+    whose trajectory overlaps the dense one ends nearest and the far one farthest."""
+    dense, candidates = synthetic_spectra()
+    scores = search.ls_distances(dense, candidates, embedding="tsne", distance="l2", fit="pool", seed=0)
+    assert search.rank(scores, list(candidates)) == ["near", "mid", "far"], scores
+
+
+def test_raw_l2_distance_is_the_plain_distance_at_the_last_epoch():
+    dense, candidates = synthetic_spectra()
+    scores = search.ls_distances(dense, {"c": candidates["mid"][:3]}, embedding="raw", distance="l2")
+    assert scores["c"] == pytest.approx(np.linalg.norm(dense[2] - candidates["mid"][2]))
+
+
+def test_pca_pair_distance_uses_the_dense_reference_at_the_candidates_epoch():
+    dense, candidates = synthetic_spectra()
+    from sklearn.decomposition import PCA
+
+    traj = candidates["mid"][:2]  # the candidate is at epoch 1
+    emb = PCA(n_components=2, random_state=0).fit_transform(np.concatenate([dense[:2], traj]))
+    scores = search.ls_distances(dense, {"c": traj}, embedding="pca", distance="l2", fit="pair")
+    assert scores["c"] == pytest.approx(np.linalg.norm(emb[1] - emb[3]))
+
+
+def test_diverged_candidates_rank_last_and_ties_break_by_pool_order():
+    dense, candidates = synthetic_spectra()
+    bad = candidates["near"].copy()
+    bad[2, 3] = np.nan
+    scores = search.ls_distances(dense, {"nan": bad, "none": None, **candidates}, embedding="raw")
+    assert scores["nan"] == scores["none"] == float("inf")
+    order = search.rank(scores, ["none", "nan", "far", "mid", "near"])
+    assert order == ["near", "mid", "far", "none", "nan"]
+    assert search.rank({"b": 1.0, "a": 1.0, "c": 0.5}, ["b", "a", "c"]) == ["c", "b", "a"]
+
+
+# -----------------------------------------------------------------------------
+# Proposers
+
+SPACE = config.load_params(REPO / "params.yaml")["space"]
+
+
+def test_grid_has_24_points_and_inserts_unused_ones_until_exhausted():
+    points = search.grid_points(SPACE)
+    assert len(points) == 24 and len({search.config_key(p) for p in points}) == 24
+    assert {p["death_rate"] for p in points} == {SPACE["grid_death_rate"]}
+    first = search.propose("grid", SPACE, [], [], 20, seed=1)
+    more = search.propose("grid", SPACE, [], first, 10, seed=1)
+    assert len(more) == 4, "only 4 grid points are left"
+    assert {search.config_key(c) for c in first + more} == {search.config_key(p) for p in points}
+
+
+@pytest.mark.parametrize("proposer", ["tpe", "atpe", "rand"])
+def test_proposals_are_distinct_unseen_and_valid(proposer):
+    tried = search.propose("rand", SPACE, [], [], 6, seed=3)
+    history = [(c, float(i)) for i, c in enumerate(tried)]
+    new = search.propose(proposer, SPACE, history, tried, 5, seed=4)
+    keys = [search.config_key(c) for c in new]
+    assert len(new) == 5 and len(set(keys)) == 5
+    assert not set(keys) & {search.config_key(c) for c in tried}
+    for c in new:
+        assert all(c[k] in SPACE[k] for k in search.CATEGORICAL)
+        assert 0.4 <= c["death_rate"] <= 0.9 and round(c["death_rate"] * 10, 6) == round(c["death_rate"] * 10)
+    assert search.propose(proposer, SPACE, history, tried, 5, seed=4) == new, "the same seed proposes the same"
+
+
+def test_a_continuous_death_rate_is_allowed():
+    space = dict(SPACE, death_rate={"low": 0.4, "high": 0.9, "q": None})
+    new = search.propose("tpe", space, [], [], 4, seed=0)
+    assert all(0.4 <= c["death_rate"] <= 0.9 for c in new)
+
+
+def test_tpe_concentrates_where_the_history_is_good_more_than_random():
+    space = dict(SPACE, death_rate={"low": 0.4, "high": 0.9, "q": None})
+    good = [dict(init="ER", death=d, growth="random", redistribution="nonzeros", death_rate=0.5 + 0.02 * i)
+            for i, d in enumerate(["magnitude", "SET", "threshold", "global_magnitude"])]
+    bad = [dict(good[i], init="uniform", redistribution=r, death_rate=0.8 + 0.01 * i) for i, r in enumerate(["magnitude", "none"] * 2)]
+    history = [(c, 0.1 * (i + 1)) for i, c in enumerate(good)] + [(c, 5.0 + i) for i, c in enumerate(bad)]
+    tried = [c for c, _ in history]
+
+    def share(proposer: str) -> float:
+        hits = total = 0
+        for seed in range(12):
+            for c in search.propose(proposer, space, history, tried, 3, seed=seed):
+                hits += c["init"] == "ER" and c["redistribution"] == "nonzeros"
+                total += 1
+        return hits / total
+
+    assert share("tpe") > share("rand") + 0.2
+
+
+def test_initial_pool_has_n_distinct_candidates_from_the_proposer():
+    params = config.load_params(REPO / "params.yaml")
+    pool = search.initial_pool(params)
+    assert len(pool["slots"]) == params["search"]["n"]
+    assert [e["candidate"] for e in pool["slots"]] == [search.candidate_id(i) for i in range(params["search"]["n"])]
+    assert all(e["parent"] is None and e["epochs_after"] == params["search"]["e0"] for e in pool["slots"])
+    assert len({search.config_key(e["config"]) for e in pool["slots"]}) == params["search"]["n"]
+    assert search.initial_pool(params) == pool

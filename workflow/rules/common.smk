@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -72,6 +73,76 @@ def train_mem_mb(wildcards, attempt):
     return int(1500 + weights * 4 * 8 / 1e6) * attempt
 
 
+# Rounds, slots and final slots are two-digit wildcards: r00, s03, f01.
+ROUND = f"{RESULTS}/rounds/r{{r}}"
+SLOT = f"{RESULTS}/rounds/r{{r}}/s{{s}}"
+FINAL = f"{RESULTS}/final"
+
+
+def two(i):
+    return f"{int(i):02d}"
+
+
+def round_slots(r):
+    return range(PLAN.rounds[int(r)].pool)
+
+
+def slot_train_dirs(r):
+    return [f"{RESULTS}/rounds/r{two(r)}/s{two(s)}/train" for s in round_slots(r)]
+
+
+def slot_spectra_files(r):
+    return [f"{RESULTS}/rounds/r{two(r)}/s{two(s)}/spectra.json" for s in round_slots(r)]
+
+
+def candidate_sections():
+    """What a candidate's training reads; final.epochs only when it sets the death-rate decay."""
+    return ["seed", "model", "train", "sparse", *(["final"] if config["sparse"]["decay_epochs"] is None else [])]
+
+
+def pool_inputs(wildcards):
+    """Round 0's pool needs nothing; a later pool needs the previous round's ranking and proposals."""
+    r = int(wildcards.r)
+    if r == 0:
+        return []
+    return [f"{RESULTS}/rounds/r{two(r - 1)}/ranking.csv", f"{RESULTS}/rounds/r{two(r - 1)}/proposals.json"]
+
+
+def parent_dirs(wildcards):
+    """A survivor continues from a checkpoint of the previous round: its train folders are inputs."""
+    r = int(wildcards.r)
+    return slot_train_dirs(r - 1) if r > 0 else []
+
+
+def rank_inputs(wildcards):
+    r = int(wildcards.r)
+    return {
+        "pool": f"{RESULTS}/rounds/r{two(r)}/pool.json",
+        "train": slot_train_dirs(r),
+        "spectra": [f for q in range(r + 1) for f in slot_spectra_files(q)],
+        "dense": f"{RESULTS}/dense/spectra.json",
+    }
+
+
+def final_pool_inputs(wildcards):
+    if not PLAN.rounds:
+        return []  # search.mode full: the initial pool goes straight to the final training
+    last = len(PLAN.rounds) - 1
+    return [f"{RESULTS}/rounds/r{two(last)}/ranking.csv", *slot_train_dirs(last)]
+
+
+def final_train_dirs():
+    return [f"{FINAL}/f{two(f)}" for f in range(PLAN.final_pool)]
+
+
+def select_inputs(wildcards):
+    inputs = {"pool": f"{FINAL}/pool.json", "final": final_train_dirs()}
+    if PLAN.rounds:
+        inputs["rankings"] = [f"{RESULTS}/rounds/r{two(r)}/ranking.csv" for r in range(len(PLAN.rounds))]
+        inputs["dense"] = f"{RESULTS}/dense/spectra.json"
+    return inputs
+
+
 def final_outputs():
-    """What `rule all` asks for; grows as the pipeline's stages land."""
-    return [*prepared_files(), f"{RESULTS}/dense/summary.json"]
+    """What `rule all` asks for."""
+    return [f"{FINAL}/selected.json"]

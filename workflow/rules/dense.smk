@@ -19,10 +19,34 @@ rule train_dense:
         ENV
     log:
         f"{LOGS}/dense/train.log",
-    threads: 2
+    threads: 1
     resources:
         mem_mb=train_mem_mb,
         runtime=240,
     shell:
         "lsh train {params.cfg} --data {params.data} --out {params.out} --epochs {params.epochs}"
         " --dense --keep all --resume --test --threads {threads} > {log} 2>&1"
+
+
+rule spectra_dense:
+    input:
+        data=prepared_files(),
+        checkpoints=dense_checkpoints(),
+    output:
+        f"{RESULTS}/dense/spectra.json",
+    params:
+        cfg=lsh_args("seed", "lyapunov"),
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        train=lambda w, input: os.path.dirname(input.checkpoints[0]),
+        epochs=PLAN.last_epoch,
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dense/spectra.log",
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=60,
+    shell:
+        "lsh search dense-spectra {params.cfg} --train {params.train} --epochs {params.epochs}"
+        " --data {params.data} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,64 @@
+# The final pool (the last round's survivors, or every initial candidate in `full` mode)
+# trains to final.epochs from its selection checkpoints; the best by validation wins.
+
+
+rule final_pool:
+    input:
+        final_pool_inputs,
+    output:
+        f"{FINAL}/pool.json",
+    params:
+        cfg=lsh_args("seed", "space", "search", "final"),
+        results=lambda w, output: str(Path(output[0]).parents[1]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/final/pool.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "lsh search pool {params.cfg} --round final --results {params.results} --out {output} > {log} 2>&1"
+
+
+rule train_final:
+    input:
+        data=prepared_files(),
+        pool=f"{FINAL}/pool.json",
+    output:
+        directory(f"{FINAL}/f{{f}}"),
+    params:
+        cfg=lsh_args("seed", "model", "train", "sparse", "final"),
+        data=lambda w, input: os.path.dirname(input.data[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/final/f{{f}}.log",
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=1440,
+    shell:
+        "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.f} --final --data {params.data}"
+        " --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule select:
+    input:
+        unpack(select_inputs),
+    output:
+        f"{FINAL}/selected.json",
+    params:
+        cfg=lsh_args("seed", "search", "sparse"),
+        results=lambda w, output: str(Path(output[0]).parents[1]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/final/select.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "lsh search select {params.cfg} --results {params.results} --out {output} > {log} 2>&1"
