@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsh import sparse as sparse_training
 from lsh import training
 from lsh.data import Corpus
 from lsh.models import LanguageModel
@@ -64,7 +65,7 @@ def _interleaved(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return {name: statistics.median(values) for name, values in results.items()}
 
 
-def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int, sparse_factory=None) -> dict:
+def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int) -> dict:
     """tokens/s of the bare loop and of the Trainer (SGD and averaging phases) for one model size."""
     params = copy.deepcopy(params)
     params["model"].update(model_params)
@@ -81,10 +82,10 @@ def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int,
 
     def trainer(averaging: bool, sparse: bool) -> training.Trainer:
         model = copy.deepcopy(init)
-        s = sparse_factory(model, params, corpus, device) if sparse else None
+        s = sparse_training.from_params(model, params, corpus, device) if sparse else None
         t = training.Trainer(model, cfg, corpus, device, s)
         if s is not None:
-            s.set_schedule(t.batches_per_epoch)
+            s.set_schedule(t.batches_per_epoch, params["final"]["epochs"])
         if averaging:
             t.averager.start(model)
         return t
@@ -95,7 +96,7 @@ def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int,
         "dense": lambda: dense.train_epoch(progress=False)[1],
         "dense_asgd": lambda: dense_avg.train_epoch(progress=False)[1],
     }
-    if sparse_factory is not None:
+    if sparse_training.sparse_config(params) is not None:  # the params' candidate, at the run's density
         sparse = trainer(False, True)
         runs["sparse"] = lambda: sparse.train_epoch(progress=False)[1]
     for run in runs.values():  # warm-up: allocator, kernels, caches
@@ -121,8 +122,7 @@ def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int,
     return out
 
 
-def bench_train(params: dict, *, demo_steps: int = 40, paper_steps: int = 5, repeats: int = 5, paper: bool = True,
-                sparse_factory=None) -> dict:
+def bench_train(params: dict, *, demo_steps: int = 40, paper_steps: int = 5, repeats: int = 5, paper: bool = True) -> dict:
     """The training benchmark at the params' (demo) size and, unless `paper` is false, the paper's 2 x 1500 LSTM."""
     sizes = {"demo": ({}, demo_steps)}
     if paper:
@@ -136,7 +136,7 @@ def bench_train(params: dict, *, demo_steps: int = 40, paper_steps: int = 5, rep
         "sizes": {},
     }
     for name, (model_params, steps) in sizes.items():
-        result["sizes"][name] = bench_train_size(params, model_params, steps, repeats, sparse_factory)
+        result["sizes"][name] = bench_train_size(params, model_params, steps, repeats)
     return result
 
 

@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace, params: dict) -> int:
     corpus = data.load_corpus(args.data or params["data"]["prepared"])
     summary = training.train(
         params, corpus, args.out, args.epochs, resume=args.resume, keep=args.keep, test=args.test,
-        dense=args.dense,
+        dense=args.dense, init=args.init,
     )
     log.info("%s: %s after %d epochs, best valid ppl %s (epoch %s)%s", args.out, summary["status"],
              summary["epochs"], summary["best_valid_ppl"], summary["best_epoch"],
@@ -93,6 +93,26 @@ def cmd_plan(args: argparse.Namespace, params: dict) -> int:
     final = params["final"]["epochs"]
     extra = plan.final_pool * max(0, final - plan.last_epoch)
     print(f"final training: {plan.final_pool} survivors to epoch {final} (at most {extra} more candidate-epochs)")
+    return 0
+
+
+def cmd_dvc_yaml(args: argparse.Namespace, params: dict) -> int:
+    """Write (or check) the DVC stages the params' schedule implies."""
+    from pathlib import Path
+
+    from lsh import dvc_stages, files
+
+    text = dvc_stages.render(params)
+    if args.check:
+        current = Path(args.out).read_text() if Path(args.out).exists() else ""
+        if current != text:
+            raise LshError(f"{args.out} is not what these params generate: run `lsh dvc-yaml --out {args.out}`")
+        log.info("%s is current", args.out)
+    elif args.out == "-":
+        sys.stdout.write(text)
+    else:
+        files.write_text(args.out, text)
+        log.info("wrote %s (%d stages)", args.out, text.count("    cmd: "))
     return 0
 
 
@@ -170,6 +190,11 @@ def cmd_search(args: argparse.Namespace, params: dict) -> int:
         corpus = data.load_corpus(args.data or params["data"]["prepared"])
         summary = search.train_slot(params, pool, args.slot, Path(args.out), corpus, final=args.final)
         log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
+    elif step == "train-to-final":
+        pool = search.read_json(Path(args.pool))
+        corpus = data.load_corpus(args.data or params["data"]["prepared"])
+        summary = search.train_to_final(params, pool, args.slot, Path(args.train), Path(args.out), corpus)
+        log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
     elif step == "spectra":
         pool = search.read_json(Path(args.pool))
         settings = lyapunov.Settings.from_params(params)
@@ -197,6 +222,17 @@ def cmd_search(args: argparse.Namespace, params: dict) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, params: dict) -> int:
+    """The run's report: tables and figures from a finished run's results folder."""
+    from lsh import report
+
+    written = report.build_report(params, args.results, args.out)
+    log.info("%s: %s", args.out, ", ".join(written["files"]))
+    for note in written["notes"]:
+        log.info("note: %s", note)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsh", description="LS-based hyperpruning of recurrent language models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -220,11 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="store_true", help="also compute the test perplexity at the end")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dense", action="store_true", help="ignore the params' sparse section: train the dense reference")
+    p.add_argument("--init", metavar="CKPT", help="continue from this checkpoint of another run folder (when --out has none)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("plan", parents=[common], help="the search's rounds and budget, known before any training")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("dvc-yaml", parents=[common], help="generate dvc.yaml (a stage per phase and per round) from the params")
+    p.add_argument("--out", default="-", metavar="FILE", help="file to write (default: standard output)")
+    p.add_argument("--check", action="store_true", help="fail when FILE differs from what the params generate")
+    p.set_defaults(func=cmd_dvc_yaml)
 
     p = sub.add_parser("spectrum", parents=[common], help="Lyapunov spectrum of a checkpoint (flags override the params' lyapunov section)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (its evaluation weights are used)")
@@ -246,13 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("report", parents=[common], help="the run's report: tables and figures (results/report/)")
+    p.add_argument("--results", default="results", metavar="DIR", help="the run's results folder (default: results)")
+    p.add_argument("--out", default="results/report", metavar="DIR", help="report folder (default: results/report)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("search", help="the LSH search's steps (what the workflow rules call)")
     steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
     q = steps.add_parser("pool", parents=[common], help="a round's pool (0: the proposer's initial n) or the final pool")
     q.add_argument("--round", required=True, help="round number, or final")
     q.add_argument("--results", default="results", metavar="DIR", help="the run's results folder")
     q.add_argument("--out", required=True, metavar="FILE")
-    for name, text in (("train", "train one pool slot's candidate"), ("spectra", "spectra of a slot's new checkpoints")):
+    for name, text in (("train", "train one pool slot's candidate"), ("spectra", "spectra of a slot's new checkpoints"),
+                       ("train-to-final", "train a round-0 candidate on to final.epochs (correlation study)")):
         q = steps.add_parser(name, parents=[common], help=text)
         q.add_argument("--pool", required=True, metavar="FILE")
         q.add_argument("--slot", required=True, type=int, metavar="S")
@@ -262,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             q.add_argument("--final", action="store_true", help="the final training: keep the last and best epochs, test perplexity")
         else:
-            q.add_argument("--train", required=True, metavar="DIR", help="the slot's training folder")
+            q.add_argument("--train", required=True, metavar="DIR", help="the slot's (round-0) training folder")
     q = steps.add_parser("dense-spectra", parents=[common], help="spectra of the dense epochs 0..N")
     q.add_argument("--train", required=True, metavar="DIR")
     q.add_argument("--epochs", required=True, type=int, metavar="N")
@@ -293,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         params = config.load_params(args.params, args.overrides)
         return func(args, params)
     except LshError as e:
-        print(f"lsh {args.command}: error: {e}", file=sys.stderr)
+        step = f" {args.step}" if getattr(args, "step", None) else ""
+        print(f"lsh {args.command}{step}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lsh {args.command}: interrupted", file=sys.stderr)

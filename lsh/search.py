@@ -409,6 +409,18 @@ def train_slot(params: dict, pool: dict, slot: int, out: Path, corpus: Any, *, f
     return summary
 
 
+def train_to_final(params: dict, pool: dict, slot: int, round_dir: Path, out: Path, corpus: Any) -> dict:
+    """Train a round-0 candidate on from its round-0 checkpoint to final.epochs (the correlation study)."""
+    entry = pool["slots"][slot] if slot < len(pool["slots"]) else None
+    if entry is not None:
+        parent = training_checkpoint(round_dir, entry["epochs_after"])
+        if not Path(parent).exists():  # it diverged before its last round-0 epoch
+            entry = None
+        else:
+            entry = _entry(slot, entry["candidate"], entry["config"], parent, entry["epochs_after"], params["final"]["epochs"])
+    return train_slot(params, {"slots": [None] * slot + [entry]}, slot, out, corpus, final=True)
+
+
 def slot_spectra(params: dict, pool: dict, slot: int, train_dir: Path, data_dir: Path, settings: Any) -> dict:
     """Spectra of every checkpoint this slot trained (and of epoch 0 for a new candidate)."""
     from lsh import lyapunov, training

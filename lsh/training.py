@@ -10,6 +10,7 @@ states all travel in the checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -419,9 +420,22 @@ class Trainer:
             return perplexity(evaluate(model, test, self.cfg.bptt))
 
 
-def run_config(params: dict) -> dict:
-    """The params a training run depends on: a resume must see the same ones."""
-    return {key: params.get(key) for key in ("seed", "model", "train", "sparse")}
+def run_config(params: dict, corpus: Corpus | None = None) -> dict:
+    """What a training run depends on (params and data): a resume must see the same."""
+    config = {key: params.get(key) for key in ("seed", "model", "train", "sparse")}
+    sparse = params.get("sparse")
+    if sparse and sparse["density"] < 1 and sparse.get("decay_epochs") is None:
+        config["decay_epochs"] = params["final"]["epochs"]  # the death-rate decay's length
+    if corpus is not None:
+        config["corpus"] = fingerprint(corpus)
+    return config
+
+
+def fingerprint(corpus: Corpus) -> str:
+    """A short hash of the training and validation ids: checkpoints of other data are not resumed."""
+    digest = hashlib.sha256(np.ascontiguousarray(corpus.train).tobytes())
+    digest.update(np.ascontiguousarray(corpus.valid).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _describe_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -466,8 +480,12 @@ def train(
     device = resolve_device(cfg.device)
     if dense:
         params = {k: v for k, v in params.items() if k != "sparse"}
-    config = run_config(params)
+    config = run_config(params, corpus)
     existing = list_checkpoints(out)
+    if resume and existing and max(existing) > epochs:
+        log.warning("%s holds epochs up to %d, past --epochs %d; starting over", out, max(existing), epochs)
+        _clear(out, existing)
+        existing = {}
     if existing and not resume:
         raise LshError(f"{out} already holds checkpoints (up to epoch {max(existing)}); pass --resume to continue or remove them")
 
@@ -478,6 +496,13 @@ def train(
     if sparse is not None:
         sparse.set_schedule(trainer.batches_per_epoch, params["final"]["epochs"])
 
+    if init is not None and existing:
+        # resume here only if these checkpoints continue this very parent (not an older one)
+        parent = load_checkpoint(init, map_location="cpu")["history"]
+        if load_checkpoint(existing[max(existing)], map_location="cpu")["history"][: len(parent)] != parent:
+            log.warning("checkpoints in %s continue another parent than %s; starting over", out, init)
+            _clear(out, existing)
+            existing = {}
     if init is not None and not existing:
         state = load_checkpoint(init, map_location=device)
         changed = _describe_difference(state["run_config"], config)
@@ -491,10 +516,7 @@ def train(
         changed = _describe_difference(state["run_config"], config)
         if changed:
             log.warning("checkpoints in %s were made with other params (%s differ); starting over", out, ", ".join(changed))
-            for p in existing.values():
-                p.unlink()
-            for name in (METRICS, CURVES, SUMMARY):
-                (out / name).unlink(missing_ok=True)
+            _clear(out, existing)
         else:
             trainer.load_state_dict(state)
             log.info("resuming from %s (epoch %d)", existing[last], last)
@@ -504,7 +526,7 @@ def train(
     if progress is None:
         progress = sys.stderr.isatty()
     if trainer.epoch > epochs:
-        raise LshError(f"{out} is already at epoch {trainer.epoch}, past --epochs {epochs}")
+        raise LshError(f"--init {init} is already at epoch {trainer.epoch}, past --epochs {epochs}")
     started, first_epoch = time.perf_counter(), trainer.epoch
     while trainer.epoch < epochs and trainer.status == "ok":
         record = trainer.run_epoch(progress)
@@ -530,6 +552,13 @@ def train(
         write_metrics(out, trainer.history)
     files.write_json(out / SUMMARY, summary)
     return summary
+
+
+def _clear(out: Path, checkpoints: dict[int, Path]) -> None:
+    for path in checkpoints.values():
+        path.unlink()
+    for name in (METRICS, CURVES, SUMMARY):
+        (out / name).unlink(missing_ok=True)
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:

@@ -21,11 +21,12 @@ def test_bench_train_json_reports_bare_and_loop_tokens_per_second():
     result = json.loads(out.stdout)
     demo = result["sizes"]["demo"]
     assert demo["model"]["hidden"] == 16 and demo["parameters"] > 0
-    for key in ("bare_tokens_per_s", "dense_tokens_per_s", "dense_asgd_tokens_per_s"):
+    for key in ("bare_tokens_per_s", "dense_tokens_per_s", "dense_asgd_tokens_per_s", "sparse_tokens_per_s"):
         assert demo[key] > 0, key
     assert abs(
         demo["dense_overhead"] - (1 - demo["dense_tokens_per_s"] / demo["bare_tokens_per_s"])
     ) < 1e-3
+    assert abs(demo["sparse_over_dense"] - demo["sparse_tokens_per_s"] / demo["dense_tokens_per_s"]) < 1e-3
 
 
 def test_check_flags_a_missed_target():

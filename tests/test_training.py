@@ -219,3 +219,36 @@ def test_cli_trains_resumes_and_reports_test_perplexity(ptb_small, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["test_ppl"] > 1
     assert "resuming from" in out.stderr
+
+
+def test_resume_with_other_data_starts_over(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 2)
+    other = data.Corpus(corpus.train[1000:], corpus.valid, corpus.test, corpus.vocab)
+    training.train(tiny_params(), other, tmp_path, 1, resume=True)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt"]
+
+
+def test_resume_past_the_target_starts_over(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 3)
+    summary = training.train(tiny_params(), corpus, tmp_path, 1, resume=True)
+    assert summary["epochs"] == 1 and sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt"]
+
+
+def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_replaced(corpus, tmp_path):
+    params = tiny_params()
+    training.train(params, corpus, tmp_path / "parent", 1)
+    training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt")
+    assert sorted(p.name for p in (tmp_path / "child").glob("*.pt")) == ["epoch-002.pt"]
+    continued = training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")
+    training.train(params, corpus, tmp_path / "once", 2)
+    once = training.load_checkpoint(tmp_path / "once" / "epoch-002.pt")
+    for name in once["model"]:
+        assert torch.equal(once["model"][name], continued["model"][name]), "continuing equals training on"
+    # the parent is retrained differently: the child's checkpoint no longer continues it
+    training.train(tiny_params(**{"train.lr": 3}), corpus, tmp_path / "parent2", 1)
+    with pytest.raises(LshError, match="was trained with other params"):
+        training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent2" / "epoch-001.pt", resume=True)
+    (tmp_path / "parent" / "epoch-001.pt").unlink()
+    training.train(params, corpus, tmp_path / "parent", 1, resume=True)  # retrained: its history (timings) differs
+    training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt", resume=True)
+    assert training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")["history"][:1] == training.load_checkpoint(tmp_path / "parent" / "epoch-001.pt")["history"]

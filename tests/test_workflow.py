@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lsh import config, search
 
@@ -98,3 +99,114 @@ def test_dvc_shows_the_stages_and_dry_runs_prepare(project: Path):
     assert "Running stage 'prepare'" in out.stdout
     dag = run([str(BIN / "dvc"), "dag"], project)
     assert "prepare" in dag.stdout and "dense" in dag.stdout
+
+
+def test_loss_ranker_orders_a_round_by_validation_perplexity(smoke_runs: list[Path]):
+    results = smoke_runs[0] / "results"
+    params = config.load_params(smoke_runs[0] / SMOKE, ["search.ranker=loss"])
+    ranking = search.rank_round(params, search.Layout(results), 0)
+    assert list(ranking["valid_ppl"]) == sorted(ranking["valid_ppl"])
+    assert list(ranking["score"]) == list(ranking["valid_ppl"])
+    assert ranking["kept"].sum() == search.plan(params["search"]).rounds[0].survivors
+    ls = search.rank_round(config.load_params(smoke_runs[0] / SMOKE), search.Layout(results), 0)
+    assert list(ls["distance"]) == sorted(ls["distance"]), "the LS ranker orders by distance"
+
+
+def test_full_training_search_trains_every_initial_candidate_to_the_end(tmp_path: Path, ptb_raw: Path):
+    project = copy_project(tmp_path, ptb_raw)
+    params = config.read_yaml(project / SMOKE)
+    params["search"].update(mode="full", ranker="loss", n=3)
+    params["final"]["epochs"] = 2
+    (project / "full.yaml").write_text(yaml.safe_dump(params))
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "full.yaml"], project)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert not (project / "results" / "rounds").exists() and not (project / "results" / "dense").exists()
+    selected = json.loads((project / "results" / "final" / "selected.json").read_text())
+    assert selected["mode"] == "full" and len(selected["finalists"]) == 3
+    assert selected["budget"]["candidate_epochs"] == {"selection": 0, "final": 6}
+    best = min(selected["finalists"], key=lambda f: f["valid_ppl"])
+    assert selected["candidate"] == best["candidate"] and selected["valid_ppl"] == best["valid_ppl"]
+
+
+# -----------------------------------------------------------------------------
+# Param changes rerun exactly what depends on them
+
+
+def planned_jobs(project: Path, params: dict) -> list[tuple[str, dict]]:
+    """The jobs `snakemake -n` would run with these params: (rule, wildcards) pairs."""
+    (project / "changed.yaml").write_text(yaml.safe_dump(params))
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", "changed.yaml"], project)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs, rule = [], None
+    for line in out.stdout.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+            jobs.append((rule, {}))
+        elif line.startswith("wildcards:") and jobs:
+            jobs[-1][1].update(dict(kv.split("=") for kv in line[len("wildcards:"):].replace(" ", "").split(",")))
+    return jobs
+
+
+def smoke_params(project: Path) -> dict:
+    return config.read_yaml(project / SMOKE)
+
+
+def test_changing_final_epochs_reruns_only_the_final_trainings_and_selection(smoke_runs: list[Path]):
+    params = smoke_params(smoke_runs[0])
+    params["final"]["epochs"] += 1
+    rules = {rule for rule, _ in planned_jobs(smoke_runs[0], params)}
+    assert {"train_final", "select"} <= rules
+    assert rules <= {"final_pool", "train_final", "select", "train_dense_final", "train_correlation", "report", "all"}
+
+
+def test_changing_search_n_reruns_the_rounds_onward_but_not_data_or_dense(smoke_runs: list[Path]):
+    params = smoke_params(smoke_runs[0])
+    params["search"]["n"] = 5  # still 2 rounds, so the dense reference's epochs do not change
+    rules = {rule for rule, _ in planned_jobs(smoke_runs[0], params)}
+    assert {"pool", "train_candidate", "spectra_candidate", "rank", "select"} <= rules
+    assert not rules & {"prepare", "train_dense", "spectra_dense", "train_dense_final"}
+
+
+def test_changing_lyapunov_steps_reruns_the_spectra_onward_but_no_earlier_training(smoke_runs: list[Path]):
+    params = smoke_params(smoke_runs[0])
+    params["lyapunov"]["steps"] += 5
+    jobs = planned_jobs(smoke_runs[0], params)
+    rules = {rule for rule, _ in jobs}
+    assert {"spectra_dense", "spectra_candidate", "rank"} <= rules
+    assert not rules & {"prepare", "train_dense", "train_dense_final"}
+    assert not [w for rule, w in jobs if rule == "train_candidate" and w.get("r") == "00"], "round 0 trains as before"
+
+
+# -----------------------------------------------------------------------------
+# DVC over the same pipeline
+
+
+def test_committed_dvc_yaml_is_what_the_params_generate():
+    out = run([str(BIN / "lsh"), "dvc-yaml", "--out", "dvc.yaml", "--check"], REPO)
+    assert out.returncode == 0, out.stderr
+
+
+def test_dvc_repro_versions_the_run_and_snakemake_then_has_nothing_to_do(tmp_path: Path, ptb_raw: Path):
+    project = copy_project(tmp_path, ptb_raw)
+    (project / "params.yaml").write_text((project / SMOKE).read_text())
+    assert run([str(BIN / "lsh"), "dvc-yaml", "--out", "dvc.yaml"], project).returncode == 0
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"]):
+        subprocess.run(cmd, cwd=project, check=True)
+    out = run([str(BIN / "dvc"), "repro"], project, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert {"prepare", "dense", "round-00", "round-01", "final"} <= set(lock["stages"])
+    outs = {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
+    assert {"results/dense", "results/rounds/r00", "results/rounds/r01", "results/final"} <= outs
+    dry = run([str(BIN / "snakemake"), "-n", "--cores", "1"], project)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
+    again = run([str(BIN / "dvc"), "repro"], project)
+    assert "Data and pipelines are up to date" in again.stdout, again.stdout
+    metrics = run([str(BIN / "dvc"), "metrics", "show", "--json"], project)
+    assert metrics.returncode == 0 and "valid_ppl" in metrics.stdout
+    plots = run([str(BIN / "dvc"), "plots", "show", "--json"], project)
+    assert plots.returncode == 0 and "curves.json" in plots.stdout
+    exp = run([str(BIN / "dvc"), "exp", "run", "-S", "search.n=5"], project, timeout=1200)
+    assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
+    assert json.loads((project / "results" / "final" / "pool.json").read_text())["slots"]

@@ -87,8 +87,9 @@ def round_slots(r):
     return range(PLAN.rounds[int(r)].pool)
 
 
-def slot_train_dirs(r):
-    return [f"{RESULTS}/rounds/r{two(r)}/s{two(s)}/train" for s in round_slots(r)]
+def slot_train_summaries(r):
+    """A slot's training is marked done by its summary.json, written last; its checkpoints live beside it."""
+    return [f"{RESULTS}/rounds/r{two(r)}/s{two(s)}/train/summary.json" for s in round_slots(r)]
 
 
 def slot_spectra_files(r):
@@ -108,17 +109,17 @@ def pool_inputs(wildcards):
     return [f"{RESULTS}/rounds/r{two(r - 1)}/ranking.csv", f"{RESULTS}/rounds/r{two(r - 1)}/proposals.json"]
 
 
-def parent_dirs(wildcards):
-    """A survivor continues from a checkpoint of the previous round: its train folders are inputs."""
+def parent_summaries(wildcards):
+    """A survivor continues from a checkpoint of the previous round: that round's trainings are inputs."""
     r = int(wildcards.r)
-    return slot_train_dirs(r - 1) if r > 0 else []
+    return slot_train_summaries(r - 1) if r > 0 else []
 
 
 def rank_inputs(wildcards):
     r = int(wildcards.r)
     return {
         "pool": f"{RESULTS}/rounds/r{two(r)}/pool.json",
-        "train": slot_train_dirs(r),
+        "train": slot_train_summaries(r),
         "spectra": [f for q in range(r + 1) for f in slot_spectra_files(q)],
         "dense": f"{RESULTS}/dense/spectra.json",
     }
@@ -128,21 +129,30 @@ def final_pool_inputs(wildcards):
     if not PLAN.rounds:
         return []  # search.mode full: the initial pool goes straight to the final training
     last = len(PLAN.rounds) - 1
-    return [f"{RESULTS}/rounds/r{two(last)}/ranking.csv", *slot_train_dirs(last)]
+    return [f"{RESULTS}/rounds/r{two(last)}/ranking.csv", *slot_train_summaries(last)]
 
 
-def final_train_dirs():
-    return [f"{FINAL}/f{two(f)}" for f in range(PLAN.final_pool)]
+def final_train_summaries():
+    return [f"{FINAL}/f{two(f)}/summary.json" for f in range(PLAN.final_pool)]
 
 
 def select_inputs(wildcards):
-    inputs = {"pool": f"{FINAL}/pool.json", "final": final_train_dirs()}
+    inputs = {"pool": f"{FINAL}/pool.json", "final": final_train_summaries()}
     if PLAN.rounds:
         inputs["rankings"] = [f"{RESULTS}/rounds/r{two(r)}/ranking.csv" for r in range(len(PLAN.rounds))]
         inputs["dense"] = f"{RESULTS}/dense/spectra.json"
     return inputs
 
 
+def correlation_summaries():
+    """Initial candidates trained to the end for the report's correlation (report.correlation_candidates)."""
+    if not PLAN.rounds:
+        return []
+    k = min(config["report"]["correlation_candidates"], PLAN.rounds[0].pool)
+    return [f"{RESULTS}/correlation/c{two(c)}/summary.json" for c in range(k)]
+
+
 def final_outputs():
     """What `rule all` asks for."""
-    return [f"{FINAL}/selected.json"]
+    dense_final = [f"{RESULTS}/dense-final/summary.json"] if PLAN.rounds else []
+    return [f"{FINAL}/selected.json", *dense_final, *correlation_summaries()]

@@ -50,3 +50,27 @@ rule spectra_dense:
     shell:
         "lsh search dense-spectra {params.cfg} --train {params.train} --epochs {params.epochs}"
         " --data {params.data} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule train_dense_final:
+    input:
+        data=prepared_files(),
+        last=f"{RESULTS}/dense/epoch-{PLAN.last_epoch:03d}.pt",
+    output:
+        f"{RESULTS}/dense-final/summary.json",
+    params:
+        cfg=lsh_args("seed", "model", "train", "final"),
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        out=lambda w, output: os.path.dirname(output[0]),
+        epochs=config["final"]["epochs"],
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dense/final.log",
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=1440,
+    shell:
+        "lsh train {params.cfg} --dense --init {input.last} --data {params.data} --out {params.out}"
+        " --epochs {params.epochs} --keep last --test --threads {threads} > {log} 2>&1"

@@ -27,10 +27,11 @@ rule train_final:
         data=prepared_files(),
         pool=f"{FINAL}/pool.json",
     output:
-        directory(f"{FINAL}/f{{f}}"),
+        f"{FINAL}/f{{f}}/summary.json",
     params:
         cfg=lsh_args("seed", "model", "train", "sparse", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
+        out=lambda w, output: os.path.dirname(output[0]),
     conda:
         ENV
     log:
@@ -41,7 +42,7 @@ rule train_final:
         runtime=1440,
     shell:
         "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.f} --final --data {params.data}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " --out {params.out} --threads {threads} > {log} 2>&1"
 
 
 rule select:
@@ -62,3 +63,28 @@ rule select:
         runtime=10,
     shell:
         "lsh search select {params.cfg} --results {params.results} --out {output} > {log} 2>&1"
+
+
+rule train_correlation:
+    input:
+        data=prepared_files(),
+        pool=f"{RESULTS}/rounds/r00/pool.json",
+        train=f"{RESULTS}/rounds/r00/s{{c}}/train/summary.json",
+    output:
+        f"{RESULTS}/correlation/c{{c}}/summary.json",
+    params:
+        cfg=lsh_args("seed", "model", "train", "sparse", "final"),
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        train=lambda w, input: os.path.dirname(input.train),
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/correlation/c{{c}}.log",
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=1440,
+    shell:
+        "lsh search train-to-final {params.cfg} --pool {input.pool} --slot {wildcards.c} --train {params.train}"
+        " --data {params.data} --out {params.out} --threads {threads} > {log} 2>&1"

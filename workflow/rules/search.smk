@@ -6,6 +6,7 @@ wildcard_constraints:
     r=r"\d\d",
     s=r"\d\d",
     f=r"\d\d",
+    c=r"\d\d",
 
 
 rule pool:
@@ -14,7 +15,7 @@ rule pool:
     output:
         f"{ROUND}/pool.json",
     params:
-        cfg=lsh_args("seed", "space", "search", "final"),
+        cfg=lsh_args("seed", "space", "search"),
         results=lambda w, output: str(Path(output[0]).parents[2]),
     conda:
         ENV
@@ -32,12 +33,13 @@ rule train_candidate:
     input:
         data=prepared_files(),
         pool=f"{ROUND}/pool.json",
-        parents=parent_dirs,
+        parents=parent_summaries,
     output:
-        directory(f"{SLOT}/train"),
+        f"{SLOT}/train/summary.json",
     params:
         cfg=lsh_args(*candidate_sections()),
         data=lambda w, input: os.path.dirname(input.data[0]),
+        out=lambda w, output: os.path.dirname(output[0]),
     conda:
         ENV
     log:
@@ -48,19 +50,20 @@ rule train_candidate:
         runtime=240,
     shell:
         "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.s} --data {params.data}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " --out {params.out} --threads {threads} > {log} 2>&1"
 
 
 rule spectra_candidate:
     input:
         data=prepared_files(),
         pool=f"{ROUND}/pool.json",
-        train=f"{SLOT}/train",
+        train=f"{SLOT}/train/summary.json",
     output:
         f"{SLOT}/spectra.json",
     params:
         cfg=lsh_args("seed", "lyapunov"),
         data=lambda w, input: os.path.dirname(input.data[0]),
+        train=lambda w, input: os.path.dirname(input.train),
     conda:
         ENV
     log:
@@ -70,7 +73,7 @@ rule spectra_candidate:
         mem_mb=train_mem_mb,
         runtime=60,
     shell:
-        "lsh search spectra {params.cfg} --pool {input.pool} --slot {wildcards.s} --train {input.train}"
+        "lsh search spectra {params.cfg} --pool {input.pool} --slot {wildcards.s} --train {params.train}"
         " --data {params.data} --out {output} --threads {threads} > {log} 2>&1"
 
 

@@ -1,0 +1,74 @@
+# The run's report (results/report/): tables and figures from the finished run, embedded
+# in `snakemake --report results/report.html` with the captions of workflow/report/.
+import glob
+
+REPORT = f"{RESULTS}/report"
+
+
+def report_inputs(wildcards):
+    """The finished run: selection, final pool and trainings, correlation study, rounds and dense reference."""
+    inputs = {
+        "selected": f"{FINAL}/selected.json",
+        "pool": f"{FINAL}/pool.json",
+        "final": final_train_summaries(),
+        "correlation": correlation_summaries(),
+        "compare": sorted(glob.glob(f"{RESULTS}/compare/*/final/selected.json")),
+    }
+    if PLAN.rounds:
+        inputs["dense"] = [f"{RESULTS}/dense/summary.json", f"{RESULTS}/dense/spectra.json"]
+        inputs["dense_final"] = f"{RESULTS}/dense-final/summary.json"
+        inputs["rounds"] = [
+            f
+            for r in range(len(PLAN.rounds))
+            for f in (
+                f"{RESULTS}/rounds/r{two(r)}/pool.json",
+                f"{RESULTS}/rounds/r{two(r)}/ranking.csv",
+                *slot_train_summaries(r),
+                *slot_spectra_files(r),
+            )
+        ]
+    return inputs
+
+
+def report_outputs():
+    """Every file `lsh report` writes; the LS figures only when the params imply selection rounds."""
+    def shown(name, caption, category):
+        return report(f"{REPORT}/{name}", caption=f"../report/{caption}.rst", category=category)
+
+    outputs = {
+        "summary": shown("summary.md", "summary", "1. Result"),
+        "table1": shown("table1.csv", "table1", "1. Result"),
+        "table1_md": f"{REPORT}/table1.md",
+        "budget": shown("budget.md", "budget", "1. Result"),
+        "metrics": f"{REPORT}/metrics.json",
+        "perplexity": shown("perplexity_curves.png", "perplexity_curves", "2. Search"),
+        "correlation": shown("correlation.png", "correlation", "3. Correlation"),
+        "correlation_table": shown("correlation.csv", "correlation_table", "3. Correlation"),
+        "correlation_points": shown("correlation_points.csv", "correlation_points", "3. Correlation"),
+    }
+    if PLAN.rounds:
+        outputs["ls_curves"] = shown("ls_curves.png", "ls_curves", "2. Search")
+        outputs["distance"] = shown("distance_curves.png", "distance_curves", "2. Search")
+        outputs["ls_space"] = shown("ls_space.png", "ls_space", "2. Search")
+    return outputs
+
+
+rule report:
+    input:
+        unpack(report_inputs),
+    output:
+        **report_outputs(),
+    params:
+        cfg=lsh_args("seed", "model", "sparse", "search", "final", "report"),
+        results=RESULTS,
+        out=REPORT,
+    conda:
+        ENV
+    log:
+        f"{LOGS}/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "lsh report {params.cfg} --results {params.results} --out {params.out} > {log} 2>&1"
