@@ -16,9 +16,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/dense.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/final.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         final_outputs(),
+        rules.report.output,

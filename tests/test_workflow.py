@@ -210,3 +210,36 @@ def test_dvc_repro_versions_the_run_and_snakemake_then_has_nothing_to_do(tmp_pat
     exp = run([str(BIN / "dvc"), "exp", "run", "-S", "search.n=5"], project, timeout=1200)
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
     assert json.loads((project / "results" / "final" / "pool.json").read_text())["slots"]
+
+
+# -----------------------------------------------------------------------------
+# A run killed mid-round resumes and ends as if it had never stopped
+
+
+def test_sigkill_in_the_middle_of_a_round_then_rerun_reuses_finished_jobs(smoke_runs: list[Path], tmp_path: Path, ptb_raw: Path):
+    import signal
+    import time
+
+    project = copy_project(tmp_path, ptb_raw)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "2", "--configfile", SMOKE], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    round0 = project / "results" / "rounds" / "r00"
+    deadline = time.monotonic() + 300
+    while len(list(round0.glob("s*/train/summary.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it started
+    proc.wait()
+    done = [p.parent for p in round0.glob("s*/train/summary.json")]
+    assert 2 <= len(done) < 6, "killed in the middle of round 0"
+    finished = {p: p.stat().st_mtime_ns for d in done for p in d.glob("epoch-*.pt")}
+    assert not (project / "results" / "final" / "selected.json").exists()
+
+    assert run([str(BIN / "snakemake"), "--unlock", "--configfile", SMOKE], project).returncode == 0
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--rerun-incomplete", "--configfile", SMOKE], project)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for path, mtime in finished.items():  # the finished trainings' checkpoints are reused, not retrained
+        assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
+    a, b = (json.loads((p / "results" / "final" / "selected.json").read_text()) for p in (smoke_runs[0], project))
+    for key in ("candidate", "config", "valid_ppl", "test_ppl"):
+        assert a[key] == b[key], key

@@ -4,64 +4,70 @@ import glob
 
 REPORT = f"{RESULTS}/report"
 
+# The finished run: selection, final pool and trainings, correlation study, and with
+# selection rounds the dense reference and every round's pool, ranking, trainings and spectra.
+report_inputs = lambda wildcards: {
+    "selected": f"{FINAL}/selected.json",
+    "pool": f"{FINAL}/pool.json",
+    "final": final_train_summaries(),
+    "correlation": correlation_summaries(),
+    "compare": sorted(glob.glob(f"{RESULTS}/compare/*/final/selected.json")),
+    **(
+        {
+            "dense": [f"{RESULTS}/dense/summary.json", f"{RESULTS}/dense/spectra.json"],
+            "dense_final": f"{RESULTS}/dense-final/summary.json",
+            "rounds": [
+                f
+                for r in range(len(PLAN.rounds))
+                for f in (
+                    f"{RESULTS}/rounds/r{two(r)}/pool.json",
+                    f"{RESULTS}/rounds/r{two(r)}/ranking.csv",
+                    *slot_train_summaries(r),
+                    *slot_spectra_files(r),
+                )
+            ],
+        }
+        if PLAN.rounds
+        else {}
+    ),
+}
 
-def report_inputs(wildcards):
-    """The finished run: selection, final pool and trainings, correlation study, rounds and dense reference."""
-    inputs = {
-        "selected": f"{FINAL}/selected.json",
-        "pool": f"{FINAL}/pool.json",
-        "final": final_train_summaries(),
-        "correlation": correlation_summaries(),
-        "compare": sorted(glob.glob(f"{RESULTS}/compare/*/final/selected.json")),
-    }
-    if PLAN.rounds:
-        inputs["dense"] = [f"{RESULTS}/dense/summary.json", f"{RESULTS}/dense/spectra.json"]
-        inputs["dense_final"] = f"{RESULTS}/dense-final/summary.json"
-        inputs["rounds"] = [
-            f
-            for r in range(len(PLAN.rounds))
-            for f in (
-                f"{RESULTS}/rounds/r{two(r)}/pool.json",
-                f"{RESULTS}/rounds/r{two(r)}/ranking.csv",
-                *slot_train_summaries(r),
-                *slot_spectra_files(r),
-            )
-        ]
-    return inputs
-
-
-def report_outputs():
-    """Every file `lsh report` writes; the LS figures only when the params imply selection rounds."""
-    def shown(name, caption, category):
-        return report(f"{REPORT}/{name}", caption=f"../report/{caption}.rst", category=category)
-
-    outputs = {
-        "summary": shown("summary.md", "summary", "1. Result"),
-        "table1": shown("table1.csv", "table1", "1. Result"),
-        "table1_md": f"{REPORT}/table1.md",
-        "budget": shown("budget.md", "budget", "1. Result"),
-        "metrics": f"{REPORT}/metrics.json",
-        "perplexity": shown("perplexity_curves.png", "perplexity_curves", "2. Search"),
-        "correlation": shown("correlation.png", "correlation", "3. Correlation"),
-        "correlation_table": shown("correlation.csv", "correlation_table", "3. Correlation"),
-        "correlation_points": shown("correlation_points.csv", "correlation_points", "3. Correlation"),
-    }
-    if PLAN.rounds:
-        outputs["ls_curves"] = shown("ls_curves.png", "ls_curves", "2. Search")
-        outputs["distance"] = shown("distance_curves.png", "distance_curves", "2. Search")
-        outputs["ls_space"] = shown("ls_space.png", "ls_space", "2. Search")
-    return outputs
+# Every file `lsh report` writes (lsh.report.report_files); the LS figures only with
+# selection rounds. report(...) puts a file with its caption into the HTML report.
+shown = lambda name, caption, category: report(
+    f"{REPORT}/{name}", caption=f"../report/{caption}.rst", category=category
+)
+REPORT_OUTPUTS = {
+    "summary": shown("summary.md", "summary", "1. Result"),
+    "table1": shown("table1.csv", "table1", "1. Result"),
+    "table1_md": f"{REPORT}/table1.md",
+    "budget": shown("budget.md", "budget", "1. Result"),
+    "metrics": f"{REPORT}/metrics.json",
+    "perplexity": shown("perplexity_curves.png", "perplexity_curves", "2. Search"),
+    "correlation": shown("correlation.png", "correlation", "3. Correlation"),
+    "correlation_table": shown("correlation.csv", "correlation_table", "3. Correlation"),
+    "correlation_points": shown("correlation_points.csv", "correlation_points", "3. Correlation"),
+    **(
+        {
+            "ls_curves": shown("ls_curves.png", "ls_curves", "2. Search"),
+            "distance": shown("distance_curves.png", "distance_curves", "2. Search"),
+            "ls_space": shown("ls_space.png", "ls_space", "2. Search"),
+        }
+        if PLAN.rounds
+        else {}
+    ),
+}
 
 
 rule report:
     input:
         unpack(report_inputs),
     output:
-        **report_outputs(),
+        **REPORT_OUTPUTS,
     params:
         cfg=lsh_args("seed", "model", "sparse", "search", "final", "report"),
-        results=RESULTS,
-        out=REPORT,
+        results=lambda w, input: str(Path(input.selected).parents[1]),
+        out=lambda w, output: os.path.dirname(output.summary),
     conda:
         ENV
     log:
