@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: run test lint setup
+.PHONY: run test lint setup slurm-packages
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,16 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup
+test: setup slurm-packages
 	$(BIN)/python -m pytest
+
+# The SLURM test starts a one-node cluster from Debian's slurm-wlm and munge. As root with
+# apt-get, install them when missing; elsewhere the test is skipped with its reason.
+slurm-packages:
+	@if command -v slurmctld >/dev/null && command -v munged >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	else echo "slurm-wlm/munge missing and not root: the SLURM test will be skipped"; fi
 
 lint: setup
 	$(BIN)/snakemake --lint

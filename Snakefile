@@ -17,6 +17,7 @@ include: "workflow/rules/dense.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/final.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:

@@ -2,6 +2,7 @@
 
     lsh bench train --json > benchmarks/results/train.json
     lsh bench spectrum --json --threads 2 > benchmarks/results/spectrum.json
+    python benchmarks/parallel.py > benchmarks/results/parallel.json
     python benchmarks/check.py benchmarks/results/*.json
 
 Ratios only, each measured side by side in one benchmark run; never a timed test.
@@ -19,6 +20,7 @@ TARGETS = [
     ("train", "sparse_over_dense", ">=", 0.90, "sparse tokens/s against dense tokens/s"),
     ("spectrum", "ratio_autograd_over_analytic", ">=", 4.0, "analytic Jacobians against the torch.func path"),
     ("spectrum", "ratio_analytic_over_floor", "<=", 1.3, "analytic spectrum against its J Q products and QRs alone"),
+    ("parallel", "speedup", ">=", 1.6, "a round's trainings with --cores 2 against --cores 1"),
 ]
 
 
@@ -27,8 +29,8 @@ def check(result: dict) -> list[str]:
     for bench, key, op, bound, meaning in TARGETS:
         if result.get("benchmark") != bench:
             continue
-        # the spectrum benchmark reports one size at its top level
-        sizes = result["sizes"] if "sizes" in result else {f"{result.get('layers')}x{result.get('hidden')}": result}
+        # the spectrum and parallel benchmarks report one measurement at their top level
+        sizes = result["sizes"] if "sizes" in result else {"-": result}
         for size, values in sizes.items():
             if key not in values:
                 continue

@@ -40,9 +40,10 @@ def _stage(targets: list[str], deps: list[str], params: list[str], outs: list[st
     }
 
 
-def stages(params: dict, results: str = "results") -> dict[str, Any]:
+def stages(params: dict) -> dict[str, Any]:
     """The dvc.yaml document for these params."""
     the_plan = plan(params["search"])
+    results = params["results"]
     prepared = params["data"]["prepared"]
     candidate = ["seed", "model", "train", "sparse", "lyapunov", "space", "search"]
     if params["sparse"]["decay_epochs"] is None:
@@ -69,14 +70,19 @@ def stages(params: dict, results: str = "results") -> dict[str, Any]:
         [prepared, *upstream, *CODE["final"]], [*candidate, "final", "report"],
         [f"{results}/final", *([f"{results}/correlation"] if correlation else [])],
     )
+    report_deps = [f"{results}/final", *([f"{results}/correlation"] if correlation else [])]
+    if the_plan.rounds:
+        report_deps += [f"{results}/dense", f"{results}/dense-final",
+                        *(f"{results}/rounds/r{r:02d}" for r in range(len(the_plan.rounds)))]
+    out["report"] = _stage([f"{results}/report/summary.md"], [*report_deps, *CODE["report"]],
+                           ["seed", "model", "sparse", "search", "final", "report"], [f"{results}/report"])
     document: dict[str, Any] = {"stages": out}
-    document["metrics"] = [f"{results}/final/selected.json"]
+    document["metrics"] = [f"{results}/report/metrics.json"]
     document["plots"] = [
         {f"{results}/final/f{f:02d}/curves.json": {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}}
         for f in range(the_plan.final_pool)
     ]
     if the_plan.rounds:
-        document["metrics"].insert(0, f"{results}/dense-final/summary.json")
         document["plots"].insert(0, {f"{results}/dense/curves.json": {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}})
     return document
 

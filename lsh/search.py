@@ -95,6 +95,19 @@ def plan(search: dict) -> Plan:
         pool, carried = survivors + new, survivors
 
 
+# The comparison set of the paper's Table 1 and Fig. 3 (right): one preset and seed, each
+# method a full run of its own (search params overridden as given).
+COMPARISON = {
+    "lsh-tpe": {"mode": "lsh", "ranker": "ls", "proposer": "tpe"},
+    "lsh-atpe": {"mode": "lsh", "ranker": "ls", "proposer": "atpe"},
+    "lsh-grid": {"mode": "lsh", "ranker": "ls", "proposer": "grid"},
+    "loss-tpe": {"mode": "lsh", "ranker": "loss", "proposer": "tpe"},
+    "loss-atpe": {"mode": "lsh", "ranker": "loss", "proposer": "atpe"},
+    "loss-grid": {"mode": "lsh", "ranker": "loss", "proposer": "grid"},
+    "full": {"mode": "full", "ranker": "loss", "proposer": "rand"},
+}
+
+
 # -----------------------------------------------------------------------------
 # Candidates and the search space (a hyperopt space)
 

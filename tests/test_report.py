@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -17,14 +15,7 @@ from scipy import stats
 from lsh import config, report, search
 
 from conftest import BIN, copy_project
-
-SMOKE = "workflow/presets/smoke.yaml"
-INCLUDE = 'include: "workflow/rules/report.smk"'
-
-
-def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+from test_workflow import SMOKE, run
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +23,6 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> dict:
     """The smoke preset run once (on fewer training tokens), with every round-0 candidate trained on
     for the correlation study, and the workflow's `report` rule making results/report/."""
     project = copy_project(tmp_path_factory.mktemp("report"), ptb_raw)
-    snakefile = project / "Snakefile"
-    if INCLUDE not in snakefile.read_text():  # until the Snakefile includes the rule itself
-        snakefile.write_text(snakefile.read_text() + f"\n\n{INCLUDE}\n")
     params = config.read_yaml(project / SMOKE)
     params["report"]["correlation_candidates"] = params["search"]["n"]  # at least 5 candidates reach the end
     params["data"]["train_tokens"] = 5000  # quicker epochs; the report's inputs are the same files

@@ -196,7 +196,7 @@ def test_dvc_repro_versions_the_run_and_snakemake_then_has_nothing_to_do(tmp_pat
     out = run([str(BIN / "dvc"), "repro"], project, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert {"prepare", "dense", "round-00", "round-01", "final"} <= set(lock["stages"])
+    assert {"prepare", "dense", "round-00", "round-01", "final", "report"} <= set(lock["stages"])
     outs = {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
     assert {"results/dense", "results/rounds/r00", "results/rounds/r01", "results/final"} <= outs
     dry = run([str(BIN / "snakemake"), "-n", "--cores", "1"], project)
@@ -243,3 +243,29 @@ def test_sigkill_in_the_middle_of_a_round_then_rerun_reuses_finished_jobs(smoke_
     a, b = (json.loads((p / "results" / "final" / "selected.json").read_text()) for p in (smoke_runs[0], project))
     for key in ("candidate", "config", "valid_ppl", "test_ppl"):
         assert a[key] == b[key], key
+
+
+# -----------------------------------------------------------------------------
+# The comparison set
+
+
+def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_path: Path, ptb_raw: Path):
+    project = copy_project(tmp_path, ptb_raw)
+    params = config.read_yaml(project / SMOKE)
+    params["search"].update(n=3)  # one round each: the set is seven runs
+    params["final"]["epochs"] = params["sparse"]["decay_epochs"] = 2
+    params["report"]["correlation_candidates"] = 0
+    (project / "small.yaml").write_text(yaml.safe_dump(params))
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "small.yaml", "compare"], project, timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    compare = project / "results" / "compare"
+    modes = {}
+    for method in search.COMPARISON:
+        selected = json.loads((compare / method / "final" / "selected.json").read_text())
+        assert selected["status"] == "ok", method
+        modes[method] = (selected["mode"], selected["ranker"], selected["proposer"])
+        assert json.loads((compare / method / "final" / "pool.json").read_text())["slots"]
+    assert modes["lsh-atpe"] == ("lsh", "ls", "atpe") and modes["loss-grid"] == ("lsh", "loss", "grid")
+    assert modes["full"][0] == "full"
+    table = (compare / "report" / "table1.csv").read_text()
+    assert table.count("\n") >= 1 + 1 + 1 + len(search.COMPARISON), table  # header, dense, this run, the set

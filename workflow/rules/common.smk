@@ -1,4 +1,5 @@
 # All of the workflow's Python: config validation, paths, and the helpers rules call.
+import glob
 import json
 import os
 import shlex
@@ -10,6 +11,7 @@ from snakemake.utils import validate
 
 from lsh.config import ConfigError, validate as describe_problems
 from lsh.errors import LshError
+from lsh.search import COMPARISON
 from lsh.search import plan as search_plan
 
 
@@ -33,7 +35,7 @@ try:
 except LshError as e:
     raise WorkflowError(str(e)) from None
 
-RESULTS = "results"
+RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
 PREPARED = config["data"]["prepared"]
 SPLITS = ["train", "valid", "test"]
@@ -150,6 +152,49 @@ def correlation_summaries():
         return []
     k = min(config["report"]["correlation_candidates"], PLAN.rounds[0].pool)
     return [f"{RESULTS}/correlation/c{two(c)}/summary.json" for c in range(k)]
+
+
+def report_inputs(wildcards):
+    """The finished run: selection, final pool and trainings, correlation study, and with
+    selection rounds the dense reference and every round's pool, ranking, trainings and spectra."""
+    inputs = {
+        "selected": f"{FINAL}/selected.json",
+        "pool": f"{FINAL}/pool.json",
+        "final": final_train_summaries(),
+        "correlation": correlation_summaries(),
+        "compare": sorted(glob.glob(f"{RESULTS}/compare/*/final/selected.json")),
+    }
+    if PLAN.rounds:
+        inputs["dense"] = [f"{RESULTS}/dense/summary.json", f"{RESULTS}/dense/spectra.json"]
+        inputs["dense_final"] = f"{RESULTS}/dense-final/summary.json"
+        inputs["rounds"] = [
+            f
+            for r in range(len(PLAN.rounds))
+            for f in (
+                f"{RESULTS}/rounds/r{two(r)}/pool.json",
+                f"{RESULTS}/rounds/r{two(r)}/ranking.csv",
+                *slot_train_summaries(r),
+                *slot_spectra_files(r),
+            )
+        ]
+    return inputs
+
+
+def comparison_overrides(method):
+    """`--set` options that turn this run's params into one comparison method's (own results folder)."""
+    if method not in COMPARISON:
+        raise WorkflowError(f"comparison method {method!r}: allowed are {', '.join(COMPARISON)}")
+    sets = {f"search.{k}": v for k, v in COMPARISON[method].items()}
+    sets.update({"results": f"{RESULTS}/compare/{method}", "report.correlation_candidates": 0})
+    return " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sets.items())
+
+
+def compare_inputs(wildcards):
+    """Every comparison run, and this run's own results (its report's rows)."""
+    return {
+        **report_inputs(wildcards),
+        "runs": expand(f"{RESULTS}/compare/{{method}}/final/selected.json", method=COMPARISON),
+    }
 
 
 def final_outputs():

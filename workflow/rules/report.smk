@@ -1,36 +1,6 @@
 # The run's report (results/report/): tables and figures from the finished run, embedded
 # in `snakemake --report results/report.html` with the captions of workflow/report/.
-import glob
-
 REPORT = f"{RESULTS}/report"
-
-# The finished run: selection, final pool and trainings, correlation study, and with
-# selection rounds the dense reference and every round's pool, ranking, trainings and spectra.
-report_inputs = lambda wildcards: {
-    "selected": f"{FINAL}/selected.json",
-    "pool": f"{FINAL}/pool.json",
-    "final": final_train_summaries(),
-    "correlation": correlation_summaries(),
-    "compare": sorted(glob.glob(f"{RESULTS}/compare/*/final/selected.json")),
-    **(
-        {
-            "dense": [f"{RESULTS}/dense/summary.json", f"{RESULTS}/dense/spectra.json"],
-            "dense_final": f"{RESULTS}/dense-final/summary.json",
-            "rounds": [
-                f
-                for r in range(len(PLAN.rounds))
-                for f in (
-                    f"{RESULTS}/rounds/r{two(r)}/pool.json",
-                    f"{RESULTS}/rounds/r{two(r)}/ranking.csv",
-                    *slot_train_summaries(r),
-                    *slot_spectra_files(r),
-                )
-            ],
-        }
-        if PLAN.rounds
-        else {}
-    ),
-}
 
 # Every file `lsh report` writes (lsh.report.report_files); the LS figures only with
 # selection rounds. report(...) puts a file with its caption into the HTML report.

@@ -6,6 +6,7 @@ wildcard_constraints:
     r=r"\d\d",
     s=r"\d\d",
     f=r"\d\d",
+    method=r"[a-z-]+",
     c=r"\d\d",
 
 

@@ -1,0 +1,61 @@
+"""The SLURM profile, for real: a one-node cluster on this machine runs a small search through it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, copy_project
+from slurm.cluster import Cluster, available
+from test_workflow import SMOKE, run
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    why = available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SLURM test: {why} (make test installs them as root)")
+        pytest.skip(why)
+    c = Cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def small_search(project: Path) -> None:
+    """The smoke preset with one round of three candidates: few jobs, as each SLURM job costs seconds."""
+    params = yaml.safe_load((project / SMOKE).read_text())
+    params["search"].update(n=3)
+    params["final"]["epochs"] = 2
+    params["sparse"]["decay_epochs"] = 2
+    params["report"]["correlation_candidates"] = 0
+    (project / "small.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_slurm_profile_runs_the_search_and_selects_what_a_local_run_selects(cluster, tmp_path: Path, ptb_raw: Path):
+    (tmp_path / "local").mkdir()
+    local = copy_project(tmp_path / "local", ptb_raw)
+    small_search(local)
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "small.yaml"], local)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    (tmp_path / "slurm").mkdir()
+    remote = copy_project(tmp_path / "slurm", ptb_raw)
+    small_search(remote)
+    out = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "--configfile", "small.yaml"], remote, timeout=1200)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert "slurm" in (out.stdout + out.stderr).lower()
+    logs = list((remote / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert logs, "the jobs ran through sbatch"
+    a, b = (json.loads((p / "results" / "final" / "selected.json").read_text()) for p in (local, remote))
+    for key in ("candidate", "config", "valid_ppl", "test_ppl"):
+        assert a[key] == b[key], key
