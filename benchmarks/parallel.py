@@ -29,6 +29,7 @@ PTB = [REPO / "data" / "ptb", REPO.parent / "shared" / "data" / "ptb"]
 
 
 def project(dest: Path) -> Path:
+    dest.mkdir(parents=True)
     for name in ("Snakefile", "params.yaml"):
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(REPO / "workflow", dest / "workflow")

@@ -591,6 +591,11 @@ def plot_distance_curves(run: Run, distances: pd.DataFrame, path: Path) -> None:
               fontsize=8, title_fontsize=9, frameon=False)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{search['distance']} distance to the dense reference")
+    positive = distances["distance"][distances["distance"] > 0]
+    if len(positive) and positive.max() > 30 * positive.min():
+        # a candidate with a dead unit (its exponent at the floor) lies orders of magnitude away
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{search['distance']} distance to the dense reference (log scale)")
     ax.set_title(f"Distance in LS space ({search['embedding']}, {search['pca_fit']} fit)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)

@@ -256,7 +256,7 @@ def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_
     params["final"]["epochs"] = params["sparse"]["decay_epochs"] = 2
     params["report"]["correlation_candidates"] = 0
     (project / "small.yaml").write_text(yaml.safe_dump(params))
-    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "small.yaml", "compare"], project, timeout=1500)
+    out = run([str(BIN / "snakemake"), "compare", "--cores", "2", "--configfile", "small.yaml"], project, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     compare = project / "results" / "compare"
     modes = {}

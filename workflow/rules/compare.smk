@@ -31,12 +31,12 @@ rule compare_run:
         ENV
     log:
         f"{LOGS}/compare/{{method}}.log",
-    threads: workflow.cores
+    threads: 64  # capped at --cores: the nested run takes every core it is given
     resources:
         mem_mb=train_mem_mb,
         runtime=2880,
     shell:
-        "snakemake --nolock --cores {threads} --configfile {input.params} {output} > {log} 2>&1"
+        "snakemake {output} --nolock --cores {threads} --configfile {input.params} > {log} 2>&1"
 
 
 rule compare:
