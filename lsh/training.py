@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from lsh import files
+from lsh import sparse as sparse_training
 from lsh.data import Corpus
 from lsh.errors import LshError
 from lsh.models import LanguageModel, ModelConfig, build_model
@@ -290,7 +291,7 @@ class Trainer:
         cfg: TrainConfig,
         corpus: Corpus,
         device: torch.device,
-        sparse: Any = None,
+        sparse: sparse_training.SparseTraining | None = None,
     ) -> None:
         self.model, self.cfg, self.device, self.sparse = model, cfg, device, sparse
         self.train_data = batchify(corpus.train, cfg.batch_size, device)
@@ -471,7 +472,6 @@ def train(
     training), as if it were this folder's own last checkpoint. Returns the summary that is
     also written to `out/summary.json`.
     """
-    from lsh import sparse as sparse_training
 
     out = Path(out)
     if keep not in ("all", "last"):
