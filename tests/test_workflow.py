@@ -112,6 +112,17 @@ def test_loss_ranker_orders_a_round_by_validation_perplexity(smoke_runs: list[Pa
     assert list(ls["distance"]) == sorted(ls["distance"]), "the LS ranker orders by distance"
 
 
+def test_history_mode_decides_what_the_proposer_learns_from(smoke_runs: list[Path]):
+    results = search.Layout(smoke_runs[0] / "results")
+    survivors = search.propose_round(config.load_params(smoke_runs[0] / SMOKE), results, 0)
+    everyone = search.propose_round(config.load_params(smoke_runs[0] / SMOKE, ["search.history=all"]), results, 0)
+    first = search.plan(config.load_params(smoke_runs[0] / SMOKE)["search"]).rounds[0]
+    assert len(survivors["history"]) == first.survivors and len(everyone["history"]) == first.pool
+    assert survivors["history_mode"] == "survivors" and everyone["history_mode"] == "all"
+    kept = {search.config_key(h["config"]) for h in survivors["history"]}
+    assert kept < {search.config_key(h["config"]) for h in everyone["history"]}
+
+
 def test_full_training_search_trains_every_initial_candidate_to_the_end(tmp_path: Path, ptb_raw: Path):
     project = copy_project(tmp_path, ptb_raw)
     params = config.read_yaml(project / SMOKE)
