@@ -93,6 +93,9 @@ def cmd_plan(args: argparse.Namespace, params: dict) -> int:
     final = params["final"]["epochs"]
     extra = plan.final_pool * max(0, final - plan.last_epoch)
     print(f"final training: {plan.final_pool} survivors to epoch {final} (at most {extra} more candidate-epochs)")
+    if plan.rounds and params["search"]["e0"] < 2:
+        print("note: with search.e0 = 1 a new candidate is scored before its first topology update, so its death, "
+              "growth and redistribution modes cannot affect its first ranking (only its sparse init can)")
     return 0
 
 

@@ -12,8 +12,21 @@ product of the m per-step diagonals (R's of a QR of a product multiply), so the 
 the same up to rounding. The exponents of one sample are its accumulated logs divided by
 the number of steps T, sorted in descending order; the spectrum is the mean of the K
 samples' sorted spectra (eq. 1 of the paper averages by QR column; the two agree once the
-columns are ordered, and sorting first keeps the per-layer union below well defined).
-Natural log per step by default; log_base 2 gives the reference code's unit.
+columns are ordered). Natural log per step by default; log_base 2 gives the reference
+code's unit.
+
+Layouts. With per-layer blocks (below) each exponent belongs to a layer. `layout: blocks`
+(the default, as the reference code compares spectra) keeps that: each layer's exponents
+sorted within the layer, layers in order. `layout: sorted` sorts all exponents into one
+vector. Both are computed from the same run (`Spectrum.layouts`); with one block (an RHN,
+a one-layer LSTM, the full Jacobian) they are the same vector.
+
+The floor. A saturated unit (all its gates at exactly 0 or 1) gives a zero row of J and
+r = 0: a direction contracted to nothing, log r = -inf. Every per-step factor is floored
+at `min_exponent` nats (default -16, about float32's resolution: e^-16 ~ 1e-7), in every
+dtype, so that one dead unit costs the same in float32 and float64 and cannot place a
+model orders of magnitude away from every other; a direction dead at every step reads
+exactly `min_exponent`. How many exponents met the floor is recorded (`clipped`).
 
 Jacobians (J is always the Jacobian d state' / d state, applied as J Q; the reference code
 used the transpose for the LSTM):
@@ -65,6 +78,8 @@ from lsh.errors import LshError
 from lsh.models import LanguageModel, LSTMLanguageModel, RHNLanguageModel
 
 METHODS = ("analytic", "autograd")
+LAYOUTS = ("blocks", "sorted")
+MIN_EXPONENT = -16.0  # nats per step: the floor of every per-step factor log r (see the module docstring)
 STATES = ("h", "hc")
 LOG_BASES = ("e", 2)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -91,6 +106,8 @@ class Settings:
     dtype: str = "float32"
     qr_every: int = 1
     device: str = "auto"
+    layout: str = "blocks"
+    min_exponent: float = MIN_EXPONENT
 
     def __post_init__(self) -> None:
         for name, low in (("samples", 1), ("steps", 1), ("warmup", 0), ("qr_every", 1)):
@@ -102,6 +119,8 @@ class Settings:
         object.__setattr__(self, "log_base", _log_base(self.log_base))
         _check_choice("lyapunov.dtype", self.dtype, tuple(DTYPES))
         _check_choice("lyapunov.device", self.device, DEVICES)
+        _check_choice("lyapunov.layout", self.layout, LAYOUTS)
+        _check_floor(self.min_exponent)
 
     @classmethod
     def from_params(cls, params: dict, **overrides: Any) -> "Settings":
@@ -111,11 +130,11 @@ class Settings:
         return cls(**section)
 
     def compute_kwargs(self) -> dict:
-        """The keyword arguments of `model_spectrum` these settings give."""
+        """The keyword arguments of `model_spectra` these settings give (the layout picks from its result)."""
         return {
             "warmup": self.warmup, "exponents": self.exponents, "state": self.state,
             "method": self.method, "log_base": self.log_base, "dtype": self.dtype,
-            "qr_every": self.qr_every, "device": self.device,
+            "qr_every": self.qr_every, "device": self.device, "min_exponent": self.min_exponent,
         }
 
 
@@ -127,6 +146,11 @@ def _check_int(name: str, value: Any, low: int, extra: str = "") -> None:
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed or isinstance(value, bool):
         raise LshError(f"{name} = {value!r}: allowed are {', '.join(map(str, allowed))}")
+
+
+def _check_floor(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e4 <= value < 0:
+        raise LshError(f"lyapunov.min_exponent = {value!r}: must be a negative number of nats per step (default {MIN_EXPONENT})")
 
 
 def _log_base(value: Any) -> Union[str, int]:
@@ -217,17 +241,37 @@ class Tangent:
         raise NotImplementedError
 
 
-def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dtype: torch.dtype,
-            device: torch.device) -> Tensor:
-    """Per-sample exponents, unsorted: [K, k] in natural log per step (float64).
+@dataclass(frozen=True)
+class Spectrum:
+    """One spectrum in both layouts, descending within each block (float64, the chosen log base).
 
-    k is the total count; with several blocks (all exponents) each block gets k / blocks columns.
-    When the tangent gives dense Jacobians and Q is square, Q stays in the Householder form
-    geqrf returns and J Q is one ormqr (J times the reflectors): the same product without
-    forming Q (householder_product) and then multiplying, about 30 % fewer flops per step.
+    `clipped`: exponents, counted over the K samples, with at least one per-step factor at
+    the floor; `blocks`: how many independent blocks (layers) the exponents come from.
+    """
+
+    layouts: dict[str, Tensor]
+    clipped: int
+    blocks: int
+
+    def __getitem__(self, layout: str) -> Tensor:
+        _check_choice("lyapunov.layout", layout, LAYOUTS)
+        return self.layouts[layout]
+
+
+def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dtype: torch.dtype,
+            device: torch.device, min_exponent: float = MIN_EXPONENT) -> tuple[Tensor, Tensor]:
+    """Per-sample exponents, unsorted, and which met the floor: ([K, k] float64 in natural log
+    per step, [K, k] bool).
+
+    k is the total count; with several blocks (all exponents) each block gets k / blocks columns,
+    block by block. When the tangent gives dense Jacobians and Q is square, Q stays in the
+    Householder form geqrf returns and J Q is one ormqr (J times the reflectors): the same product
+    without forming Q (householder_product) and then multiplying, about 30 % fewer flops per step.
+    Each QR's log r is floored at `min_exponent` per step it covers (see the module docstring).
     """
     if not (isinstance(qr_every, int) and qr_every >= 1):
         raise LshError(f"lyapunov.qr_every = {qr_every!r}: must be an integer >= 1")
+    _check_floor(min_exponent)
     K, nb, Lb = tangent.samples, tangent.blocks, tangent.block_size
     if nb > 1:
         assert k == nb * Lb, "per-block propagation gives all exponents only"
@@ -239,8 +283,11 @@ def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dt
     h = tau = signs = None  # Q = householder_product(h, tau) * signs, when factored
     y = None  # J ... J Q since the last QR
     logs = torch.zeros(K, nb, k, dtype=torch.float64, device=device)
+    floored = torch.zeros(K, nb, k, dtype=torch.bool, device=device)
+    since = 0  # steps since the last QR
     for j in range(steps):
         t = warmup + j
+        since += 1
         if not tangent.dense:
             y = tangent.propagate(t, q if y is None else y)
         elif y is not None:
@@ -254,21 +301,29 @@ def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dt
         if (j + 1) % qr_every == 0 or j == steps - 1:
             h, tau = torch.geqrf(y)
             d = h.diagonal(dim1=-2, dim2=-1)  # [K, nb, k]: diag(R)
-            # A saturated unit (all its gates at exactly 0 or 1 in float32) gives a zero row of J
-            # and r = 0: a direction contracted to nothing. Floor it at the dtype's smallest
-            # normal number, so a healthy model never reads as diverged (-inf) downstream.
-            logs += d.abs().clamp(min=torch.finfo(d.dtype).tiny).log()
+            log_r = d.abs().to(torch.float64).log()  # -inf where r = 0 (a dead direction)
+            floor = since * min_exponent
+            floored |= log_r < floor
+            logs += log_r.clamp(min=floor)
             signs = _signs(d)
             if not factored:
                 q = torch.linalg.householder_product(h, tau).mul_(signs)
             y = None
-    return logs.reshape(K, nb * k) / steps
+            since = 0
+    return logs.reshape(K, nb * k) / steps, floored.reshape(K, nb * k)
 
 
-def _finish(per_sample: Tensor, log_base: Union[str, int]) -> Tensor:
-    """Sort each sample's spectrum (descending), average over samples, convert the log base."""
-    spectrum = per_sample.sort(dim=-1, descending=True).values.mean(0)
-    return spectrum / math.log(2) if _log_base(log_base) == 2 else spectrum
+def finish(per_sample: Tensor, floored: Tensor, blocks: int, log_base: Union[str, int]) -> Spectrum:
+    """Both layouts from per-sample exponents [K, k] (k / blocks per block, block by block):
+    sort each sample (within each block for `blocks`), average over samples, convert the log base."""
+    K, k = per_sample.shape
+    scale = 1 / math.log(2) if _log_base(log_base) == 2 else 1.0
+    by_block = per_sample.view(K, blocks, k // blocks).sort(dim=-1, descending=True).values.reshape(K, k)
+    layouts = {
+        "blocks": by_block.mean(0) * scale,
+        "sorted": per_sample.sort(dim=-1, descending=True).values.mean(0) * scale,
+    }
+    return Spectrum(layouts, int(floored.sum()), blocks)
 
 
 # -----------------------------------------------------------------------------
@@ -609,7 +664,7 @@ def make_tangent(model: LanguageModel, xs: Tensor, *, state: str = "h", method: 
 
 
 @torch.no_grad()
-def model_spectrum(
+def model_spectra(
     model: LanguageModel,
     tokens: Tensor,
     *,
@@ -622,8 +677,9 @@ def model_spectrum(
     qr_every: int = 1,
     device: Union[str, torch.device] = "auto",
     per_layer: Optional[bool] = None,
-) -> Tensor:
-    """The Lyapunov spectrum [k] (descending, float64) of `model` driven by tokens [warmup + T, K].
+    min_exponent: float = MIN_EXPONENT,
+) -> Spectrum:
+    """The Lyapunov spectrum of `model` driven by tokens [warmup + T, K], in both layouts.
 
     States start at zero; dropout is off (`step` has none). The model is not modified: its
     weights are copied to `device` and `dtype`.
@@ -644,10 +700,15 @@ def model_spectrum(
             model = copy.deepcopy(model).to(device=dev, dtype=dt).requires_grad_(False)
         xs = model.embed(tokens.to(model.embedding.weight.device)).to(device=dev, dtype=dt)  # [T, K, emb]
         tangent, k = make_tangent(model, xs, state=state, method=method, exponents=exponents, per_layer=per_layer)
-        per_sample = qr_loop(tangent, warmup, steps, k, qr_every, dt, dev)
+        per_sample, floored = qr_loop(tangent, warmup, steps, k, qr_every, dt, dev, min_exponent)
     finally:
         model.train(was_training)
-    return _finish(per_sample, log_base)
+    return finish(per_sample, floored, tangent.blocks, log_base)
+
+
+def model_spectrum(model: LanguageModel, tokens: Tensor, *, layout: str = "blocks", **kwargs: Any) -> Tensor:
+    """The Lyapunov spectrum [k] (float64) of `model` in one layout; see `model_spectra` for the arguments."""
+    return model_spectra(model, tokens, **kwargs)[layout]
 
 
 def spectrum_of_map(
@@ -659,6 +720,7 @@ def spectrum_of_map(
     dtype: Optional[Union[str, torch.dtype]] = None,
     qr_every: int = 1,
     log_base: Union[str, int] = "e",
+    min_exponent: float = MIN_EXPONENT,
 ) -> Tensor:
     """The Lyapunov spectrum [k] (descending, float64) of h_next = step(h, x), by autograd.
 
@@ -678,8 +740,8 @@ def spectrum_of_map(
     h0 = h0.to(dt)
     tangent = AutogradJacobian(lambda z, aux, x: (step(z, x), aux), h0, h0[:, :0], xs)
     with torch.no_grad():
-        per_sample = qr_loop(tangent, warmup, steps, k, qr_every, dt, h0.device)
-    return _finish(per_sample, log_base)
+        per_sample, floored = qr_loop(tangent, warmup, steps, k, qr_every, dt, h0.device, min_exponent)
+    return finish(per_sample, floored, 1, log_base)["sorted"]
 
 
 @torch.no_grad()
@@ -731,8 +793,10 @@ def checkpoint_spectrum(checkpoint: Union[str, Path], data_dir: Union[str, Path]
                         seed: int) -> dict:
     """The record `lsh spectrum` writes: the spectrum of a checkpoint's evaluation weights.
 
-    A diverged checkpoint (status or non-finite weights), or non-finite exponents, gives
-    status "diverged" and exponents null instead of an error.
+    `exponents` is the spectrum in the settings' layout; `layouts` holds both (the report
+    compares them), `clipped` how many exponents met the floor. A diverged checkpoint
+    (status or non-finite weights), or non-finite exponents, gives status "diverged" and
+    exponents null instead of an error.
     """
     from lsh import data, training
 
@@ -743,6 +807,11 @@ def checkpoint_spectrum(checkpoint: Union[str, Path], data_dir: Union[str, Path]
     tokens, offsets = validation_tokens(valid, settings.samples, length, seed)
     record: dict[str, Any] = {
         "exponents": None,
+        "layout": settings.layout,
+        "layouts": None,
+        "clipped": None,
+        "blocks": None,
+        "min_exponent": settings.min_exponent,
         "method": settings.method,
         "samples": settings.samples,
         "steps": settings.steps,
@@ -768,17 +837,19 @@ def checkpoint_spectrum(checkpoint: Union[str, Path], data_dir: Union[str, Path]
     k = _exponent_count(settings.exponents, L, f"{model.config.type} {settings.state}")
     record["per_layer"] = uses_per_layer(model, settings.state, k)
     start = time.perf_counter()
-    spectrum = model_spectrum(model, tokens.to(device), **settings.compute_kwargs())
+    spectrum = model_spectra(model, tokens.to(device), **settings.compute_kwargs())
     record["seconds"] = round(time.perf_counter() - start, 4)
-    if not bool(torch.isfinite(spectrum).all()):
+    if not all(bool(torch.isfinite(v).all()) for v in spectrum.layouts.values()):
         record["status"] = "diverged"
     else:
-        record["exponents"] = spectrum.cpu().tolist()
+        record["layouts"] = {name: v.cpu().tolist() for name, v in spectrum.layouts.items()}
+        record["exponents"] = record["layouts"][settings.layout]
+        record["clipped"], record["blocks"] = spectrum.clipped, spectrum.blocks
     return record
 
 
 __all__ = [
-    "Settings", "model_spectrum", "spectrum_of_map", "model_jacobian", "checkpoint_spectrum",
+    "Settings", "Spectrum", "model_spectrum", "model_spectra", "finish", "spectrum_of_map", "model_jacobian", "checkpoint_spectrum",
     "sample_offsets", "validation_tokens", "state_size", "make_tangent", "qr_loop",
     "row_scaled_sum", "resolve_device", "resolve_dtype", "uses_per_layer", "LSTMJacobian", "RHNJacobian",
     "AutogradJacobian",

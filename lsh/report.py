@@ -36,6 +36,7 @@ import pandas as pd
 
 from lsh import files
 from lsh.errors import LshError
+from lsh.lyapunov import LAYOUTS
 from lsh.search import CONFIG_KEYS, Layout, Plan, ls_distances, plan as search_plan
 
 MIN_CORRELATION = 5  # candidates with a final perplexity needed for the correlation study
@@ -64,6 +65,7 @@ class Candidate:
     id: str
     config: dict
     spectra: dict[int, list[float] | None] = field(default_factory=dict)  # epoch -> exponents (None: failed)
+    layouts: dict[str, dict[int, list[float] | None]] = field(default_factory=dict)  # both layouts, as spectra
     selection_epochs: int = 0  # the last epoch it reached during the selection rounds
     history: list[dict] = field(default_factory=list)  # per-epoch metrics of its latest training (whole history)
     history_source: str = ""  # the folder that history comes from
@@ -85,7 +87,8 @@ class Run:
     dense_summary: dict | None  # dense/summary.json (the reference's selection epochs)
     dense_final: dict | None  # dense-final/summary.json (the reference trained to final.epochs)
     dense_history: list[dict]  # per-epoch metrics of the dense reference (dense-final's when it exists)
-    dense_spectra: np.ndarray | None  # [epochs 0..last, exponents]
+    dense_spectra: np.ndarray | None  # [epochs 0..last, exponents], in the params' layout
+    dense_layouts: dict[str, np.ndarray]  # the same in every layout (lyapunov.LAYOUTS)
     final_pool: dict
 
     @property
@@ -171,6 +174,8 @@ def load_run(params: dict, results_dir: str | Path) -> Run:
             for epoch, rec in spectra["spectra"].items():
                 ok = rec.get("status") == "ok" and rec.get("exponents") is not None
                 c.spectra[int(epoch)] = rec["exponents"] if ok else None
+                for name in LAYOUTS:
+                    c.layouts.setdefault(name, {})[int(epoch)] = rec["layouts"][name] if ok else None
             history = read_metrics(layout.slot_train(r, s))
             c.selection_epochs = max(c.selection_epochs, _last_epoch(history))
             _offer_history(c, history, str(layout.slot_train(r, s)))
@@ -189,18 +194,20 @@ def load_run(params: dict, results_dir: str | Path) -> Run:
         c.correlation = summary
         _offer_history(c, read_metrics(folder), str(folder))
 
-    dense_spectra = None
+    dense_spectra, dense_layouts = None, {}
     if layout.dense_spectra.is_file():
         spectra = _read_json(layout.dense_spectra)["spectra"]
-        rows = [spectra[str(e)]["exponents"] if spectra[str(e)]["status"] == "ok" else None for e in range(len(spectra))]
-        if all(r is not None for r in rows) and rows:
-            dense_spectra = np.array(rows, dtype=float)
+        records = [spectra.get(str(e)) for e in range(len(spectra))]
+        if records and all(r is not None and r["status"] == "ok" for r in records):
+            dense_spectra = np.array([r["exponents"] for r in records], dtype=float)
+            dense_layouts = {name: np.array([r["layouts"][name] for r in records], dtype=float) for name in LAYOUTS}
     dense_final = _maybe_json(root / "dense-final" / "summary.json")
     dense_history = read_metrics(root / "dense-final") or read_metrics(layout.dense_train)
     return Run(
         params=params, root=root, plan=the_plan, selected=selected, rounds=rounds, rankings=rankings,
         candidates=candidates, dense_summary=_maybe_json(layout.dense_train / "summary.json"),
-        dense_final=dense_final, dense_history=dense_history, dense_spectra=dense_spectra, final_pool=final_pool,
+        dense_final=dense_final, dense_history=dense_history, dense_spectra=dense_spectra,
+        dense_layouts=dense_layouts, final_pool=final_pool,
     )
 
 
@@ -347,9 +354,11 @@ def parse_markdown_table(text: str) -> pd.DataFrame:
 # Distances and perplexities over epochs
 
 
-def trajectory(cand: Candidate, upto: int) -> np.ndarray | None:
-    """The candidate's spectra of epochs 0..upto, or None when one is missing or failed."""
-    points = [cand.spectra.get(e) for e in range(upto + 1)]
+def trajectory(cand: Candidate, upto: int, layout: str | None = None) -> np.ndarray | None:
+    """The candidate's spectra of epochs 0..upto (the params' layout, or `layout`), or None when one
+    is missing or failed."""
+    spectra = cand.spectra if layout is None else cand.layouts.get(layout, {})
+    points = [spectra.get(e) for e in range(upto + 1)]
     if any(p is None for p in points):
         return None
     return np.array(points, dtype=float)
@@ -365,28 +374,30 @@ def _complete_epochs(cand: Candidate, last: int) -> list[int]:
     return out
 
 
-def distance_table(run: Run) -> pd.DataFrame:
+def distance_table(run: Run, layout: str | None = None) -> pd.DataFrame:
     """Distance of every candidate to the dense reference at each of its epochs, recomputed with
     `ls_distances` on its trajectory 0..E and the params' embedding, distance and PCA fit
-    (`pair`: per candidate; `pool`: per epoch with every candidate that has that epoch)."""
+    (`pair`: per candidate; `pool`: per epoch with every candidate that has that epoch), with the
+    spectra in the params' layout or in `layout`."""
     columns = ["candidate", "epoch", "distance"]
-    if run.dense_spectra is None or not run.candidates:
+    dense = run.dense_spectra if layout is None else run.dense_layouts.get(layout)
+    if dense is None or not run.candidates:
         return pd.DataFrame(columns=columns)
     search, seed = run.params["search"], run.params["seed"]
     kw = dict(embedding=search["embedding"], distance=search["distance"], fit=search["pca_fit"], seed=seed)
-    last = len(run.dense_spectra) - 1
+    last = len(dense) - 1
     epochs = {c: _complete_epochs(cand, last) for c, cand in run.candidates.items()}
     rows = []
     if search["pca_fit"] == "pool":
         for E in range(last + 1):
-            group = {c: trajectory(run.candidates[c], E) for c, es in epochs.items() if E in es}
+            group = {c: trajectory(run.candidates[c], E, layout) for c, es in epochs.items() if E in es}
             if group:
-                for c, d in ls_distances(run.dense_spectra, group, **kw).items():
+                for c, d in ls_distances(dense, group, **kw).items():
                     rows.append({"candidate": c, "epoch": E, "distance": d})
     else:
         for c, es in epochs.items():
             for E in es:
-                d = ls_distances(run.dense_spectra, {c: trajectory(run.candidates[c], E)}, **kw)[c]
+                d = ls_distances(dense, {c: trajectory(run.candidates[c], E, layout)}, **kw)[c]
                 rows.append({"candidate": c, "epoch": E, "distance": d})
     df = pd.DataFrame(rows, columns=columns)
     df["distance"] = df["distance"].astype(float).replace([np.inf, -np.inf], np.nan)
@@ -426,22 +437,30 @@ def early_epochs(run: Run) -> list[int]:
     return sorted({1, second} if second >= 1 else {1})
 
 
-def correlation_points(run: Run, distances: pd.DataFrame, epochs: list[int]) -> pd.DataFrame:
-    """One row per candidate with a final perplexity and early epoch: its early distance and validation perplexity."""
+def correlation_points(run: Run, distances: dict[str, pd.DataFrame], epochs: list[int]) -> pd.DataFrame:
+    """One row per candidate with a final perplexity and early epoch E: its LS distance at E in each layout
+    (`distances`: layout -> distance_table) and its validation perplexity at E (the value at epoch E, as
+    the loss ranker reads it, not the best of epochs 1..E)."""
     finals = final_perplexities(run)
-    columns = ["candidate", "source", "epoch", "distance", "valid_ppl", "final_test_ppl", "final_valid_ppl"]
-    dist = {(r.candidate, int(r.epoch)): r.distance for r in distances.itertuples()}
+    columns = ["candidate", "source", "epoch", *MEASURES, "final_test_ppl", "final_valid_ppl"]
+    dist = {name: {(r.candidate, int(r.epoch)): r.distance for r in df.itertuples()} for name, df in distances.items()}
     rows = []
     for f in finals.itertuples():
         ppl = {int(h["epoch"]): _num(h.get("valid_ppl")) for h in run.candidates[f.candidate].history}
         for E in epochs:
-            rows.append({"candidate": f.candidate, "source": f.source, "epoch": E,
-                         "distance": dist.get((f.candidate, E), math.nan), "valid_ppl": ppl.get(E, math.nan),
-                         "final_test_ppl": f.final_test_ppl, "final_valid_ppl": f.final_valid_ppl})
+            row = {"candidate": f.candidate, "source": f.source, "epoch": E}
+            row.update({f"distance_{name}": dist.get(name, {}).get((f.candidate, E), math.nan) for name in LAYOUTS})
+            row.update({"valid_ppl": ppl.get(E, math.nan), "final_test_ppl": f.final_test_ppl,
+                        "final_valid_ppl": f.final_valid_ppl})
+            rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
 
-MEASURES = {"distance": "LS distance to the dense reference", "valid_ppl": "validation perplexity"}
+MEASURES = {
+    "distance_blocks": "LS distance (blocks layout)",
+    "distance_sorted": "LS distance (sorted layout)",
+    "valid_ppl": "validation perplexity",
+}
 
 
 def correlation_table(points: pd.DataFrame) -> pd.DataFrame:
@@ -731,13 +750,15 @@ def placeholder_figure(path: Path, message: str) -> None:
 
 
 def plot_correlation(points: pd.DataFrame, table: pd.DataFrame, path: Path, missing: str | None = None) -> None:
-    """Supplement Fig. 1: early distance (top) and early perplexity (bottom) against final perplexity."""
+    """Supplement Fig. 1: early distance in each layout (top rows) and early perplexity (bottom) against
+    final perplexity."""
     plt = _plt()
     if missing:
         placeholder_figure(path, "No correlation figure: " + missing)
         return
     epochs = sorted(points["epoch"].unique())
-    fig, axes = plt.subplots(2, len(epochs), figsize=(4.3 * len(epochs), 7.0), squeeze=False)
+    rows = len(MEASURES)
+    fig, axes = plt.subplots(rows, len(epochs), figsize=(4.3 * len(epochs), 3.4 * rows), squeeze=False)
     markers = {"final": ("tab:orange", "final pool"), "correlation": ("tab:blue", "round-0 candidate trained on")}
     for j, E in enumerate(epochs):
         at = points[points["epoch"] == E]
@@ -753,9 +774,9 @@ def plot_correlation(points: pd.DataFrame, table: pd.DataFrame, path: Path, miss
             ax.set_title(f"epoch {E}: {stats}, n = {row['n']}", fontsize=9)
             ax.set_xlabel(f"{MEASURES[measure]} at epoch {E}")
             ax.grid(alpha=0.3)
-        axes[0][j].set_ylabel("final test perplexity")
-        axes[1][j].set_ylabel("final test perplexity")
-    handles, labels = axes[1][0].get_legend_handles_labels()
+        for i in range(rows):
+            axes[i][j].set_ylabel("final test perplexity")
+    handles, labels = axes[-1][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=9, frameon=False)
     fig.suptitle("Early measures against final perplexity")
     fig.tight_layout()
@@ -863,7 +884,7 @@ FILE_DESCRIPTIONS = {
     "distance_curves.png": "distance to the dense reference in LS space over epochs",
     "perplexity_curves.png": "validation perplexity over epochs",
     "ls_space.png": "the dense and the selected trajectories in 2-D PCA LS space",
-    "correlation.png": "early LS distance and early validation perplexity against final perplexity",
+    "correlation.png": "early LS distance (both layouts) and validation perplexity at the same epoch against final perplexity",
     "correlation.csv": "Pearson and Spearman coefficients of correlation.png",
     "correlation_points.csv": "the per-candidate points of correlation.png",
 }
@@ -907,6 +928,7 @@ def build_report(params: dict, results_dir: str | Path, out_dir: str | Path) -> 
         notes.append("No dense reference trained to final.epochs (dense-final/): Table 1 and this summary have no dense row.")
 
     distances = distance_table(run)
+    by_layout = {name: distance_table(run, name) for name in LAYOUTS}
     if run.plan.rounds:  # the workflow expects these three whenever the params imply rounds
         if run.rounds and run.dense_spectra is not None:
             plot_ls_curves(run, out / "ls_curves.png")
@@ -931,7 +953,7 @@ def build_report(params: dict, results_dir: str | Path, out_dir: str | Path) -> 
     written.append("perplexity_curves.png")
 
     epochs = early_epochs(run)
-    points = correlation_points(run, distances, epochs)
+    points = correlation_points(run, by_layout, epochs)
     finals = final_perplexities(run)
     correlation: pd.DataFrame | None = None
     if len(finals) >= MIN_CORRELATION:

@@ -195,8 +195,10 @@ def history_trials(history: list[tuple[dict, float]], space: dict) -> Any:
     return trials
 
 
-def _suggest_one(proposer: str, space: dict, trials: Any, seed: int) -> dict:
-    """One proposal from hyperopt's algorithm, through its public suggest() interface."""
+def _suggest(proposer: str, space: dict, trials: Any, seed: int) -> dict:
+    """One proposal from hyperopt's algorithm through its public suggest(), which is then added to
+    `trials` as a pending trial, as hyperopt's fmin does with several workers: TPE counts a pending
+    trial as not (yet) good, so the next proposal moves elsewhere instead of repeating this one."""
     from hyperopt import Domain, atpe, rand, tpe
 
     domain = Domain(lambda cfg: 0.0, hyperopt_space(space))
@@ -212,50 +214,63 @@ def _suggest_one(proposer: str, space: dict, trials: Any, seed: int) -> dict:
         docs = rand.suggest([tid], domain, trials, seed)
     else:
         raise LshError(f"search.proposer {proposer!r}: allowed are {', '.join(PROPOSERS)}")
-    vals = {k: v[0] for k, v in docs[0]["misc"]["vals"].items() if v}
+    doc = docs[0]
+    doc["result"] = {"status": "new", "loss": None}  # pending: ATPE reads a loss key, TPE counts None as +inf
+    doc["book_time"] = doc["refresh_time"] = _EPOCH
+    trials.insert_trial_docs([doc])
+    trials.refresh()
+    vals = {k: v[0] for k, v in doc["misc"]["vals"].items() if v}
     return vals_to_config(vals, space)
 
 
 TPE_STARTUP = 1
 _EPOCH = datetime.datetime(2000, 1, 1)
 PROPOSERS = ("tpe", "atpe", "rand", "grid")
+FALLBACK = "fallback"  # the source of a proposal drawn at random because the algorithm kept repeating
 MAX_ATTEMPTS_PER_PROPOSAL = 50
+
+
+@dataclass(frozen=True)
+class Proposal:
+    config: dict
+    source: str  # the algorithm's name, or FALLBACK
 
 
 def propose(
     proposer: str, space: dict, history: list[tuple[dict, float]], tried: list[dict], k: int, seed: int
-) -> list[dict]:
+) -> list[Proposal]:
     """k configurations, distinct from each other and from everything `tried`, from the history.
 
-    `grid` takes unused grid points in a seeded order; the others ask hyperopt. When the
-    algorithm keeps proposing known configurations, the rest are drawn uniformly from the
-    unused configurations (a quantised space can run out: then fewer than k come back).
+    `grid` takes unused grid points in a seeded order; the others ask hyperopt, each proposal
+    added to the trials as pending before the next is asked for. Only when the algorithm keeps
+    proposing known configurations (a nearly exhausted space) is the rest drawn uniformly from
+    the unused configurations, marked `fallback` (a quantised space can run out: then fewer
+    than k come back).
     """
     seen = {config_key(c) for c in tried}
-    out: list[dict] = []
+    out: list[Proposal] = []
     if proposer == "grid":
-        order = np.random.default_rng(seed).permutation(len(grid_points(space)))
         points = grid_points(space)
-        for i in order:
+        for i in np.random.default_rng(seed).permutation(len(points)):
             if len(out) == k:
                 break
             if config_key(points[i]) not in seen:
                 seen.add(config_key(points[i]))
-                out.append(points[i])
+                out.append(Proposal(points[i], "grid"))
         return out
     trials = history_trials(history, space)
     attempt = 0
     while len(out) < k and attempt < MAX_ATTEMPTS_PER_PROPOSAL * k:
-        config = _suggest_one(proposer, space, trials, derived_seed(seed, attempt))
+        config = _suggest(proposer, space, trials, derived_seed(seed, attempt))
         attempt += 1
         if config_key(config) not in seen:
             seen.add(config_key(config))
-            out.append(config)
+            out.append(Proposal(config, proposer))
     if len(out) < k:
         unused = [c for c in (_discrete_space(space) or []) if config_key(c) not in seen]
         rng = np.random.default_rng(derived_seed(seed, 10**6))
         for i in rng.permutation(len(unused))[: k - len(out)]:
-            out.append(unused[i])
+            out.append(Proposal(unused[i], FALLBACK))
     return out
 
 
@@ -300,6 +315,10 @@ def ls_distances(
     """
     out = {c: math.inf for c, t in candidates.items() if t is None or not np.all(np.isfinite(t))}
     valid = {c: t for c, t in candidates.items() if c not in out}
+    for c, t in valid.items():
+        if len(t) > len(dense):
+            raise LshError(f"candidate {c} is at epoch {len(t) - 1}, but the dense reference has spectra of epochs "
+                           f"0..{len(dense) - 1} only: train the dense reference to at least epoch {len(t) - 1}")
     if fit == "pool" and valid:
         last = max(len(t) for t in valid.values())
         points = np.concatenate([dense[:last], *valid.values()])
@@ -387,10 +406,10 @@ def _entry(slot: int, candidate: str, config: dict, parent: str | None, before: 
 def initial_pool(params: dict) -> dict:
     """Round 0's pool (or, for `search.mode: full`, the final pool): n configurations from the proposer."""
     search, seed = params["search"], params["seed"]
-    configs = propose(search["proposer"], params["space"], [], [], search["n"], derived_seed(seed, 0))
+    proposals = propose(search["proposer"], params["space"], [], [], search["n"], derived_seed(seed, 0))
     full = search["mode"] == "full"
     after = params["final"]["epochs"] if full else search["e0"]
-    slots = [_entry(i, candidate_id(i), c, None, 0, after) for i, c in enumerate(configs)]
+    slots = [_entry(i, candidate_id(i), p.config, None, 0, after) for i, p in enumerate(proposals)]
     slots += [None] * (search["n"] - len(slots))  # a grid smaller than n leaves slots empty
     tried = [{"candidate": e["candidate"], "config": e["config"]} for e in slots if e]
     return {"round": "final" if full else 0, "slots": slots, "tried": tried, "next_id": len(tried)}
@@ -434,6 +453,9 @@ def train_to_final(params: dict, pool: dict, slot: int, round_dir: Path, out: Pa
     return train_slot(params, {"slots": [None] * slot + [entry]}, slot, out, corpus, final=True)
 
 
+SPECTRUM_KEYS = ("exponents", "layouts", "clipped", "status", "seconds")  # kept per epoch in spectra.json
+
+
 def slot_spectra(params: dict, pool: dict, slot: int, train_dir: Path, data_dir: Path, settings: Any) -> dict:
     """Spectra of every checkpoint this slot trained (and of epoch 0 for a new candidate)."""
     from lsh import lyapunov, training
@@ -448,7 +470,7 @@ def slot_spectra(params: dict, pool: dict, slot: int, train_dir: Path, data_dir:
         if entry["parent"] and epoch <= entry["epochs_before"]:
             continue  # a survivor's earlier epochs were measured in earlier rounds
         spectrum = lyapunov.checkpoint_spectrum(path, data_dir, settings, params["seed"])
-        record["spectra"][str(epoch)] = {k: spectrum[k] for k in ("exponents", "status", "seconds")}
+        record["spectra"][str(epoch)] = {k: spectrum[k] for k in SPECTRUM_KEYS}
         record["seconds"] += spectrum["seconds"]
     record["status"] = "ok"
     return record
@@ -461,7 +483,7 @@ def dense_spectra(params: dict, train_dir: Path, data_dir: Path, settings: Any, 
     record: dict[str, Any] = {"spectra": {}, "seconds": 0.0}
     for epoch in range(last_epoch + 1):
         spectrum = lyapunov.checkpoint_spectrum(training.checkpoint_path(train_dir, epoch), data_dir, settings, params["seed"])
-        record["spectra"][str(epoch)] = {k: spectrum[k] for k in ("exponents", "status", "seconds")}
+        record["spectra"][str(epoch)] = {k: spectrum[k] for k in SPECTRUM_KEYS}
         record["seconds"] += spectrum["seconds"]
     return record
 
@@ -480,29 +502,71 @@ def candidate_trajectories(layout: Layout, upto: int, candidates: set[str]) -> d
     return out
 
 
+def dense_trajectory(record: dict, upto: int, source: Path | str) -> np.ndarray:
+    """The dense spectra of epochs 0..upto from a dense spectra.json, indexed by epoch (row e = epoch e)."""
+    spectra = record["spectra"]
+    missing = [e for e in range(upto + 1) if str(e) not in spectra]
+    if missing:
+        raise LshError(f"{source} has no dense spectrum of epoch {missing[0]} (the ranking needs epochs 0..{upto}): "
+                       "train the dense reference and compute its spectra that far")
+    rows = [spectra[str(e)]["exponents"] for e in range(upto + 1)]
+    if any(r is None for r in rows):
+        bad = next(e for e, r in enumerate(rows) if r is None)
+        raise LshError(f"{source}: the dense spectrum of epoch {bad} failed (status {spectra[str(bad)]['status']}); "
+                       "the LS ranking has no reference")
+    return np.array(rows, dtype=float)
+
+
+def epoch_losses(train_dir: Path) -> dict[int, float | None]:
+    """Validation loss (nats per token) by epoch from a training folder's metrics.jsonl."""
+    path = Path(train_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise LshError(f"{path} does not exist: run the training first")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {int(r["epoch"]): r.get("valid_loss") for r in records}
+
+
+def loss_gaps(candidates: dict[str, tuple[int, float | None]], dense: dict[int, float | None], source: str) -> dict[str, float]:
+    """The loss-based distance: a candidate's validation loss minus the dense reference's at the same
+    epoch (candidates: id -> (epoch, loss or None when diverged)). Comparing each candidate with the
+    dense model at its own epoch, as the LS ranker does, lets a new candidate at e0 compete fairly
+    with a survivor several epochs further on."""
+    out = {}
+    for c, (epoch, loss) in candidates.items():
+        if epoch not in dense or dense[epoch] is None:
+            raise LshError(f"{source} has no validation loss of epoch {epoch} (candidate {c} is at that epoch): "
+                           "train the dense reference that far")
+        out[c] = loss - dense[epoch] if loss is not None and math.isfinite(loss) else math.inf
+    return out
+
+
 def rank_round(params: dict, layout: Layout, r: int) -> pd.DataFrame:
-    """Score every candidate of round r, rank them, and mark the survivors."""
+    """Score every candidate of round r at its epoch against the dense reference at that epoch,
+    rank them, and mark the survivors. `ls`: distance in LS space; `loss`: validation-loss gap."""
     search = params["search"]
     pool = read_json(layout.pool(r))
     entries = [e for e in pool["slots"] if e is not None]
     epochs = {e["candidate"]: e["epochs_after"] for e in entries}
     summaries = {e["candidate"]: read_json(layout.slot_train(r, e["slot"]) / "summary.json") for e in entries}
-    valid_ppl = {}
-    for c, summary in summaries.items():
-        ok = summary["status"] == "ok" and summary["epochs"] == epochs[c] and summary["valid_ppl"] is not None
-        valid_ppl[c] = summary["valid_ppl"] if ok else math.inf
+    losses: dict[str, float | None] = {}
+    for e in entries:
+        c, summary = e["candidate"], summaries[e["candidate"]]
+        ok = summary["status"] == "ok" and summary["epochs"] == epochs[c]
+        losses[c] = epoch_losses(layout.slot_train(r, e["slot"])).get(epochs[c]) if ok else None
+    valid_ppl = {c: math.exp(v) if v is not None and v < 700 else math.inf for c, v in losses.items()}
+    gaps = loss_gaps({c: (epochs[c], losses[c]) for c in epochs}, epoch_losses(layout.dense_train),
+                     str(layout.dense_train / "metrics.jsonl"))
 
-    dense = read_json(layout.dense_spectra)["spectra"]
-    dense_traj = np.array([dense[str(e)]["exponents"] for e in range(len(dense))], dtype=float)
+    dense = dense_trajectory(read_json(layout.dense_spectra), max(epochs.values()), layout.dense_spectra)
     spectra = candidate_trajectories(layout, r, set(epochs))
     trajectories = {}
     for c, E in epochs.items():
         points = [spectra[c].get(e) for e in range(E + 1)]
         ok = math.isfinite(valid_ppl[c]) and all(p is not None for p in points)
         trajectories[c] = np.array(points, dtype=float) if ok else None
-    distance = ls_distances(dense_traj, trajectories, embedding=search["embedding"], distance=search["distance"],
+    distance = ls_distances(dense, trajectories, embedding=search["embedding"], distance=search["distance"],
                             fit=search["pca_fit"], seed=params["seed"])
-    scores = distance if search["ranker"] == "ls" else valid_ppl
+    scores = distance if search["ranker"] == "ls" else gaps
     order = rank(scores, [e["candidate"] for e in entries])
     keep = plan(search).rounds[r].survivors
     rows = []
@@ -510,8 +574,8 @@ def rank_round(params: dict, layout: Layout, r: int) -> pd.DataFrame:
         e = next(x for x in entries if x["candidate"] == c)
         rows.append({
             "round": r, "rank": position + 1, "candidate": c, "slot": e["slot"], **e["config"],
-            "epoch": epochs[c], "distance": distance[c], "valid_ppl": valid_ppl[c], "score": scores[c],
-            "status": summaries[c]["status"], "kept": position < keep,
+            "epoch": epochs[c], "distance": distance[c], "loss_gap": gaps[c], "valid_ppl": valid_ppl[c],
+            "score": scores[c], "status": summaries[c]["status"], "kept": position < keep,
         })
     return pd.DataFrame(rows)
 
@@ -530,10 +594,10 @@ def propose_round(params: dict, layout: Layout, r: int) -> dict:
     history = [({k: row[k] for k in CONFIG_KEYS}, _finite_score(row["score"])) for _, row in rows.iterrows()]
     pool = read_json(layout.pool(r))
     k = plan(search).rounds[r].new
-    configs = propose(search["proposer"], space, history, [t["config"] for t in pool["tried"]], k,
-                      derived_seed(params["seed"], r + 1))
+    new = propose(search["proposer"], space, history, [t["config"] for t in pool["tried"]], k,
+                  derived_seed(params["seed"], r + 1))
     start = pool["next_id"]
-    proposals = [{"candidate": candidate_id(start + i), "config": c} for i, c in enumerate(configs)]
+    proposals = [{"candidate": candidate_id(start + i), "config": p.config, "source": p.source} for i, p in enumerate(new)]
     return {"round": r, "proposer": search["proposer"], "history_mode": search["history"],
             "history": [{"config": c, "score": s} for c, s in history], "proposals": proposals}
 
@@ -562,7 +626,7 @@ def next_pool(params: dict, layout: Layout, r: int) -> dict:
         proposals = read_json(layout.proposals(prev))["proposals"]
         for p in proposals:
             slots.append(_entry(len(slots), p["candidate"], p["config"], None, 0, search["e0"]))
-        tried += proposals
+        tried += [{"candidate": p["candidate"], "config": p["config"]} for p in proposals]
         next_id += len(proposals)
         slots += [None] * (plan(search).rounds[r].pool - len(slots))
     return {"round": "final" if last else r, "slots": slots, "tried": tried, "next_id": next_id}

@@ -31,8 +31,9 @@ DEATH_RATE_FLOOR = 0.005  # the cosine decay ends here
 FILL_CAP = 0.99  # redistribution never fills a layer above this fraction
 MOMENTUM_BETA = 0.9  # gradient momentum tracked for the momentum modes (training itself uses plain SGD)
 THRESHOLD_TOLERANCE = 0.02  # `threshold` death removes the intended count within 2 %
-# The `jacobian` init's data: a small batch of training text, its last steps scored.
-JACOBIAN_BATCH, JACOBIAN_STEPS, JACOBIAN_HORIZON = 8, 35, 5
+# The `jacobian` init's data (seed paper 003, section 3): one minibatch of 64 training sequences,
+# ||J 1||^2 over the last 4 steps. The sequence length is the usual BPTT window.
+JACOBIAN_BATCH, JACOBIAN_STEPS, JACOBIAN_HORIZON = 64, 35, 4
 
 
 @dataclass(frozen=True)
@@ -171,15 +172,31 @@ def jacobian_sensitivity(model: LanguageModel, tokens: Tensor, approx_tokens: Te
 
 
 def jacobian_masks(model: LanguageModel, counts: dict[str, int], corpus: Corpus) -> dict[str, Tensor]:
-    """Each layer keeps its top-K normalised sensitivities; a layer the state Jacobian does not see
-    (the decoder: all scores zero) gets a random choice, as the criterion has nothing to say there."""
+    """Seed paper 003's criterion: one global top-K of the normalised sensitivity over the weights the
+    state Jacobian sees (the recurrent cell's matrices), K being their share of the budget.
+
+    The embedding and the decoder keep their uniform share, at random: the decoder does not enter
+    the state Jacobian at all, and the embedding only through the rows of the few tokens in the
+    scored steps (at most 64 x 4 of the vocabulary), so a global top-K would all but empty both.
+    The sequences start at random offsets of the training split (the run's torch RNG).
+    """
     device = next(model.parameters()).device
-    n = JACOBIAN_STEPS * JACOBIAN_BATCH
-    tokens = torch.from_numpy(np.ascontiguousarray(corpus.train[:n])).view(JACOBIAN_BATCH, JACOBIAN_STEPS).t().to(device)
+    weights = model.sparsifiable_weights()
+    seen = [n for n in weights if n in model.recurrent_weights()]
+    starts = torch.randint(len(corpus.train) - JACOBIAN_STEPS, (JACOBIAN_BATCH,))
+    ids = torch.from_numpy(np.ascontiguousarray(corpus.train))
+    tokens = torch.stack([ids[o : o + JACOBIAN_STEPS] for o in starts.tolist()], dim=1).to(device)  # [S, B]
     approx = torch.randint(corpus.vocab_size, tokens.shape).to(device)
     scores = jacobian_sensitivity(model, tokens, approx, JACOBIAN_HORIZON)
-    weights = model.sparsifiable_weights()
-    return {n: _choose_top(scores[n], torch.ones_like(w, dtype=torch.bool), counts[n]) for n, w in weights.items()}
+    masks = random_masks({n: w for n, w in weights.items() if n not in seen}, counts)
+    flat = torch.cat([scores[n].flatten() for n in seen])
+    chosen = _choose_top(flat, torch.ones_like(flat, dtype=torch.bool), sum(counts[n] for n in seen))
+    start = 0
+    for n in seen:
+        size = weights[n].numel()
+        masks[n] = chosen[start : start + size].view_as(weights[n])
+        start += size
+    return {n: masks[n] for n in weights}
 
 
 def initial_masks(model: LanguageModel, cfg: SparseConfig, corpus: Corpus) -> dict[str, Tensor]:
@@ -280,25 +297,29 @@ def _mean_abs(x: Tensor, mask: Tensor) -> float:
     return float(x.abs()[mask].sum()) / n if n else 0.0
 
 
-def regrowth_counts(
-    mode: str, removed: dict[str, int], weights: dict[str, Tensor], masks: dict[str, Tensor], momentum: dict[str, Tensor] | None
-) -> dict[str, int]:
-    """Per-layer regrowth summing exactly to the number removed; no layer above 99 % full."""
+def redistribution_shares(
+    mode: str, weights: dict[str, Tensor], masks: dict[str, Tensor], momentum: dict[str, Tensor] | None
+) -> dict[str, float] | None:
+    """Each layer's share of the regrowth, measured before pruning as Selfish-RNN does (None: `none`,
+    every layer regrows what it lost). Measured after pruning, `magnitude` would see only the larger
+    survivors and `nonzeros` with `global_magnitude` death the layers' uneven losses."""
+    if mode == "none":
+        return None
+    if mode == "magnitude":
+        return {n: _mean_abs(w, masks[n]) for n, w in weights.items()}
+    if mode == "nonzeros":
+        return {n: float(m.sum()) for n, m in masks.items()}
+    if mode == "momentum":
+        return {n: _mean_abs(momentum[n], masks[n]) for n in masks}
+    raise ValueError(f"sparse.redistribution {mode!r}: allowed are {', '.join(REDISTRIBUTION)}")
+
+
+def regrowth_counts(removed: dict[str, int], shares: dict[str, float] | None, masks: dict[str, Tensor]) -> dict[str, int]:
+    """Per-layer regrowth summing exactly to the number removed, split by `shares` (None: each layer
+    regrows what it lost); no layer above 99 % full (`masks`: after pruning)."""
     total = sum(removed.values())
     capacity = {n: max(0, math.floor(FILL_CAP * m.numel()) - int(m.sum())) for n, m in masks.items()}
-    if mode == "none":
-        shares = None
-        counts = dict(removed)
-    else:
-        if mode == "magnitude":
-            shares = {n: _mean_abs(w, masks[n]) for n, w in weights.items()}
-        elif mode == "nonzeros":
-            shares = {n: float(m.sum()) for n, m in masks.items()}
-        elif mode == "momentum":
-            shares = {n: _mean_abs(momentum[n], masks[n]) for n in masks}
-        else:
-            raise ValueError(f"sparse.redistribution {mode!r}: allowed are {', '.join(REDISTRIBUTION)}")
-        counts = _largest_remainder(total, shares)
+    counts = dict(removed) if shares is None else _largest_remainder(total, shares)
     full: set[str] = set()
     while True:
         excess = sum(max(0, counts[n] - capacity[n]) for n in counts)
@@ -397,14 +418,13 @@ class SparseTraining:
         if self.step >= self.total_steps:
             return {"nonzeros": self.nonzeros(), "pruned": 0, "regrown": 0, "death_rate": rate}
         weights = {n: w.detach() for n, w in self.weights.items()}
+        shares = redistribution_shares(self.cfg.redistribution, weights, self.masks, self.momentum)
         removed = DEATH[self.cfg.death](weights, self.masks, rate)
         for n, r in removed.items():
             self.masks[n] = self.masks[n] & ~r
         self._refresh()
         self.apply()  # pruned weights are zero now, so one regrown at once starts from zero too
-        counts = regrowth_counts(
-            self.cfg.redistribution, {n: int(r.sum()) for n, r in removed.items()}, weights, self.masks, self.momentum
-        )
+        counts = regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, shares, self.masks)
         for n, w in self.weights.items():
             grown = grow(self.cfg.growth, ~self.masks[n], counts[n], w.grad, self.momentum[n] if self.momentum else None)
             self.masks[n] = self.masks[n] | grown

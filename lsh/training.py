@@ -2,10 +2,19 @@
 
 One loop trains the dense reference, every candidate and the final survivors
 (algorithm-notes section 2). After every epoch it validates, decides the NT-ASGD
-switch, and writes an atomic checkpoint `epoch-NNN.pt` plus a line of
-`metrics.jsonl`; `epoch-000.pt` is the initialisation. A run resumes bitwise exactly
-from its last checkpoint: weights, averaging state, the switch history and the RNG
-states all travel in the checkpoint.
+switch, updates a sparse model's topology, and writes an atomic checkpoint
+`epoch-NNN.pt` plus a line of `metrics.jsonl`; `epoch-000.pt` is the initialisation.
+
+What a checkpoint holds, and why in two parts. Validation, the checkpoint's `model` and
+`masks`, and everything later read from it (spectra, the loss ranker, test perplexity)
+describe the model *as trained* in that epoch, as in Selfish-RNN: the prune-and-regrow
+happens after validation and takes effect in the next epoch. A regrown weight starts at
+zero, so a model measured after the update would hold only part of its mask's weights.
+The state the next epoch starts from, after the update, travels beside it: `weights`
+(the raw training weights) and `next_masks` (the topology after the update), with the
+optimizer, averaging, sparse and RNG states of that moment. A run resumes bitwise
+exactly from its last checkpoint, and a survivor continued from a checkpoint trains
+exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from lsh.models import LanguageModel, ModelConfig, build_model
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: `model`/`masks` as trained; `weights`/`next_masks` to resume from
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.json"  # the same records as one JSON list: DVC plots cannot read JSON lines
@@ -248,8 +257,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip, pickle and torch errors alike: the file is unusable
         raise LshError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: {e}); delete it and rerun") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or "format" not in state:
         raise LshError(f"checkpoint {path} is not an lsh checkpoint (format {CHECKPOINT_FORMAT})")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise LshError(f"checkpoint {path} has format {state['format']}, this lsh reads format {CHECKPOINT_FORMAT}: "
+                       "delete it (and what was made from it) and rerun")
     return state
 
 
@@ -302,6 +314,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.status = "ok"
+        self.evaluated: dict | None = None  # the last epoch's evaluated weights and masks (run_epoch)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -343,17 +356,18 @@ class Trainer:
         return float(total) / count, count / seconds
 
     def run_epoch(self, progress: bool) -> dict:
-        """Train, validate, switch, update the topology: everything that makes one epoch."""
+        """Train, validate, switch, then update the topology: everything that makes one epoch.
+
+        Validation and the NT-ASGD switch see the model as trained; the evaluated weights and
+        their masks are kept for the checkpoint (`evaluated`) before the prune-and-regrow,
+        which only shapes the next epoch.
+        """
         start = time.perf_counter()
         train_loss, tokens_per_s = self.train_epoch(progress)
         self.epoch += 1
-        topology = {}
         if not math.isfinite(train_loss):
             valid_loss = math.nan
         else:
-            # the topology changes before validation, so the metrics describe the checkpointed model
-            if self.sparse is not None:
-                topology = self.sparse.end_of_epoch(self.model, self.optimizer, self.averager)
             with swapped_in(self.model, self.averager) as model:
                 valid_loss = evaluate(model, self.valid_data, self.cfg.bptt)
         record = {
@@ -373,33 +387,48 @@ class Trainer:
             if not self.averager.active and should_switch_to_asgd(losses, valid_loss, self.cfg.nonmono):
                 log.info("epoch %d: validation loss stopped improving; switching to averaged SGD", self.epoch)
                 self.averager.start(self.model)
-        record.update(topology)
+        self.evaluated = self.evaluated_state()
+        if self.sparse is not None and self.status == "ok":
+            record.update(self.sparse.end_of_epoch(self.model, self.optimizer, self.averager))
         record["status"] = self.status
         record["seconds"] = round(time.perf_counter() - start, 3)
         self.history.append(record)
         return record
 
+    def evaluated_state(self) -> dict:
+        """The weights the model is evaluated with (averaged once averaging) and their masks, copied."""
+        with swapped_in(self.model, self.averager) as model:
+            weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {"model": weights, "masks": self.sparse.masks_state() if self.sparse is not None else None}
+
     # -- checkpoint state ------------------------------------------------------
 
     def state_dict(self, run_config: dict) -> dict:
-        """Everything an exact resume needs; `model` holds the weights to evaluate (averaged once averaging)."""
-        with swapped_in(self.model, self.averager) as model:
-            evaluated = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        """Everything an exact resume needs (see the module docstring for the two parts).
+
+        `model` and `masks`: the weights as trained and validated this epoch (averaged once
+        averaging) and their topology. `weights` and `next_masks`: where the next epoch
+        starts, after the topology update (`weights` is None when it equals `model`: a dense
+        model before averaging).
+        """
+        evaluated = self.evaluated if self.evaluated is not None else self.evaluated_state()
+        raw_differs = self.averager.active or self.sparse is not None
         state = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
             "status": self.status,
-            "model": evaluated,
+            "model": evaluated["model"],
             "model_config": asdict(self.model.config),
             "run_config": run_config,
-            "weights": self.model.state_dict() if self.averager.active else None,
+            "weights": self.model.state_dict() if raw_differs else None,
             "optimizer": self.optimizer.state_dict(),
             "averaging": self.averager.state_dict(),
             "history": self.history,
             "rng": _rng_state(self.device),
         }
         if self.sparse is not None:
-            state["masks"] = self.sparse.masks_state()
+            state["masks"] = evaluated["masks"]
+            state["next_masks"] = self.sparse.masks_state()
             state["sparse"] = self.sparse.state_dict()
         return state
 
@@ -410,14 +439,18 @@ class Trainer:
             {k: ({n: t.to(self.device) for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state["averaging"].items()}
         )
         if self.sparse is not None:
-            self.sparse.load_state_dict(state["sparse"], state["masks"])
+            self.sparse.load_state_dict(state["sparse"], state["next_masks"])
         self.epoch, self.history, self.status = state["epoch"], list(state["history"]), state["status"]
+        self.evaluated = {"model": state["model"], "masks": state.get("masks")}
         _set_rng_state(state["rng"], self.device)
 
     def test_perplexity(self) -> float:
+        """Test perplexity of the last epoch's model as it was validated (before any topology update)."""
+        evaluated = self.evaluated if self.evaluated is not None else self.evaluated_state()
+        model = build_model(self.model.config).to(self.device)
+        model.load_state_dict(evaluated["model"])
         test = batchify(self.test_ids, self.cfg.eval_batch_size, self.device)
-        with swapped_in(self.model, self.averager) as model:
-            return perplexity(evaluate(model, test, self.cfg.bptt))
+        return perplexity(evaluate(model, test, self.cfg.bptt))
 
 
 def run_config(params: dict, corpus: Corpus | None = None) -> dict:

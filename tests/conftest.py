@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+
 from lsh import data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,3 +70,14 @@ def ptb_small(ptb_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ptb_small")
     data.prepare(ptb_raw, out, verify=True, allow_download=False, train_tokens=12_000)
     return out
+
+
+SYNTHETIC_VOCAB = 40
+
+
+def synthetic_corpus(tokens: int = 900, seed: int = 0) -> data.Corpus:
+    """A small corpus with some structure (a noisy cycle over 40 words, every word in every split),
+    so training moves the weights sensibly in a fraction of a second."""
+    rng = np.random.default_rng(seed)
+    ids = ((np.arange(tokens) * 7 + rng.integers(0, 3, tokens)) % SYNTHETIC_VOCAB).astype(np.int64)
+    return data.Corpus(ids, ids[:400], ids[:400], [f"w{i}" for i in range(SYNTHETIC_VOCAB)])

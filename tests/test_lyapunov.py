@@ -176,8 +176,8 @@ def test_per_layer_blocks_agree_with_the_full_jacobian_with_a_transient_like_1_o
     tok = tokens(10 + 3200, 2, seed=0)
     diffs = {}
     for T in (200, 3200):
-        blocks = lyapunov.model_spectrum(model, tok[: 10 + T], warmup=10, per_layer=True, **F64)
-        full = lyapunov.model_spectrum(model, tok[: 10 + T], warmup=10, per_layer=False, **F64)
+        blocks = lyapunov.model_spectrum(model, tok[: 10 + T], warmup=10, per_layer=True, layout="sorted", **F64)
+        full = lyapunov.model_spectrum(model, tok[: 10 + T], warmup=10, per_layer=False, layout="sorted", **F64)
         # exact at any T: both sums are log|det J| per step (det of a block-triangular matrix)
         assert abs(blocks.sum().item() - full.sum().item()) < 1e-10
         diffs[T] = (blocks - full).abs().max().item()
@@ -194,7 +194,7 @@ def test_k_columns_give_exactly_the_first_k_of_the_full_run():
         runs = {}
         for k in (3, L):
             tangent, k = lyapunov.make_tangent(model, xs, state=state, exponents=k, per_layer=False)
-            runs[k] = lyapunov.qr_loop(tangent, 5, 25, k, 1, torch.float64, torch.device("cpu"))
+            runs[k] = lyapunov.qr_loop(tangent, 5, 25, k, 1, torch.float64, torch.device("cpu"))[0]
         # Householder QR's first k columns do not see the others: the same per-column values
         torch.testing.assert_close(runs[3], runs[L][:, :3], rtol=0, atol=1e-10)
     # through the public entry point, once the columns are in order (long enough T)
@@ -321,7 +321,12 @@ def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_small: P
     assert rec["status"] == "ok" and rec["epoch"] == 1 and rec["method"] == "analytic"
     assert (rec["samples"], rec["steps"], rec["warmup"]) == (3, 12, 4)
     assert (rec["state"], rec["log_base"], rec["dtype"]) == ("h", "e", "float32")
-    assert len(rec["exponents"]) == 32 and rec["exponents"] == sorted(rec["exponents"], reverse=True)
+    assert len(rec["exponents"]) == 32 and rec["layout"] == "blocks" and rec["blocks"] == 2
+    for layer in (rec["exponents"][:16], rec["exponents"][16:]):  # sorted within each layer
+        assert layer == sorted(layer, reverse=True)
+    assert rec["layouts"]["blocks"] == rec["exponents"]
+    assert rec["layouts"]["sorted"] == sorted(rec["layouts"]["sorted"], reverse=True)
+    assert rec["clipped"] == 0 and rec["min_exponent"] == -16.0
     assert rec["per_layer"] is True and len(rec["offsets"]) == 3 and rec["seconds"] >= 0
     # the flags override the params; the same numbers as the library on the same sequences
     model = training.model_from_checkpoint(training.load_checkpoint(trained_run / "epoch-001.pt"))
@@ -354,8 +359,8 @@ def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path
     zero = dict(state, model={k: torch.zeros_like(v) if "weight_hh" in k else v for k, v in state["model"].items()})
     torch.save(zero, tmp_path / "zero.pt")
     rec = lyapunov.checkpoint_spectrum(tmp_path / "zero.pt", ptb_small, lyapunov.Settings(steps=5), seed=0)
-    floor = math.log(torch.finfo(torch.float32).tiny)
-    assert rec["status"] == "ok" and all(e == pytest.approx(floor, rel=1e-4) for e in rec["exponents"])
+    assert rec["status"] == "ok" and rec["exponents"] == [lyapunov.MIN_EXPONENT] * 32
+    assert rec["clipped"] == 2 * 32, "every exponent of both samples met the floor"
 
 
 def test_missing_checkpoint_is_one_clean_message(ptb_small: Path, tmp_path: Path):
@@ -386,12 +391,38 @@ def test_bench_spectrum_reports_times_ratios_and_passes_through_check():
     assert any(line.startswith("ok") and "ratio_analytic_over_floor" in line for line in lines)
 
 
-def test_a_zero_row_of_the_jacobian_gives_a_floored_finite_exponent():
-    """A saturated unit makes J singular; its exponent is floored, not -inf (no false 'diverged')."""
-    A = torch.diag(torch.tensor([0.5, 2.0, 0.0], dtype=torch.float32))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_zero_row_of_the_jacobian_is_clipped_at_the_floor_in_every_dtype(dtype):
+    """A saturated unit makes J singular: its exponent reads exactly min_exponent (not -inf, not the
+    dtype's smallest normal number), the same in float32 and float64, and it is counted as clipped."""
+    A = torch.diag(torch.tensor([0.5, 2.0, 0.0], dtype=dtype))
     step = lambda h, x: h @ A.T  # noqa: E731
-    h0 = torch.zeros(1, 3)
-    exps = lyapunov.spectrum_of_map(step, h0, torch.zeros(20, 1, 1), dtype=torch.float32)
-    assert torch.isfinite(exps).all()
+    h0 = torch.zeros(1, 3, dtype=dtype)
+    exps = lyapunov.spectrum_of_map(step, h0, torch.zeros(20, 1, 1), dtype=dtype)
     assert exps[0] == pytest.approx(math.log(2.0), abs=1e-5) and exps[1] == pytest.approx(math.log(0.5), abs=1e-5)
-    assert exps[2] == pytest.approx(math.log(torch.finfo(torch.float32).tiny), rel=1e-3)
+    assert exps[2] == lyapunov.MIN_EXPONENT == -16.0
+    assert lyapunov.spectrum_of_map(step, h0, torch.zeros(20, 1, 1), dtype=dtype, min_exponent=-5.0)[2] == -5.0
+    tangent = lyapunov.AutogradJacobian(lambda z, aux, x: (step(z, x), aux), h0, h0[:, :0], torch.zeros(20, 1, 1))
+    per_sample, floored = lyapunov.qr_loop(tangent, 0, 20, 3, 1, dtype, torch.device("cpu"))
+    assert lyapunov.finish(per_sample, floored, 1, "e").clipped == 1
+
+
+def test_blocks_layout_sorts_within_each_layer_and_sorted_sorts_all():
+    per_sample = torch.tensor([[1.0, 0.0, 0.5, 0.2], [0.1, 0.0, 2.0, 1.0]], dtype=torch.float64)  # 2 samples, 2 layers of 2
+    spectrum = lyapunov.finish(per_sample, torch.zeros_like(per_sample, dtype=torch.bool), 2, "e")
+    assert spectrum["blocks"].tolist() == pytest.approx([0.55, 0.0, 1.25, 0.6])
+    assert spectrum["sorted"].tolist() == pytest.approx([1.5, 0.75, 0.15, 0.0])
+    assert spectrum.clipped == 0 and spectrum.blocks == 2
+
+
+def test_the_default_layout_keeps_a_stacked_lstms_layers_apart():
+    model, tok = tiny("lstm", 2), tokens(30, 2)
+    both = lyapunov.model_spectra(model, tok, warmup=4, **F64)
+    H = model.config.hidden
+    assert both.blocks == 2
+    blocks = both["blocks"]
+    for layer in range(2):  # each layer's exponents descend within the layer
+        part = blocks[layer * H : (layer + 1) * H]
+        assert torch.all(part[:-1] >= part[1:])
+    torch.testing.assert_close(blocks.sort(descending=True).values.sum(), both["sorted"].sum())
+    assert torch.equal(lyapunov.model_spectrum(model, tok, warmup=4, **F64), blocks)

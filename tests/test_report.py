@@ -105,7 +105,7 @@ def test_correlation_coefficients_equal_scipys_on_the_written_points(smoke: dict
     table = pd.read_csv(smoke["report"] / "correlation.csv")
     assert points["candidate"].nunique() >= report.MIN_CORRELATION
     assert sorted(table["epoch"].unique()) == [1, 2], "epoch 1 and, with e0 = 1, the last compared epoch"
-    assert set(table["measure"]) == {"distance", "valid_ppl"}
+    assert set(table["measure"]) == {"distance_blocks", "distance_sorted", "valid_ppl"}
     finals = {f["candidate"]: f["test_ppl"] for f in smoke["selected"]["finalists"]}
     for c, ppl in finals.items():
         assert (points.loc[points["candidate"] == c, "final_test_ppl"] == ppl).all(), "a finalist's own test ppl"

@@ -153,30 +153,32 @@ def test_grid_has_24_points_and_inserts_unused_ones_until_exhausted():
     points = search.grid_points(SPACE)
     assert len(points) == 24 and len({search.config_key(p) for p in points}) == 24
     assert {p["death_rate"] for p in points} == {SPACE["grid_death_rate"]}
-    first = search.propose("grid", SPACE, [], [], 20, seed=1)
+    first = [p.config for p in search.propose("grid", SPACE, [], [], 20, seed=1)]
     more = search.propose("grid", SPACE, [], first, 10, seed=1)
     assert len(more) == 4, "only 4 grid points are left"
-    assert {search.config_key(c) for c in first + more} == {search.config_key(p) for p in points}
+    assert {p.source for p in more} == {"grid"}
+    assert {search.config_key(c) for c in first + [p.config for p in more]} == {search.config_key(p) for p in points}
 
 
 @pytest.mark.parametrize("proposer", ["tpe", "atpe", "rand"])
 def test_proposals_are_distinct_unseen_and_valid(proposer):
-    tried = search.propose("rand", SPACE, [], [], 6, seed=3)
+    tried = [p.config for p in search.propose("rand", SPACE, [], [], 6, seed=3)]
     history = [(c, float(i)) for i, c in enumerate(tried)]
-    new = search.propose(proposer, SPACE, history, tried, 5, seed=4)
+    proposals = search.propose(proposer, SPACE, history, tried, 5, seed=4)
+    new = [p.config for p in proposals]
     keys = [search.config_key(c) for c in new]
     assert len(new) == 5 and len(set(keys)) == 5
     assert not set(keys) & {search.config_key(c) for c in tried}
     for c in new:
         assert all(c[k] in SPACE[k] for k in search.CATEGORICAL)
         assert 0.4 <= c["death_rate"] <= 0.9 and round(c["death_rate"] * 10, 6) == round(c["death_rate"] * 10)
-    assert search.propose(proposer, SPACE, history, tried, 5, seed=4) == new, "the same seed proposes the same"
+    assert search.propose(proposer, SPACE, history, tried, 5, seed=4) == proposals, "the same seed proposes the same"
 
 
 def test_a_continuous_death_rate_is_allowed():
     space = dict(SPACE, death_rate={"low": 0.4, "high": 0.9, "q": None})
     new = search.propose("tpe", space, [], [], 4, seed=0)
-    assert all(0.4 <= c["death_rate"] <= 0.9 for c in new)
+    assert all(0.4 <= p.config["death_rate"] <= 0.9 for p in new)
 
 
 def test_tpe_concentrates_where_the_history_is_good_more_than_random():
@@ -190,8 +192,8 @@ def test_tpe_concentrates_where_the_history_is_good_more_than_random():
     def share(proposer: str) -> float:
         hits = total = 0
         for seed in range(12):
-            for c in search.propose(proposer, space, history, tried, 3, seed=seed):
-                hits += c["init"] == "ER" and c["redistribution"] == "nonzeros"
+            for p in search.propose(proposer, space, history, tried, 3, seed=seed):
+                hits += p.config["init"] == "ER" and p.config["redistribution"] == "nonzeros"
                 total += 1
         return hits / total
 
@@ -206,3 +208,71 @@ def test_initial_pool_has_n_distinct_candidates_from_the_proposer():
     assert all(e["parent"] is None and e["epochs_after"] == params["search"]["e0"] for e in pool["slots"])
     assert len({search.config_key(e["config"]) for e in pool["slots"]}) == params["search"]["n"]
     assert search.initial_pool(params) == pool
+
+
+# The survivors' history of one round of the paper's space: the best one is (ER, nonzeros).
+SURVIVORS = [
+    (dict(init="ER", death="magnitude", growth="random", redistribution="nonzeros", death_rate=0.5), 0.1),
+    (dict(init="uniform", death="SET", growth="random", redistribution="none", death_rate=0.8), 1.0),
+    (dict(init="uniform", death="threshold", growth="random", redistribution="magnitude", death_rate=0.9), 1.2),
+    (dict(init="uniform", death="global_magnitude", growth="random", redistribution="none", death_rate=0.7), 1.5),
+]
+
+
+def test_tpe_proposes_k_new_configurations_itself_from_a_survivors_history_of_four():
+    """Each proposal is added to the trials as pending before the next is asked for, so TPE does not
+    repeat itself: all 5 come from TPE (none from the random fallback), and they concentrate in the
+    favoured region more than random search's do."""
+    tried = [c for c, _ in SURVIVORS]
+    favoured = {}
+    for proposer in ("tpe", "rand"):
+        hits = total = 0
+        for seed in range(12):
+            proposals = search.propose(proposer, SPACE, SURVIVORS, tried, 5, seed=seed)
+            assert [p.source for p in proposals] == [proposer] * 5, "no fallback on the paper's space"
+            hits += sum(p.config["init"] == "ER" and p.config["redistribution"] == "nonzeros" for p in proposals)
+            total += len(proposals)
+        favoured[proposer] = hits / total
+    assert favoured["tpe"] > favoured["rand"] + 0.2, favoured
+
+
+def test_atpe_proposals_come_from_atpe_without_fallback():
+    proposals = search.propose("atpe", SPACE, SURVIVORS, [c for c, _ in SURVIVORS], 5, seed=0)
+    assert [p.source for p in proposals] == ["atpe"] * 5
+
+
+def test_a_nearly_exhausted_space_gives_its_last_configurations_then_none():
+    space = dict(SPACE, init=["ER"], death=["magnitude"], redistribution=["none"], death_rate={"low": 0.4, "high": 0.6, "q": 0.1})
+    tried = [dict(init="ER", death="magnitude", growth="random", redistribution="none", death_rate=0.4)]
+    proposals = search.propose("tpe", space, [(tried[0], 1.0)], tried, 3, seed=0)
+    assert sorted(p.config["death_rate"] for p in proposals) == [0.5, 0.6], "the two unused configurations, no more"
+    assert search.propose("tpe", space, [(tried[0], 1.0)], tried + [p.config for p in proposals], 2, seed=0) == []
+
+
+def test_an_algorithm_that_only_repeats_is_filled_at_random_and_marked_fallback(monkeypatch):
+    tried = [c for c, _ in SURVIVORS]
+    monkeypatch.setattr(search, "_suggest", lambda proposer, space, trials, seed: dict(tried[0]))
+    proposals = search.propose("tpe", SPACE, SURVIVORS, tried, 3, seed=0)
+    assert [p.source for p in proposals] == ["fallback"] * 3
+    assert not {search.config_key(p.config) for p in proposals} & {search.config_key(c) for c in tried}
+
+
+def test_the_loss_ranker_compares_each_candidate_with_the_dense_model_at_its_own_epoch():
+    """A survivor at epoch 4 has a lower raw loss than a newcomer at epoch 2, but the newcomer is
+    closer to where the dense model was at epoch 2: it outranks the survivor."""
+    dense = {1: 6.0, 2: 5.5, 3: 5.2, 4: 5.0}
+    gaps = search.loss_gaps({"survivor": (4, 5.3), "newcomer": (2, 5.6), "diverged": (2, None)}, dense, "dense")
+    assert gaps == pytest.approx({"survivor": 0.3, "newcomer": 0.1, "diverged": float("inf")})
+    assert search.rank(gaps, ["survivor", "newcomer", "diverged"]) == ["newcomer", "survivor", "diverged"]
+    with pytest.raises(LshError, match="no validation loss of epoch 5"):
+        search.loss_gaps({"late": (5, 4.0)}, dense, "dense/metrics.jsonl")
+
+
+def test_ranking_refuses_a_dense_reference_shorter_than_the_candidate():
+    dense, candidates = synthetic_spectra()
+    with pytest.raises(LshError, match="dense reference has spectra of epochs 0..1 only"):
+        search.ls_distances(dense[:2], {"c": candidates["mid"][:3]}, embedding="raw")
+    record = {"spectra": {"0": {"exponents": [0.0], "status": "ok"}, "2": {"exponents": [0.0], "status": "ok"}}}
+    with pytest.raises(LshError, match="no dense spectrum of epoch 1"):
+        search.dense_trajectory(record, 2, "dense/spectra.json")
+    assert search.dense_trajectory(record, 0, "x").tolist() == [[0.0]]

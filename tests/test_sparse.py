@@ -12,20 +12,12 @@ import pytest
 import torch
 
 from lsh import config, sparse, training
-from lsh.data import Corpus
 from lsh.models import ModelConfig, build_model
 
-from conftest import REPO
+from conftest import REPO, SYNTHETIC_VOCAB, synthetic_corpus
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
-VOCAB = 40
-
-
-def synthetic_corpus(tokens: int = 900, seed: int = 0) -> Corpus:
-    """A small corpus with some structure (a noisy cycle), so training moves the weights sensibly."""
-    rng = np.random.default_rng(seed)
-    ids = (np.arange(tokens) * 7 + rng.integers(0, 3, tokens)) % VOCAB
-    return Corpus(ids.astype(np.int64), ids[:400].astype(np.int64), ids[:400].astype(np.int64), [f"w{i}" for i in range(VOCAB)])
+VOCAB = SYNTHETIC_VOCAB
 
 
 def small_params(model_type: str = "lstm", **sparse_cfg: object) -> dict:
@@ -39,7 +31,7 @@ def small_params(model_type: str = "lstm", **sparse_cfg: object) -> dict:
     return config.load_params(SMOKE, overrides)
 
 
-def make_trainer(params: dict, corpus: Corpus) -> training.Trainer:
+def make_trainer(params: dict, corpus) -> training.Trainer:
     torch.manual_seed(params["seed"])
     model = training.build_model(training.model_config(params, corpus.vocab_size))
     hook = sparse.from_params(model, params, corpus, torch.device("cpu"))
@@ -68,7 +60,12 @@ def test_every_combination_keeps_exact_counts_and_zeros(model_type, init, death,
     hook = t.sparse
     shapes = {n: w.shape for n, w in hook.weights.items()}
     expected = sparse.er_counts(shapes, 0.33) if init == "ER" else sparse.uniform_counts(shapes, 0.33)
-    assert {n: int(m.sum()) for n, m in hook.masks.items()} == expected, "initial per-layer counts are exact"
+    counts = {n: int(m.sum()) for n, m in hook.masks.items()}
+    if init == "jacobian":  # one global top-K over the cell's matrices: only their total is fixed
+        cell = [n for n in counts if n in t.model.recurrent_weights()]
+        assert sum(counts[n] for n in cell) == sum(expected[n] for n in cell)
+        counts.update({n: expected[n] for n in cell})
+    assert counts == expected, "initial per-layer counts are exact"
     assert hook.nonzeros() == hook.target == sum(expected.values())
     assert_pruned_weights_are_zero(t)
     for epoch in range(3):
@@ -148,12 +145,39 @@ def test_redistribution_shares_exactly_and_caps_a_layer_at_99_percent():
     masks["a"].view(-1)[:95] = True
     masks["b"].view(-1)[:20] = True
     weights = {"a": torch.full((10, 10), 5.0), "b": torch.full((10, 10), 1.0)}
-    counts = sparse.regrowth_counts("magnitude", {"a": 10, "b": 10}, weights, masks, None)
+    shares = sparse.redistribution_shares("magnitude", weights, masks, None)
+    counts = sparse.regrowth_counts({"a": 10, "b": 10}, shares, masks)
     assert sum(counts.values()) == 20
     assert counts["a"] == 4, "a: 95 of 100 + 4 = 99 %, the rest spills to b"
-    counts = sparse.regrowth_counts("nonzeros", {"a": 3, "b": 4}, weights, masks, None)
+    counts = sparse.regrowth_counts({"a": 3, "b": 4}, sparse.redistribution_shares("nonzeros", weights, masks, None), masks)
     assert sum(counts.values()) == 7 and counts["a"] == 4 and counts["b"] == 3
-    assert sparse.regrowth_counts("none", {"a": 2, "b": 5}, weights, masks, None) == {"a": 2, "b": 5}
+    assert sparse.redistribution_shares("none", weights, masks, None) is None
+    assert sparse.regrowth_counts({"a": 2, "b": 5}, None, masks) == {"a": 2, "b": 5}
+
+
+@pytest.mark.parametrize("mode", ["magnitude", "nonzeros"])
+def test_redistribution_shares_are_measured_before_pruning(mode):
+    """Selfish-RNN gathers the shares before it prunes. With global_magnitude death the layer of small
+    weights loses most of its weights: after pruning, `nonzeros` would give it a small share and
+    `magnitude` a share of its few large survivors; before pruning both see the layer as it was."""
+    torch.manual_seed(0)
+    params = small_params(death="global_magnitude", growth="random", redistribution=mode, density=0.5, death_rate=0.5)
+    t = make_trainer(params, synthetic_corpus())
+    hook = t.sparse
+    with torch.no_grad():
+        hook.weights["lstm.weight_hh_l0"].mul_(1e-3)  # this layer's weights are the smallest by far
+    hook.apply()
+    before = {n: m.clone() for n, m in hook.masks.items()}
+    weights = {n: w.detach().clone() for n, w in hook.weights.items()}
+    expected_shares = sparse.redistribution_shares(mode, weights, before, None)
+    removed = sparse.death_global_magnitude(weights, before, hook.death_rate)
+    after_prune = {n: before[n] & ~removed[n] for n in before}
+    expected = sparse.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, expected_shares, after_prune)
+    hook.end_of_epoch(t.model, t.optimizer, t.averager)
+    regrown = {n: int((hook.masks[n] & ~after_prune[n]).sum()) for n in hook.masks}
+    assert regrown == expected
+    late = sparse.redistribution_shares(mode, weights, after_prune, None)  # what the old order measured
+    assert sparse.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, late, after_prune) != expected
 
 
 def test_growth_picks_inactive_positions_by_its_rule():
@@ -264,12 +288,47 @@ def test_jacobian_init_keeps_the_top_k_of_a_direct_computation():
         direct = torch.where(g.abs() > 0, delta[n] / g.abs().clamp(min=1e-30), torch.zeros_like(delta[n])) if g is not None else torch.zeros_like(delta[n])
         torch.testing.assert_close(scores[n], direct, rtol=1e-6, atol=1e-12)
 
-    counts = sparse.uniform_counts({n: p.shape for n, p in weights.items()}, 0.3)
-    masks = {n: sparse._choose_top(scores[n], torch.ones_like(scores[n], dtype=torch.bool), counts[n]) for n in names}
-    for n in ("lstm.weight_hh_l0", "lstm.weight_ih_l1"):
-        kept, dropped = scores[n][masks[n]], scores[n][~masks[n]]
-        assert int(masks[n].sum()) == counts[n]
-        assert kept.min() >= dropped.max(), f"{n}: the top-K sensitivities are kept"
+
+
+def test_jacobian_init_keeps_one_global_top_k_of_the_cells_weights_and_a_uniform_share_elsewhere(monkeypatch):
+    """Seed paper 003: the K largest normalised sensitivities over all the weights the state Jacobian
+    sees (one ranking across layers), on 64 training sequences over the last 4 steps; the embedding
+    and the decoder, which it cannot score, keep their uniform share."""
+    assert (sparse.JACOBIAN_BATCH, sparse.JACOBIAN_HORIZON) == (64, 4)
+    seen_shapes = []
+    real = sparse.jacobian_sensitivity
+
+    def recording(model, tokens, approx, horizon):
+        seen_shapes.append((tuple(tokens.shape), horizon))
+        return real(model, tokens, approx, horizon)
+
+    monkeypatch.setattr(sparse, "jacobian_sensitivity", recording)
+    params = small_params(init="jacobian", density=0.3)
+    torch.manual_seed(params["seed"])
+    corpus = synthetic_corpus()
+    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    cfg = sparse.sparse_config(params)
+    masks = sparse.initial_masks(model, cfg, corpus)
+    assert seen_shapes == [((sparse.JACOBIAN_STEPS, 64), 4)]
+    torch.manual_seed(0)
+    weights = model.sparsifiable_weights()
+    counts = sparse.uniform_counts({n: w.shape for n, w in weights.items()}, 0.3)
+    for n in ("embedding.weight", "decoder.weight"):
+        assert int(masks[n].sum()) == counts[n], f"{n} keeps its uniform share"
+    cell = [n for n in weights if n.startswith("lstm.")]
+    assert sum(int(masks[n].sum()) for n in cell) == sum(counts[n] for n in cell)
+    assert len({int(masks[n].sum()) for n in cell}) > 1, "one ranking across layers, not per-layer counts"
+    # the kept weights are the global top-K of the sensitivities computed on the same inputs
+    torch.manual_seed(params["seed"])
+    model2 = training.build_model(training.model_config(params, corpus.vocab_size))
+    starts = torch.randint(len(corpus.train) - sparse.JACOBIAN_STEPS, (64,))
+    ids = torch.from_numpy(corpus.train)
+    tokens = torch.stack([ids[o : o + sparse.JACOBIAN_STEPS] for o in starts.tolist()], dim=1)
+    approx = torch.randint(corpus.vocab_size, tokens.shape)
+    scores = real(model2, tokens, approx, 4)
+    kept = torch.cat([scores[n][masks[n]] for n in cell])
+    dropped = torch.cat([scores[n][~masks[n]] for n in cell])
+    assert kept.min() >= dropped.max()
 
 
 def test_divergent_sparse_settings_end_as_diverged(ptb_small: Path, tmp_path: Path):

@@ -11,7 +11,7 @@ import torch
 from lsh import config, data, training
 from lsh.errors import LshError
 
-from conftest import REPO, run_lsh
+from conftest import REPO, run_lsh, synthetic_corpus
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 
@@ -161,8 +161,9 @@ def test_averaged_weights_follow_asgd(corpus):
 
 
 def test_keep_last_keeps_only_the_last_and_best_epochs(corpus, tmp_path):
-    training.train(tiny_params(), corpus, tmp_path, 3, keep="last")
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-003.pt"]
+    summary = training.train(tiny_params(), corpus, tmp_path, 3, keep="last")
+    kept = {training.checkpoint_path(tmp_path, e).name for e in (3, summary["best_epoch"])}
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == sorted(kept)
 
 
 def test_corrupted_checkpoint_is_an_error_naming_the_file(corpus, tmp_path):
@@ -252,3 +253,83 @@ def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_rep
     training.train(params, corpus, tmp_path / "parent", 1, resume=True)  # retrained: its history (timings) differs
     training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt", resume=True)
     assert training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")["history"][:1] == training.load_checkpoint(tmp_path / "parent" / "epoch-001.pt")["history"]
+
+
+def sparse_params(**sets: object) -> dict:
+    overrides = [
+        "model.emb=8", "model.hidden=8", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4",
+        "train.eval_tokens=null", "sparse.density=0.33", "sparse.death_rate=0.8", "sparse.decay_epochs=10",
+        *(f"{k}={json.dumps(v)}" for k, v in sets.items()),
+    ]
+    return config.load_params(SMOKE, overrides)
+
+
+def assert_full_count(state: dict, where: str) -> None:
+    for name, mask in state["masks"].items():
+        w = state["model"][name]
+        assert torch.all(w[~mask] == 0), f"{where} {name}: a weight outside the mask"
+        assert int((w[mask] != 0).sum()) == int(mask.sum()), f"{where} {name}: zeros inside the mask"
+
+
+@pytest.mark.parametrize("growth", ["random", "gradient"])
+def test_every_sparse_checkpoint_holds_its_masks_full_count_of_weights(tmp_path, growth):
+    """Validation, the checkpoint and its spectra see the model as trained: the prune-and-regrow comes
+    after, so no checkpoint holds freshly regrown zeros (at death rate 0.8 that was most of a layer)."""
+    training.train(sparse_params(**{"sparse.growth": growth}), synthetic_corpus(), tmp_path, 3)
+    for epoch in range(4):
+        state = training.load_checkpoint(tmp_path / f"epoch-{epoch:03d}.pt")
+        assert_full_count(state, f"epoch {epoch}")
+        if epoch > 0:
+            assert any(not torch.equal(state["masks"][n], state["next_masks"][n]) for n in state["masks"]), \
+                "the topology update is stored beside the checkpoint's own masks"
+
+
+def test_sparse_checkpoints_hold_their_full_count_while_averaging():
+    params, corpus = sparse_params(), synthetic_corpus()
+    torch.manual_seed(params["seed"])
+    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    from lsh import sparse as sparse_training
+
+    hook = sparse_training.from_params(model, params, corpus, torch.device("cpu"))
+    t = training.Trainer(model, training.train_config(params), corpus, torch.device("cpu"), hook)
+    hook.set_schedule(t.batches_per_epoch, 10)
+    for epoch in range(1, 4):
+        if epoch == 2:
+            t.averager.start(t.model)
+        t.run_epoch(False)
+        assert_full_count(t.state_dict(training.run_config(params)), f"epoch {epoch} (averaging: {t.averager.active})")
+
+
+def test_a_sparse_run_resumed_or_continued_elsewhere_is_bitwise_the_uninterrupted_one(tmp_path):
+    params, corpus = sparse_params(**{"train.nonmono": 1}), synthetic_corpus()
+    training.train(params, corpus, tmp_path / "once", 4)
+    training.train(params, corpus, tmp_path / "twice", 2)
+    training.train(params, corpus, tmp_path / "twice", 4, resume=True)
+    training.train(params, corpus, tmp_path / "child", 4, init=tmp_path / "twice" / "epoch-002.pt")
+    once = training.load_checkpoint(tmp_path / "once" / "epoch-004.pt")
+    for other in ("twice", "child"):
+        state = training.load_checkpoint(tmp_path / other / "epoch-004.pt")
+        for key in ("model", "weights", "masks", "next_masks"):
+            for name in once[key]:
+                assert torch.equal(once[key][name], state[key][name]), f"{other} {key} {name}"
+
+
+def test_validation_sees_the_trained_model_and_the_switch_reads_it(monkeypatch):
+    """The validated weights are the ones just trained (before the update), so the recorded loss is
+    that of the checkpoint's `model`."""
+    params, corpus = sparse_params(), synthetic_corpus()
+    torch.manual_seed(params["seed"])
+    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    from lsh import sparse as sparse_training
+
+    hook = sparse_training.from_params(model, params, corpus, torch.device("cpu"))
+    t = training.Trainer(model, training.train_config(params), corpus, torch.device("cpu"), hook)
+    hook.set_schedule(t.batches_per_epoch, 10)
+    record = t.run_epoch(False)
+    assert record["pruned"] > 0
+    evaluated = training.build_model(model.config)
+    evaluated.load_state_dict(t.state_dict(training.run_config(params))["model"])
+    loss = training.evaluate(evaluated, t.valid_data, params["train"]["bptt"])
+    assert loss == pytest.approx(record["valid_loss"], rel=1e-12)
+    assert t.test_perplexity() == pytest.approx(training.perplexity(training.evaluate(
+        evaluated, training.batchify(corpus.test, params["train"]["eval_batch_size"], torch.device("cpu")), 10)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -101,12 +102,14 @@ def test_dvc_shows_the_stages_and_dry_runs_prepare(project: Path):
     assert "prepare" in dag.stdout and "dense" in dag.stdout
 
 
-def test_loss_ranker_orders_a_round_by_validation_perplexity(smoke_runs: list[Path]):
+def test_loss_ranker_orders_a_round_by_the_loss_gap_to_the_dense_model(smoke_runs: list[Path]):
     results = smoke_runs[0] / "results"
     params = config.load_params(smoke_runs[0] / SMOKE, ["search.ranker=loss"])
     ranking = search.rank_round(params, search.Layout(results), 0)
-    assert list(ranking["valid_ppl"]) == sorted(ranking["valid_ppl"])
-    assert list(ranking["score"]) == list(ranking["valid_ppl"])
+    dense = search.epoch_losses(results / "dense")
+    gaps = [math.log(row.valid_ppl) - dense[row.epoch] for row in ranking.itertuples()]
+    assert list(ranking["score"]) == pytest.approx(gaps, abs=1e-9)
+    assert list(ranking["score"]) == sorted(ranking["score"])
     assert ranking["kept"].sum() == search.plan(params["search"]).rounds[0].survivors
     ls = search.rank_round(config.load_params(smoke_runs[0] / SMOKE), search.Layout(results), 0)
     assert list(ls["distance"]) == sorted(ls["distance"]), "the LS ranker orders by distance"

@@ -124,6 +124,7 @@ def rank_inputs(wildcards):
         "train": slot_train_summaries(r),
         "spectra": [f for q in range(r + 1) for f in slot_spectra_files(q)],
         "dense": f"{RESULTS}/dense/spectra.json",
+        "dense_metrics": f"{RESULTS}/dense/metrics.jsonl",
     }
 
 
