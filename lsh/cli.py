@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 
@@ -19,6 +20,25 @@ from lsh import config
 from lsh.errors import LshError
 
 log = logging.getLogger("lsh")
+
+
+def _count(low: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= low, refused by name otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value.is_integer() and value >= low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: {what} must be a whole number >= {low}")
+        return int(value)
+
+    return parse
+
+
+EPOCHS = _count(0, "the number of epochs")
+THREADS = _count(1, "the number of threads")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -67,10 +87,10 @@ def cmd_train(args: argparse.Namespace, params: dict) -> int:
     from lsh import data, training
 
     _set_threads(args.threads)
-    corpus = data.load_corpus(args.data or params["data"]["prepared"])
+    corpus = data.load_corpus(args.data or params["data"]["prepared"], params["data"])
     summary = training.train(
-        params, corpus, args.out, args.epochs, resume=args.resume, keep=args.keep, test=args.test,
-        dense=args.dense, init=args.init,
+        params, corpus, args.out, args.epochs, resume=args.resume, restart=args.restart, keep=args.keep,
+        test=args.test, dense=args.dense, init=args.init,
     )
     log.info("%s: %s after %d epochs, best valid ppl %s (epoch %s)%s", args.out, summary["status"],
              summary["epochs"], summary["best_valid_ppl"], summary["best_epoch"],
@@ -190,13 +210,14 @@ def cmd_search(args: argparse.Namespace, params: dict) -> int:
                  ", ".join(e["candidate"] if e else "empty" for e in pool["slots"]))
     elif step == "train":
         pool = search.read_json(Path(args.pool))
-        corpus = data.load_corpus(args.data or params["data"]["prepared"])
-        summary = search.train_slot(params, pool, args.slot, Path(args.out), corpus, final=args.final)
+        corpus = data.load_corpus(args.data or params["data"]["prepared"], params["data"])
+        summary = search.train_slot(params, pool, args.slot, Path(args.out), corpus, final=args.final, restart=args.restart)
         log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
     elif step == "train-to-final":
         pool = search.read_json(Path(args.pool))
-        corpus = data.load_corpus(args.data or params["data"]["prepared"])
-        summary = search.train_to_final(params, pool, args.slot, Path(args.train), Path(args.out), corpus)
+        corpus = data.load_corpus(args.data or params["data"]["prepared"], params["data"])
+        summary = search.train_to_final(params, pool, args.slot, Path(args.train), Path(args.out), corpus,
+                                        restart=args.restart)
         log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
     elif step == "spectra":
         pool = search.read_json(Path(args.pool))
@@ -252,12 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train the params' model (dense, or sparse with a sparse section)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: epoch-NNN.pt, metrics.jsonl, summary.json")
-    p.add_argument("--epochs", required=True, type=int, metavar="N", help="train until N epochs in total")
+    p.add_argument("--epochs", required=True, type=EPOCHS, metavar="N", help="train until N epochs in total")
     p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (nothing to do once it is at --epochs); another run's checkpoints are refused")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the checkpoints in --out and start over (with --resume: only another run's)")
     p.add_argument("--keep", choices=["all", "last"], default="all", help="checkpoints kept: every epoch, or the last and the best")
     p.add_argument("--test", action="store_true", help="also compute the test perplexity at the end")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dense", action="store_true", help="ignore the params' sparse section: train the dense reference")
     p.add_argument("--init", metavar="CKPT", help="continue from this checkpoint of another run folder (when --out has none)")
     p.set_defaults(func=cmd_train)
@@ -276,19 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="JSON record to write")
     p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     p.add_argument("--method", choices=["analytic", "autograd"], help="Jacobians: analytic or torch.func")
-    p.add_argument("--samples", type=int, metavar="K", help="validation sequences")
-    p.add_argument("--steps", type=int, metavar="T", help="accumulated steps")
-    p.add_argument("--warmup", type=int, metavar="W", help="warm-up steps")
+    p.add_argument("--samples", type=_count(1, "--samples"), metavar="K", help="validation sequences")
+    p.add_argument("--steps", type=_count(1, "--steps"), metavar="T", help="accumulated steps")
+    p.add_argument("--warmup", type=_count(0, "--warmup"), metavar="W", help="warm-up steps")
     p.add_argument("--exponents", type=_exponents_flag, metavar="k", help="k leading exponents, or all")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_spectrum)
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks behind the README's performance figures")
     p.add_argument("what", choices=["train", "spectrum"], help="what to measure")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--repeats", type=int, default=5, metavar="N", help="interleaved repeats; medians are reported")
+    p.add_argument("--repeats", type=_count(1, "--repeats"), default=5, metavar="N", help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", parents=[common], help="the run's report: tables and figures (results/report/)")
@@ -306,23 +330,26 @@ def build_parser() -> argparse.ArgumentParser:
                        ("train-to-final", "train a round-0 candidate on to final.epochs (correlation study)")):
         q = steps.add_parser(name, parents=[common], help=text)
         q.add_argument("--pool", required=True, metavar="FILE")
-        q.add_argument("--slot", required=True, type=int, metavar="S")
+        q.add_argument("--slot", required=True, type=_count(0, "--slot"), metavar="S")
         q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
         q.add_argument("--out", required=True, metavar="PATH")
-        q.add_argument("--threads", type=int, metavar="N")
+        q.add_argument("--threads", type=THREADS, metavar="N")
         if name == "train":
             q.add_argument("--final", action="store_true", help="the final training: keep the last and best epochs, test perplexity")
         else:
             q.add_argument("--train", required=True, metavar="DIR", help="the slot's (round-0) training folder")
+        if name != "spectra":
+            q.add_argument("--restart", action="store_true",
+                           help="delete another run's checkpoints in the slot's folder instead of refusing them")
     q = steps.add_parser("dense-spectra", parents=[common], help="spectra of the dense epochs 0..N")
     q.add_argument("--train", required=True, metavar="DIR")
-    q.add_argument("--epochs", required=True, type=int, metavar="N")
+    q.add_argument("--epochs", required=True, type=EPOCHS, metavar="N")
     q.add_argument("--data", metavar="DIR")
     q.add_argument("--out", required=True, metavar="FILE")
-    q.add_argument("--threads", type=int, metavar="N")
+    q.add_argument("--threads", type=THREADS, metavar="N")
     for name, text in (("rank", "rank a round's candidates"), ("propose", "propose new candidates after a round")):
         q = steps.add_parser(name, parents=[common], help=text)
-        q.add_argument("--round", required=True, type=int)
+        q.add_argument("--round", required=True, type=_count(0, "--round"))
         q.add_argument("--results", default="results", metavar="DIR")
         q.add_argument("--out", required=True, metavar="FILE")
     q = steps.add_parser("select", parents=[common], help="pick the best final candidate")
@@ -343,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = config.load_params(args.params, args.overrides)
         return func(args, params)
-    except LshError as e:
+    except (LshError, OSError) as e:  # an OSError not met elsewhere: the file system's, one line naming the path
         step = f" {args.step}" if getattr(args, "step", None) else ""
         print(f"lsh {args.command}{step}: error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ def read_yaml(path: str | os.PathLike) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"params file {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -119,25 +122,86 @@ def _cross_field(params: dict) -> list[str]:
     rate = params.get("space", {}).get("death_rate", {})
     if rate and rate["low"] > rate["high"]:
         lines.append(f"space.death_rate: low {rate['low']} is above high {rate['high']}")
+    if "search" in params:  # the schedule must be possible: `lsh params` refuses what `lsh plan` refuses
+        from lsh.search import plan
+
+        try:
+            plan(params["search"])
+        except LshError as e:
+            lines.append(str(e))
     return lines
 
 
-def validate(params: dict, source: str = "params") -> None:
-    """Raise ConfigError listing every way `params` breaks the schema."""
+def _types(node: dict) -> list[str]:
+    kind = node.get("type", [])
+    return kind if isinstance(kind, list) else [kind]
+
+
+def normalise(params: dict) -> tuple[dict, list[str]]:
+    """Numbers as the schema means them, and the problems only a number's spelling shows.
+
+    A whole float (6.0, 2e4) where the schema wants an integer becomes that integer, from
+    files, `--set` and Snakemake's `--config` alike; 6.5 stays and the schema refuses it by
+    name. A string that YAML 1.1 read from a number-like spelling (1.0e30, 1e-06) where the
+    schema wants a number is a problem that says how to write it, as is an integer too large
+    for a floating-point number.
+    """
+    problems: list[str] = []
+
+    def walk(value: Any, node: dict, path: str) -> Any:
+        if isinstance(value, dict) and "properties" in node:
+            return {k: walk(v, node["properties"].get(k, {}), f"{path}.{k}" if path else k) for k, v in value.items()}
+        kinds = _types(node)
+        if isinstance(value, bool):
+            return value
+        if "integer" in kinds and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if "number" in kinds and isinstance(value, int) and abs(value) > sys.float_info.max:
+            problems.append(f"{path}: {value} is too large for a floating-point number")
+        if ("number" in kinds or "integer" in kinds) and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            mantissa, _, exponent = value.strip().lower().partition("e")
+            mantissa = mantissa if "." in mantissa else mantissa + ".0"
+            sign = "" if exponent[:1] in "+-" else "+"
+            problems.append(f"{path}: {value!r} is read as text by YAML; write the number as "
+                            f"{mantissa}e{sign}{exponent} (a dot and a signed exponent)")
+        return value
+
+    return walk(params, load_schema(), ""), problems
+
+
+def validate(params: dict, source: str = "params") -> dict:
+    """The params with their numbers normalised (`normalise`); raise ConfigError listing every way
+    they break the schema or a rule between keys."""
+    params, lines = normalise(params)
     schema = load_schema()
     cls = jsonschema.validators.validator_for(schema)
     errors = sorted(cls(schema).iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
-    lines = [line for e in errors for line in _describe(e)]
+    lines += [line for e in errors for line in _describe(e) if not any(line.startswith(p.split(":")[0] + ":") for p in lines)]
     if not lines:
         lines = _cross_field(params)
     if lines:
         body = "\n".join(f"  {line}" for line in lines)
         raise ConfigError(f"invalid params ({source}):\n{body}")
+    return params
 
 
 def load_params(path: str | os.PathLike = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Read, override and validate a params file; the result is safe to use as is."""
     params = apply_overrides(read_yaml(path), overrides)
     source = str(path) + (" with --set " + " ".join(overrides) if overrides else "")
-    validate(params, source)
-    return params
+    return validate(params, source)
+
+
+def dump(params: dict) -> str:
+    """The params as YAML that reads back to the same values (PyYAML writes 1e-06 as 1.0e-06)."""
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def write_resolved(params: dict, path: str | os.PathLike) -> Path:
+    """Write the run's validated params for its jobs; an unchanged file is left alone (its time too)."""
+    from lsh import files
+
+    path, text = Path(path), dump(params)
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        files.write_text(path, text)
+    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import urllib.error
@@ -184,6 +185,8 @@ def prepare(
     texts, hashes = {}, {}
     for split, path in found.items():
         data = read_raw(path)
+        if not data.strip():
+            raise DataError(f"{path}: the {split} split is empty; every split needs text")
         hashes[split] = sha256(data)
         if verify and hashes[split] != PTB_SHA256[split]:
             raise DataError(
@@ -208,6 +211,7 @@ def prepare(
         log.info("%s: %d tokens", split, len(ids))
     files.write_text(out_dir / "vocab.txt", "".join(f"{w}\n" for w in vocab))
     meta = {
+        "made_by": {"train_tokens": train_tokens},  # the data params that shape the arrays (see check_prepared)
         "tokens": {split: int(len(ids)) for split, ids in arrays.items()},
         "train_tokens_total": total_train,
         "vocab_size": len(vocab),
@@ -237,5 +241,29 @@ def load_split(prepared: str | os.PathLike, split: str) -> np.ndarray:
         raise DataError(f"{path}: cannot read it ({e}); rerun `lsh prepare`") from None
 
 
-def load_corpus(prepared: str | os.PathLike) -> Corpus:
-    return Corpus(*(load_split(prepared, s) for s in SPLITS), vocab=load_vocab(prepared))
+def load_corpus(prepared: str | os.PathLike, data_params: dict | None = None) -> Corpus:
+    """The prepared corpus; with `data_params` (the params' data section) only if it was made by them."""
+    if data_params is not None:
+        check_prepared(prepared, data_params)
+    corpus = Corpus(*(load_split(prepared, s) for s in SPLITS), vocab=load_vocab(prepared))
+    for split in SPLITS:
+        if len(getattr(corpus, split)) == 0:
+            raise DataError(f"{Path(prepared) / (split + '.npy')}: the {split} split has no tokens; rerun `lsh prepare`")
+    return corpus
+
+
+def check_prepared(prepared: str | os.PathLike, data_params: dict) -> None:
+    """Refuse prepared data that other data params made (another data.train_tokens), naming both values:
+    reusing it silently would train on other data than the params say."""
+    path = Path(prepared) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: run `lsh prepare` first")
+    made_by = json.loads(path.read_text()).get("made_by")
+    if made_by is None:
+        raise DataError(f"{path} does not record the data params that made it (prepared by an older lsh or by hand): "
+                        "run `lsh prepare` again")
+    for key, value in made_by.items():
+        if data_params.get(key) != value:
+            raise DataError(f"{prepared} was prepared with data.{key} = {value}, but the params have "
+                            f"data.{key} = {data_params.get(key)}: run `lsh prepare` again (Snakemake does so itself) "
+                            "or point data.prepared at data made by these params")

@@ -6,8 +6,10 @@ and renamed over the target, which is atomic on POSIX file systems.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +17,21 @@ from typing import IO, Any
 
 import numpy as np
 
+from lsh.errors import LshError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(f)` on a temporary file beside `path`, then rename it to `path`."""
+    """Call `write(f)` on a temporary file beside `path`, then rename it to `path`.
+
+    A write the file system refuses (full, read-only, no permission) is an LshError naming
+    the path and the cause; the target keeps its old content and no temporary is left.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise LshError(f"cannot write {path}: {_cause(e)}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as f:
@@ -28,10 +39,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        cause = _cause(e, path.parent)  # while the partial file still takes its space
+        Path(tmp).unlink(missing_ok=True)
+        raise LshError(f"cannot write {path}: {cause}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _cause(error: BaseException, folder: Path | None = None) -> str:
+    """The reason a write failed, in words: the OS's, or for a wrapped error the full disk it usually is."""
+    if isinstance(error, OSError) and error.errno is not None:
+        hint = {errno.ENOSPC: " (free some space, then rerun with --resume)",
+                errno.EROFS: " (the results folder must be writable)",
+                errno.EACCES: " (the results folder must be writable)"}.get(error.errno, "")
+        return f"{os.strerror(error.errno)}{hint}"
+    if folder is not None and shutil.disk_usage(folder).free < 1 << 20:
+        return f"{os.strerror(errno.ENOSPC)} (free some space, then rerun with --resume)"
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
 def _umask() -> int:

@@ -848,7 +848,13 @@ def summary_markdown(run: Run, budget: pd.DataFrame, seconds: pd.DataFrame, corr
         if not dense:
             lines += ["No dense reference trained to final.epochs in this run (dense-final/): nothing to compare with.", ""]
     else:
-        lines += [f"No candidate finished its final training (status: {sel.get('status')}).", ""]
+        lines += [f"No candidate was selected: {sel.get('status')}.", ""]
+    if sel.get("diverged"):
+        lines += ["## Diverged candidates", "",
+                  "Ranked last in their round and never selected while another candidate remained:", ""]
+        lines += [f"- {d['candidate']} ({d['where']}, epoch {d['epoch']}): {d.get('reason') or 'diverged'}"
+                  for d in sel["diverged"]]
+        lines.append("")
     lines += ["## Budget", ""]
     b = run.selected["budget"]
     lines += [f"Candidate-epochs: selection {b['candidate_epochs']['selection']} "

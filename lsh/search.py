@@ -422,7 +422,8 @@ def candidate_params(params: dict, config: dict) -> dict:
     return out
 
 
-def train_slot(params: dict, pool: dict, slot: int, out: Path, corpus: Any, *, final: bool = False) -> dict:
+def train_slot(params: dict, pool: dict, slot: int, out: Path, corpus: Any, *, final: bool = False,
+               restart: bool = False) -> dict:
     """Train one pool slot's candidate to its epochs (continuing a survivor from its parent checkpoint)."""
     from lsh import files, training
 
@@ -434,14 +435,15 @@ def train_slot(params: dict, pool: dict, slot: int, out: Path, corpus: Any, *, f
         return summary
     summary = training.train(
         candidate_params(params, entry["config"]), corpus, out, entry["epochs_after"], resume=True,
-        keep="last" if final else "all", test=final, init=entry["parent"],
+        restart=restart, keep="last" if final else "all", test=final, init=entry["parent"],
     )
     summary.update(candidate=entry["candidate"], config=entry["config"])
     files.write_json(out / training.SUMMARY, summary)
     return summary
 
 
-def train_to_final(params: dict, pool: dict, slot: int, round_dir: Path, out: Path, corpus: Any) -> dict:
+def train_to_final(params: dict, pool: dict, slot: int, round_dir: Path, out: Path, corpus: Any, *,
+                   restart: bool = False) -> dict:
     """Train a round-0 candidate on from its round-0 checkpoint to final.epochs (the correlation study)."""
     entry = pool["slots"][slot] if slot < len(pool["slots"]) else None
     if entry is not None:
@@ -450,7 +452,7 @@ def train_to_final(params: dict, pool: dict, slot: int, round_dir: Path, out: Pa
             entry = None
         else:
             entry = _entry(slot, entry["candidate"], entry["config"], parent, entry["epochs_after"], params["final"]["epochs"])
-    return train_slot(params, {"slots": [None] * slot + [entry]}, slot, out, corpus, final=True)
+    return train_slot(params, {"slots": [None] * slot + [entry]}, slot, out, corpus, final=True, restart=restart)
 
 
 SPECTRUM_KEYS = ("exponents", "layouts", "clipped", "status", "seconds")  # kept per epoch in spectra.json
@@ -480,12 +482,27 @@ def dense_spectra(params: dict, train_dir: Path, data_dir: Path, settings: Any, 
     """Spectra of the dense reference at every epoch 0..last the search compares against."""
     from lsh import lyapunov, training
 
+    check_dense(params, train_dir, last_epoch)
     record: dict[str, Any] = {"spectra": {}, "seconds": 0.0}
     for epoch in range(last_epoch + 1):
         spectrum = lyapunov.checkpoint_spectrum(training.checkpoint_path(train_dir, epoch), data_dir, settings, params["seed"])
         record["spectra"][str(epoch)] = {k: spectrum[k] for k in SPECTRUM_KEYS}
         record["seconds"] += spectrum["seconds"]
     return record
+
+
+def check_dense(params: dict, train_dir: Path, last_epoch: int) -> None:
+    """Stop the search with the reason when the dense reference it compares against is unusable."""
+    summary_path = Path(train_dir) / "summary.json"
+    summary = read_json(summary_path)
+    if summary["status"] == "diverged":
+        raise LshError(
+            f"the dense reference diverged at epoch {summary['epochs']} ({summary.get('reason') or 'see ' + str(summary_path)}); "
+            f"the search needs it at every epoch up to {last_epoch}. The likely cause is the learning rate "
+            f"(train.lr = {params['train']['lr']:g}): lower it and rerun")
+    if summary["epochs"] < last_epoch:
+        raise LshError(f"{summary_path}: the dense reference reached epoch {summary['epochs']}, the search compares "
+                       f"against epochs up to {last_epoch}: train it that far")
 
 
 def candidate_trajectories(layout: Layout, upto: int, candidates: set[str]) -> dict[str, dict[int, Any]]:
@@ -658,17 +675,27 @@ def select(params: dict, layout: Layout) -> dict:
     best = min(finished, key=lambda es: (es[1]["best_valid_ppl"], es[0]["slot"])) if finished else None
 
     distance_history = []
-    rounds = []
+    diverged = [{"candidate": e["candidate"], "where": "final", "epoch": s["epochs"], "reason": s.get("reason")}
+                for e, s in finals if s["status"] == "diverged"]
     for r in range(len(the_plan.rounds)):
         ranking = read_ranking(layout.ranking(r))
-        rounds.append(ranking)
+        for _, row in ranking[ranking["status"] == "diverged"].iterrows():
+            summary = read_json(layout.slot_train(r, int(row["slot"])) / "summary.json")
+            diverged.append({"candidate": row["candidate"], "where": f"round {r}", "epoch": summary["epochs"],
+                             "reason": summary.get("reason")})
         if best:
             for _, row in ranking[ranking["candidate"] == best[0]["candidate"]].iterrows():
                 distance_history.append({"round": r, "epoch": int(row["epoch"]), "distance": _json_float(row["distance"]),
                                          "valid_ppl": _json_float(row["valid_ppl"]), "rank": int(row["rank"])})
     budget = spent_budget(params, layout, finals)
+    if best:
+        status = "ok"
+    elif finals and all(s["status"] == "diverged" for _, s in finals):
+        status = "every finalist diverged"
+    else:
+        status = "no candidate finished"
     result: dict[str, Any] = {
-        "status": "ok" if best else "no candidate finished",
+        "status": status,
         "mode": search["mode"], "ranker": search["ranker"], "proposer": search["proposer"],
         "density": params["sparse"]["density"],
         "candidate": best[0]["candidate"] if best else None,
@@ -679,6 +706,7 @@ def select(params: dict, layout: Layout) -> dict:
         "distance_history": distance_history,
         "finalists": [{"candidate": e["candidate"], "config": e["config"], "status": s["status"],
                        "valid_ppl": s["best_valid_ppl"], "test_ppl": s.get("test_ppl")} for e, s in finals],
+        "diverged": diverged,
         "budget": budget,
     }
     return result

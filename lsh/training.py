@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ from lsh.models import LanguageModel, ModelConfig, build_model
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_KEYS = ("epoch", "status", "model", "model_config", "run_config", "weights", "optimizer", "averaging",
+                   "history", "rng")
 CHECKPOINT_FORMAT = 2  # 2: `model`/`masks` as trained; `weights`/`next_masks` to resume from
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
@@ -135,6 +138,19 @@ def evaluate(model: LanguageModel, source: Tensor, bptt: int) -> float:
         total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
         count += y.numel()
     return float(total) / count
+
+
+def divergence(train_loss: float, valid_loss: float, vocab: int) -> str | None:
+    """Why an epoch counts as diverged, or None. A finite loss can still mean a blown-up model: a
+    validation perplexity worse than uniform guessing over the vocabulary is no language model."""
+    if not math.isfinite(train_loss):
+        return "the training loss is no longer finite"
+    if not math.isfinite(valid_loss) or valid_loss > 700:
+        return "the validation loss is no longer finite"
+    if perplexity(valid_loss) > vocab:
+        return (f"the validation perplexity {perplexity(valid_loss):.4g} is worse than uniform guessing "
+                f"over the {vocab}-word vocabulary")
+    return None
 
 
 def should_switch_to_asgd(history: list[float], current: float, nonmono: int) -> bool:
@@ -255,13 +271,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise LshError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # zip, pickle and torch errors alike: the file is unusable
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():  # it holds code or objects a safe load may not build
+            first = str(e).split("\n")[0].strip()
+            raise LshError(f"checkpoint {path} was refused as unsafe: it holds objects other than tensors and plain "
+                           f"data, which torch.load(weights_only=True) will not run ({first}); "
+                           "lsh never loads such files") from None
+        raise LshError(f"checkpoint {path} is truncated or corrupted (UnpicklingError: {e}); delete it and rerun") from None
+    except Exception as e:  # zip and torch errors alike: the file is unusable
         raise LshError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: {e}); delete it and rerun") from None
     if not isinstance(state, dict) or "format" not in state:
         raise LshError(f"checkpoint {path} is not an lsh checkpoint (format {CHECKPOINT_FORMAT})")
     if state["format"] != CHECKPOINT_FORMAT:
         raise LshError(f"checkpoint {path} has format {state['format']}, this lsh reads format {CHECKPOINT_FORMAT}: "
                        "delete it (and what was made from it) and rerun")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise LshError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it is incomplete; delete it and rerun")
     return state
 
 
@@ -380,8 +406,10 @@ class Trainer:
             "lr": self.cfg.lr,
             "tokens_per_s": round(tokens_per_s, 1),
         }
-        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+        reason = divergence(train_loss, valid_loss, self.model.config.vocab)
+        if reason:
             self.status = "diverged"
+            record["reason"] = reason
         else:
             losses = [h["valid_loss"] for h in self.history]
             if not self.averager.active and should_switch_to_asgd(losses, valid_loss, self.cfg.nonmono):
@@ -490,6 +518,7 @@ def train(
     epochs: int,
     *,
     resume: bool = False,
+    restart: bool = False,
     keep: str = "all",
     test: bool = False,
     progress: bool | None = None,
@@ -501,25 +530,21 @@ def train(
     The model is sparse (dynamic sparse training) when the params have a `sparse` section
     with density below 1, unless `dense` is set (the dense reference). `init` continues a
     run from a checkpoint in another folder (a search survivor's next round, or its final
-    training), as if it were this folder's own last checkpoint. Returns the summary that is
-    also written to `out/summary.json`.
+    training), as if it were this folder's own last checkpoint. Finished work is never
+    deleted unasked: `resume` continues the folder's own run (a no-op once it has reached
+    `epochs`) and refuses another run's checkpoints; only `restart` deletes them (and, without
+    `resume`, any checkpoints) to start over. Returns the summary, also `out/summary.json`.
     """
-
     out = Path(out)
     if keep not in ("all", "last"):
         raise LshError(f"--keep {keep!r}: allowed are all, last")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise LshError(f"--epochs {epochs!r}: must be a whole number of epochs >= 0")
     cfg = train_config(params)
     device = resolve_device(cfg.device)
     if dense:
         params = {k: v for k, v in params.items() if k != "sparse"}
     config = run_config(params, corpus)
-    existing = list_checkpoints(out)
-    if resume and existing and max(existing) > epochs:
-        log.warning("%s holds epochs up to %d, past --epochs %d; starting over", out, max(existing), epochs)
-        _clear(out, existing)
-        existing = {}
-    if existing and not resume:
-        raise LshError(f"{out} already holds checkpoints (up to epoch {max(existing)}); pass --resume to continue or remove them")
 
     torch.manual_seed(params["seed"])
     model = build_model(model_config(params, corpus.vocab_size)).to(device)
@@ -528,38 +553,74 @@ def train(
     if sparse is not None:
         sparse.set_schedule(trainer.batches_per_epoch, params["final"]["epochs"])
 
-    if init is not None and existing:
-        # resume here only if these checkpoints continue this very parent (not an older one)
-        parent = load_checkpoint(init, map_location="cpu")["history"]
-        if load_checkpoint(existing[max(existing)], map_location="cpu")["history"][: len(parent)] != parent:
-            log.warning("checkpoints in %s continue another parent than %s; starting over", out, init)
-            _clear(out, existing)
-            existing = {}
-    if init is not None and not existing:
-        state = load_checkpoint(init, map_location=device)
-        changed = _describe_difference(state["run_config"], config)
-        if changed:
-            raise LshError(f"--init {init} was trained with other params ({', '.join(changed)} differ)")
-        trainer.load_state_dict(state)
-        log.info("continuing from %s (epoch %d)", init, trainer.epoch)
-    elif existing:
-        last = max(existing)
-        state = load_checkpoint(existing[last], map_location=device)
-        changed = _describe_difference(state["run_config"], config)
-        if changed:
-            log.warning("checkpoints in %s were made with other params (%s differ); starting over", out, ", ".join(changed))
-            _clear(out, existing)
-        else:
-            trainer.load_state_dict(state)
-            log.info("resuming from %s (epoch %d)", existing[last], last)
+    start = _starting_point(out, config, init, resume=resume, restart=restart)
+    if start is not None:
+        trainer.load_state_dict(load_checkpoint(start, map_location=device))
+        log.info("%s from %s (epoch %d)", "continuing" if start == init else "resuming", start, trainer.epoch)
+    if trainer.epoch > epochs and start == init:
+        raise LshError(f"--init {init} is already at epoch {trainer.epoch}, past --epochs {epochs}")
+    if trainer.epoch >= epochs and start is not None and start != init:
+        log.info("%s is already trained to epoch %d (--epochs %d): nothing to train", out, trainer.epoch, epochs)
+        return finish_summary(out, trainer, epochs, test, seconds=0.0, trained=0)
     if trainer.epoch == 0:
         save_checkpoint(checkpoint_path(out, 0), trainer.state_dict(config))
-
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if trainer.epoch > epochs:
-        raise LshError(f"--init {init} is already at epoch {trainer.epoch}, past --epochs {epochs}")
     started, first_epoch = time.perf_counter(), trainer.epoch
+    run_epochs(trainer, out, epochs, config, keep, sys.stderr.isatty() if progress is None else progress)
+    return finish_summary(out, trainer, epochs, test, seconds=time.perf_counter() - started,
+                          trained=trainer.epoch - first_epoch)
+
+
+def _starting_point(out: Path, config: dict, init: str | os.PathLike | None, *, resume: bool,
+                    restart: bool) -> Path | None:
+    """The checkpoint a run starts from: the folder's own last one, `init`, or None (from scratch).
+
+    Checkpoints of another run in `out` (other params or data, or not continuing `init`) are
+    refused unless `restart` says to delete them.
+    """
+    if init is not None:  # before anything is deleted: a parent of other params is an error either way
+        init = _existing_init(init)
+        changed = _describe_difference(load_checkpoint(init, map_location="cpu")["run_config"], config)
+        if changed:
+            raise LshError(f"--init {init} was trained with other params ({', '.join(changed)} differ)")
+    existing = list_checkpoints(out)
+    if existing and not (resume or restart):
+        raise LshError(f"{out} already holds checkpoints (up to epoch {max(existing)}); pass --resume to continue "
+                       "them, or --restart to delete them and start over")
+    if existing:
+        last = existing[max(existing)]
+        state = load_checkpoint(last, map_location="cpu")
+        changed = _describe_difference(state["run_config"], config)
+        other = f"{', '.join(changed)} differ" if changed else None
+        if other is None and init is not None:
+            parent = load_checkpoint(init, map_location="cpu")["history"]
+            if state["history"][: len(parent)] != parent:
+                other = f"they do not continue {init}"
+        if other is None and resume:
+            return last
+        if other is not None and not restart:
+            raise LshError(f"{out} holds the checkpoints of another run ({other}); pass --restart to delete them "
+                           "and start over, or train into another folder")
+        log.warning("%s: deleting the checkpoints up to epoch %d (%s) and starting over", out, max(existing),
+                    other or "--restart")
+        _clear(out, existing)
+    return init
+
+
+def _existing_init(init: str | os.PathLike) -> Path:
+    """`init` as a path, or an error that says why it is missing (its run diverged before it)."""
+    init = Path(init)
+    if not init.is_file():
+        summary = init.parent / SUMMARY
+        if summary.is_file():
+            done = json.loads(summary.read_text())
+            if done.get("status") == "diverged":
+                raise LshError(f"--init {init} does not exist: that run diverged at epoch {done.get('epochs')} "
+                               f"({done.get('reason', 'see ' + str(summary))})")
+    return init
+
+
+def run_epochs(trainer: Trainer, out: Path, epochs: int, config: dict, keep: str, progress: bool) -> None:
+    """Train until `epochs` (or divergence), writing a checkpoint and the metrics after every epoch."""
     while trainer.epoch < epochs and trainer.status == "ok":
         record = trainer.run_epoch(progress)
         save_checkpoint(checkpoint_path(out, trainer.epoch), trainer.state_dict(config))
@@ -572,11 +633,16 @@ def train(
             "averaging | " if record["averaging"] else "", record["tokens_per_s"], record["seconds"],
         )
         if trainer.status == "diverged":
-            log.warning("epoch %d: the loss is no longer finite; the run stops as diverged", trainer.epoch)
+            log.warning("epoch %d: %s; the run stops as diverged", trainer.epoch, record["reason"])
 
-    summary = summarize(trainer.history, trainer.status, epochs)
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    summary["epochs_trained"] = trainer.epoch - first_epoch
+
+def finish_summary(out: Path, trainer: Trainer, epochs: int, test: bool, *, seconds: float, trained: int) -> dict:
+    """Write and return summary.json of the run's first `epochs` epochs (all of them, normally)."""
+    history = trainer.history[:epochs]
+    status = history[-1]["status"] if history else trainer.status
+    summary = summarize(history, status, epochs)
+    summary["seconds"] = round(seconds, 3)
+    summary["epochs_trained"] = trained
     if test and summary["best_epoch"] is not None:
         summary["test_ppl"] = _finite(best_test_perplexity(out, summary["best_epoch"], trainer))
         summary["test_epoch"] = summary["best_epoch"]
@@ -613,9 +679,10 @@ def best_test_perplexity(out: Path, best_epoch: int, trainer: Trainer) -> float:
 
 
 def summarize(history: list[dict], status: str, epochs: int) -> dict:
-    finite = [h for h in history if h["valid_ppl"] is not None]
+    """The run's outcome; the best epoch is among the epochs that did not diverge."""
+    finite = [h for h in history if h["valid_ppl"] is not None and h.get("status", "ok") == "ok"]
     best = min(finite, key=lambda h: h["valid_ppl"]) if finite else None
-    return {
+    summary = {
         "status": status,
         "epochs": history[-1]["epoch"] if history else 0,
         "target_epochs": epochs,
@@ -623,6 +690,9 @@ def summarize(history: list[dict], status: str, epochs: int) -> dict:
         "best_epoch": best["epoch"] if best else None,
         "best_valid_ppl": best["valid_ppl"] if best else None,
     }
+    if status == "diverged" and history:
+        summary["reason"] = history[-1].get("reason")
+    return summary
 
 
 def _prune_checkpoints(out: Path, history: list[dict]) -> None:

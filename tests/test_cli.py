@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lsh.cli import build_parser
@@ -63,3 +64,25 @@ def test_prepare_checksum_error_is_one_clean_message(ptb_raw: Path, tmp_path: Pa
     out = run_lsh("prepare", "--raw", str(tmp_path), "--out", str(tmp_path / "out"))
     assert out.returncode == 2
     assert "sha256 mismatch" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_plan_reads_a_whole_float_as_the_integer():
+    out = run_lsh("plan", "--json", "--set", "search.n=8.0")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["rounds"][0]["pool"] == 8
+
+
+def test_params_exits_2_on_a_schedule_that_plan_refuses():
+    for command in ("params", "plan"):
+        out = run_lsh(command, "--set", "search.insert=0.6")
+        assert out.returncode == 2 and "search.insert: 0.6 must be less than search.eliminate" in out.stderr, command
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--epochs", "-1", "argument --epochs: '-1' is not allowed: the number of epochs must be a whole number >= 0"),
+    ("--threads", "-2", "argument --threads: '-2' is not allowed: the number of threads must be a whole number >= 1"),
+])
+def test_bad_counts_on_the_command_line_are_named(tmp_path: Path, flag: str, value: str, message: str):
+    args = {"--epochs": "1", "--threads": "1", flag: value}
+    out = run_lsh("train", "--out", str(tmp_path), "--epochs", args["--epochs"], "--threads", args["--threads"])
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

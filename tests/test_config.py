@@ -171,3 +171,62 @@ def test_death_rate_range_must_be_ordered(params):
 def test_enum_names_the_allowed_choices(params):
     params["search"]["proposer"] = "bayes"
     assert "search.proposer: 'bayes' is not allowed; choose one of: tpe, atpe, rand, grid" in _problems(params)
+
+
+# -----------------------------------------------------------------------------
+# Numbers as the schema means them (issue: whole numbers written as floats)
+
+
+def test_whole_floats_become_integers_from_files_and_set(params, tmp_path: Path):
+    params["search"]["n"] = 6.0
+    params["search"]["e0"] = 1.0
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    loaded = config.load_params(path, ["data.train_tokens=2e4", "final.epochs=12.0"])
+    assert loaded["search"]["n"] == 6 and type(loaded["search"]["n"]) is int
+    assert loaded["search"]["e0"] == 1 and type(loaded["search"]["e0"]) is int
+    assert loaded["data"]["train_tokens"] == 20000 and type(loaded["data"]["train_tokens"]) is int
+    assert type(loaded["final"]["epochs"]) is int
+
+
+def test_a_fractional_value_for_an_integer_key_is_refused_by_name(params):
+    params["search"]["n"] = 6.5
+    assert "search.n: 6.5 is not of type integer" in _problems(params)
+
+
+def test_a_number_yaml_reads_as_text_says_how_to_write_it(tmp_path: Path):
+    text = (REPO / "params.yaml").read_text().replace("lr: 20 ", "lr: 1.0e30 ").replace("weight_decay: 1.2e-6", "weight_decay: 1e-06")
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as info:
+        config.load_params(path)
+    message = str(info.value)
+    assert "train.lr: '1.0e30' is read as text by YAML; write the number as 1.0e+30" in message
+    assert "train.weight_decay: '1e-06' is read as text by YAML; write the number as 1.0e-06" in message
+    assert "is not of type number" not in message, "one line per key"
+
+
+def test_an_integer_too_large_for_a_float_is_named(params):
+    params["train"]["lr"] = 10**400
+    assert "train.lr: 1000" in _problems(params) and "too large for a floating-point number" in _problems(params)
+
+
+def test_the_resolved_file_reads_back_to_the_same_numbers(params, tmp_path: Path):
+    params["train"].update(weight_decay=1e-6, lr=1e-5, clip=1e16)
+    path = config.write_resolved(params, tmp_path / "resolved.yaml")
+    assert config.load_params(path) == params
+    stamp = path.stat().st_mtime_ns
+    config.write_resolved(params, path)
+    assert path.stat().st_mtime_ns == stamp, "an unchanged file is not rewritten"
+
+
+def test_a_params_file_that_is_not_utf8_is_named(tmp_path: Path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("seed: 1 # café\n".encode("latin-1"))
+    with pytest.raises(config.ConfigError, match=f"params file {path} is not UTF-8 text"):
+        config.read_yaml(path)
+
+
+def test_params_validation_refuses_an_impossible_schedule_like_plan_does(params):
+    params["search"].update(insert=0.6, eliminate=0.5)
+    assert "search.insert: 0.6 must be less than search.eliminate" in _problems(params)

@@ -166,3 +166,26 @@ def test_corrupt_gzip_is_named(tmp_path: Path):
 def test_prepared_files_missing_say_to_run_prepare(tmp_path: Path):
     with pytest.raises(data.DataError, match="run `lsh prepare` first"):
         data.load_corpus(tmp_path)
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_an_empty_split_is_named(tmp_path: Path, split: str):
+    texts = {"train": "a b\n", "valid": "a\n", "test": "b\n", split: "\n \n"}
+    raw = write_corpus(tmp_path / "raw", texts["train"], texts["valid"], texts["test"])
+    with pytest.raises(data.DataError, match=f"{split}.txt: the {split} split is empty"):
+        data.prepare(raw, tmp_path / "out", verify=False, allow_download=False)
+
+
+def test_prepared_data_made_by_other_data_params_is_refused_naming_both_values(tmp_path: Path):
+    raw = write_corpus(tmp_path / "raw", "a b c d e f\n" * 300, "a b\n", "c d\n")
+    data.prepare(raw, tmp_path / "out", verify=False, allow_download=False, train_tokens=1000)
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["made_by"] == {"train_tokens": 1000}
+    assert len(data.load_corpus(tmp_path / "out", {"train_tokens": 1000}).train) == 1000
+    with pytest.raises(data.DataError, match="was prepared with data.train_tokens = 1000, but the params have "
+                                              "data.train_tokens = 2000"):
+        data.load_corpus(tmp_path / "out", {"train_tokens": 2000})
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    del meta["made_by"]
+    (tmp_path / "out" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(data.DataError, match="does not record the data params that made it"):
+        data.load_corpus(tmp_path / "out", {"train_tokens": 1000})

@@ -215,3 +215,16 @@ def test_snakemake_report_embeds_the_figures_and_tables(smoke: dict):
                  "correlation.png", "table1.csv", "budget.md"):
         assert name in html, name
     assert "Lyapunov spectra" in html, "the captions are in"
+
+
+def test_the_summary_lists_the_diverged_candidates_and_an_unselected_run(smoke: dict, tmp_path: Path):
+    results = _results_copy(smoke["results"], tmp_path / "results")
+    selected = json.loads((results / "final" / "selected.json").read_text())
+    selected.update(status="every finalist diverged", candidate=None, config=None, valid_ppl=None, test_ppl=None,
+                    diverged=[{"candidate": "c004", "where": "round 0", "epoch": 1,
+                               "reason": "the validation perplexity 5e+66 is worse than uniform guessing"}])
+    (results / "final" / "selected.json").write_text(json.dumps(selected))
+    report.build_report(smoke["params"], results, tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "No candidate was selected: every finalist diverged." in summary
+    assert "- c004 (round 0, epoch 1): the validation perplexity 5e+66 is worse than uniform guessing" in summary

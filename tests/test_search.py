@@ -276,3 +276,36 @@ def test_ranking_refuses_a_dense_reference_shorter_than_the_candidate():
     with pytest.raises(LshError, match="no dense spectrum of epoch 1"):
         search.dense_trajectory(record, 2, "dense/spectra.json")
     assert search.dense_trajectory(record, 0, "x").tolist() == [[0.0]]
+
+
+# -----------------------------------------------------------------------------
+# Selection never names a blown-up model
+
+
+def final_run(root, outcomes: list[tuple[str, float | None]]) -> dict:
+    """A full-training run's final pool on disk: (status, best validation perplexity) per finalist."""
+    params = config.load_params(REPO / "params.yaml", ["search.mode=full", "search.ranker=loss", f"search.n={len(outcomes)}"])
+    layout = search.Layout(root)
+    slots = [search._entry(f, search.candidate_id(f), dict(SURVIVORS[f][0]), None, 0, 10) for f in range(len(outcomes))]
+    root.joinpath("final").mkdir(parents=True)
+    layout.final_pool.write_text(json.dumps({"round": "final", "slots": slots, "tried": [], "next_id": len(slots)}))
+    for f, (status, ppl) in enumerate(outcomes):
+        summary = {"status": status, "epochs": 3 if status == "diverged" else 10, "best_valid_ppl": ppl, "best_epoch": 2,
+                   "test_ppl": ppl, "seconds": 1.0, "epochs_trained": 3,
+                   **({"reason": "the validation perplexity 5e+66 is worse than uniform guessing"} if status == "diverged" else {})}
+        layout.final_train(f).mkdir(parents=True)
+        (layout.final_train(f) / "summary.json").write_text(json.dumps(summary))
+    return search.select(params, layout)
+
+
+def test_a_diverged_finalist_is_never_selected_while_another_remains(tmp_path):
+    selected = final_run(tmp_path, [("ok", 300.0), ("diverged", 120.0), ("ok", 250.0)])
+    assert selected["status"] == "ok" and selected["candidate"] == "c002" and selected["valid_ppl"] == 250.0
+    assert [(d["candidate"], d["where"]) for d in selected["diverged"]] == [("c001", "final")]
+    assert "worse than uniform guessing" in selected["diverged"][0]["reason"]
+
+
+def test_when_every_finalist_diverged_the_selection_says_so(tmp_path):
+    selected = final_run(tmp_path, [("diverged", 120.0), ("diverged", None)])
+    assert selected["status"] == "every finalist diverged"
+    assert selected["candidate"] is None and selected["config"] is None and selected["valid_ppl"] is None

@@ -26,7 +26,7 @@ def small_params(model_type: str = "lstm", **sparse_cfg: object) -> dict:
         if model_type == "lstm"
         else ["model.type=rhn", "model.layers=1", "model.depth=2", "model.emb=8", "model.hidden=8", "model.tied=true"]
     )
-    overrides = [*model, "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4", "train.eval_tokens=null",
+    overrides = [*model, "train.lr=2", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4", "train.eval_tokens=null",
                  "final.epochs=4", "sparse.decay_epochs=null", *(f"sparse.{k}={json.dumps(v)}" for k, v in sparse_cfg.items())]
     return config.load_params(SMOKE, overrides)
 

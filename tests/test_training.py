@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -180,9 +181,12 @@ def test_existing_checkpoints_without_resume_are_not_overwritten(corpus, tmp_pat
         training.train(tiny_params(), corpus, tmp_path, 2)
 
 
-def test_resume_with_other_params_starts_over(corpus, tmp_path):
+def test_resume_with_other_params_is_refused_naming_them_and_restart_deletes(corpus, tmp_path):
     training.train(tiny_params(), corpus, tmp_path, 2)
-    training.train(tiny_params(**{"train.lr": 5}), corpus, tmp_path, 1, resume=True)
+    with pytest.raises(LshError, match=r"holds the checkpoints of another run \(train.lr differ\); pass --restart"):
+        training.train(tiny_params(**{"train.lr": 5}), corpus, tmp_path, 1, resume=True)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt", "epoch-002.pt"]
+    training.train(tiny_params(**{"train.lr": 5}), corpus, tmp_path, 1, resume=True, restart=True)
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt"]
     assert training.load_checkpoint(tmp_path / "epoch-001.pt")["run_config"]["train"]["lr"] == 5
 
@@ -190,10 +194,10 @@ def test_resume_with_other_params_starts_over(corpus, tmp_path):
 def test_a_failed_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(LshError, match="cannot write .*epoch-001.pt: No space left on device"):
         training.save_checkpoint(tmp_path / "epoch-001.pt", {"x": 1})
     assert list(tmp_path.iterdir()) == []
 
@@ -201,7 +205,7 @@ def test_a_failed_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
 def test_divergence_ends_as_status_not_crash(ptb_small, tmp_path):
     out = run_lsh(
         "train", "--params", str(SMOKE), "--out", str(tmp_path), "--epochs", "3",
-        "--data", str(ptb_small), "--set", "train.lr=1e12", "--set", "train.clip=1e9",
+        "--data", str(ptb_small), "--set", "data.train_tokens=12000", "--set", "train.lr=1e12", "--set", "train.clip=1e9",
         "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000",
     )
     assert out.returncode == 0, out.stderr
@@ -213,6 +217,7 @@ def test_divergence_ends_as_status_not_crash(ptb_small, tmp_path):
 
 def test_cli_trains_resumes_and_reports_test_perplexity(ptb_small, tmp_path):
     common = ["--params", str(SMOKE), "--out", str(tmp_path), "--data", str(ptb_small), "--threads", "1",
+              "--set", "data.train_tokens=12000",
               "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000"]
     assert run_lsh("train", *common, "--epochs", "1").returncode == 0
     out = run_lsh("train", *common, "--epochs", "2", "--resume", "--test")
@@ -222,17 +227,24 @@ def test_cli_trains_resumes_and_reports_test_perplexity(ptb_small, tmp_path):
     assert "resuming from" in out.stderr
 
 
-def test_resume_with_other_data_starts_over(corpus, tmp_path):
+def test_resume_with_other_data_is_refused(corpus, tmp_path):
     training.train(tiny_params(), corpus, tmp_path, 2)
     other = data.Corpus(corpus.train[1000:], corpus.valid, corpus.test, corpus.vocab)
-    training.train(tiny_params(), other, tmp_path, 1, resume=True)
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt"]
+    with pytest.raises(LshError, match=r"another run \(corpus differ\)"):
+        training.train(tiny_params(), other, tmp_path, 1, resume=True)
+    assert len(list(tmp_path.glob("*.pt"))) == 3
 
 
-def test_resume_past_the_target_starts_over(corpus, tmp_path):
-    training.train(tiny_params(), corpus, tmp_path, 3)
-    summary = training.train(tiny_params(), corpus, tmp_path, 1, resume=True)
-    assert summary["epochs"] == 1 and sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt"]
+def test_resume_past_the_target_is_a_no_op_that_deletes_nothing(corpus, tmp_path, caplog):
+    training.train(tiny_params(), corpus, tmp_path, 3, test=True)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.pt")}
+    with caplog.at_level("INFO", logger="lsh.training"):
+        summary = training.train(tiny_params(), corpus, tmp_path, 1, resume=True, test=True)
+    assert "already trained to epoch 3 (--epochs 1): nothing to train" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.pt")} == before, "nothing deleted or rewritten"
+    assert summary["epochs"] == 1 and summary["epochs_trained"] == 0 and summary["test_epoch"] == 1
+    again = training.train(tiny_params(), corpus, tmp_path, 3, resume=True)
+    assert again["epochs"] == 3 and again["epochs_trained"] == 0
 
 
 def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_replaced(corpus, tmp_path):
@@ -248,16 +260,20 @@ def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_rep
     # the parent is retrained differently: the child's checkpoint no longer continues it
     training.train(tiny_params(**{"train.lr": 3}), corpus, tmp_path / "parent2", 1)
     with pytest.raises(LshError, match="was trained with other params"):
-        training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent2" / "epoch-001.pt", resume=True)
+        training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent2" / "epoch-001.pt",
+                       resume=True, restart=True)
     (tmp_path / "parent" / "epoch-001.pt").unlink()
     training.train(params, corpus, tmp_path / "parent", 1, resume=True)  # retrained: its history (timings) differs
-    training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt", resume=True)
+    with pytest.raises(LshError, match="do not continue"):
+        training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt", resume=True)
+    training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt",
+                   resume=True, restart=True)
     assert training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")["history"][:1] == training.load_checkpoint(tmp_path / "parent" / "epoch-001.pt")["history"]
 
 
 def sparse_params(**sets: object) -> dict:
     overrides = [
-        "model.emb=8", "model.hidden=8", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4",
+        "model.emb=8", "model.hidden=8", "train.lr=2", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4",
         "train.eval_tokens=null", "sparse.density=0.33", "sparse.death_rate=0.8", "sparse.decay_epochs=10",
         *(f"{k}={json.dumps(v)}" for k, v in sets.items()),
     ]
@@ -333,3 +349,50 @@ def test_validation_sees_the_trained_model_and_the_switch_reads_it(monkeypatch):
     assert loss == pytest.approx(record["valid_loss"], rel=1e-12)
     assert t.test_perplexity() == pytest.approx(training.perplexity(training.evaluate(
         evaluated, training.batchify(corpus.test, params["train"]["eval_batch_size"], torch.device("cpu")), 10)))
+
+
+def test_a_model_worse_than_uniform_guessing_is_diverged_even_with_a_finite_loss():
+    assert training.divergence(5.0, 5.0, 10_000) is None
+    assert "worse than uniform guessing over the 10000-word vocabulary" in training.divergence(5.0, 9.3, 10_000)
+    assert training.divergence(5.0, 150.0, 10_000).startswith("the validation perplexity 1.394e+65 is worse")
+    assert training.divergence(math.nan, 5.0, 10_000) == "the training loss is no longer finite"
+    assert training.divergence(5.0, math.inf, 10_000) == "the validation loss is no longer finite"
+
+
+def test_a_blown_up_run_ends_as_diverged_with_its_reason(tmp_path):
+    params = sparse_params(**{"train.lr": 1e6, "train.clip": 1e9})
+    summary = training.train(params, synthetic_corpus(), tmp_path, 3)
+    assert summary["status"] == "diverged" and summary["reason"]
+    assert summary["best_epoch"] is None or summary["best_valid_ppl"] <= 40, "a diverged epoch is never the best"
+
+
+def test_a_checkpoint_without_model_or_run_config_names_the_file_and_key(corpus, tmp_path):
+    training.train(tiny_params(), corpus, tmp_path, 0)
+    state = torch.load(tmp_path / "epoch-000.pt", weights_only=True)
+    for key in ("model", "run_config"):
+        broken = {k: v for k, v in state.items() if k != key}
+        torch.save(broken, tmp_path / "broken.pt")
+        with pytest.raises(LshError, match=f"checkpoint {tmp_path / 'broken.pt'} lacks '{key}'"):
+            training.load_checkpoint(tmp_path / "broken.pt")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_checkpoint_holding_code_is_refused_as_unsafe_not_called_corrupted(tmp_path, capfd):
+    torch.save({"format": training.CHECKPOINT_FORMAT, "payload": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(LshError) as info:
+        training.load_checkpoint(tmp_path / "evil.pt")
+    assert "was refused as unsafe" in str(info.value) and "truncated" not in str(info.value)
+    assert "this must never run" not in capfd.readouterr().out
+
+
+def test_init_from_a_diverged_parent_says_it_diverged(tmp_path):
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    (parent / "summary.json").write_text(json.dumps({"status": "diverged", "epochs": 2, "reason": "the training loss is no longer finite"}))
+    with pytest.raises(LshError, match="--init .*epoch-003.pt does not exist: that run diverged at epoch 2 "
+                                       r"\(the training loss is no longer finite\)"):
+        training.train(sparse_params(), synthetic_corpus(), tmp_path / "child", 4, init=parent / "epoch-003.pt")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lsh import config, search
@@ -230,7 +231,7 @@ def test_dvc_repro_versions_the_run_and_snakemake_then_has_nothing_to_do(tmp_pat
 # A run killed mid-round resumes and ends as if it had never stopped
 
 
-def test_sigkill_in_the_middle_of_a_round_then_rerun_reuses_finished_jobs(smoke_runs: list[Path], tmp_path: Path, ptb_raw: Path):
+def test_sigkill_in_the_middle_of_a_round_then_the_same_command_finishes_reusing_finished_jobs(smoke_runs: list[Path], tmp_path: Path, ptb_raw: Path):
     import signal
     import time
 
@@ -249,8 +250,10 @@ def test_sigkill_in_the_middle_of_a_round_then_rerun_reuses_finished_jobs(smoke_
     finished = {p: p.stat().st_mtime_ns for d in done for p in d.glob("epoch-*.pt")}
     assert not (project / "results" / "final" / "selected.json").exists()
 
+    # A lock left by a killed Snakemake is Snakemake's to judge: it asks for --unlock (the README says so).
+    # What the workflow's default profile fixes: the very same command reruns the incomplete jobs.
     assert run([str(BIN / "snakemake"), "--unlock", "--configfile", SMOKE], project).returncode == 0
-    out = run([str(BIN / "snakemake"), "--cores", "2", "--rerun-incomplete", "--configfile", SMOKE], project)
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", SMOKE], project)  # the very same command
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for path, mtime in finished.items():  # the finished trainings' checkpoints are reused, not retrained
         assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
@@ -283,3 +286,55 @@ def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_
     assert modes["full"][0] == "full"
     table = (compare / "report" / "table1.csv").read_text()
     assert table.count("\n") >= 1 + 1 + 1 + len(search.COMPARISON), table  # header, dense, this run, the set
+
+
+# -----------------------------------------------------------------------------
+# What every job reads: the run's resolved params, numbers as written
+
+
+def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(project: Path):
+    params = config.read_yaml(project / SMOKE)
+    params.update(seed=7, results="out")
+    params["data"]["train_tokens"] = 15000
+    params["model"].update(emb=24, hidden=24)
+    params["train"].update(weight_decay=1e-6, clip=1e16, lr=15)
+    params["sparse"]["death_rate"] = 1e-5
+    params["lyapunov"]["steps"] = 20
+    params["space"]["grid_death_rate"] = 0.7
+    params["search"]["n"] = 5
+    params["final"]["epochs"] = 2
+    params["report"]["correlation_candidates"] = 0
+    defaults = config.read_yaml(project / "params.yaml")
+    assert all(params[k] != defaults[k] for k in defaults), "the preset differs from params.yaml in every section"
+    (project / "preset.yaml").write_text(config.dump(params))
+    assert "1.0e-06" in (project / "preset.yaml").read_text() and "1.0e+16" in (project / "preset.yaml").read_text()
+    out = run([str(BIN / "snakemake"), "out/dense/spectra.json", "--cores", "2", "--configfile", "preset.yaml"], project)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert config.load_params(project / "out" / "resolved-params.yaml") == params
+    assert json.loads((project / "data" / "prepared" / "meta.json").read_text())["tokens"]["train"] == 15000
+    state = torch.load(project / "out" / "dense" / "epoch-001.pt", weights_only=True)
+    for key in ("seed", "model", "train"):
+        assert state["run_config"][key] == params[key], key
+    assert state["run_config"]["train"]["weight_decay"] == 1e-6 and state["run_config"]["train"]["clip"] == 1e16
+    assert not (project / "results").exists(), "nothing came from ./params.yaml"
+
+
+def test_snakemakes_config_gives_whole_floats_as_integers(project: Path):
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", SMOKE, "--config", "seed=5.0"], project)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert yaml.safe_load((project / "results" / "resolved-params.yaml").read_text())["seed"] == 5
+
+
+def test_a_diverged_dense_reference_stops_the_run_naming_the_divergence_and_the_learning_rate(project: Path):
+    params = config.read_yaml(project / SMOKE)
+    params["train"].update(lr=1e15, clip=1e15)
+    (project / "blowup.yaml").write_text(config.dump(params))
+    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "blowup.yaml"], project)
+    assert out.returncode != 0
+    assert "MissingOutputException" not in out.stdout + out.stderr
+    dense = project / "results" / "dense"
+    summary = json.loads((dense / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["reason"]
+    assert (dense / "epoch-000.pt").is_file(), "the dense outputs are kept"
+    log = (project / "results" / "logs" / "dense" / "spectra.log").read_text()
+    assert "error: the dense reference diverged at epoch" in log and "train.lr = 1e+15" in log and "lower it" in log

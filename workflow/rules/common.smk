@@ -9,7 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from lsh.config import ConfigError, validate as describe_problems
+from lsh.config import ConfigError, validate as describe_problems, write_resolved
 from lsh.errors import LshError
 from lsh.search import COMPARISON
 from lsh.search import plan as search_plan
@@ -17,9 +17,10 @@ from lsh.search import plan as search_plan
 
 # One schema for Snakemake and the `lsh` command line (lsh/config.py reads the same file).
 # The package's check comes first only for its messages: one line per bad key, naming
-# the value and what is allowed, before any job runs.
+# the value and what is allowed, before any job runs. It also gives back the numbers as
+# the schema means them (6.0 for an integer key is 6), from presets and --config alike.
 try:
-    describe_problems(config, "the Snakemake config")
+    config.update(describe_problems(config, "the Snakemake config"))
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 validate(config, "../schemas/params.schema.yaml")
@@ -40,18 +41,26 @@ LOGS = f"{RESULTS}/logs"
 PREPARED = config["data"]["prepared"]
 SPLITS = ["train", "valid", "test"]
 
+# Every job reads the run's validated params from one file, written here once per run
+# (left untouched when it has not changed): the preset, --config overrides and all, and
+# nothing from ./params.yaml. It is not an input of any rule, so writing it reruns nothing.
+RESOLVED = str(write_resolved(config, f"{RESULTS}/resolved-params.yaml"))
 
-def lsh_args(*sections):
-    """`--set` options that hand Snakemake's effective config sections to `lsh`.
 
-    A rule lists the sections it reads in its params, so Snakemake reruns it exactly
-    when one of them changes, and the command sees the same values Snakemake does
-    (presets and --config overrides included).
-    """
-    return " ".join(
-        f"--set {shlex.quote(f'{key}={json.dumps(config[key], sort_keys=True)}')}"
-        for key in sections
-    )
+def lsh_params(*sections):
+    """A rule's params for a job that runs `lsh`: `cfg` hands it the run's resolved params
+    file, `reads` holds the sections it reads, so Snakemake reruns it exactly when one of
+    them changes (params are a rerun trigger)."""
+    reads = json.dumps({key: lookup_key(key) for key in sections}, sort_keys=True)  # key order is no change
+    return {"cfg": f"--params {shlex.quote(RESOLVED)}", "reads": reads}
+
+
+def lookup_key(dotted):
+    """config["a"]["b"] for "a.b"."""
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
 
 
 def prepared_files():
@@ -60,11 +69,6 @@ def prepared_files():
         f"{PREPARED}/vocab.txt",
         f"{PREPARED}/meta.json",
     ]
-
-
-def dense_checkpoints():
-    """Every dense epoch the search compares against: 0 (the initialisation) to the last."""
-    return expand(f"{RESULTS}/dense/epoch-{{epoch:03d}}.pt", epoch=range(PLAN.last_epoch + 1))
 
 
 def train_mem_mb(wildcards, attempt):
@@ -100,7 +104,8 @@ def slot_spectra_files(r):
 
 def candidate_sections():
     """What a candidate's training reads; final.epochs only when it sets the death-rate decay."""
-    return ["seed", "model", "train", "sparse", *(["final"] if config["sparse"]["decay_epochs"] is None else [])]
+    return ["seed", "data.train_tokens", "model", "train", "sparse",
+            *(["final"] if config["sparse"]["decay_epochs"] is None else [])]
 
 
 def pool_inputs(wildcards):

@@ -7,7 +7,7 @@ rule compare_params:
     output:
         f"{RESULTS}/compare/{{method}}/params.yaml",
     params:
-        cfg=lsh_args(*config),
+        **lsh_params(*config),
         overrides=lambda w: comparison_overrides(w.method),
     conda:
         ENV
@@ -45,7 +45,7 @@ rule compare:
     output:
         f"{RESULTS}/compare/report/table1.md",
     params:
-        cfg=lsh_args("seed", "model", "sparse", "search", "final", "report"),
+        **lsh_params("seed", "model", "sparse", "search", "final", "report"),
         results=lambda w, input: os.path.dirname(os.path.dirname(input.selected)),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:

@@ -5,7 +5,7 @@ rule prepare:
     output:
         prepared_files(),
     params:
-        cfg=lsh_args("seed", "data"),
+        **lsh_params("seed", "data"),
     conda:
         ENV
     log:

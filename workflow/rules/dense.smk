@@ -1,17 +1,18 @@
 # Dense reference: trained like every candidate, a checkpoint kept for every epoch the
-# search compares against (0 to the last epoch any candidate reaches in selection).
+# search compares against (0 to the last epoch any candidate reaches in selection). Its
+# training is marked done by summary.json (written last, also when it diverged); the
+# checkpoints live beside it, so a diverged run keeps them and the next stage says why.
 
 
 rule train_dense:
     input:
         prepared_files(),
     output:
-        checkpoints=dense_checkpoints(),
         metrics=f"{RESULTS}/dense/metrics.jsonl",
         curves=f"{RESULTS}/dense/curves.json",
         summary=f"{RESULTS}/dense/summary.json",
     params:
-        cfg=lsh_args("seed", "model", "train"),
+        **lsh_params("seed", "data.train_tokens", "model", "train"),
         epochs=PLAN.last_epoch,
         data=lambda w, input: os.path.dirname(input[0]),
         out=lambda w, output: os.path.dirname(output.summary),
@@ -25,19 +26,19 @@ rule train_dense:
         runtime=240,
     shell:
         "lsh train {params.cfg} --data {params.data} --out {params.out} --epochs {params.epochs}"
-        " --dense --keep all --resume --test --threads {threads} > {log} 2>&1"
+        " --dense --keep all --resume --restart --test --threads {threads} > {log} 2>&1"
 
 
 rule spectra_dense:
     input:
         data=prepared_files(),
-        checkpoints=dense_checkpoints(),
+        train=f"{RESULTS}/dense/summary.json",
     output:
         f"{RESULTS}/dense/spectra.json",
     params:
-        cfg=lsh_args("seed", "lyapunov"),
+        **lsh_params("seed", "lyapunov"),
         data=lambda w, input: os.path.dirname(input.data[0]),
-        train=lambda w, input: os.path.dirname(input.checkpoints[0]),
+        train=lambda w, input: os.path.dirname(input.train),
         epochs=PLAN.last_epoch,
     conda:
         ENV
@@ -55,12 +56,13 @@ rule spectra_dense:
 rule train_dense_final:
     input:
         data=prepared_files(),
-        last=f"{RESULTS}/dense/epoch-{PLAN.last_epoch:03d}.pt",
+        dense=f"{RESULTS}/dense/summary.json",
     output:
         f"{RESULTS}/dense-final/summary.json",
     params:
-        cfg=lsh_args("seed", "model", "train", "final"),
+        **lsh_params("seed", "data.train_tokens", "model", "train", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
+        init=lambda w, input: f"{os.path.dirname(input.dense)}/epoch-{PLAN.last_epoch:03d}.pt",
         out=lambda w, output: os.path.dirname(output[0]),
         epochs=config["final"]["epochs"],
     conda:
@@ -72,5 +74,5 @@ rule train_dense_final:
         mem_mb=train_mem_mb,
         runtime=1440,
     shell:
-        "lsh train {params.cfg} --dense --init {input.last} --data {params.data} --out {params.out}"
-        " --epochs {params.epochs} --keep last --test --threads {threads} > {log} 2>&1"
+        "lsh train {params.cfg} --dense --init {params.init} --data {params.data} --out {params.out}"
+        " --epochs {params.epochs} --keep last --resume --restart --test --threads {threads} > {log} 2>&1"

@@ -8,7 +8,7 @@ rule final_pool:
     output:
         f"{FINAL}/pool.json",
     params:
-        cfg=lsh_args("seed", "space", "search", "final"),
+        **lsh_params("seed", "space", "search", "final"),
         results=lambda w, output: str(Path(output[0]).parents[1]),
     conda:
         ENV
@@ -29,7 +29,7 @@ rule train_final:
     output:
         f"{FINAL}/f{{f}}/summary.json",
     params:
-        cfg=lsh_args("seed", "model", "train", "sparse", "final"),
+        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -42,7 +42,7 @@ rule train_final:
         runtime=1440,
     shell:
         "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.f} --final --data {params.data}"
-        " --out {params.out} --threads {threads} > {log} 2>&1"
+        " --out {params.out} --restart --threads {threads} > {log} 2>&1"
 
 
 rule select:
@@ -51,7 +51,7 @@ rule select:
     output:
         f"{FINAL}/selected.json",
     params:
-        cfg=lsh_args("seed", "search", "sparse"),
+        **lsh_params("seed", "search", "sparse"),
         results=lambda w, output: str(Path(output[0]).parents[1]),
     conda:
         ENV
@@ -73,7 +73,7 @@ rule train_correlation:
     output:
         f"{RESULTS}/correlation/c{{c}}/summary.json",
     params:
-        cfg=lsh_args("seed", "model", "train", "sparse", "final"),
+        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         train=lambda w, input: os.path.dirname(input.train),
         out=lambda w, output: os.path.dirname(output[0]),
@@ -87,4 +87,4 @@ rule train_correlation:
         runtime=1440,
     shell:
         "lsh search train-to-final {params.cfg} --pool {input.pool} --slot {wildcards.c} --train {params.train}"
-        " --data {params.data} --out {params.out} --threads {threads} > {log} 2>&1"
+        " --data {params.data} --out {params.out} --restart --threads {threads} > {log} 2>&1"

@@ -35,7 +35,7 @@ rule report:
     output:
         **REPORT_OUTPUTS,
     params:
-        cfg=lsh_args("seed", "model", "sparse", "search", "final", "report"),
+        **lsh_params("seed", "model", "sparse", "search", "final", "report"),
         results=lambda w, input: str(Path(input.selected).parents[1]),
         out=lambda w, output: os.path.dirname(output.summary),
     conda:

@@ -16,7 +16,7 @@ rule pool:
     output:
         f"{ROUND}/pool.json",
     params:
-        cfg=lsh_args("seed", "space", "search"),
+        **lsh_params("seed", "space", "search"),
         results=lambda w, output: str(Path(output[0]).parents[2]),
     conda:
         ENV
@@ -38,7 +38,7 @@ rule train_candidate:
     output:
         f"{SLOT}/train/summary.json",
     params:
-        cfg=lsh_args(*candidate_sections()),
+        **lsh_params(*candidate_sections()),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -51,7 +51,7 @@ rule train_candidate:
         runtime=240,
     shell:
         "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.s} --data {params.data}"
-        " --out {params.out} --threads {threads} > {log} 2>&1"
+        " --out {params.out} --restart --threads {threads} > {log} 2>&1"
 
 
 rule spectra_candidate:
@@ -62,7 +62,7 @@ rule spectra_candidate:
     output:
         f"{SLOT}/spectra.json",
     params:
-        cfg=lsh_args("seed", "lyapunov"),
+        **lsh_params("seed", "lyapunov"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         train=lambda w, input: os.path.dirname(input.train),
     conda:
@@ -84,7 +84,7 @@ rule rank:
     output:
         f"{ROUND}/ranking.csv",
     params:
-        cfg=lsh_args("seed", "search"),
+        **lsh_params("seed", "search"),
         results=lambda w, output: str(Path(output[0]).parents[2]),
     conda:
         ENV
@@ -105,7 +105,7 @@ rule propose:
     output:
         f"{ROUND}/proposals.json",
     params:
-        cfg=lsh_args("seed", "space", "search"),
+        **lsh_params("seed", "space", "search"),
         results=lambda w, output: str(Path(output[0]).parents[2]),
     conda:
         ENV
