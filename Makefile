@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: run test lint setup slurm-packages
+.PHONY: run test test-fast lint setup slurm-packages
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ run: setup
 
 test: setup slurm-packages
 	$(BIN)/python -m pytest
+
+# The fast tier: unit tests on synthetic corpora and tiny models, no Snakemake runs (about 3 minutes).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 # The SLURM test starts a one-node cluster from Debian's slurm-wlm and munge. As root with
 # apt-get, install them when missing; elsewhere the test is skipped with its reason.

@@ -3,6 +3,7 @@
 # command line, and all logic is in the `lsh` package.
 #   snakemake --cores all                                        # the default demo (params.yaml)
 #   snakemake --cores all --configfile workflow/presets/smoke.yaml
+#   snakemake --cores all --configfile workflow/presets/study.yaml study   # the evidence study
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,12 +13,26 @@ configfile: "params.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# {root}: a run's results folder; {r}, {s}, {f}, {c}: two-digit round, slot, final and correlation numbers
+wildcard_constraints:
+    root=root_pattern(),
+    r=r"\d\d",
+    s=r"\d\d",
+    f=r"\d\d",
+    c=r"\d\d",
+    config=r"dense|g\d\d|q\d\d\d",
+    k=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/dense.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/final.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/study.smk"
 
 
 rule all:

@@ -11,6 +11,7 @@ the ratio is not skewed by the machine's state drifting between them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import platform
 import statistics
 import time
@@ -23,8 +24,10 @@ from torch import nn
 
 from lsh import sparse as sparse_training
 from lsh import training
+from lsh.config import Params, TrainConfig
 from lsh.data import Corpus
-from lsh.models import LanguageModel
+from lsh.device import resolve_device
+from lsh.models import LanguageModel, ModelConfig, build_model
 
 # Model sizes measured: the demo's own model and the paper's 2 x 1500 LSTM.
 PAPER_LSTM = {"type": "lstm", "emb": 1500, "hidden": 1500, "layers": 2, "depth": 1, "tied": False}
@@ -37,7 +40,7 @@ def _synthetic_corpus(tokens: int, vocab: int, seed: int) -> Corpus:
     return Corpus(ids, ids[:2000], ids[:2000], [f"w{i}" for i in range(vocab)])
 
 
-def bare_loop(model: LanguageModel, data: torch.Tensor, bptt: int, cfg: training.TrainConfig) -> float:
+def bare_loop(model: LanguageModel, data: torch.Tensor, bptt: int, cfg: TrainConfig) -> float:
     """The least a training step must do: forward, loss, backward, clip, SGD step (with the run's
     weight decay, which is part of the algorithm, not overhead). Returns tokens/s."""
     model.train()
@@ -65,27 +68,25 @@ def _interleaved(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return {name: statistics.median(values) for name, values in results.items()}
 
 
-def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int) -> dict:
+def bench_train_size(params: Params, model_params: dict, steps: int, repeats: int) -> dict:
     """tokens/s of the bare loop and of the Trainer (SGD and averaging phases) for one model size."""
-    params = copy.deepcopy(params)
-    params["model"].update(model_params)
-    params["train"]["device"] = params["train"].get("device", "auto")
-    cfg = training.train_config(params)
-    device = training.resolve_device(cfg.device)
+    model = dataclasses.replace(params.model, **model_params)
+    cfg = params.train
+    device = resolve_device(cfg.device, "train.device")
     vocab = 10_000
-    corpus = _synthetic_corpus((steps * cfg.bptt + 1) * cfg.batch_size, vocab, params["seed"])
-    torch.manual_seed(params["seed"])
-    init = training.build_model(training.model_config(params, vocab)).to(device)
+    corpus = _synthetic_corpus((steps * cfg.bptt + 1) * cfg.batch_size, vocab, params.seed)
+    torch.manual_seed(params.seed)
+    init = build_model(ModelConfig.from_params(model, vocab)).to(device)
 
     bare_model = copy.deepcopy(init)
     data = training.batchify(corpus.train, cfg.batch_size, device)
 
     def trainer(averaging: bool, sparse: bool) -> training.Trainer:
         model = copy.deepcopy(init)
-        s = sparse_training.from_params(model, params, corpus, device) if sparse else None
+        s = sparse_training.from_config(model, params.sparse, corpus) if sparse else None
         t = training.Trainer(model, cfg, corpus, device, s)
         if s is not None:
-            s.set_schedule(t.batches_per_epoch, params["final"]["epochs"])
+            s.set_schedule(t.batches_per_epoch)
         if averaging:
             t.averager.start(model)
         return t
@@ -96,7 +97,7 @@ def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int)
         "dense": lambda: dense.train_epoch(progress=False)[1],
         "dense_asgd": lambda: dense_avg.train_epoch(progress=False)[1],
     }
-    if sparse_training.sparse_config(params) is not None:  # the params' candidate, at the run's density
+    if params.sparse.density < 1:  # the params' candidate, at the run's density
         sparse = trainer(False, True)
         runs["sparse"] = lambda: sparse.train_epoch(progress=False)[1]
     for run in runs.values():  # warm-up: allocator, kernels, caches
@@ -104,7 +105,7 @@ def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int)
     medians = _interleaved(runs, repeats)
     n_params = sum(p.numel() for p in init.parameters())
     out = {
-        "model": {k: params["model"][k] for k in ("type", "emb", "hidden", "layers", "depth", "tied")},
+        "model": {k: getattr(model, k) for k in ("type", "emb", "hidden", "layers", "depth", "tied")},
         "parameters": n_params,
         "vocab": vocab,
         "batch_size": cfg.batch_size,
@@ -122,14 +123,14 @@ def bench_train_size(params: dict, model_params: dict, steps: int, repeats: int)
     return out
 
 
-def bench_train(params: dict, *, demo_steps: int = 40, paper_steps: int = 5, repeats: int = 5, paper: bool = True) -> dict:
+def bench_train(params: Params, *, demo_steps: int = 40, paper_steps: int = 5, repeats: int = 5, paper: bool = True) -> dict:
     """The training benchmark at the params' (demo) size and, unless `paper` is false, the paper's 2 x 1500 LSTM."""
     sizes = {"demo": ({}, demo_steps)}
     if paper:
         sizes["paper"] = (PAPER_LSTM, paper_steps)
     result = {
         "benchmark": "train",
-        "device": training.resolve_device(params["train"]["device"]).type,
+        "device": resolve_device(params.train.device, "train.device").type,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -147,8 +148,6 @@ SPECTRUM_SIZE = {"type": "lstm", "emb": 256, "hidden": 256, "layers": 2, "depth"
 
 
 def _spectrum_model(model_params: dict, vocab: int, seed: int) -> LanguageModel:
-    from lsh.models import ModelConfig, build_model
-
     torch.manual_seed(seed)
     keys = ("type", "emb", "hidden", "layers", "depth", "tied")
     return build_model(ModelConfig(vocab=vocab, **{k: model_params[k] for k in keys})).eval()
@@ -219,7 +218,7 @@ def spectrum_floor(tangent, k: int, steps: int, qr_every: int, dtype: torch.dtyp
     return lambda: qr_loop(floor, 0, steps, k, qr_every, dtype, device)
 
 
-def bench_spectrum_size(params: dict, model_params: dict, repeats: int, *, compare: bool = True,
+def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, compare: bool = True,
                         warm: bool = True) -> dict:
     """Seconds per spectrum at one model size: the analytic path and, with `compare`, the generic
     autograd path (full Jacobian), autograd with the analytic path's per-layer blocks (what
@@ -227,16 +226,16 @@ def bench_spectrum_size(params: dict, model_params: dict, repeats: int, *, compa
     floor; interleaved, medians of `repeats`, after one warm-up run of each unless `warm` is false."""
     from lsh import lyapunov
 
-    ly = lyapunov.Settings.from_params(params)
-    device = lyapunov.resolve_device(ly.device)
+    ly = params.lyapunov
+    device = resolve_device(ly.device, "lyapunov.device")
     dtype = lyapunov.resolve_dtype(ly.dtype)
     K, T, W = ly.samples, ly.steps, ly.warmup
     vocab = 10_000
-    model = _spectrum_model(model_params, vocab, params["seed"])
-    rng = np.random.default_rng(params["seed"])
+    model = _spectrum_model(model_params, vocab, params.seed)
+    rng = np.random.default_rng(params.seed)
     tokens = torch.from_numpy(rng.integers(0, vocab, size=(W + T, K), dtype=np.int64)).to(device)
-    kwargs = ly.compute_kwargs()
-    kwargs["device"] = device
+    kwargs = dict(warmup=W, exponents=ly.exponents, state=ly.state, log_base=ly.log_base, dtype=ly.dtype,
+                  qr_every=ly.qr_every, device=device, min_exponent=ly.min_exponent)
 
     def spectrum(**extra) -> Callable[[], object]:
         return lambda: lyapunov.model_spectrum(model, tokens, **{**kwargs, **extra})
@@ -285,17 +284,15 @@ def bench_spectrum_size(params: dict, model_params: dict, repeats: int, *, compa
     return out
 
 
-def bench_spectrum(params: dict, *, repeats: int = 5, paper: bool = True, size: dict | None = None) -> dict:
+def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size: dict | None = None) -> dict:
     """`lsh bench spectrum`: analytic vs autograd vs floor at hidden 256 x 2 layers (or `size`), plus
     seconds per spectrum at the params' (demo) model size and at the paper's 2 x 1500 LSTM (one
     run: about 10 s on 2 cores), all with the params' lyapunov settings (K, T, warm-up, dtype)."""
-    from lsh import lyapunov
-
-    ly = lyapunov.Settings.from_params(params)
+    ly = params.lyapunov
     main = bench_spectrum_size(params, {**SPECTRUM_SIZE, **(size or {})}, repeats)
     result = {
         "benchmark": "spectrum",
-        "device": lyapunov.resolve_device(ly.device).type,
+        "device": resolve_device(ly.device, "lyapunov.device").type,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -303,7 +300,7 @@ def bench_spectrum(params: dict, *, repeats: int = 5, paper: bool = True, size: 
                                 "qr_every", "per_layer", "repeats")},
         **{k: v for k, v in main.items() if k.endswith("_s") or k.startswith(("ratio_", "max_abs"))},
     }
-    sizes = {"demo": (params["model"], repeats)}
+    sizes = {"demo": (dataclasses.asdict(params.model), repeats)}
     if paper:
         sizes["paper"] = (PAPER_LSTM, 1)
     for name, (model_params, n) in sizes.items():

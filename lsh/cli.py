@@ -1,23 +1,30 @@
-"""The `lsh` command line: thin wrappers that read params and call the library.
+"""The `lsh` command line: one handler per subcommand, each reading params and calling a stage.
 
 Every subcommand takes `--params FILE` (default `params.yaml`) and repeated
-`--set key.path=value`; both are validated against the one schema before any work.
-An `LshError` is printed as one clean message (exit status 2), never a traceback.
+`--set key.path=value`; both are validated against the one schema before any work. A
+handler imports only what its stage needs, so a job that ranks or proposes never pays for
+importing torch. An `LshError` (or a file-system error) is printed as one clean message
+(exit status 2), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import yaml
 
 from lsh import config
+from lsh.config import Params
 from lsh.errors import LshError
+from lsh.layout import Layout
 
 log = logging.getLogger("lsh")
 
@@ -41,67 +48,51 @@ EPOCHS = _count(0, "the number of epochs")
 THREADS = _count(1, "the number of threads")
 
 
-def _common() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--params", default="params.yaml", metavar="FILE", help="params file (default: params.yaml)")
-    parent.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override one param, e.g. --set data.train_tokens=20000 (repeatable)",
-    )
-    return parent
+def _set_threads(threads: int | None) -> None:
+    """torch's CPU threads, without importing torch for a job that may not need it (a spectra job
+    whose training left the spectra behind): torch reads OMP_NUM_THREADS when it is imported."""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
 
-def cmd_params(args: argparse.Namespace, params: dict) -> int:
+def _data_dir(args: argparse.Namespace, params: Params) -> Path:
+    return Path(args.data or params.data.prepared)
+
+
+# -----------------------------------------------------------------------------
+# Handlers: one per subcommand
+
+
+def cmd_params(args: argparse.Namespace, params: Params) -> int:
     """Print the validated params, overrides applied."""
-    sys.stdout.write(yaml.safe_dump(params, sort_keys=False))
+    sys.stdout.write(yaml.safe_dump(params.raw, sort_keys=False))
     return 0
 
 
-def cmd_prepare(args: argparse.Namespace, params: dict) -> int:
+def cmd_prepare(args: argparse.Namespace, params: Params) -> int:
     from lsh import data
 
-    cfg = params["data"]
-    data.prepare(
-        args.raw or cfg["raw"],
-        args.out or cfg["prepared"],
-        verify=cfg["verify"],
-        allow_download=cfg["download"],
-        url=cfg["url"],
-        train_tokens=cfg["train_tokens"],
-    )
+    cfg = params.data
+    data.prepare(args.raw or cfg.raw, args.out or cfg.prepared, verify=cfg.verify, allow_download=cfg.download,
+                 url=cfg.url, train_tokens=cfg.train_tokens)
     return 0
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def cmd_train(args: argparse.Namespace, params: dict) -> int:
-    from lsh import data, training
+def cmd_train(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import train
 
     _set_threads(args.threads)
-    corpus = data.load_corpus(args.data or params["data"]["prepared"], params["data"])
-    summary = training.train(
-        params, corpus, args.out, args.epochs, resume=args.resume, restart=args.restart, keep=args.keep,
-        test=args.test, dense=args.dense, init=args.init,
-    )
-    log.info("%s: %s after %d epochs, best valid ppl %s (epoch %s)%s", args.out, summary["status"],
-             summary["epochs"], summary["best_valid_ppl"], summary["best_epoch"],
-             f", test ppl {summary['test_ppl']}" if "test_ppl" in summary else "")
+    train.run(params, _data_dir(args, params), Path(args.out), args.epochs, dense=args.dense, resume=args.resume,
+              restart=args.restart, keep=args.keep, test=args.test, init=args.init, spectra=args.spectra)
     return 0
 
 
-def cmd_plan(args: argparse.Namespace, params: dict) -> int:
-    from lsh import search
+def cmd_plan(args: argparse.Namespace, params: Params) -> int:
+    from lsh.search.schedule import plan as make_plan
 
-    plan = search.plan(params["search"])
+    plan = make_plan(params.search)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
@@ -110,47 +101,28 @@ def cmd_plan(args: argparse.Namespace, params: dict) -> int:
         print(f"{r.round:>5} {r.pool:>5} {r.survivors:>9} {r.new:>4} {r.candidate_epochs:>7} {r.cumulative_candidate_epochs:>10}")
     print(f"total candidate-epochs for selection: {plan.total_candidate_epochs}")
     print(f"dense reference epochs (last compared epoch): {plan.last_epoch}")
-    final = params["final"]["epochs"]
+    final = params.final_epochs
     extra = plan.final_pool * max(0, final - plan.last_epoch)
     print(f"final training: {plan.final_pool} survivors to epoch {final} (at most {extra} more candidate-epochs)")
-    if plan.rounds and params["search"]["e0"] < 2:
+    if plan.rounds and params.search.e0 < 2:
         print("note: with search.e0 = 1 a new candidate is scored before its first topology update, so its death, "
               "growth and redistribution modes cannot affect its first ranking (only its sparse init can)")
     return 0
 
 
-def cmd_dvc_yaml(args: argparse.Namespace, params: dict) -> int:
-    """Write (or check) the DVC stages the params' schedule implies."""
-    from pathlib import Path
-
-    from lsh import dvc_stages, files
-
-    text = dvc_stages.render(params)
-    if args.check:
-        current = Path(args.out).read_text() if Path(args.out).exists() else ""
-        if current != text:
-            raise LshError(f"{args.out} is not what these params generate: run `lsh dvc-yaml --out {args.out}`")
-        log.info("%s is current", args.out)
-    elif args.out == "-":
-        sys.stdout.write(text)
-    else:
-        files.write_text(args.out, text)
-        log.info("wrote %s (%d stages)", args.out, text.count("    cmd: "))
-    return 0
-
-
-def cmd_spectrum(args: argparse.Namespace, params: dict) -> int:
+def cmd_spectrum(args: argparse.Namespace, params: Params) -> int:
     import dataclasses
 
-    from lsh import files, lyapunov
+    from lsh import files
+    from lsh.stages.spectra import checkpoint_spectrum
 
     _set_threads(args.threads)
-    settings = lyapunov.Settings.from_params(
-        params, method=args.method, samples=args.samples, steps=args.steps, warmup=args.warmup
-    )
+    overrides = {k: v for k, v in (("method", args.method), ("samples", args.samples), ("steps", args.steps),
+                                   ("warmup", args.warmup)) if v is not None}
     if args.exponents is not None:  # "all" overrides a k in the params
-        settings = dataclasses.replace(settings, exponents=None if args.exponents == "all" else args.exponents)
-    record = lyapunov.checkpoint_spectrum(args.checkpoint, args.data or params["data"]["prepared"], settings, params["seed"])
+        overrides["exponents"] = None if args.exponents == "all" else args.exponents
+    cfg = dataclasses.replace(params.lyapunov, **overrides)
+    record = checkpoint_spectrum(args.checkpoint, _data_dir(args, params), cfg, params.seed)
     files.write_json(args.out, record)
     top = record["exponents"][0] if record["exponents"] else None
     log.info("%s: %s, %s exponents, largest %s, %.2f s", args.out, record["status"],
@@ -170,14 +142,12 @@ def _exponents_flag(text: str) -> int | str:
     return value
 
 
-def cmd_bench(args: argparse.Namespace, params: dict) -> int:
+def cmd_bench(args: argparse.Namespace, params: Params) -> int:
     from lsh import bench
 
     _set_threads(args.threads)
-    if args.what == "train":
-        result = bench.bench_train(params, paper=not args.no_paper, repeats=args.repeats)
-    elif args.what == "spectrum":
-        result = bench.bench_spectrum(params, paper=not args.no_paper, repeats=args.repeats)
+    run = {"train": bench.bench_train, "spectrum": bench.bench_spectrum}[args.what]
+    result = run(params, paper=not args.no_paper, repeats=args.repeats)
     if args.json:
         print(json.dumps(result, indent=2))
     elif args.what == "spectrum":
@@ -189,72 +159,229 @@ def cmd_bench(args: argparse.Namespace, params: dict) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace, params: dict) -> int:
-    """The steps of the LSH search, one per workflow rule."""
-    from pathlib import Path
-
-    from lsh import data, files, lyapunov, search
-
-    _set_threads(getattr(args, "threads", None))
-    layout = search.Layout(Path(args.results)) if getattr(args, "results", None) else None
-    step = args.step
-    if step == "pool":
-        if args.round == "final":
-            rounds = len(search.plan(params["search"]).rounds)
-            pool = search.initial_pool(params) if rounds == 0 else search.next_pool(params, layout, rounds)
-        else:
-            r = int(args.round)
-            pool = search.initial_pool(params) if r == 0 else search.next_pool(params, layout, r)
-        files.write_json(args.out, pool)
-        log.info("%s: %d slots (%s)", args.out, len(pool["slots"]),
-                 ", ".join(e["candidate"] if e else "empty" for e in pool["slots"]))
-    elif step == "train":
-        pool = search.read_json(Path(args.pool))
-        corpus = data.load_corpus(args.data or params["data"]["prepared"], params["data"])
-        summary = search.train_slot(params, pool, args.slot, Path(args.out), corpus, final=args.final, restart=args.restart)
-        log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
-    elif step == "train-to-final":
-        pool = search.read_json(Path(args.pool))
-        corpus = data.load_corpus(args.data or params["data"]["prepared"], params["data"])
-        summary = search.train_to_final(params, pool, args.slot, Path(args.train), Path(args.out), corpus,
-                                        restart=args.restart)
-        log.info("%s: %s, %s epochs trained", args.out, summary["status"], summary.get("epochs_trained"))
-    elif step == "spectra":
-        pool = search.read_json(Path(args.pool))
-        settings = lyapunov.Settings.from_params(params)
-        record = search.slot_spectra(params, pool, args.slot, Path(args.train), Path(args.data or params["data"]["prepared"]), settings)
-        files.write_json(args.out, record)
-        log.info("%s: %d spectra in %.1f s", args.out, len(record["spectra"]), record["seconds"])
-    elif step == "dense-spectra":
-        settings = lyapunov.Settings.from_params(params)
-        record = search.dense_spectra(params, Path(args.train), Path(args.data or params["data"]["prepared"]), settings, args.epochs)
-        files.write_json(args.out, record)
-        log.info("%s: %d spectra in %.1f s", args.out, len(record["spectra"]), record["seconds"])
-    elif step == "rank":
-        ranking = search.rank_round(params, layout, int(args.round))
-        files.write_text(args.out, ranking.to_csv(index=False))
-        log.info("round %s ranking:\n%s", args.round, ranking[["rank", "candidate", "distance", "valid_ppl", "kept"]].to_string(index=False))
-    elif step == "propose":
-        proposals = search.propose_round(params, layout, int(args.round))
-        files.write_json(args.out, proposals)
-        log.info("%s: %s", args.out, ", ".join(f"{p['candidate']} {p['config']}" for p in proposals["proposals"]) or "none")
-    elif step == "select":
-        selected = search.select(params, layout)
-        files.write_json(args.out, selected)
-        log.info("selected %s %s: valid ppl %s, test ppl %s", selected["candidate"], selected["config"],
-                 selected["valid_ppl"], selected["test_ppl"])
-    return 0
-
-
-def cmd_report(args: argparse.Namespace, params: dict) -> int:
+def cmd_report(args: argparse.Namespace, params: Params) -> int:
     """The run's report: tables and figures from a finished run's results folder."""
-    from lsh import report
+    from lsh.stages.report import build_report
 
-    written = report.build_report(params, args.results, args.out)
+    written = build_report(params, args.results, args.out, args.dense, args.compare)
     log.info("%s: %s", args.out, ", ".join(written["files"]))
     for note in written["notes"]:
         log.info("note: %s", note)
     return 0
+
+
+# `lsh search <step>`: the steps of the LSH search, one per workflow rule
+
+
+def cmd_search_pool(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import pool
+
+    pool.write(pool.build(params, Layout(args.results), args.round), Path(args.out))
+    return 0
+
+
+def _read_pool(path: str):
+    from lsh import files
+    from lsh.records import Pool
+
+    return Pool.from_json(files.read_json(path))
+
+
+def cmd_search_train(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import slot
+
+    _set_threads(args.threads)
+    slot.train_slot(params, _read_pool(args.pool), args.slot, Path(args.out), _data_dir(args, params), final=args.final,
+                    restart=args.restart)
+    return 0
+
+
+def cmd_search_train_to_final(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import slot
+
+    _set_threads(args.threads)
+    slot.train_to_final(params, _read_pool(args.pool), args.slot, Path(args.train), Path(args.out),
+                        _data_dir(args, params), restart=args.restart)
+    return 0
+
+
+def cmd_search_spectra(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import spectra
+
+    _set_threads(args.threads)
+    record = spectra.slot_spectra(params, _read_pool(args.pool), args.slot, Path(args.train), _data_dir(args, params))
+    spectra.write(record, Path(args.out))
+    return 0
+
+
+def cmd_search_dense_spectra(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import spectra
+
+    _set_threads(args.threads)
+    spectra.write(spectra.dense_spectra(params, Path(args.train), _data_dir(args, params), args.epochs), Path(args.out))
+    return 0
+
+
+def cmd_search_rank(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import rank
+
+    rank.write(rank.rank_round(params, Layout(args.results), args.round, args.dense), Path(args.out))
+    return 0
+
+
+def cmd_search_propose(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import propose
+
+    propose.write(propose.propose_round(params, Layout(args.results), args.round), Path(args.out))
+    return 0
+
+
+def cmd_search_select(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import select
+
+    select.write(select.select(params, Layout(args.results), args.dense), Path(args.out))
+    return 0
+
+
+# `lsh study <step>` and `lsh replay`: the evidence study, one per workflow rule
+
+
+def cmd_study_cell(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import table
+
+    _set_threads(args.threads)
+    table.train_cell(params, args.config, args.seed_index, Path(args.out), _data_dir(args, params))
+    return 0
+
+
+def cmd_study_table(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import table
+
+    table.build_table(params, [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results, params),
+                      Path(args.out))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import study
+
+    if args.repeats:
+        params = dataclasses.replace(params, study=dataclasses.replace(params.study, repeats=args.repeats))
+    study.replay_all(params, Path(args.table), Path(args.replays), Path(args.anytime), workers=args.workers)
+    return 0
+
+
+def cmd_study_ls_samples(args: argparse.Namespace, params: Params) -> int:
+    from lsh import files
+    from lsh.stages import study
+
+    _set_threads(args.threads)
+    files.write_text(Path(args.out), study.ls_samples(params, Path(args.table), _data_dir(args, params)).to_csv(index=False))
+    return 0
+
+
+def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
+    import pandas as pd
+
+    from lsh.stages import study
+
+    frames = [pd.read_csv(path) for path in (args.replays, args.anytime, args.samples)]
+    headline = study.write_study(params, Path(args.table), *frames, Path(args.out))
+    log.info("%s: %s", args.out, json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
+    return 0
+
+
+# -----------------------------------------------------------------------------
+# The parser
+
+
+def _common() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--params", default="params.yaml", metavar="FILE", help="params file (default: params.yaml)")
+    parent.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override one param, e.g. --set data.train_tokens=20000 (repeatable)")
+    return parent
+
+
+def _step_adder(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
+    """A function adding one step (a sub-subcommand with its handler) under `p`."""
+    steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    def step(name: str, text: str, func: Callable) -> argparse.ArgumentParser:
+        q = steps.add_parser(name, parents=[common], help=text)
+        q.set_defaults(func=func)
+        return q
+
+    return step
+
+
+def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    step = _step_adder(p, common)
+    q = step("pool", "a round's pool (0: the proposer's initial n) or the final pool", cmd_search_pool)
+    q.add_argument("--round", required=True, help="round number, or final")
+    q.add_argument("--results", default="results", metavar="DIR", help="the run's results folder")
+    q.add_argument("--out", required=True, metavar="FILE")
+    for name, text, func in (("train", "train one pool slot's candidate", cmd_search_train),
+                             ("train-to-final", "train a round-0 candidate on to final.epochs (correlation study)",
+                              cmd_search_train_to_final),
+                             ("spectra", "spectra of a slot's new checkpoints", cmd_search_spectra)):
+        q = step(name, text, func)
+        q.add_argument("--pool", required=True, metavar="FILE")
+        q.add_argument("--slot", required=True, type=_count(0, "--slot"), metavar="S")
+        q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
+        q.add_argument("--out", required=True, metavar="PATH")
+        q.add_argument("--threads", type=THREADS, metavar="N")
+        if name == "train":
+            q.add_argument("--final", action="store_true", help="the final training: keep the last and best epochs, test perplexity")
+        else:
+            q.add_argument("--train", required=True, metavar="DIR", help="the slot's (round-0) training folder")
+        if name != "spectra":
+            q.add_argument("--restart", action="store_true",
+                           help="delete another run's checkpoints in the slot's folder instead of refusing them")
+    q = step("dense-spectra", "spectra of the dense epochs 0..N", cmd_search_dense_spectra)
+    q.add_argument("--train", required=True, metavar="DIR")
+    q.add_argument("--epochs", required=True, type=EPOCHS, metavar="N")
+    q.add_argument("--data", metavar="DIR")
+    q.add_argument("--out", required=True, metavar="FILE")
+    q.add_argument("--threads", type=THREADS, metavar="N")
+    for name, text, func in (("rank", "rank a round's candidates", cmd_search_rank),
+                             ("propose", "propose new candidates after a round", cmd_search_propose)):
+        q = step(name, text, func)
+        q.add_argument("--round", required=True, type=_count(0, "--round"))
+        q.add_argument("--results", default="results", metavar="DIR")
+        q.add_argument("--out", required=True, metavar="FILE")
+        if name == "rank":
+            q.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
+    q = step("select", "pick the best final candidate", cmd_search_select)
+    q.add_argument("--results", default="results", metavar="DIR")
+    q.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
+    q.add_argument("--out", required=True, metavar="FILE")
+
+
+def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    step = _step_adder(p, common)
+    q = step("cell", "train one configuration of the table (or the dense reference) to final.epochs", cmd_study_cell)
+    q.add_argument("--config", required=True, metavar="ID", help="a table configuration (g00.., q000..) or dense")
+    q.add_argument("--seed-index", type=_count(0, "--seed-index"), default=0, metavar="K",
+                   help="the training seed: seed + K (0..study.seeds-1)")
+    q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--threads", type=THREADS, metavar="N")
+    q = step("table", "gather the cells into the table (table.csv, spectra.npz, table.json)", cmd_study_table)
+    q.add_argument("--results", default="results", metavar="DIR", help="the results folder holding study/table/")
+    q.add_argument("--cells", nargs="+", metavar="FILE", help="the cells' rows.json (default: every cell under RESULTS)")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q = step("ls-samples", "the spectrum from study.ls_samples validation samples (paper Table 4)", cmd_study_ls_samples)
+    q.add_argument("--table", required=True, metavar="DIR")
+    q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
+    q.add_argument("--out", required=True, metavar="FILE")
+    q.add_argument("--threads", type=THREADS, metavar="N")
+    q = step("report", "the study's summary.md, tables and figures", cmd_study_report)
+    q.add_argument("--table", required=True, metavar="DIR")
+    q.add_argument("--replays", required=True, metavar="FILE")
+    q.add_argument("--anytime", required=True, metavar="FILE")
+    q.add_argument("--samples", required=True, metavar="FILE", help="the ls-samples step's CSV")
+    q.add_argument("--out", required=True, metavar="DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,16 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dense", action="store_true", help="ignore the params' sparse section: train the dense reference")
     p.add_argument("--init", metavar="CKPT", help="continue from this checkpoint of another run folder (when --out has none)")
+    p.add_argument("--spectra", action="store_true",
+                   help="also leave the spectra of the checkpoints beside them (the params' lyapunov settings)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("plan", parents=[common], help="the search's rounds and budget, known before any training")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=cmd_plan)
-
-    p = sub.add_parser("dvc-yaml", parents=[common], help="generate dvc.yaml (a stage per phase and per round) from the params")
-    p.add_argument("--out", default="-", metavar="FILE", help="file to write (default: standard output)")
-    p.add_argument("--check", action="store_true", help="fail when FILE differs from what the params generate")
-    p.set_defaults(func=cmd_dvc_yaml)
 
     p = sub.add_parser("spectrum", parents=[common], help="Lyapunov spectrum of a checkpoint (flags override the params' lyapunov section)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (its evaluation weights are used)")
@@ -318,60 +442,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="the run's report: tables and figures (results/report/)")
     p.add_argument("--results", default="results", metavar="DIR", help="the run's results folder (default: results)")
     p.add_argument("--out", default="results/report", metavar="DIR", help="report folder (default: results/report)")
+    p.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
+    p.add_argument("--compare", nargs="*", default=[], metavar="DIR", help="results folders of runs to table beside this one")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("search", help="the LSH search's steps (what the workflow rules call)")
-    steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
-    q = steps.add_parser("pool", parents=[common], help="a round's pool (0: the proposer's initial n) or the final pool")
-    q.add_argument("--round", required=True, help="round number, or final")
-    q.add_argument("--results", default="results", metavar="DIR", help="the run's results folder")
-    q.add_argument("--out", required=True, metavar="FILE")
-    for name, text in (("train", "train one pool slot's candidate"), ("spectra", "spectra of a slot's new checkpoints"),
-                       ("train-to-final", "train a round-0 candidate on to final.epochs (correlation study)")):
-        q = steps.add_parser(name, parents=[common], help=text)
-        q.add_argument("--pool", required=True, metavar="FILE")
-        q.add_argument("--slot", required=True, type=_count(0, "--slot"), metavar="S")
-        q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
-        q.add_argument("--out", required=True, metavar="PATH")
-        q.add_argument("--threads", type=THREADS, metavar="N")
-        if name == "train":
-            q.add_argument("--final", action="store_true", help="the final training: keep the last and best epochs, test perplexity")
-        else:
-            q.add_argument("--train", required=True, metavar="DIR", help="the slot's (round-0) training folder")
-        if name != "spectra":
-            q.add_argument("--restart", action="store_true",
-                           help="delete another run's checkpoints in the slot's folder instead of refusing them")
-    q = steps.add_parser("dense-spectra", parents=[common], help="spectra of the dense epochs 0..N")
-    q.add_argument("--train", required=True, metavar="DIR")
-    q.add_argument("--epochs", required=True, type=EPOCHS, metavar="N")
-    q.add_argument("--data", metavar="DIR")
-    q.add_argument("--out", required=True, metavar="FILE")
-    q.add_argument("--threads", type=THREADS, metavar="N")
-    for name, text in (("rank", "rank a round's candidates"), ("propose", "propose new candidates after a round")):
-        q = steps.add_parser(name, parents=[common], help=text)
-        q.add_argument("--round", required=True, type=_count(0, "--round"))
-        q.add_argument("--results", default="results", metavar="DIR")
-        q.add_argument("--out", required=True, metavar="FILE")
-    q = steps.add_parser("select", parents=[common], help="pick the best final candidate")
-    q.add_argument("--results", default="results", metavar="DIR")
-    q.add_argument("--out", required=True, metavar="FILE")
-    p.set_defaults(func=cmd_search)
+    _search_steps(p, common)
+
+    p = sub.add_parser("study", help="the evidence study's steps: the benchmark table and its report")
+    _study_steps(p, common)
+
+    p = sub.add_parser("replay", parents=[common], help="replay every selection strategy study.repeats times on a table")
+    p.add_argument("--table", required=True, metavar="DIR", help="the table's folder (table.csv, spectra.npz, table.json)")
+    p.add_argument("--replays", required=True, metavar="FILE", help="every replay's outcome (CSV)")
+    p.add_argument("--anytime", required=True, metavar="FILE", help="the methods' incumbent after each candidate-epoch (CSV)")
+    p.add_argument("--repeats", type=_count(1, "--repeats"), metavar="R", help="override study.repeats")
+    p.add_argument("--workers", type=THREADS, default=1, metavar="N", help="processes replaying in parallel")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format=f"lsh {args.command}{' ' + args.step if getattr(args, 'step', None) else ''}: %(message)s",
-        stream=sys.stderr,
-    )
-    func: Callable[[argparse.Namespace, dict], int] = args.func
+    step = f" {args.step}" if getattr(args, "step", None) else ""
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format=f"lsh {args.command}{step}: %(message)s", stream=sys.stderr)
+    func: Callable[[argparse.Namespace, Params], int] = args.func
     try:
-        params = config.load_params(args.params, args.overrides)
+        params = Params.from_dict(config.load_params(args.params, args.overrides))
         return func(args, params)
     except (LshError, OSError) as e:  # an OSError not met elsewhere: the file system's, one line naming the path
-        step = f" {args.step}" if getattr(args, "step", None) else ""
         print(f"lsh {args.command}{step}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

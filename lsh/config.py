@@ -12,6 +12,7 @@ import copy
 import os
 import re
 import sys
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -111,22 +112,28 @@ def _help(schema: dict, key: str) -> str:
     return schema.get("properties", {}).get(key, {}).get("description", "see the schema")
 
 
+def model_problems(kind: Any, emb: Any, hidden: Any, layers: Any, tied: Any) -> list[str]:
+    """The model's rules between keys, the one place they live (models.ModelConfig asks here too)."""
+    lines = []
+    if tied and emb != hidden:
+        lines.append(f"model.tied: true needs model.emb == model.hidden (got {emb} and {hidden})")
+    if kind == "rhn" and layers != 1:
+        lines.append(f"model.layers: {layers} is not allowed for the RHN; use 1 (its depth is model.depth)")
+    return lines
+
+
 def _cross_field(params: dict) -> list[str]:
     """Rules between keys, which a JSON schema cannot state; checked only once the schema passes."""
-    lines = []
     model = params.get("model", {})
-    if model.get("tied") and model.get("emb") != model.get("hidden"):
-        lines.append(f"model.tied: true needs model.emb == model.hidden (got {model.get('emb')} and {model.get('hidden')})")
-    if model.get("type") == "rhn" and model.get("layers") != 1:
-        lines.append(f"model.layers: {model.get('layers')} is not allowed for the RHN; use 1 (its depth is model.depth)")
+    lines = model_problems(model.get("type"), model.get("emb"), model.get("hidden"), model.get("layers"), model.get("tied"))
     rate = params.get("space", {}).get("death_rate", {})
     if rate and rate["low"] > rate["high"]:
         lines.append(f"space.death_rate: low {rate['low']} is above high {rate['high']}")
     if "search" in params:  # the schedule must be possible: `lsh params` refuses what `lsh plan` refuses
-        from lsh.search import plan
+        from lsh.search.schedule import plan
 
         try:
-            plan(params["search"])
+            plan(SearchConfig(**params["search"]))
         except LshError as e:
             lines.append(str(e))
     return lines
@@ -205,3 +212,171 @@ def write_resolved(params: dict, path: str | os.PathLike) -> Path:
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
         files.write_text(path, text)
     return path
+
+
+# -----------------------------------------------------------------------------
+# The validated params as frozen per-section dataclasses: what the stages hand the library.
+# Choices are not repeated here: the schema defines them, and the library's name -> function
+# tables refuse a name they do not hold.
+
+
+@dataclass(frozen=True)
+class DataParams:
+    raw: str
+    prepared: str
+    url: str
+    download: bool
+    verify: bool
+    train_tokens: int | None
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The model section; `models.ModelConfig` adds the vocabulary size the data gives."""
+
+    type: str
+    emb: int
+    hidden: int
+    layers: int
+    depth: int
+    tied: bool
+    dropout_input: float
+    dropout_hidden: float
+    dropout_output: float
+    dropout_words: float
+
+    @classmethod
+    def from_dict(cls, section: dict) -> "ModelParams":
+        drop = section["dropout"]
+        return cls(type=section["type"], emb=section["emb"], hidden=section["hidden"], layers=section["layers"],
+                   depth=section["depth"], tied=section["tied"], dropout_input=drop["input"],
+                   dropout_hidden=drop["hidden"], dropout_output=drop["output"], dropout_words=drop["words"])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    batch_size: int
+    bptt: int
+    clip: float
+    weight_decay: float
+    nonmono: int
+    eval_batch_size: int
+    eval_tokens: int | None
+    device: str
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    density: float
+    init: str
+    death: str
+    growth: str
+    redistribution: str
+    death_rate: float
+    decay_epochs: int | None = None  # the full training length; None: final.epochs (Params.sparse resolves it)
+
+
+@dataclass(frozen=True)
+class LyapunovConfig:
+    """How a spectrum is computed (the params' `lyapunov` section; defaults for library callers)."""
+
+    samples: int = 2
+    steps: int = 35
+    warmup: int = 10
+    exponents: int | None = None  # k leading exponents; None = all
+    state: str = "h"
+    method: str = "analytic"
+    log_base: str | int = "e"
+    dtype: str = "float32"
+    qr_every: int = 1
+    device: str = "auto"
+    layout: str = "blocks"
+    min_exponent: float = -16.0
+
+
+@dataclass(frozen=True)
+class DeathRateRange:
+    low: float
+    high: float
+    q: float | None
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    init: tuple[str, ...]
+    death: tuple[str, ...]
+    growth: tuple[str, ...]
+    redistribution: tuple[str, ...]
+    death_rate: DeathRateRange
+    grid_death_rate: float
+
+    @classmethod
+    def from_dict(cls, section: dict) -> "SpaceConfig":
+        return cls(init=tuple(section["init"]), death=tuple(section["death"]), growth=tuple(section["growth"]),
+                   redistribution=tuple(section["redistribution"]), death_rate=DeathRateRange(**section["death_rate"]),
+                   grid_death_rate=section["grid_death_rate"])
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    mode: str
+    ranker: str
+    embedding: str
+    distance: str
+    pca_fit: str
+    proposer: str
+    history: str
+    n: int
+    e0: int
+    ei: int
+    eliminate: float
+    insert: float
+    final_pool: int
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    space: str
+    seeds: int
+    repeats: int
+    pools: tuple[int, ...]
+    ls_samples: tuple[int, ...]
+
+    @classmethod
+    def from_dict(cls, section: dict) -> "StudyConfig":
+        return cls(space=section["space"], seeds=section["seeds"], repeats=section["repeats"],
+                   pools=tuple(section["pools"]), ls_samples=tuple(section["ls_samples"]))
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole validated params, section by section (`Params.from_dict` of a validated dict)."""
+
+    seed: int
+    results: str
+    data: DataParams
+    model: ModelParams
+    train: TrainConfig
+    sparse: SparseConfig  # decay_epochs resolved: final.epochs when the params leave it null
+    lyapunov: LyapunovConfig
+    space: SpaceConfig
+    search: SearchConfig
+    final_epochs: int
+    correlation_candidates: int
+    study: StudyConfig
+    raw: dict = field(repr=False, compare=False)  # the validated dict itself, for writing it back out
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "Params":
+        sparse = dict(params["sparse"])
+        if sparse["decay_epochs"] is None:
+            sparse["decay_epochs"] = params["final"]["epochs"]
+        return cls(
+            seed=params["seed"], results=params["results"], data=DataParams(**params["data"]),
+            model=ModelParams.from_dict(params["model"]), train=TrainConfig(**params["train"]),
+            sparse=SparseConfig(**sparse), lyapunov=LyapunovConfig(**params["lyapunov"]),
+            space=SpaceConfig.from_dict(params["space"]), search=SearchConfig(**params["search"]),
+            final_epochs=params["final"]["epochs"], correlation_candidates=params["report"]["correlation_candidates"],
+            study=StudyConfig.from_dict(params["study"]), raw=params,
+        )

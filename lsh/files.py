@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -88,3 +89,25 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path = Path(path)
     old = path.read_bytes() if path.exists() else b""
     write_bytes(path, old + (json.dumps(record) + "\n").encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the stages exchange; a missing one says which stage makes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LshError(f"{path} does not exist: run the stage that makes it first")
+    return json.loads(path.read_text())
+
+
+def read_json_if(path: str | os.PathLike) -> Any:
+    """A JSON file that may not exist yet (None then)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def finite_or_none(x: Any) -> float | None:
+    """JSON has no NaN or inf: a non-finite (or missing) number is written as null."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

@@ -15,13 +15,15 @@ torch.func (jacrev, vmap) can differentiate it; `forward` keeps the fused nn.LST
 Only models live here: no training loop, no I/O.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from lsh.config import ModelParams, model_problems
 
 # LSTM: (h, c), each [layers, B, hidden] as nn.LSTM uses; RHN: s of shape [B, hidden].
 State = Union[Tensor, tuple[Tensor, Tensor]]
@@ -85,23 +87,22 @@ class ModelConfig:
             # bool is an int subclass; True as a size is a mistake, not a 1
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} = {value!r}: must be an integer >= 1")
-        if self.type == "rhn" and self.layers != 1:
-            raise ValueError(
-                f"ModelConfig.layers = {self.layers!r}: the RHN has exactly 1 layer "
-                "(its depth is set by `depth`)"
-            )
         if not isinstance(self.tied, bool):
             raise ValueError(f"ModelConfig.tied = {self.tied!r}: must be true or false")
-        if self.tied and self.emb != self.hidden:
-            raise ValueError(
-                f"ModelConfig.tied = True needs emb == hidden, got emb = {self.emb} and "
-                f"hidden = {self.hidden}"
-            )
+        problems = model_problems(self.type, self.emb, self.hidden, self.layers, self.tied)
+        if problems:
+            raise ValueError("; ".join(problems))
         for name in ("dropout_input", "dropout_hidden", "dropout_output", "dropout_words"):
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok or not (0.0 <= value < 1.0):  # also rejects nan
                 raise ValueError(f"ModelConfig.{name} = {value!r}: must be a number in [0, 1)")
+
+
+    @classmethod
+    def from_params(cls, model: ModelParams, vocab: int) -> "ModelConfig":
+        """The model the params' model section describes, for a vocabulary of `vocab` words."""
+        return cls(vocab=vocab, **asdict(model))
 
 
 # -----------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Shared fixtures: where the real PTB lies, and one prepared copy of it per session."""
+"""Shared fixtures and helpers: where the real PTB lies (tests that need it are skipped, with the
+reason, when it is missing), prepared copies of it, a synthetic corpus, running `lsh` and
+Snakemake as a user would, and copies of the project to run the workflow in.
+
+Tests come in two tiers: the fast tier (`make test-fast`: unit tests on synthetic corpora and
+tiny models, no Snakemake runs) and the slow tier (marker `slow`: whole-pipeline runs, every
+sparse-training combination, the SLURM cluster). `make test` runs both."""
 
 from __future__ import annotations
 
@@ -29,8 +35,8 @@ def ptb_raw() -> Path:
     for folder in _ptb_candidates():
         if all(data.find_raw(folder).values()):
             return folder
-    pytest.fail(
-        "the PTB files are needed for these tests: put ptb.{train,valid,test}.txt(.gz) into "
+    pytest.skip(
+        "the PTB files are needed for this test: put ptb.{train,valid,test}.txt(.gz) into "
         f"data/ptb/ or set LSH_PTB_DIR (looked in: {', '.join(map(str, _ptb_candidates()))})"
     )
 
@@ -48,6 +54,15 @@ def run_lsh(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "lsh"), *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=600
     )
+
+
+SMOKE = "workflow/presets/smoke.yaml"
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command (Snakemake, DVC) with the venv's tools first on PATH, capturing its output."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
@@ -90,3 +105,9 @@ def synthetic_corpus(tokens: int = 900, seed: int = 0) -> data.Corpus:
     for i in range(1, tokens):
         ids[i] = (ids[i - 1] + 7) % SYNTHETIC_VOCAB if follow[i] else draws[i]
     return data.Corpus(ids, ids[:400], ids[:400], [f"w{i}" for i in range(SYNTHETIC_VOCAB)])
+
+
+@pytest.fixture
+def project(tmp_path: Path, ptb_raw: Path) -> Path:
+    """A copy of the project with the PTB linked in, to run Snakemake and DVC in."""
+    return copy_project(tmp_path, ptb_raw)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from conftest import REPO, run_lsh
 
 spec = importlib.util.spec_from_file_location("check", REPO / "benchmarks" / "check.py")
@@ -12,6 +14,7 @@ check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check)
 
 
+@pytest.mark.slow
 def test_bench_train_json_reports_bare_and_loop_tokens_per_second():
     out = run_lsh(
         "bench", "train", "--json", "--no-paper", "--repeats", "1", "--threads", "1",

@@ -230,3 +230,39 @@ def test_a_params_file_that_is_not_utf8_is_named(tmp_path: Path):
 def test_params_validation_refuses_an_impossible_schedule_like_plan_does(params):
     params["search"].update(insert=0.6, eliminate=0.5)
     assert "search.insert: 0.6 must be less than search.eliminate" in _problems(params)
+
+
+def test_every_schema_choice_has_its_function_and_no_more():
+    """Choices are defined once, by the schema; each is a name -> function table in the library."""
+    from lsh import lyapunov, sparse
+    from lsh.search.proposers import PROPOSERS
+    from lsh.search.ranking import DISTANCES, EMBEDDINGS, PCA_FITS
+
+    props = config.load_schema()["properties"]
+
+    def enum(section: str, key: str) -> set:
+        node = props[section]["properties"][key]
+        return set(map(str, node.get("enum") or node["items"]["enum"]))
+
+    assert enum("sparse", "init") == set(sparse.INIT) == enum("space", "init")
+    assert enum("sparse", "death") == set(sparse.DEATH) == enum("space", "death")
+    assert enum("sparse", "growth") == set(sparse.GROWTH) == enum("space", "growth")
+    assert enum("sparse", "redistribution") == set(sparse.REDISTRIBUTION) == enum("space", "redistribution")
+    assert enum("search", "proposer") == set(PROPOSERS)
+    assert enum("search", "embedding") == set(EMBEDDINGS)
+    assert enum("search", "distance") == set(DISTANCES)
+    assert enum("search", "pca_fit") == set(PCA_FITS)
+    assert enum("lyapunov", "method") == set(lyapunov.METHODS)
+    assert enum("lyapunov", "state") == set(lyapunov.STATES)
+    assert enum("lyapunov", "layout") == set(lyapunov.LAYOUTS)
+    assert enum("lyapunov", "dtype") == set(lyapunov.DTYPES)
+
+
+def test_params_become_frozen_sections_with_the_decay_resolved(params):
+    params["sparse"]["decay_epochs"] = None
+    typed = config.Params.from_dict(config.validate(params))
+    assert typed.sparse.decay_epochs == params["final"]["epochs"]
+    assert typed.model.dropout_input == params["model"]["dropout"]["input"]
+    assert typed.space.death_rate.q == params["space"]["death_rate"]["q"]
+    with pytest.raises(AttributeError):
+        typed.train.lr = 1.0  # frozen: a stage cannot change what the library is handed

@@ -66,6 +66,7 @@ def test_a_full_disk_is_one_line_and_resume_continues_once_there_is_room(ptb_sma
     assert sorted(p.name for p in out.glob("*.pt")) == ["epoch-000.pt", "epoch-001.pt", "epoch-002.pt"]
 
 
+@pytest.mark.slow
 def test_a_read_only_folder_is_one_line_and_resume_continues_when_writable(ptb_small: Path, small_disk: Path):
     remount(small_disk, "size=64m")
     out = small_disk / "run"

@@ -13,6 +13,10 @@ import pytest
 import torch
 
 from lsh import bench, config, data, lyapunov, training
+from lsh.config import LyapunovConfig, Params
+from lsh.device import resolve_device
+from lsh.stages.slot import dense_spec
+from lsh.stages.spectra import checkpoint_spectrum
 from lsh.errors import LshError
 from lsh.models import ModelConfig, build_model
 
@@ -133,10 +137,11 @@ def test_analytic_jacobian_and_spectrum_equal_autograd(kind, n, state, weights):
 @pytest.fixture(scope="module")
 def trained_run(ptb_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of a 2 x 16 LSTM on the small PTB: a real checkpoint (epoch-001.pt)."""
-    params = config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=2000", "train.device=cpu"])
+    params = Params.from_dict(config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=2000",
+                                                         "train.device=cpu"]))
     out = tmp_path_factory.mktemp("spectrum_run")
     corpus = data.load_corpus(ptb_small)
-    training.train(params, corpus, out, 1, dense=True, progress=False)
+    training.train(dense_spec(params), corpus, out, 1, progress=False)
     return out
 
 
@@ -253,14 +258,14 @@ def test_explicit_cpu_device_keeps_everything_on_the_cpu():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="auto means CUDA on this machine")
 def test_auto_device_resolves_to_cpu_without_cuda():
-    assert lyapunov.resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
     lam = lyapunov.model_spectrum(tiny("rhn", 2), tokens(10, 2), warmup=2, device="auto")
     assert lam.device.type == "cpu"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_cuda_is_a_clean_error():
-    with pytest.raises(LshError, match="lyapunov.device = 'cuda'"):
+    with pytest.raises(LshError, match="lyapunov.device: cuda was asked for, but torch sees no CUDA device"):
         lyapunov.model_spectrum(tiny("lstm", 1), tokens(5, 1), device="cuda")
 
 
@@ -282,11 +287,11 @@ def test_bad_settings_are_clean_errors_naming_the_value():
     with pytest.raises(LshError, match="only the LSTM has a cell state"):
         lyapunov.model_spectrum(tiny("rhn", 1), tok, state="hc")
     with pytest.raises(LshError, match="log_base = 10"):
-        lyapunov.Settings(log_base=10)
+        lyapunov.model_spectrum(model, tok, log_base=10)
     with pytest.raises(LshError, match="per-layer blocks need"):
         lyapunov.model_spectrum(model, tok, exponents=3, per_layer=True)
     with pytest.raises(LshError, match="checkpoint .*missing.pt does not exist"):
-        lyapunov.checkpoint_spectrum("missing.pt", "nowhere", lyapunov.Settings(), 0)
+        checkpoint_spectrum("missing.pt", "nowhere", LyapunovConfig(), 0)
 
 
 def test_offsets_are_sorted_seeded_and_fit_the_split():
@@ -336,13 +341,14 @@ def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_small: P
     np.testing.assert_allclose(rec["exponents"], lam.numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_offsets_and_identical_spectra(trained_run: Path, ptb_small: Path, tmp_path: Path):
     ckpt = trained_run / "epoch-001.pt"
     a = spectrum_cli(ckpt, ptb_small, tmp_path / "a.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
     b = spectrum_cli(ckpt, ptb_small, tmp_path / "b.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
     assert a["offsets"] == b["offsets"] and a["exponents"] == b["exponents"] and len(a["exponents"]) == 5
     assert a["method"] == "autograd" and a["per_layer"] is False
-    other = lyapunov.checkpoint_spectrum(ckpt, ptb_small, lyapunov.Settings(steps=10, exponents=5), seed=2)
+    other = checkpoint_spectrum(ckpt, ptb_small, LyapunovConfig(steps=10, exponents=5), seed=2)
     assert other["offsets"] != a["offsets"] and other["exponents"] != a["exponents"]
 
 
@@ -358,7 +364,7 @@ def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path
     # finite weights whose Jacobian is singular are not diverged: every exponent sits at the floor
     zero = dict(state, model={k: torch.zeros_like(v) if "weight_hh" in k else v for k, v in state["model"].items()})
     torch.save(zero, tmp_path / "zero.pt")
-    rec = lyapunov.checkpoint_spectrum(tmp_path / "zero.pt", ptb_small, lyapunov.Settings(steps=5), seed=0)
+    rec = checkpoint_spectrum(tmp_path / "zero.pt", ptb_small, LyapunovConfig(steps=5), seed=0)
     assert rec["status"] == "ok" and rec["exponents"] == [lyapunov.MIN_EXPONENT] * 32
     assert rec["clipped"] == 2 * 32, "every exponent of both samples met the floor"
 
@@ -374,8 +380,8 @@ def test_missing_checkpoint_is_one_clean_message(ptb_small: Path, tmp_path: Path
 
 
 def test_bench_spectrum_reports_times_ratios_and_passes_through_check():
-    params = config.load_params(SMOKE, ["model.emb=8", "model.hidden=8", "lyapunov.steps=3", "lyapunov.warmup=2",
-                                        "lyapunov.device=cpu"])
+    params = Params.from_dict(config.load_params(SMOKE, ["model.emb=8", "model.hidden=8", "lyapunov.steps=3",
+                                                         "lyapunov.warmup=2", "lyapunov.device=cpu"]))
     result = bench.bench_spectrum(params, repeats=1, paper=False, size={"emb": 8, "hidden": 8})
     assert result["benchmark"] == "spectrum" and result["hidden"] == 8 and result["per_layer"] is True
     for key in ("analytic_s", "autograd_s", "floor_s", "analytic_full_s", "autograd_blocks_s"):

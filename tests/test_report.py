@@ -12,10 +12,18 @@ import pytest
 import yaml
 from scipy import stats
 
-from lsh import config, report, search
+from lsh import config
+from lsh.config import Params
+from lsh.report.correlation import MIN_CORRELATION, distance_table, final_perplexities
+from lsh.report.figures import ls_curve_candidates
+from lsh.report.run import load_run, method_name
+from lsh.report.tables import parse_markdown_table
+from lsh.search.schedule import plan
+from lsh.stages.report import build_report, report_files
 
-from conftest import BIN, copy_project
-from test_workflow import SMOKE, run
+from conftest import BIN, SMOKE, copy_project, run
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> dict:
     results = project / "results"
     return {
         "project": project,
-        "params": config.load_params(project / "smoke6.yaml"),
+        "params": Params.from_dict(config.load_params(project / "smoke6.yaml")),
         "results": results,
         "report": results / "report",
         "selected": json.loads((results / "final" / "selected.json").read_text()),
@@ -47,7 +55,7 @@ def _results_copy(results: Path, dest: Path) -> Path:
 
 def test_the_report_rule_writes_every_report_file_from_a_smoke_run(smoke: dict):
     written = sorted(p.name for p in smoke["report"].iterdir() if not p.name.startswith("."))
-    assert written == sorted(report.report_files(has_rounds=True))
+    assert written == sorted(report_files(has_rounds=True))
     summary = (smoke["report"] / "summary.md").read_text()
     assert smoke["selected"]["candidate"] in summary and "LSH-TPE" in summary
     assert "The correlation is missing" not in summary
@@ -69,7 +77,7 @@ def test_table1_numbers_equal_selected_json_and_the_dense_summary(smoke: dict):
     assert table.loc["dense", "valid_ppl"] == pytest.approx(dense["best_valid_ppl"], rel=1e-12)
     assert table.loc["dense", "test_ppl"] == pytest.approx(dense["test_ppl"], rel=1e-12)
     assert table.loc["dense", "candidate_epochs"] == dense["epochs"]
-    md = report.parse_markdown_table((smoke["report"] / "table1.md").read_text())
+    md = parse_markdown_table((smoke["report"] / "table1.md").read_text())
     assert list(md["method"]) == ["dense", "LSH-TPE"]
     assert float(md["test perplexity"][1]) == pytest.approx(sel["test_ppl"], abs=0.005)
     metrics = json.loads((smoke["report"] / "metrics.json").read_text())
@@ -81,20 +89,20 @@ def test_table1_numbers_equal_selected_json_and_the_dense_summary(smoke: dict):
 def test_budget_md_equals_the_planned_and_spent_budget(smoke: dict):
     budget = smoke["selected"]["budget"]
     text = (smoke["report"] / "budget.md").read_text()
-    table = report.parse_markdown_table(text).set_index("stage")
+    table = parse_markdown_table(text).set_index("stage")
     for rnd in budget["rounds"]:
         row = table.loc[f"round {rnd['round']}"]
         assert int(row["pool"]) == rnd["pool"]
         assert int(row["planned candidate-epochs"]) == rnd["planned_candidate_epochs"]
         assert int(row["spent candidate-epochs"]) == rnd["spent_candidate_epochs"]
-    the_plan = search.plan(smoke["params"]["search"])
+    the_plan = plan(smoke["params"].search)
     assert [r["pool"] for r in budget["rounds"]] == [r.pool for r in the_plan.rounds]
     assert int(table.loc["selection", "planned candidate-epochs"]) == the_plan.total_candidate_epochs
     assert int(table.loc["selection", "spent candidate-epochs"]) == budget["candidate_epochs"]["selection"]
     assert int(table.loc["final training", "spent candidate-epochs"]) == budget["candidate_epochs"]["final"]
     assert int(table.loc["final training", "pool"]) == len(smoke["selected"]["finalists"])
     assert int(table.loc["total", "spent candidate-epochs"]) == budget["total_candidate_epochs"]
-    seconds = report.parse_markdown_table(text.split("Wall seconds per stage:")[1]).set_index("stage")
+    seconds = parse_markdown_table(text.split("Wall seconds per stage:")[1]).set_index("stage")
     for stage, value in budget["wall_seconds"].items():
         assert float(seconds.loc[stage, "wall seconds"]) == pytest.approx(value, abs=5e-4)
     assert float(seconds.loc["total", "wall seconds"]) == pytest.approx(budget["total_wall_seconds"], abs=5e-4)
@@ -103,7 +111,7 @@ def test_budget_md_equals_the_planned_and_spent_budget(smoke: dict):
 def test_correlation_coefficients_equal_scipys_on_the_written_points(smoke: dict):
     points = pd.read_csv(smoke["report"] / "correlation_points.csv")
     table = pd.read_csv(smoke["report"] / "correlation.csv")
-    assert points["candidate"].nunique() >= report.MIN_CORRELATION
+    assert points["candidate"].nunique() >= MIN_CORRELATION
     assert sorted(table["epoch"].unique()) == [1, 2], "epoch 1 and, with e0 = 1, the last compared epoch"
     assert set(table["measure"]) == {"distance_blocks", "distance_sorted", "valid_ppl"}
     finals = {f["candidate"]: f["test_ppl"] for f in smoke["selected"]["finalists"]}
@@ -121,8 +129,8 @@ def test_correlation_coefficients_equal_scipys_on_the_written_points(smoke: dict
 
 
 def test_distance_curves_reproduce_the_rankings_distances(smoke: dict):
-    run_ = report.load_run(smoke["params"], smoke["results"])
-    distances = report.distance_table(run_).set_index(["candidate", "epoch"])["distance"]
+    run_ = load_run(smoke["params"], smoke["results"])
+    distances = distance_table(run_).set_index(["candidate", "epoch"])["distance"]
     rows = pd.concat(run_.rankings)
     for row in rows.itertuples():
         assert distances[(row.candidate, row.epoch)] == pytest.approx(row.distance, rel=1e-9)
@@ -130,8 +138,8 @@ def test_distance_curves_reproduce_the_rankings_distances(smoke: dict):
 
 
 def test_ls_curves_take_the_best_median_and_worst_of_round_0(smoke: dict):
-    run_ = report.load_run(smoke["params"], smoke["results"])
-    picks = report.ls_curve_candidates(run_)
+    run_ = load_run(smoke["params"], smoke["results"])
+    picks = ls_curve_candidates(run_)
     ranking = run_.rankings[0].sort_values("rank")["candidate"].tolist()
     assert [(name, c.id) for name, c in picks] == [
         ("best", ranking[0]), ("median", ranking[(len(ranking) - 1) // 2]), ("worst", ranking[-1])]
@@ -139,7 +147,7 @@ def test_ls_curves_take_the_best_median_and_worst_of_round_0(smoke: dict):
 
 def test_every_png_is_a_valid_image_of_sensible_size(smoke: dict):
     pngs = sorted(smoke["report"].glob("*.png"))
-    assert {p.name for p in pngs} == {n for n in report.report_files(True) if n.endswith(".png")}
+    assert {p.name for p in pngs} == {n for n in report_files(True) if n.endswith(".png")}
     for png in pngs:
         image = mpimg.imread(png)
         height, width = image.shape[:2]
@@ -151,13 +159,13 @@ def test_fewer_than_five_final_candidates_writes_the_rest_and_says_why(smoke: di
     results = _results_copy(smoke["results"], tmp_path / "results")
     for folder in sorted((results / "correlation").iterdir())[1:]:
         shutil.rmtree(folder)
-    params = config.load_params(smoke["project"] / SMOKE)
-    out = report.build_report(params, results, tmp_path / "report")
-    assert set(out["files"]) == set(report.report_files(True))
-    for name in report.report_files(True):
+    params = Params.from_dict(config.load_params(smoke["project"] / SMOKE))
+    out = build_report(params, results, tmp_path / "report")
+    assert set(out["files"]) == set(report_files(True))
+    for name in report_files(True):
         assert (tmp_path / "report" / name).is_file(), name
-    finals = report.final_perplexities(report.load_run(params, results))
-    assert len(finals) < report.MIN_CORRELATION
+    finals = final_perplexities(load_run(params, results))
+    assert len(finals) < MIN_CORRELATION
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert f"The correlation is missing: only {len(finals)} candidates have a final perplexity" in summary
     assert "report.correlation_candidates" in summary
@@ -172,15 +180,15 @@ def test_a_full_training_run_without_rounds_gets_a_report(smoke: dict, tmp_path:
     selected.update(mode="full", ranker="loss", distance_history=[])
     selected["budget"].update(rounds=[], planned_selection_candidate_epochs=0)
     (results / "final" / "selected.json").write_text(json.dumps(selected))
-    params = config.load_params(smoke["project"] / SMOKE, ["search.mode=full", "search.ranker=loss"])
-    out = report.build_report(params, results, tmp_path / "report")
-    assert set(out["files"]) == set(report.report_files(has_rounds=False))
+    params = Params.from_dict(config.load_params(smoke["project"] / SMOKE, ["search.mode=full", "search.ranker=loss"]))
+    out = build_report(params, results, tmp_path / "report")
+    assert set(out["files"]) == set(report_files(has_rounds=False))
     assert not (tmp_path / "report" / "ls_space.png").exists()
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "are skipped: search.mode is full" in summary and "full-training-TPE" in summary
     table = pd.read_csv(tmp_path / "report" / "table1.csv")
     assert list(table["method"]) == ["full-training-TPE"], "no dense reference without dense-final/"
-    budget = report.parse_markdown_table((tmp_path / "report" / "budget.md").read_text())
+    budget = parse_markdown_table((tmp_path / "report" / "budget.md").read_text())
     assert list(budget["stage"]) == ["final training", "total"]
 
 
@@ -193,7 +201,8 @@ def test_compared_runs_get_table1_rows_and_this_run_is_not_repeated(smoke: dict,
         folder = results / "compare" / name / "final"
         folder.mkdir(parents=True)
         (folder / "selected.json").write_text(json.dumps(content))
-    report.build_report(smoke["params"], results, tmp_path / "report")
+    build_report(smoke["params"], results, tmp_path / "report",
+                 compared=[results / "compare" / "lsh-tpe", results / "compare" / "loss-tpe"])
     table = pd.read_csv(tmp_path / "report" / "table1.csv").set_index("method")
     assert list(table.index) == ["dense", "LSH-TPE", "loss-TPE"]
     assert table.loc["loss-TPE", "test_ppl"] == 1200.25 and table.loc["loss-TPE", "candidate_epochs"] == 99
@@ -201,9 +210,9 @@ def test_compared_runs_get_table1_rows_and_this_run_is_not_repeated(smoke: dict,
 
 
 def test_method_names_follow_ranker_proposer_and_mode():
-    assert report.method_name({"mode": "lsh", "ranker": "ls", "proposer": "tpe"}) == "LSH-TPE"
-    assert report.method_name({"mode": "lsh", "ranker": "loss", "proposer": "atpe"}) == "loss-ATPE"
-    assert report.method_name({"mode": "full", "ranker": "loss", "proposer": "grid"}) == "full-training-GRID"
+    assert method_name({"mode": "lsh", "ranker": "ls", "proposer": "tpe"}) == "LSH-TPE"
+    assert method_name({"mode": "lsh", "ranker": "loss", "proposer": "atpe"}) == "loss-ATPE"
+    assert method_name({"mode": "full", "ranker": "loss", "proposer": "grid"}) == "full-training-GRID"
 
 
 def test_snakemake_report_embeds_the_figures_and_tables(smoke: dict):
@@ -224,7 +233,7 @@ def test_the_summary_lists_the_diverged_candidates_and_an_unselected_run(smoke: 
                     diverged=[{"candidate": "c004", "where": "round 0", "epoch": 1,
                                "reason": "the validation perplexity 5e+66 is worse than uniform guessing"}])
     (results / "final" / "selected.json").write_text(json.dumps(selected))
-    report.build_report(smoke["params"], results, tmp_path / "report")
+    build_report(smoke["params"], results, tmp_path / "report")
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "No candidate was selected: every finalist diverged." in summary
     assert "- c004 (round 0, epoch 1): the validation perplexity 5e+66 is worse than uniform guessing" in summary

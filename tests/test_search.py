@@ -6,14 +6,26 @@ import json
 
 import pytest
 
-from lsh import search
+import dataclasses
+
+from lsh.config import DeathRateRange, Params, SearchConfig, SpaceConfig
+from lsh.layout import Layout
+from lsh.records import Pool, PoolEntry
+from lsh.search import proposers, ranking
+from lsh.search import space as space_
+from lsh.search.proposers import propose
+from lsh.search.schedule import Plan, plan
+from lsh.stages import pool as stage_pool
+from lsh.stages.select import select
 from lsh.errors import LshError
 
 from conftest import run_lsh
 
 
-def schedule(n: int, e0: int = 3, ei: int = 3, eliminate: float = 0.5, insert: float = 0.25, final_pool: int = 2) -> search.Plan:
-    return search.plan(dict(n=n, e0=e0, ei=ei, eliminate=eliminate, insert=insert, final_pool=final_pool))
+def schedule(n: int, e0: int = 3, ei: int = 3, eliminate: float = 0.5, insert: float = 0.25, final_pool: int = 2) -> Plan:
+    return plan(SearchConfig(mode="lsh", ranker="ls", embedding="pca", distance="l2", pca_fit="pair", proposer="tpe",
+                             history="survivors", n=n, e0=e0, ei=ei, eliminate=eliminate, insert=insert,
+                             final_pool=final_pool))
 
 
 def test_paper_schedule_n40_pool_sizes_and_budget():
@@ -104,21 +116,21 @@ def synthetic_spectra(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]
 @pytest.mark.parametrize("fit", ["pair", "pool"])
 def test_ls_ranking_orders_candidates_by_their_distance_to_dense(embedding, distance, fit):
     dense, candidates = synthetic_spectra()
-    scores = search.ls_distances(dense, candidates, embedding=embedding, distance=distance, fit=fit, seed=0)
-    assert search.rank(scores, list(candidates)) == ["near", "mid", "far"], scores
+    scores = ranking.ls_distances(dense, candidates, embedding=embedding, distance=distance, fit=fit, seed=0)
+    assert ranking.rank(scores, list(candidates)) == ["near", "mid", "far"], scores
 
 
 def test_tsne_pooled_ranking_keeps_the_nearest_candidate_first():
     """t-SNE keeps neighbourhoods, not distances: with the pool embedded together, the candidate
     whose trajectory overlaps the dense one ends nearest and the far one farthest."""
     dense, candidates = synthetic_spectra()
-    scores = search.ls_distances(dense, candidates, embedding="tsne", distance="l2", fit="pool", seed=0)
-    assert search.rank(scores, list(candidates)) == ["near", "mid", "far"], scores
+    scores = ranking.ls_distances(dense, candidates, embedding="tsne", distance="l2", fit="pool", seed=0)
+    assert ranking.rank(scores, list(candidates)) == ["near", "mid", "far"], scores
 
 
 def test_raw_l2_distance_is_the_plain_distance_at_the_last_epoch():
     dense, candidates = synthetic_spectra()
-    scores = search.ls_distances(dense, {"c": candidates["mid"][:3]}, embedding="raw", distance="l2")
+    scores = ranking.ls_distances(dense, {"c": candidates["mid"][:3]}, embedding="raw", distance="l2")
     assert scores["c"] == pytest.approx(np.linalg.norm(dense[2] - candidates["mid"][2]))
 
 
@@ -128,7 +140,7 @@ def test_pca_pair_distance_uses_the_dense_reference_at_the_candidates_epoch():
 
     traj = candidates["mid"][:2]  # the candidate is at epoch 1
     emb = PCA(n_components=2, random_state=0).fit_transform(np.concatenate([dense[:2], traj]))
-    scores = search.ls_distances(dense, {"c": traj}, embedding="pca", distance="l2", fit="pair")
+    scores = ranking.ls_distances(dense, {"c": traj}, embedding="pca", distance="l2", fit="pair")
     assert scores["c"] == pytest.approx(np.linalg.norm(emb[1] - emb[3]))
 
 
@@ -136,53 +148,53 @@ def test_diverged_candidates_rank_last_and_ties_break_by_pool_order():
     dense, candidates = synthetic_spectra()
     bad = candidates["near"].copy()
     bad[2, 3] = np.nan
-    scores = search.ls_distances(dense, {"nan": bad, "none": None, **candidates}, embedding="raw")
+    scores = ranking.ls_distances(dense, {"nan": bad, "none": None, **candidates}, embedding="raw")
     assert scores["nan"] == scores["none"] == float("inf")
-    order = search.rank(scores, ["none", "nan", "far", "mid", "near"])
+    order = ranking.rank(scores, ["none", "nan", "far", "mid", "near"])
     assert order == ["near", "mid", "far", "none", "nan"]
-    assert search.rank({"b": 1.0, "a": 1.0, "c": 0.5}, ["b", "a", "c"]) == ["c", "b", "a"]
+    assert ranking.rank({"b": 1.0, "a": 1.0, "c": 0.5}, ["b", "a", "c"]) == ["c", "b", "a"]
 
 
 # -----------------------------------------------------------------------------
 # Proposers
 
-SPACE = config.load_params(REPO / "params.yaml")["space"]
+SPACE = SpaceConfig.from_dict(config.load_params(REPO / "params.yaml")["space"])
 
 
 def test_grid_has_24_points_and_inserts_unused_ones_until_exhausted():
-    points = search.grid_points(SPACE)
-    assert len(points) == 24 and len({search.config_key(p) for p in points}) == 24
-    assert {p["death_rate"] for p in points} == {SPACE["grid_death_rate"]}
-    first = [p.config for p in search.propose("grid", SPACE, [], [], 20, seed=1)]
-    more = search.propose("grid", SPACE, [], first, 10, seed=1)
+    points = space_.grid_points(SPACE)
+    assert len(points) == 24 and len({space_.config_key(p) for p in points}) == 24
+    assert {p["death_rate"] for p in points} == {SPACE.grid_death_rate}
+    first = [p.config for p in propose("grid", SPACE, [], [], 20, seed=1)]
+    more = propose("grid", SPACE, [], first, 10, seed=1)
     assert len(more) == 4, "only 4 grid points are left"
     assert {p.source for p in more} == {"grid"}
-    assert {search.config_key(c) for c in first + [p.config for p in more]} == {search.config_key(p) for p in points}
+    assert {space_.config_key(c) for c in first + [p.config for p in more]} == {space_.config_key(p) for p in points}
 
 
 @pytest.mark.parametrize("proposer", ["tpe", "atpe", "rand"])
 def test_proposals_are_distinct_unseen_and_valid(proposer):
-    tried = [p.config for p in search.propose("rand", SPACE, [], [], 6, seed=3)]
+    tried = [p.config for p in propose("rand", SPACE, [], [], 6, seed=3)]
     history = [(c, float(i)) for i, c in enumerate(tried)]
-    proposals = search.propose(proposer, SPACE, history, tried, 5, seed=4)
+    proposals = propose(proposer, SPACE, history, tried, 5, seed=4)
     new = [p.config for p in proposals]
-    keys = [search.config_key(c) for c in new]
+    keys = [space_.config_key(c) for c in new]
     assert len(new) == 5 and len(set(keys)) == 5
-    assert not set(keys) & {search.config_key(c) for c in tried}
+    assert not set(keys) & {space_.config_key(c) for c in tried}
     for c in new:
-        assert all(c[k] in SPACE[k] for k in search.CATEGORICAL)
+        assert all(c[k] in getattr(SPACE, k) for k in space_.CATEGORICAL)
         assert 0.4 <= c["death_rate"] <= 0.9 and round(c["death_rate"] * 10, 6) == round(c["death_rate"] * 10)
-    assert search.propose(proposer, SPACE, history, tried, 5, seed=4) == proposals, "the same seed proposes the same"
+    assert propose(proposer, SPACE, history, tried, 5, seed=4) == proposals, "the same seed proposes the same"
 
 
 def test_a_continuous_death_rate_is_allowed():
-    space = dict(SPACE, death_rate={"low": 0.4, "high": 0.9, "q": None})
-    new = search.propose("tpe", space, [], [], 4, seed=0)
+    space = dataclasses.replace(SPACE, death_rate=DeathRateRange(0.4, 0.9, None))
+    new = propose("tpe", space, [], [], 4, seed=0)
     assert all(0.4 <= p.config["death_rate"] <= 0.9 for p in new)
 
 
 def test_tpe_concentrates_where_the_history_is_good_more_than_random():
-    space = dict(SPACE, death_rate={"low": 0.4, "high": 0.9, "q": None})
+    space = dataclasses.replace(SPACE, death_rate=DeathRateRange(0.4, 0.9, None))
     good = [dict(init="ER", death=d, growth="random", redistribution="nonzeros", death_rate=0.5 + 0.02 * i)
             for i, d in enumerate(["magnitude", "SET", "threshold", "global_magnitude"])]
     bad = [dict(good[i], init="uniform", redistribution=r, death_rate=0.8 + 0.01 * i) for i, r in enumerate(["magnitude", "none"] * 2)]
@@ -192,7 +204,7 @@ def test_tpe_concentrates_where_the_history_is_good_more_than_random():
     def share(proposer: str) -> float:
         hits = total = 0
         for seed in range(12):
-            for p in search.propose(proposer, space, history, tried, 3, seed=seed):
+            for p in propose(proposer, space, history, tried, 3, seed=seed):
                 hits += p.config["init"] == "ER" and p.config["redistribution"] == "nonzeros"
                 total += 1
         return hits / total
@@ -201,13 +213,13 @@ def test_tpe_concentrates_where_the_history_is_good_more_than_random():
 
 
 def test_initial_pool_has_n_distinct_candidates_from_the_proposer():
-    params = config.load_params(REPO / "params.yaml")
-    pool = search.initial_pool(params)
-    assert len(pool["slots"]) == params["search"]["n"]
-    assert [e["candidate"] for e in pool["slots"]] == [search.candidate_id(i) for i in range(params["search"]["n"])]
-    assert all(e["parent"] is None and e["epochs_after"] == params["search"]["e0"] for e in pool["slots"])
-    assert len({search.config_key(e["config"]) for e in pool["slots"]}) == params["search"]["n"]
-    assert search.initial_pool(params) == pool
+    params = Params.from_dict(config.load_params(REPO / "params.yaml"))
+    pool = stage_pool.initial_pool(params)
+    assert len(pool.slots) == params.search.n
+    assert [e.candidate for e in pool.slots] == [space_.candidate_id(i) for i in range(params.search.n)]
+    assert all(e.parent is None and e.epochs_after == params.search.e0 for e in pool.slots)
+    assert len({space_.config_key(e.config) for e in pool.slots}) == params.search.n
+    assert stage_pool.initial_pool(params) == pool
 
 
 # The survivors' history of one round of the paper's space: the best one is (ER, nonzeros).
@@ -228,7 +240,7 @@ def test_tpe_proposes_k_new_configurations_itself_from_a_survivors_history_of_fo
     for proposer in ("tpe", "rand"):
         hits = total = 0
         for seed in range(12):
-            proposals = search.propose(proposer, SPACE, SURVIVORS, tried, 5, seed=seed)
+            proposals = propose(proposer, SPACE, SURVIVORS, tried, 5, seed=seed)
             assert [p.source for p in proposals] == [proposer] * 5, "no fallback on the paper's space"
             hits += sum(p.config["init"] == "ER" and p.config["redistribution"] == "nonzeros" for p in proposals)
             total += len(proposals)
@@ -237,45 +249,46 @@ def test_tpe_proposes_k_new_configurations_itself_from_a_survivors_history_of_fo
 
 
 def test_atpe_proposals_come_from_atpe_without_fallback():
-    proposals = search.propose("atpe", SPACE, SURVIVORS, [c for c, _ in SURVIVORS], 5, seed=0)
+    proposals = propose("atpe", SPACE, SURVIVORS, [c for c, _ in SURVIVORS], 5, seed=0)
     assert [p.source for p in proposals] == ["atpe"] * 5
 
 
 def test_a_nearly_exhausted_space_gives_its_last_configurations_then_none():
-    space = dict(SPACE, init=["ER"], death=["magnitude"], redistribution=["none"], death_rate={"low": 0.4, "high": 0.6, "q": 0.1})
+    space = dataclasses.replace(SPACE, init=("ER",), death=("magnitude",), redistribution=("none",),
+                                death_rate=DeathRateRange(0.4, 0.6, 0.1))
     tried = [dict(init="ER", death="magnitude", growth="random", redistribution="none", death_rate=0.4)]
-    proposals = search.propose("tpe", space, [(tried[0], 1.0)], tried, 3, seed=0)
+    proposals = propose("tpe", space, [(tried[0], 1.0)], tried, 3, seed=0)
     assert sorted(p.config["death_rate"] for p in proposals) == [0.5, 0.6], "the two unused configurations, no more"
-    assert search.propose("tpe", space, [(tried[0], 1.0)], tried + [p.config for p in proposals], 2, seed=0) == []
+    assert propose("tpe", space, [(tried[0], 1.0)], tried + [p.config for p in proposals], 2, seed=0) == []
 
 
 def test_an_algorithm_that_only_repeats_is_filled_at_random_and_marked_fallback(monkeypatch):
     tried = [c for c, _ in SURVIVORS]
-    monkeypatch.setattr(search, "_suggest", lambda proposer, space, trials, seed: dict(tried[0]))
-    proposals = search.propose("tpe", SPACE, SURVIVORS, tried, 3, seed=0)
+    monkeypatch.setattr(proposers, "_suggest", lambda proposer, space, trials, seed: dict(tried[0]))
+    proposals = propose("tpe", SPACE, SURVIVORS, tried, 3, seed=0)
     assert [p.source for p in proposals] == ["fallback"] * 3
-    assert not {search.config_key(p.config) for p in proposals} & {search.config_key(c) for c in tried}
+    assert not {space_.config_key(p.config) for p in proposals} & {space_.config_key(c) for c in tried}
 
 
 def test_the_loss_ranker_compares_each_candidate_with_the_dense_model_at_its_own_epoch():
     """A survivor at epoch 4 has a lower raw loss than a newcomer at epoch 2, but the newcomer is
     closer to where the dense model was at epoch 2: it outranks the survivor."""
     dense = {1: 6.0, 2: 5.5, 3: 5.2, 4: 5.0}
-    gaps = search.loss_gaps({"survivor": (4, 5.3), "newcomer": (2, 5.6), "diverged": (2, None)}, dense, "dense")
+    gaps = ranking.loss_gaps({"survivor": (4, 5.3), "newcomer": (2, 5.6), "diverged": (2, None)}, dense, "dense")
     assert gaps == pytest.approx({"survivor": 0.3, "newcomer": 0.1, "diverged": float("inf")})
-    assert search.rank(gaps, ["survivor", "newcomer", "diverged"]) == ["newcomer", "survivor", "diverged"]
+    assert ranking.rank(gaps, ["survivor", "newcomer", "diverged"]) == ["newcomer", "survivor", "diverged"]
     with pytest.raises(LshError, match="no validation loss of epoch 5"):
-        search.loss_gaps({"late": (5, 4.0)}, dense, "dense/metrics.jsonl")
+        ranking.loss_gaps({"late": (5, 4.0)}, dense, "dense/metrics.jsonl")
 
 
 def test_ranking_refuses_a_dense_reference_shorter_than_the_candidate():
     dense, candidates = synthetic_spectra()
     with pytest.raises(LshError, match="dense reference has spectra of epochs 0..1 only"):
-        search.ls_distances(dense[:2], {"c": candidates["mid"][:3]}, embedding="raw")
+        ranking.ls_distances(dense[:2], {"c": candidates["mid"][:3]}, embedding="raw")
     record = {"spectra": {"0": {"exponents": [0.0], "status": "ok"}, "2": {"exponents": [0.0], "status": "ok"}}}
     with pytest.raises(LshError, match="no dense spectrum of epoch 1"):
-        search.dense_trajectory(record, 2, "dense/spectra.json")
-    assert search.dense_trajectory(record, 0, "x").tolist() == [[0.0]]
+        ranking.dense_trajectory(record, 2, "dense/spectra.json")
+    assert ranking.dense_trajectory(record, 0, "x").tolist() == [[0.0]]
 
 
 # -----------------------------------------------------------------------------
@@ -284,18 +297,19 @@ def test_ranking_refuses_a_dense_reference_shorter_than_the_candidate():
 
 def final_run(root, outcomes: list[tuple[str, float | None]]) -> dict:
     """A full-training run's final pool on disk: (status, best validation perplexity) per finalist."""
-    params = config.load_params(REPO / "params.yaml", ["search.mode=full", "search.ranker=loss", f"search.n={len(outcomes)}"])
-    layout = search.Layout(root)
-    slots = [search._entry(f, search.candidate_id(f), dict(SURVIVORS[f][0]), None, 0, 10) for f in range(len(outcomes))]
+    params = Params.from_dict(config.load_params(REPO / "params.yaml", ["search.mode=full", "search.ranker=loss",
+                                                                        f"search.n={len(outcomes)}"]))
+    layout = Layout(root)
+    slots = tuple(PoolEntry(f, space_.candidate_id(f), dict(SURVIVORS[f][0]), None, 0, 10) for f in range(len(outcomes)))
     root.joinpath("final").mkdir(parents=True)
-    layout.final_pool.write_text(json.dumps({"round": "final", "slots": slots, "tried": [], "next_id": len(slots)}))
+    layout.final_pool.write_text(json.dumps(Pool("final", slots, (), len(slots)).to_json()))
     for f, (status, ppl) in enumerate(outcomes):
         summary = {"status": status, "epochs": 3 if status == "diverged" else 10, "best_valid_ppl": ppl, "best_epoch": 2,
                    "test_ppl": ppl, "seconds": 1.0, "epochs_trained": 3,
                    **({"reason": "the validation perplexity 5e+66 is worse than uniform guessing"} if status == "diverged" else {})}
         layout.final_train(f).mkdir(parents=True)
         (layout.final_train(f) / "summary.json").write_text(json.dumps(summary))
-    return search.select(params, layout)
+    return select(params, layout)
 
 
 def test_a_diverged_finalist_is_never_selected_while_another_remains(tmp_path):
@@ -309,3 +323,9 @@ def test_when_every_finalist_diverged_the_selection_says_so(tmp_path):
     selected = final_run(tmp_path, [("diverged", 120.0), ("diverged", None)])
     assert selected["status"] == "every finalist diverged"
     assert selected["candidate"] is None and selected["config"] is None and selected["valid_ppl"] is None
+
+
+@pytest.mark.parametrize("proposer", ["tpe", "atpe", "rand"])
+def test_an_initial_pool_without_history_comes_from_the_proposer(proposer):
+    proposals = propose(proposer, SPACE, [], [], 6, seed=2)
+    assert len({space_.config_key(p.config) for p in proposals}) == 6 and {p.source for p in proposals} == {proposer}

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, copy_project
+from conftest import BIN, SMOKE, copy_project, run
 from slurm.cluster import Cluster, available
-from test_workflow import SMOKE, run
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

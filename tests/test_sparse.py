@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from lsh import config, sparse, training
+from lsh.config import Params
 from lsh.models import ModelConfig, build_model
+from lsh.stages.slot import candidate_spec
 
 from conftest import REPO, SYNTHETIC_VOCAB, synthetic_corpus
 
@@ -20,7 +22,7 @@ SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 VOCAB = SYNTHETIC_VOCAB
 
 
-def small_params(model_type: str = "lstm", **sparse_cfg: object) -> dict:
+def small_params(model_type: str = "lstm", **sparse_cfg: object) -> Params:
     model = (
         ["model.type=lstm", "model.layers=2", "model.emb=8", "model.hidden=8"]
         if model_type == "lstm"
@@ -28,16 +30,11 @@ def small_params(model_type: str = "lstm", **sparse_cfg: object) -> dict:
     )
     overrides = [*model, "train.lr=2", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4", "train.eval_tokens=null",
                  "final.epochs=4", "sparse.decay_epochs=null", *(f"sparse.{k}={json.dumps(v)}" for k, v in sparse_cfg.items())]
-    return config.load_params(SMOKE, overrides)
+    return Params.from_dict(config.load_params(SMOKE, overrides))
 
 
-def make_trainer(params: dict, corpus) -> training.Trainer:
-    torch.manual_seed(params["seed"])
-    model = training.build_model(training.model_config(params, corpus.vocab_size))
-    hook = sparse.from_params(model, params, corpus, torch.device("cpu"))
-    t = training.Trainer(model, training.train_config(params), corpus, torch.device("cpu"), hook)
-    hook.set_schedule(t.batches_per_epoch, params["final"]["epochs"])
-    return t
+def make_trainer(params: Params, corpus) -> training.Trainer:
+    return training.build_trainer(candidate_spec(params, {}), corpus, torch.device("cpu"))
 
 
 def assert_pruned_weights_are_zero(t: training.Trainer) -> None:
@@ -48,18 +45,24 @@ def assert_pruned_weights_are_zero(t: training.Trainer) -> None:
             assert torch.all(t.averager.avg[name][~mask] == 0), f"{name}: a pruned averaged weight is not zero"
 
 
-COMBINATIONS = list(itertools.product(sparse.INIT, sparse.DEATH, sparse.GROWTH, sparse.REDISTRIBUTION))
+# Every value of every mode appears in the fast tier's four combinations; all 144 are the slow tier's.
+FAST = {(list(sparse.INIT)[i % 3], list(sparse.DEATH)[i], list(sparse.GROWTH)[i % 3], list(sparse.REDISTRIBUTION)[i])
+        for i in range(4)}
+COMBINATIONS = [
+    pytest.param(*c, id="-".join(c), marks=() if c in FAST else pytest.mark.slow)
+    for c in itertools.product(sparse.INIT, sparse.DEATH, sparse.GROWTH, sparse.REDISTRIBUTION)
+]
 
 
 @pytest.mark.parametrize("model_type", ["lstm", "rhn"])
-@pytest.mark.parametrize("init, death, growth, redistribution", COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+@pytest.mark.parametrize("init, death, growth, redistribution", COMBINATIONS)
 def test_every_combination_keeps_exact_counts_and_zeros(model_type, init, death, growth, redistribution):
     params = small_params(model_type, init=init, death=death, growth=growth, redistribution=redistribution,
                           density=0.33, death_rate=0.6)
     t = make_trainer(params, synthetic_corpus())
     hook = t.sparse
     shapes = {n: w.shape for n, w in hook.weights.items()}
-    expected = sparse.er_counts(shapes, 0.33) if init == "ER" else sparse.uniform_counts(shapes, 0.33)
+    expected = sparse.init.er_counts(shapes, 0.33) if init == "ER" else sparse.init.uniform_counts(shapes, 0.33)
     counts = {n: int(m.sum()) for n, m in hook.masks.items()}
     if init == "jacobian":  # one global top-K over the cell's matrices: only their total is fixed
         cell = [n for n in counts if n in t.model.recurrent_weights()]
@@ -93,7 +96,7 @@ def test_masks_cover_every_weight_matrix_and_a_tied_decoder_shares_the_embedding
 
 def test_er_counts_follow_rows_plus_cols_and_spill_a_full_layer():
     shapes = {"a": torch.Size([100, 100]), "b": torch.Size([10, 1000]), "c": torch.Size([2, 2])}
-    counts = sparse.er_counts(shapes, 0.1)
+    counts = sparse.init.er_counts(shapes, 0.1)
     assert counts["c"] == 4, "a layer whose ER density exceeds 1 is kept dense"
     target = 0.1 * (10_000 + 10_000 + 4)
     assert abs(sum(counts.values()) - target) <= 2
@@ -106,7 +109,7 @@ def test_threshold_death_removes_the_intended_count_within_two_percent():
     weights = {"w": torch.randn(300, 300)}
     masks = {"w": torch.rand(300, 300) < 0.4}
     for rate in (0.1, 0.5, 0.8):
-        removed = sparse.death_threshold(weights, masks, rate)["w"]
+        removed = sparse.topology.death_threshold(weights, masks, rate)["w"]
         intended = math.ceil(rate * int(masks["w"].sum()))
         assert abs(int(removed.sum()) - intended) <= 0.02 * intended
         assert not torch.any(removed & ~masks["w"]), "only active weights are removed"
@@ -119,11 +122,11 @@ def test_magnitude_and_set_and_global_remove_exactly_and_by_their_rule():
     weights = {"a": torch.randn(50, 40), "b": 3 * torch.randn(30, 30)}
     masks = {n: torch.rand(w.shape) < 0.5 for n, w in weights.items()}
     rate = 0.3
-    mag = sparse.death_magnitude(weights, masks, rate)
+    mag = sparse.topology.death_magnitude(weights, masks, rate)
     for n in weights:
         assert int(mag[n].sum()) == math.ceil(rate * int(masks[n].sum()))
         assert weights[n].abs()[mag[n]].max() <= weights[n].abs()[masks[n] & ~mag[n]].min()
-    set_ = sparse.death_set(weights, masks, rate)
+    set_ = sparse.topology.death_set(weights, masks, rate)
     for n, w in weights.items():
         k = math.ceil(rate * int(masks[n].sum()))
         assert int(set_[n].sum()) == k
@@ -131,7 +134,7 @@ def test_magnitude_and_set_and_global_remove_exactly_and_by_their_rule():
         assert abs(int(pos.sum()) - int(neg.sum())) <= 1, "half positive, half negative"
         assert w[pos].max() <= w[masks[n] & (w >= 0) & ~set_[n]].min(), "the smallest positive weights"
         assert w[neg].min() >= w[masks[n] & (w < 0) & ~set_[n]].max(), "the negative weights closest to zero"
-    glob = sparse.death_global_magnitude(weights, masks, rate)
+    glob = sparse.topology.death_global_magnitude(weights, masks, rate)
     total = sum(int(m.sum()) for m in masks.values())
     assert sum(int(r.sum()) for r in glob.values()) == math.ceil(rate * total)
     removed = torch.cat([weights[n].abs()[glob[n]] for n in weights])
@@ -145,14 +148,14 @@ def test_redistribution_shares_exactly_and_caps_a_layer_at_99_percent():
     masks["a"].view(-1)[:95] = True
     masks["b"].view(-1)[:20] = True
     weights = {"a": torch.full((10, 10), 5.0), "b": torch.full((10, 10), 1.0)}
-    shares = sparse.redistribution_shares("magnitude", weights, masks, None)
-    counts = sparse.regrowth_counts({"a": 10, "b": 10}, shares, masks)
+    shares = sparse.topology.redistribution_shares("magnitude", weights, masks, None)
+    counts = sparse.topology.regrowth_counts({"a": 10, "b": 10}, shares, masks)
     assert sum(counts.values()) == 20
     assert counts["a"] == 4, "a: 95 of 100 + 4 = 99 %, the rest spills to b"
-    counts = sparse.regrowth_counts({"a": 3, "b": 4}, sparse.redistribution_shares("nonzeros", weights, masks, None), masks)
+    counts = sparse.topology.regrowth_counts({"a": 3, "b": 4}, sparse.topology.redistribution_shares("nonzeros", weights, masks, None), masks)
     assert sum(counts.values()) == 7 and counts["a"] == 4 and counts["b"] == 3
-    assert sparse.redistribution_shares("none", weights, masks, None) is None
-    assert sparse.regrowth_counts({"a": 2, "b": 5}, None, masks) == {"a": 2, "b": 5}
+    assert sparse.topology.redistribution_shares("none", weights, masks, None) is None
+    assert sparse.topology.regrowth_counts({"a": 2, "b": 5}, None, masks) == {"a": 2, "b": 5}
 
 
 @pytest.mark.parametrize("mode", ["magnitude", "nonzeros"])
@@ -169,23 +172,23 @@ def test_redistribution_shares_are_measured_before_pruning(mode):
     hook.apply()
     before = {n: m.clone() for n, m in hook.masks.items()}
     weights = {n: w.detach().clone() for n, w in hook.weights.items()}
-    expected_shares = sparse.redistribution_shares(mode, weights, before, None)
-    removed = sparse.death_global_magnitude(weights, before, hook.death_rate)
+    expected_shares = sparse.topology.redistribution_shares(mode, weights, before, None)
+    removed = sparse.topology.death_global_magnitude(weights, before, hook.death_rate)
     after_prune = {n: before[n] & ~removed[n] for n in before}
-    expected = sparse.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, expected_shares, after_prune)
+    expected = sparse.topology.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, expected_shares, after_prune)
     hook.end_of_epoch(t.model, t.optimizer, t.averager)
     regrown = {n: int((hook.masks[n] & ~after_prune[n]).sum()) for n in hook.masks}
     assert regrown == expected
-    late = sparse.redistribution_shares(mode, weights, after_prune, None)  # what the old order measured
-    assert sparse.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, late, after_prune) != expected
+    late = sparse.topology.redistribution_shares(mode, weights, after_prune, None)  # what the old order measured
+    assert sparse.topology.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, late, after_prune) != expected
 
 
 def test_growth_picks_inactive_positions_by_its_rule():
     inactive = torch.tensor([True, True, False, True, True])
     grad = torch.tensor([0.1, -5.0, 100.0, 2.0, 0.0])
-    assert sparse.grow("gradient", inactive, 2, grad, None).tolist() == [False, True, False, True, False]
-    assert sparse.grow("momentum", inactive, 1, None, grad).tolist() == [False, True, False, False, False]
-    grown = sparse.grow("random", inactive, 3, None, None)
+    assert sparse.topology.grow("gradient", inactive, 2, grad, None).tolist() == [False, True, False, True, False]
+    assert sparse.topology.grow("momentum", inactive, 1, None, grad).tolist() == [False, True, False, False, False]
+    grown = sparse.topology.grow("random", inactive, 3, None, None)
     assert int(grown.sum()) == 3 and not grown[2]
 
 
@@ -194,8 +197,9 @@ def test_death_rate_decays_by_cosine_over_the_full_training_per_batch():
     t = make_trainer(params, synthetic_corpus())
     hook = t.sparse
     per_epoch = t.batches_per_epoch
-    assert hook.total_steps == per_epoch * params["final"]["epochs"], "decay length is the full training (null: final.epochs)"
-    explicit = make_trainer(dict(params, sparse=dict(params["sparse"], decay_epochs=7)), synthetic_corpus())
+    assert hook.total_steps == per_epoch * params.final_epochs, "decay length is the full training (null: final.epochs)"
+    explicit = make_trainer(dataclasses.replace(params, sparse=dataclasses.replace(params.sparse, decay_epochs=7)),
+                            synthetic_corpus())
     assert explicit.sparse.total_steps == per_epoch * 7
     assert hook.death_rate == pytest.approx(0.8)
     hook.step = hook.total_steps // 2
@@ -235,12 +239,13 @@ def test_same_seed_gives_same_masks_and_weights_and_resume_is_exact(ptb_small: P
     from lsh import data
 
     corpus = data.load_corpus(ptb_small)
-    params = config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=4000",
-                                        "sparse.init=ER", "sparse.growth=gradient", "sparse.redistribution=magnitude"])
+    params = candidate_spec(Params.from_dict(config.load_params(SMOKE, [
+        "model.emb=16", "model.hidden=16", "train.eval_tokens=4000", "sparse.init=ER", "sparse.growth=gradient",
+        "sparse.redistribution=magnitude"])), {})
     training.train(params, corpus, tmp_path / "a", 3)
     training.train(params, corpus, tmp_path / "b", 1)
     training.train(params, corpus, tmp_path / "b", 3, resume=True)
-    other = dict(params, seed=params["seed"] + 1)
+    other = dataclasses.replace(params, seed=params.seed + 1)
     training.train(other, corpus, tmp_path / "c", 1)
     a, b = (training.load_checkpoint(tmp_path / d / "epoch-003.pt") for d in "ab")
     for name in a["masks"]:
@@ -258,7 +263,7 @@ def test_jacobian_init_keeps_the_top_k_of_a_direct_computation():
     model = build_model(cfg).double()
     tokens = torch.randint(12, (6, 3))
     approx = torch.randint(12, (6, 3))
-    scores = sparse.jacobian_sensitivity(model, tokens, approx, horizon=2)
+    scores = sparse.init.jacobian_sensitivity(model, tokens, approx, horizon=2)
 
     # Direct: the full state Jacobian by jacrev, J 1 as its row sums, then autograd for theta.
     weights = model.sparsifiable_weights()
@@ -294,36 +299,35 @@ def test_jacobian_init_keeps_one_global_top_k_of_the_cells_weights_and_a_uniform
     """Seed paper 003: the K largest normalised sensitivities over all the weights the state Jacobian
     sees (one ranking across layers), on 64 training sequences over the last 4 steps; the embedding
     and the decoder, which it cannot score, keep their uniform share."""
-    assert (sparse.JACOBIAN_BATCH, sparse.JACOBIAN_HORIZON) == (64, 4)
+    assert (sparse.init.JACOBIAN_BATCH, sparse.init.JACOBIAN_HORIZON) == (64, 4)
     seen_shapes = []
-    real = sparse.jacobian_sensitivity
+    real = sparse.init.jacobian_sensitivity
 
     def recording(model, tokens, approx, horizon):
         seen_shapes.append((tuple(tokens.shape), horizon))
         return real(model, tokens, approx, horizon)
 
-    monkeypatch.setattr(sparse, "jacobian_sensitivity", recording)
+    monkeypatch.setattr(sparse.init, "jacobian_sensitivity", recording)
     params = small_params(init="jacobian", density=0.3)
-    torch.manual_seed(params["seed"])
+    torch.manual_seed(params.seed)
     corpus = synthetic_corpus()
-    model = training.build_model(training.model_config(params, corpus.vocab_size))
-    cfg = sparse.sparse_config(params)
-    masks = sparse.initial_masks(model, cfg, corpus)
-    assert seen_shapes == [((sparse.JACOBIAN_STEPS, 64), 4)]
+    model = build_model(ModelConfig.from_params(params.model, corpus.vocab_size))
+    masks = sparse.initial_masks(model, params.sparse.init, params.sparse.density, corpus)
+    assert seen_shapes == [((sparse.init.JACOBIAN_STEPS, 64), 4)]
     torch.manual_seed(0)
     weights = model.sparsifiable_weights()
-    counts = sparse.uniform_counts({n: w.shape for n, w in weights.items()}, 0.3)
+    counts = sparse.init.uniform_counts({n: w.shape for n, w in weights.items()}, 0.3)
     for n in ("embedding.weight", "decoder.weight"):
         assert int(masks[n].sum()) == counts[n], f"{n} keeps its uniform share"
     cell = [n for n in weights if n.startswith("lstm.")]
     assert sum(int(masks[n].sum()) for n in cell) == sum(counts[n] for n in cell)
     assert len({int(masks[n].sum()) for n in cell}) > 1, "one ranking across layers, not per-layer counts"
     # the kept weights are the global top-K of the sensitivities computed on the same inputs
-    torch.manual_seed(params["seed"])
-    model2 = training.build_model(training.model_config(params, corpus.vocab_size))
-    starts = torch.randint(len(corpus.train) - sparse.JACOBIAN_STEPS, (64,))
+    torch.manual_seed(params.seed)
+    model2 = build_model(ModelConfig.from_params(params.model, corpus.vocab_size))
+    starts = torch.randint(len(corpus.train) - sparse.init.JACOBIAN_STEPS, (64,))
     ids = torch.from_numpy(corpus.train)
-    tokens = torch.stack([ids[o : o + sparse.JACOBIAN_STEPS] for o in starts.tolist()], dim=1)
+    tokens = torch.stack([ids[o : o + sparse.init.JACOBIAN_STEPS] for o in starts.tolist()], dim=1)
     approx = torch.randint(corpus.vocab_size, tokens.shape)
     scores = real(model2, tokens, approx, 4)
     kept = torch.cat([scores[n][masks[n]] for n in cell])
@@ -334,10 +338,11 @@ def test_jacobian_init_keeps_one_global_top_k_of_the_cells_weights_and_a_uniform
 def test_divergent_sparse_settings_end_as_diverged(ptb_small: Path, tmp_path: Path):
     from lsh import data
 
-    params = config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=4000",
-                                        "sparse.death_rate=0.9", "train.lr=1e12", "train.clip=1e9"])
+    params = candidate_spec(Params.from_dict(config.load_params(SMOKE, [
+        "model.emb=16", "model.hidden=16", "train.eval_tokens=4000", "sparse.death_rate=0.9", "train.lr=1e12",
+        "train.clip=1e9"])), {})
     summary = training.train(params, data.load_corpus(ptb_small), tmp_path, 3)
-    assert summary["status"] == "diverged"
+    assert summary.status == "diverged"
 
 
 def test_density_one_or_no_section_is_the_dense_model():
@@ -345,6 +350,5 @@ def test_density_one_or_no_section_is_the_dense_model():
     torch.manual_seed(0)
     model = build_model(ModelConfig(type="lstm", vocab=VOCAB, emb=4, hidden=4, layers=1))
     params = small_params(density=1.0)
-    assert sparse.from_params(model, params, corpus, torch.device("cpu")) is None
-    del params["sparse"]
-    assert sparse.from_params(model, params, corpus, torch.device("cpu")) is None
+    assert sparse.from_config(model, params.sparse, corpus) is None
+    assert sparse.from_config(model, None, corpus) is None

@@ -10,6 +10,10 @@ import pytest
 import torch
 
 from lsh import config, data, training
+from lsh.config import Params
+from lsh.models import ModelConfig, build_model
+from lsh.stages.slot import candidate_spec, dense_spec
+from lsh.training import RunSpec
 from lsh.errors import LshError
 
 from conftest import REPO, run_lsh, synthetic_corpus
@@ -17,14 +21,17 @@ from conftest import REPO, run_lsh, synthetic_corpus
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 
 
-def tiny_params(**sets: object) -> dict:
+def tiny_params(**sets: object) -> RunSpec:
+    """A small dense model on the smoke preset's training settings (sparse training has its own tests)."""
     overrides = [
         "model.emb=16", "model.hidden=16", "train.eval_tokens=4000", "train.batch_size=10",
         *(f"{k}={json.dumps(v)}" for k, v in sets.items()),
     ]
-    params = config.load_params(SMOKE, overrides)
-    del params["sparse"]  # the dense loop; sparse training has its own tests
-    return params
+    return dense_spec(Params.from_dict(config.load_params(SMOKE, overrides)))
+
+
+def trainer_of(spec: RunSpec, corpus: data.Corpus) -> training.Trainer:
+    return training.build_trainer(spec, corpus, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +52,9 @@ def test_batchify_cuts_parallel_streams_in_order():
 
 
 def test_untrained_model_perplexity_is_near_the_vocabulary_size(corpus):
-    params = tiny_params()
+    spec = tiny_params()
     torch.manual_seed(0)
-    model = training.build_model(training.model_config(params, corpus.vocab_size))
+    model = build_model(ModelConfig.from_params(spec.model, corpus.vocab_size))
     valid = training.batchify(corpus.valid[:5000], 10, torch.device("cpu"))
     ppl = training.perplexity(training.evaluate(model, valid, 35))
     assert 0.7 * corpus.vocab_size < ppl < 1.3 * corpus.vocab_size
@@ -56,7 +63,7 @@ def test_untrained_model_perplexity_is_near_the_vocabulary_size(corpus):
 def test_one_short_epoch_lowers_validation_perplexity(corpus, tmp_path):
     summary = training.train(tiny_params(), corpus, tmp_path, 1)
     first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
-    assert summary["status"] == "ok"
+    assert summary.status == "ok"
     untrained = training.perplexity(
         training.evaluate(
             training.model_from_checkpoint(training.load_checkpoint(tmp_path / "epoch-000.pt")),
@@ -94,18 +101,15 @@ def test_resume_is_bitwise_equal_to_one_uninterrupted_run(corpus, tmp_path):
 def test_resume_is_exact_while_averaging(corpus, tmp_path):
     """Averaged weights, counters and raw weights all travel in the checkpoint."""
     params = tiny_params()
-    cfg, device = training.train_config(params), torch.device("cpu")
 
     def trainer() -> training.Trainer:
-        torch.manual_seed(params["seed"])
-        model = training.build_model(training.model_config(params, corpus.vocab_size))
-        return training.Trainer(model, cfg, corpus, device)
+        return trainer_of(params, corpus)
 
     one = trainer()
     one.run_epoch(False)
     one.averager.start(one.model)
     one.run_epoch(False)
-    state = one.state_dict(training.run_config(params))
+    state = one.state_dict(params.run_config(corpus))
     path = tmp_path / "ckpt.pt"
     training.save_checkpoint(path, state)
     one.run_epoch(False)
@@ -134,11 +138,9 @@ def test_nt_asgd_trigger_fires_only_after_nonmono_epochs_without_progress():
 def test_trainer_switches_to_averaging_on_a_scripted_loss_sequence(corpus, monkeypatch):
     # nonmono 2: epoch 3's 6.0 is worse than all, but only 2 losses precede it; epoch 4's 5.5 > 5.0
     scripted = iter([5.0, 4.0, 6.0, 5.5, 4.1])
-    monkeypatch.setattr(training, "evaluate", lambda model, source, bptt: next(scripted))
+    monkeypatch.setattr(training.loop, "evaluate", lambda model, source, bptt: next(scripted))
     params = tiny_params(**{"train.nonmono": 2})
-    torch.manual_seed(0)
-    model = training.build_model(training.model_config(params, corpus.vocab_size))
-    t = training.Trainer(model, training.train_config(params), data.Corpus(corpus.train[:2000], corpus.valid, corpus.test, corpus.vocab), torch.device("cpu"))
+    t = trainer_of(params, data.Corpus(corpus.train[:2000], corpus.valid, corpus.test, corpus.vocab))
     active = []
     for _ in range(5):
         t.run_epoch(False)
@@ -163,7 +165,7 @@ def test_averaged_weights_follow_asgd(corpus):
 
 def test_keep_last_keeps_only_the_last_and_best_epochs(corpus, tmp_path):
     summary = training.train(tiny_params(), corpus, tmp_path, 3, keep="last")
-    kept = {training.checkpoint_path(tmp_path, e).name for e in (3, summary["best_epoch"])}
+    kept = {training.checkpoint_path(tmp_path, e).name for e in (3, summary.best_epoch)}
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == sorted(kept)
 
 
@@ -215,6 +217,7 @@ def test_divergence_ends_as_status_not_crash(ptb_small, tmp_path):
     assert last["status"] == "diverged"
 
 
+@pytest.mark.slow
 def test_cli_trains_resumes_and_reports_test_perplexity(ptb_small, tmp_path):
     common = ["--params", str(SMOKE), "--out", str(tmp_path), "--data", str(ptb_small), "--threads", "1",
               "--set", "data.train_tokens=12000",
@@ -242,9 +245,9 @@ def test_resume_past_the_target_is_a_no_op_that_deletes_nothing(corpus, tmp_path
         summary = training.train(tiny_params(), corpus, tmp_path, 1, resume=True, test=True)
     assert "already trained to epoch 3 (--epochs 1): nothing to train" in caplog.text
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.pt")} == before, "nothing deleted or rewritten"
-    assert summary["epochs"] == 1 and summary["epochs_trained"] == 0 and summary["test_epoch"] == 1
+    assert summary.epochs == 1 and summary.epochs_trained == 0 and summary.test_epoch == 1
     again = training.train(tiny_params(), corpus, tmp_path, 3, resume=True)
-    assert again["epochs"] == 3 and again["epochs_trained"] == 0
+    assert again.epochs == 3 and again.epochs_trained == 0
 
 
 def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_replaced(corpus, tmp_path):
@@ -271,13 +274,13 @@ def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_rep
     assert training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")["history"][:1] == training.load_checkpoint(tmp_path / "parent" / "epoch-001.pt")["history"]
 
 
-def sparse_params(**sets: object) -> dict:
+def sparse_params(**sets: object) -> RunSpec:
     overrides = [
         "model.emb=8", "model.hidden=8", "train.lr=2", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4",
         "train.eval_tokens=null", "sparse.density=0.33", "sparse.death_rate=0.8", "sparse.decay_epochs=10",
         *(f"{k}={json.dumps(v)}" for k, v in sets.items()),
     ]
-    return config.load_params(SMOKE, overrides)
+    return candidate_spec(Params.from_dict(config.load_params(SMOKE, overrides)), {})
 
 
 def assert_full_count(state: dict, where: str) -> None:
@@ -302,18 +305,12 @@ def test_every_sparse_checkpoint_holds_its_masks_full_count_of_weights(tmp_path,
 
 def test_sparse_checkpoints_hold_their_full_count_while_averaging():
     params, corpus = sparse_params(), synthetic_corpus()
-    torch.manual_seed(params["seed"])
-    model = training.build_model(training.model_config(params, corpus.vocab_size))
-    from lsh import sparse as sparse_training
-
-    hook = sparse_training.from_params(model, params, corpus, torch.device("cpu"))
-    t = training.Trainer(model, training.train_config(params), corpus, torch.device("cpu"), hook)
-    hook.set_schedule(t.batches_per_epoch, 10)
+    t = trainer_of(params, corpus)
     for epoch in range(1, 4):
         if epoch == 2:
             t.averager.start(t.model)
         t.run_epoch(False)
-        assert_full_count(t.state_dict(training.run_config(params)), f"epoch {epoch} (averaging: {t.averager.active})")
+        assert_full_count(t.state_dict(params.run_config(corpus)), f"epoch {epoch} (averaging: {t.averager.active})")
 
 
 def test_a_sparse_run_resumed_or_continued_elsewhere_is_bitwise_the_uninterrupted_one(tmp_path):
@@ -334,21 +331,16 @@ def test_validation_sees_the_trained_model_and_the_switch_reads_it(monkeypatch):
     """The validated weights are the ones just trained (before the update), so the recorded loss is
     that of the checkpoint's `model`."""
     params, corpus = sparse_params(), synthetic_corpus()
-    torch.manual_seed(params["seed"])
-    model = training.build_model(training.model_config(params, corpus.vocab_size))
-    from lsh import sparse as sparse_training
-
-    hook = sparse_training.from_params(model, params, corpus, torch.device("cpu"))
-    t = training.Trainer(model, training.train_config(params), corpus, torch.device("cpu"), hook)
-    hook.set_schedule(t.batches_per_epoch, 10)
+    t = trainer_of(params, corpus)
+    model = t.model
     record = t.run_epoch(False)
     assert record["pruned"] > 0
-    evaluated = training.build_model(model.config)
-    evaluated.load_state_dict(t.state_dict(training.run_config(params))["model"])
-    loss = training.evaluate(evaluated, t.valid_data, params["train"]["bptt"])
+    evaluated = build_model(model.config)
+    evaluated.load_state_dict(t.state_dict(params.run_config(corpus))["model"])
+    loss = training.evaluate(evaluated, t.valid_data, params.train.bptt)
     assert loss == pytest.approx(record["valid_loss"], rel=1e-12)
     assert t.test_perplexity() == pytest.approx(training.perplexity(training.evaluate(
-        evaluated, training.batchify(corpus.test, params["train"]["eval_batch_size"], torch.device("cpu")), 10)))
+        evaluated, training.batchify(corpus.test, params.train.eval_batch_size, torch.device("cpu")), 10)))
 
 
 def test_a_model_worse_than_uniform_guessing_is_diverged_even_with_a_finite_loss():
@@ -362,8 +354,8 @@ def test_a_model_worse_than_uniform_guessing_is_diverged_even_with_a_finite_loss
 def test_a_blown_up_run_ends_as_diverged_with_its_reason(tmp_path):
     params = sparse_params(**{"train.lr": 1e6, "train.clip": 1e9})
     summary = training.train(params, synthetic_corpus(), tmp_path, 3)
-    assert summary["status"] == "diverged" and summary["reason"]
-    assert summary["best_epoch"] is None or summary["best_valid_ppl"] <= 40, "a diverged epoch is never the best"
+    assert summary.status == "diverged" and summary.reason
+    assert summary.best_epoch is None or summary.best_valid_ppl <= 40, "a diverged epoch is never the best"
 
 
 def test_a_checkpoint_without_model_or_run_config_names_the_file_and_key(corpus, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -12,19 +13,14 @@ import pytest
 import torch
 import yaml
 
-from lsh import config, search
+from lsh import config
+from lsh.config import Params
+from lsh.layout import Layout
+from lsh.search.schedule import plan
+from lsh.search.space import CONFIG_KEYS, config_key
+from lsh.stages import propose, rank
 
-from conftest import BIN, REPO, copy_project
-
-
-def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture
-def project(tmp_path: Path, ptb_raw: Path) -> Path:
-    return copy_project(tmp_path, ptb_raw)
+from conftest import BIN, REPO, SMOKE, copy_project, run
 
 
 def test_snakemake_lint_is_clean():
@@ -45,7 +41,7 @@ def test_bad_config_stops_snakemake_before_any_job(project: Path):
     assert "seed: -5 is less than the minimum of 0" in out.stdout + out.stderr
 
 
-SMOKE = "workflow/presets/smoke.yaml"
+COMPARISON = yaml.safe_load((REPO / "workflow" / "comparison.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +56,13 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> list[
     return runs
 
 
+@pytest.mark.slow
 def test_smoke_preset_runs_the_whole_search_and_reruns_nothing(smoke_runs: list[Path]):
     project = smoke_runs[0]
     meta = json.loads((project / "data" / "prepared" / "meta.json").read_text())
     assert meta["tokens"]["train"] == 20_000, "the preset's data.train_tokens reaches `lsh prepare`"
-    params = config.load_params(project / SMOKE)
-    the_plan = search.plan(params["search"])
+    params = Params.from_dict(config.load_params(project / SMOKE))
+    the_plan = plan(params.search)
     dense = project / "results" / "dense"
     assert json.loads((dense / "summary.json").read_text())["epochs"] == the_plan.last_epoch
     assert sorted(p.name for p in dense.glob("*.pt")) == [f"epoch-{e:03d}.pt" for e in range(the_plan.last_epoch + 1)]
@@ -77,12 +74,13 @@ def test_smoke_preset_runs_the_whole_search_and_reruns_nothing(smoke_runs: list[
         assert len(ranking) == rnd.pool + 1 and ranking[0].startswith("round,rank,candidate")
     selected = json.loads((project / "results" / "final" / "selected.json").read_text())
     assert selected["status"] == "ok" and selected["valid_ppl"] > 0 and selected["test_ppl"] > 0
-    assert set(selected["config"]) == set(search.CONFIG_KEYS)
+    assert set(selected["config"]) == set(CONFIG_KEYS)
     assert selected["budget"]["candidate_epochs"]["selection"] == the_plan.total_candidate_epochs
     again = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", SMOKE], project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_pools_rankings_and_selection(smoke_runs: list[Path]):
     one, two = (p / "results" for p in smoke_runs)
     for path in sorted(one.glob("rounds/*/*.json")) + [one / "final" / "pool.json"]:
@@ -101,32 +99,43 @@ def test_dvc_shows_the_stages_and_dry_runs_prepare(project: Path):
     assert "Running stage 'prepare'" in out.stdout
     dag = run([str(BIN / "dvc"), "dag"], project)
     assert "prepare" in dag.stdout and "dense" in dag.stdout
+    study = run([str(BIN / "dvc"), "stage", "list", "workflow/study/dvc.yaml"], project)
+    assert study.returncode == 0, study.stderr
+    assert "study-table" in study.stdout and "results/study/table" in study.stdout
+    # the study's table starts from the root pipeline's prepared data (a dry run stops where data is missing)
+    dry = run([str(BIN / "dvc"), "repro", "--dry", "workflow/study/dvc.yaml:study-table"], project)
+    assert "Running stage 'prepare'" in dry.stdout, dry.stdout + dry.stderr
 
 
+@pytest.mark.slow
 def test_loss_ranker_orders_a_round_by_the_loss_gap_to_the_dense_model(smoke_runs: list[Path]):
     results = smoke_runs[0] / "results"
-    params = config.load_params(smoke_runs[0] / SMOKE, ["search.ranker=loss"])
-    ranking = search.rank_round(params, search.Layout(results), 0)
-    dense = search.epoch_losses(results / "dense")
+    params = Params.from_dict(config.load_params(smoke_runs[0] / SMOKE, ["search.ranker=loss"]))
+    ranking = rank.rank_round(params, Layout(results), 0)
+    dense = rank.epoch_losses(results / "dense")
     gaps = [math.log(row.valid_ppl) - dense[row.epoch] for row in ranking.itertuples()]
     assert list(ranking["score"]) == pytest.approx(gaps, abs=1e-9)
     assert list(ranking["score"]) == sorted(ranking["score"])
-    assert ranking["kept"].sum() == search.plan(params["search"]).rounds[0].survivors
-    ls = search.rank_round(config.load_params(smoke_runs[0] / SMOKE), search.Layout(results), 0)
+    assert ranking["kept"].sum() == plan(params.search).rounds[0].survivors
+    ls = rank.rank_round(Params.from_dict(config.load_params(smoke_runs[0] / SMOKE)), Layout(results), 0)
     assert list(ls["distance"]) == sorted(ls["distance"]), "the LS ranker orders by distance"
 
 
+@pytest.mark.slow
 def test_history_mode_decides_what_the_proposer_learns_from(smoke_runs: list[Path]):
-    results = search.Layout(smoke_runs[0] / "results")
-    survivors = search.propose_round(config.load_params(smoke_runs[0] / SMOKE), results, 0)
-    everyone = search.propose_round(config.load_params(smoke_runs[0] / SMOKE, ["search.history=all"]), results, 0)
-    first = search.plan(config.load_params(smoke_runs[0] / SMOKE)["search"]).rounds[0]
+    results = Layout(smoke_runs[0] / "results")
+    params = Params.from_dict(config.load_params(smoke_runs[0] / SMOKE))
+    survivors = propose.propose_round(params, results, 0)
+    everyone = propose.propose_round(Params.from_dict(config.load_params(smoke_runs[0] / SMOKE, ["search.history=all"])),
+                                     results, 0)
+    first = plan(params.search).rounds[0]
     assert len(survivors["history"]) == first.survivors and len(everyone["history"]) == first.pool
     assert survivors["history_mode"] == "survivors" and everyone["history_mode"] == "all"
-    kept = {search.config_key(h["config"]) for h in survivors["history"]}
-    assert kept < {search.config_key(h["config"]) for h in everyone["history"]}
+    kept = {config_key(h["config"]) for h in survivors["history"]}
+    assert kept < {config_key(h["config"]) for h in everyone["history"]}
 
 
+@pytest.mark.slow
 def test_full_training_search_trains_every_initial_candidate_to_the_end(tmp_path: Path, ptb_raw: Path):
     project = copy_project(tmp_path, ptb_raw)
     params = config.read_yaml(project / SMOKE)
@@ -167,6 +176,7 @@ def smoke_params(project: Path) -> dict:
     return config.read_yaml(project / SMOKE)
 
 
+@pytest.mark.slow
 def test_changing_final_epochs_reruns_only_the_final_trainings_and_selection(smoke_runs: list[Path]):
     params = smoke_params(smoke_runs[0])
     params["final"]["epochs"] += 1
@@ -175,6 +185,7 @@ def test_changing_final_epochs_reruns_only_the_final_trainings_and_selection(smo
     assert rules <= {"final_pool", "train_final", "select", "train_dense_final", "train_correlation", "report", "all"}
 
 
+@pytest.mark.slow
 def test_changing_search_n_reruns_the_rounds_onward_but_not_data_or_dense(smoke_runs: list[Path]):
     params = smoke_params(smoke_runs[0])
     params["search"]["n"] = 5  # still 2 rounds, so the dense reference's epochs do not change
@@ -183,6 +194,7 @@ def test_changing_search_n_reruns_the_rounds_onward_but_not_data_or_dense(smoke_
     assert not rules & {"prepare", "train_dense", "spectra_dense", "train_dense_final"}
 
 
+@pytest.mark.slow
 def test_changing_lyapunov_steps_reruns_the_spectra_onward_but_no_earlier_training(smoke_runs: list[Path]):
     params = smoke_params(smoke_runs[0])
     params["lyapunov"]["steps"] += 5
@@ -198,14 +210,17 @@ def test_changing_lyapunov_steps_reruns_the_spectra_onward_but_no_earlier_traini
 
 
 def test_committed_dvc_yaml_is_what_the_params_generate():
-    out = run([str(BIN / "lsh"), "dvc-yaml", "--out", "dvc.yaml", "--check"], REPO)
+    out = run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml", "--check"], REPO)
     assert out.returncode == 0, out.stderr
+    study = run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--study", "--check"], REPO)
+    assert study.returncode == 0, study.stderr
 
 
+@pytest.mark.slow
 def test_dvc_repro_versions_the_run_and_snakemake_then_has_nothing_to_do(tmp_path: Path, ptb_raw: Path):
     project = copy_project(tmp_path, ptb_raw)
     (project / "params.yaml").write_text((project / SMOKE).read_text())
-    assert run([str(BIN / "lsh"), "dvc-yaml", "--out", "dvc.yaml"], project).returncode == 0
+    assert run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project).returncode == 0
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"]):
         subprocess.run(cmd, cwd=project, check=True)
     out = run([str(BIN / "dvc"), "repro"], project, timeout=1200)
@@ -231,6 +246,7 @@ def test_dvc_repro_versions_the_run_and_snakemake_then_has_nothing_to_do(tmp_pat
 # A run killed mid-round resumes and ends as if it had never stopped
 
 
+@pytest.mark.slow
 def test_sigkill_in_the_middle_of_a_round_then_the_same_command_finishes_reusing_finished_jobs(smoke_runs: list[Path], tmp_path: Path, ptb_raw: Path):
     import signal
     import time
@@ -266,6 +282,7 @@ def test_sigkill_in_the_middle_of_a_round_then_the_same_command_finishes_reusing
 # The comparison set
 
 
+@pytest.mark.slow
 def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_path: Path, ptb_raw: Path):
     project = copy_project(tmp_path, ptb_raw)
     params = config.read_yaml(project / SMOKE)
@@ -277,7 +294,7 @@ def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     compare = project / "results" / "compare"
     modes = {}
-    for method in search.COMPARISON:
+    for method in COMPARISON:
         selected = json.loads((compare / method / "final" / "selected.json").read_text())
         assert selected["status"] == "ok", method
         modes[method] = (selected["mode"], selected["ranker"], selected["proposer"])
@@ -285,13 +302,14 @@ def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_
     assert modes["lsh-atpe"] == ("lsh", "ls", "atpe") and modes["loss-grid"] == ("lsh", "loss", "grid")
     assert modes["full"][0] == "full"
     table = (compare / "report" / "table1.csv").read_text()
-    assert table.count("\n") >= 1 + 1 + 1 + len(search.COMPARISON), table  # header, dense, this run, the set
+    assert table.count("\n") >= 1 + 1 + 1 + len(COMPARISON), table  # header, dense, this run, the set
 
 
 # -----------------------------------------------------------------------------
 # What every job reads: the run's resolved params, numbers as written
 
 
+@pytest.mark.slow
 def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(project: Path):
     params = config.read_yaml(project / SMOKE)
     params.update(seed=7, results="out")
@@ -325,6 +343,7 @@ def test_snakemakes_config_gives_whole_floats_as_integers(project: Path):
     assert yaml.safe_load((project / "results" / "resolved-params.yaml").read_text())["seed"] == 5
 
 
+@pytest.mark.slow
 def test_a_diverged_dense_reference_stops_the_run_naming_the_divergence_and_the_learning_rate(project: Path):
     params = config.read_yaml(project / SMOKE)
     params["train"].update(lr=1e15, clip=1e15)
@@ -338,3 +357,27 @@ def test_a_diverged_dense_reference_stops_the_run_naming_the_divergence_and_the_
     assert (dense / "epoch-000.pt").is_file(), "the dense outputs are kept"
     log = (project / "results" / "logs" / "dense" / "spectra.log").read_text()
     assert "error: the dense reference diverged at epoch" in log and "train.lr = 1e+15" in log and "lower it" in log
+
+
+@pytest.mark.slow
+def test_a_smoke_run_selects_what_the_recorded_reference_run_selected(smoke_runs: list[Path]):
+    """The smoke preset's pools, rankings, proposals and selection, recorded before the code was
+    restructured into stages and a library (tests/data/smoke_reference.json): the same seed gives
+    the same search. Floats within 1e-4 (another CPU may round differently), everything else exact."""
+    reference = json.loads((REPO / "tests" / "data" / "smoke_reference.json").read_text())
+    results = smoke_runs[0] / "results"
+    for path, slots in reference["pools"].items():
+        found = json.loads((results / path).read_text())["slots"]
+        assert [None if e is None else {k: e[k] for k in slots[0]} for e in found] == slots, path
+    for path, rows in reference["rankings"].items():
+        found = list(csv.DictReader(open(results / path)))
+        assert [(r["candidate"], int(r["rank"]), r["kept"] == "True") for r in found] == \
+            [(r["candidate"], r["rank"], r["kept"]) for r in rows], path
+        for r, expected in zip(found, rows):
+            assert float(r["distance"]) == pytest.approx(expected["distance"], rel=1e-4), path
+            assert float(r["valid_ppl"]) == pytest.approx(expected["valid_ppl"], rel=1e-4), path
+    for path, proposals in reference["proposals"].items():
+        assert json.loads((results / path).read_text())["proposals"] == proposals, path
+    selected = json.loads((results / "final" / "selected.json").read_text())
+    for key, value in reference["selected"].items():
+        assert selected[key] == (pytest.approx(value, rel=1e-4) if isinstance(value, float) else value), key

@@ -1,18 +1,23 @@
-# All of the workflow's Python: config validation, paths, and the helpers rules call.
-import glob
+# All of the workflow's Python: config validation, the runs and their schedules, the paths
+# (from lsh.layout, the one definition of the results folder), and the helpers rules call.
 import json
 import os
+import re
 import shlex
 import sys
+from copy import deepcopy
+from functools import cached_property
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from lsh.config import ConfigError, validate as describe_problems, write_resolved
+from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
 from lsh.errors import LshError
-from lsh.search import COMPARISON
-from lsh.search import plan as search_plan
+from lsh.layout import STUDY_REPORT_FILES, TABLE_FILES, Layout, two
+from lsh.search.schedule import plan as search_plan
+from lsh.study.cells import cell_ids
 
 
 # One schema for Snakemake and the `lsh` command line (lsh/config.py reads the same file).
@@ -30,37 +35,77 @@ validate(config, "../schemas/params.schema.yaml")
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 ENV = "../envs/lsh.yaml"
 
-# The schedule follows from the params alone, so the whole DAG is known up front.
-try:
-    PLAN = search_plan(config["search"])
-except LshError as e:
-    raise WorkflowError(str(e)) from None
-
-RESULTS = config["results"]
-LOGS = f"{RESULTS}/logs"
 PREPARED = config["data"]["prepared"]
 SPLITS = ["train", "valid", "test"]
-
-# Every job reads the run's validated params from one file, written here once per run
-# (left untouched when it has not changed): the preset, --config overrides and all, and
-# nothing from ./params.yaml. It is not an input of any rule, so writing it reruns nothing.
-RESOLVED = str(write_resolved(config, f"{RESULTS}/resolved-params.yaml"))
-
-
-def lsh_params(*sections):
-    """A rule's params for a job that runs `lsh`: `cfg` hands it the run's resolved params
-    file, `reads` holds the sections it reads, so Snakemake reruns it exactly when one of
-    them changes (params are a rerun trigger)."""
-    reads = json.dumps({key: lookup_key(key) for key in sections}, sort_keys=True)  # key order is no change
-    return {"cfg": f"--params {shlex.quote(RESOLVED)}", "reads": reads}
+MAIN = Layout(config["results"])
+LOGS = MAIN.logs
+# The comparison set of the paper's Table 1 (`snakemake compare`): each method a run of
+# its own under <results>/compare/<method>/, the search section overridden as given.
+COMPARISON = yaml.safe_load(Path(workflow.current_basedir, "..", "comparison.yaml").read_text())
 
 
-def lookup_key(dotted):
-    """config["a"]["b"] for "a.b"."""
-    value = config
+class Run:
+    """One run of the workflow: the main one, or a method of the comparison set. Every job
+    reads the run's validated params from one file, written once its first job is planned
+    (and left untouched when it has not changed): the preset, --config overrides and all,
+    and nothing from ./params.yaml. It is no rule's input, so writing it reruns nothing."""
+
+    def __init__(self, params):
+        self.params = params
+        self.layout = Layout(params["results"])
+        try:
+            self.plan = search_plan(SearchConfig(**params["search"]))
+        except LshError as e:
+            raise WorkflowError(str(e)) from None
+
+    @cached_property
+    def resolved(self):
+        return write_resolved(self.params, self.layout.resolved_params)
+
+    def reads(self, *keys):
+        """The params a job reads, as one canonical string (Snakemake reruns a job when it changes)."""
+        return json.dumps({key: lookup(self.params, key) for key in keys}, sort_keys=True)
+
+
+def lookup(params, dotted):
+    """params["a"]["b"] for "a.b"."""
     for part in dotted.split("."):
-        value = value[part]
-    return value
+        params = params[part]
+    return params
+
+
+def method_params(method):
+    if method not in COMPARISON:
+        raise WorkflowError(f"comparison method {method!r}: allowed are {', '.join(COMPARISON)}")
+    params = deepcopy(config)
+    params["search"].update(COMPARISON[method])
+    params["results"] = str(MAIN.compare(method).root)
+    params["report"]["correlation_candidates"] = 0
+    return params
+
+
+RUNS = {str(MAIN.root): Run(config), **{str(MAIN.compare(m).root): Run(method_params(m)) for m in COMPARISON}}
+PLAN = RUNS[str(MAIN.root)].plan
+# The dense reference is shared: the comparison set differs from the run only in its search, so
+# every run with rounds compares against the same epochs (a `full` run has none).
+DENSE, DENSE_EPOCHS = MAIN.dense, max(run_.plan.last_epoch for run_ in RUNS.values())
+
+# Path patterns: {root} is a run's results folder, {r}, {s}, {f}, {c} two-digit numbers.
+P = Layout("{root}")
+
+
+def run_of(wildcards):
+    return RUNS[getattr(wildcards, "root", str(MAIN.root))]
+
+
+def lsh_params(*keys):
+    """A rule's params for a job that runs `lsh`: `cfg` hands it its run's resolved params
+    file, `reads` the sections (or keys) it reads, so Snakemake reruns it exactly when one
+    of them changes (params are a rerun trigger)."""
+    return {
+        "cfg": lambda w: f"--params {shlex.quote(str(run_of(w).resolved))}",
+        "reads": lambda w: run_of(w).reads(*keys),
+    }
 
 
 def prepared_files():
@@ -79,76 +124,67 @@ def train_mem_mb(wildcards, attempt):
     return int(1500 + weights * 4 * 8 / 1e6) * attempt
 
 
-# Rounds, slots and final slots are two-digit wildcards: r00, s03, f01.
-ROUND = f"{RESULTS}/rounds/r{{r}}"
-SLOT = f"{RESULTS}/rounds/r{{r}}/s{{s}}"
-FINAL = f"{RESULTS}/final"
-
-
-def two(i):
-    return f"{int(i):02d}"
-
-
-def round_slots(r):
-    return range(PLAN.rounds[int(r)].pool)
-
-
-def slot_train_summaries(r):
-    """A slot's training is marked done by its summary.json, written last; its checkpoints live beside it."""
-    return [f"{RESULTS}/rounds/r{two(r)}/s{two(s)}/train/summary.json" for s in round_slots(r)]
-
-
-def slot_spectra_files(r):
-    return [f"{RESULTS}/rounds/r{two(r)}/s{two(s)}/spectra.json" for s in round_slots(r)]
-
-
-def candidate_sections():
+def candidate_keys():
     """What a candidate's training reads; final.epochs only when it sets the death-rate decay."""
     return ["seed", "data.train_tokens", "model", "train", "sparse",
             *(["final"] if config["sparse"]["decay_epochs"] is None else [])]
 
 
+def slot_train_summaries(run, r):
+    """A slot's training is marked done by its summary.json, written last; its checkpoints live beside it."""
+    return [str(run.layout.slot_train(r, s) / "summary.json") for s in range(run.plan.rounds[int(r)].pool)]
+
+
+def slot_spectra_files(run, r):
+    return [str(run.layout.slot_spectra(r, s)) for s in range(run.plan.rounds[int(r)].pool)]
+
+
+def dense_outputs():
+    return {"spectra": str(DENSE / "spectra.json"), "metrics": str(DENSE / "metrics.jsonl"),
+            "summary": str(DENSE / "summary.json")}
+
+
 def pool_inputs(wildcards):
     """Round 0's pool needs nothing; a later pool needs the previous round's ranking and proposals."""
-    r = int(wildcards.r)
-    if r == 0:
-        return []
-    return [f"{RESULTS}/rounds/r{two(r - 1)}/ranking.csv", f"{RESULTS}/rounds/r{two(r - 1)}/proposals.json"]
+    run, r = run_of(wildcards), int(wildcards.r)
+    return [] if r == 0 else [str(run.layout.ranking(r - 1)), str(run.layout.proposals(r - 1))]
 
 
 def parent_summaries(wildcards):
     """A survivor continues from a checkpoint of the previous round: that round's trainings are inputs."""
     r = int(wildcards.r)
-    return slot_train_summaries(r - 1) if r > 0 else []
+    return slot_train_summaries(run_of(wildcards), r - 1) if r > 0 else []
 
 
 def rank_inputs(wildcards):
-    r = int(wildcards.r)
+    run, r = run_of(wildcards), int(wildcards.r)
     return {
-        "pool": f"{RESULTS}/rounds/r{two(r)}/pool.json",
-        "train": slot_train_summaries(r),
-        "spectra": [f for q in range(r + 1) for f in slot_spectra_files(q)],
-        "dense": f"{RESULTS}/dense/spectra.json",
-        "dense_metrics": f"{RESULTS}/dense/metrics.jsonl",
+        "pool": str(run.layout.pool(r)),
+        "train": slot_train_summaries(run, r),
+        "spectra": [f for q in range(r + 1) for f in slot_spectra_files(run, q)],
+        "dense": str(DENSE / "spectra.json"),
+        "dense_metrics": str(DENSE / "metrics.jsonl"),
     }
 
 
 def final_pool_inputs(wildcards):
-    if not PLAN.rounds:
+    run = run_of(wildcards)
+    if not run.plan.rounds:
         return []  # search.mode full: the initial pool goes straight to the final training
-    last = len(PLAN.rounds) - 1
-    return [f"{RESULTS}/rounds/r{two(last)}/ranking.csv", *slot_train_summaries(last)]
+    last = len(run.plan.rounds) - 1
+    return [str(run.layout.ranking(last)), *slot_train_summaries(run, last)]
 
 
-def final_train_summaries():
-    return [f"{FINAL}/f{two(f)}/summary.json" for f in range(PLAN.final_pool)]
+def final_train_summaries(run):
+    return [str(run.layout.final_train(f) / "summary.json") for f in range(run.plan.final_pool)]
 
 
 def select_inputs(wildcards):
-    inputs = {"pool": f"{FINAL}/pool.json", "final": final_train_summaries()}
-    if PLAN.rounds:
-        inputs["rankings"] = [f"{RESULTS}/rounds/r{two(r)}/ranking.csv" for r in range(len(PLAN.rounds))]
-        inputs["dense"] = f"{RESULTS}/dense/spectra.json"
+    run = run_of(wildcards)
+    inputs = {"pool": str(run.layout.final_pool), "final": final_train_summaries(run)}
+    if run.plan.rounds:
+        inputs["rankings"] = [str(run.layout.ranking(r)) for r in range(len(run.plan.rounds))]
+        inputs["dense"] = str(DENSE / "spectra.json")
     return inputs
 
 
@@ -157,53 +193,52 @@ def correlation_summaries():
     if not PLAN.rounds:
         return []
     k = min(config["report"]["correlation_candidates"], PLAN.rounds[0].pool)
-    return [f"{RESULTS}/correlation/c{two(c)}/summary.json" for c in range(k)]
+    return [str(MAIN.correlation_train(c) / "summary.json") for c in range(k)]
 
 
-def report_inputs(wildcards):
+def report_inputs(wildcards=None):
     """The finished run: selection, final pool and trainings, correlation study, and with
     selection rounds the dense reference and every round's pool, ranking, trainings and spectra."""
+    run = RUNS[str(MAIN.root)]
     inputs = {
-        "selected": f"{FINAL}/selected.json",
-        "pool": f"{FINAL}/pool.json",
-        "final": final_train_summaries(),
+        "selected": str(MAIN.selected),
+        "pool": str(MAIN.final_pool),
+        "final": final_train_summaries(run),
         "correlation": correlation_summaries(),
-        "compare": sorted(glob.glob(f"{RESULTS}/compare/*/final/selected.json")),
     }
     if PLAN.rounds:
-        inputs["dense"] = [f"{RESULTS}/dense/summary.json", f"{RESULTS}/dense/spectra.json"]
-        inputs["dense_final"] = f"{RESULTS}/dense-final/summary.json"
+        inputs["dense"] = [str(DENSE / "summary.json"), str(DENSE / "spectra.json")]
+        inputs["dense_final"] = str(MAIN.dense_final / "summary.json")
         inputs["rounds"] = [
             f
             for r in range(len(PLAN.rounds))
-            for f in (
-                f"{RESULTS}/rounds/r{two(r)}/pool.json",
-                f"{RESULTS}/rounds/r{two(r)}/ranking.csv",
-                *slot_train_summaries(r),
-                *slot_spectra_files(r),
-            )
+            for f in (str(MAIN.pool(r)), str(MAIN.ranking(r)), *slot_train_summaries(run, r), *slot_spectra_files(run, r))
         ]
     return inputs
 
 
-def comparison_overrides(method):
-    """`--set` options that turn this run's params into one comparison method's (own results folder)."""
-    if method not in COMPARISON:
-        raise WorkflowError(f"comparison method {method!r}: allowed are {', '.join(COMPARISON)}")
-    sets = {f"search.{k}": v for k, v in COMPARISON[method].items()}
-    sets.update({"results": f"{RESULTS}/compare/{method}", "report.correlation_candidates": 0})
-    return " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sets.items())
-
-
 def compare_inputs(wildcards):
-    """Every comparison run, and this run's own results (its report's rows)."""
-    return {
-        **report_inputs(wildcards),
-        "runs": expand(f"{RESULTS}/compare/{{method}}/final/selected.json", method=COMPARISON),
-    }
+    """Every comparison run's selection, and this run's own results (its report's rows)."""
+    return {**report_inputs(wildcards), "runs": [str(MAIN.compare(m).selected) for m in COMPARISON]}
+
+
+def root_pattern():
+    """The results folders a {root} wildcard may stand for: this run and its comparison runs."""
+    return "|".join(re.escape(root) for root in RUNS)
 
 
 def final_outputs():
     """What `rule all` asks for."""
-    dense_final = [f"{RESULTS}/dense-final/summary.json"] if PLAN.rounds else []
-    return [f"{FINAL}/selected.json", *dense_final, *correlation_summaries()]
+    dense_final = [str(MAIN.dense_final / "summary.json")] if PLAN.rounds else []
+    return [str(MAIN.selected), *dense_final, *correlation_summaries()]
+
+
+def study_cells(wildcards=None):
+    """Every cell of the study's benchmark table (the main run's params): rows.json, recorded last.
+    An input function, so that a study setting the space cannot satisfy fails the study only."""
+    params = Params.from_dict(config)
+    try:
+        ids = cell_ids(params)
+    except LshError as e:
+        raise WorkflowError(str(e)) from None
+    return [str(MAIN.table_cell(cid, k) / "rows.json") for cid in ids for k in range(params.study.seeds)]

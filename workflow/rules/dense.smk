@@ -2,18 +2,19 @@
 # search compares against (0 to the last epoch any candidate reaches in selection). Its
 # training is marked done by summary.json (written last, also when it diverged); the
 # checkpoints live beside it, so a diverged run keeps them and the next stage says why.
+# The comparison set shares it.
 
 
 rule train_dense:
     input:
         prepared_files(),
     output:
-        metrics=f"{RESULTS}/dense/metrics.jsonl",
-        curves=f"{RESULTS}/dense/curves.json",
-        summary=f"{RESULTS}/dense/summary.json",
+        metrics=dense_outputs()["metrics"],
+        curves=str(DENSE / "curves.json"),
+        summary=dense_outputs()["summary"],
     params:
         **lsh_params("seed", "data.train_tokens", "model", "train"),
-        epochs=PLAN.last_epoch,
+        epochs=DENSE_EPOCHS,
         data=lambda w, input: os.path.dirname(input[0]),
         out=lambda w, output: os.path.dirname(output.summary),
     conda:
@@ -26,20 +27,20 @@ rule train_dense:
         runtime=240,
     shell:
         "lsh train {params.cfg} --data {params.data} --out {params.out} --epochs {params.epochs}"
-        " --dense --keep all --resume --restart --test --threads {threads} > {log} 2>&1"
+        " --dense --keep all --resume --restart --test --spectra --threads {threads} > {log} 2>&1"
 
 
 rule spectra_dense:
     input:
         data=prepared_files(),
-        train=f"{RESULTS}/dense/summary.json",
+        train=dense_outputs()["summary"],
     output:
-        f"{RESULTS}/dense/spectra.json",
+        dense_outputs()["spectra"],
     params:
         **lsh_params("seed", "lyapunov"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         train=lambda w, input: os.path.dirname(input.train),
-        epochs=PLAN.last_epoch,
+        epochs=DENSE_EPOCHS,
     conda:
         ENV
     log:
@@ -56,13 +57,13 @@ rule spectra_dense:
 rule train_dense_final:
     input:
         data=prepared_files(),
-        dense=f"{RESULTS}/dense/summary.json",
+        dense=dense_outputs()["summary"],
     output:
-        f"{RESULTS}/dense-final/summary.json",
+        str(MAIN.dense_final / "summary.json"),
     params:
         **lsh_params("seed", "data.train_tokens", "model", "train", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
-        init=lambda w, input: f"{os.path.dirname(input.dense)}/epoch-{PLAN.last_epoch:03d}.pt",
+        init=lambda w, input: f"{os.path.dirname(input.dense)}/epoch-{DENSE_EPOCHS:03d}.pt",
         out=lambda w, output: os.path.dirname(output[0]),
         epochs=config["final"]["epochs"],
     conda:

@@ -1,33 +1,32 @@
-# The final pool (the last round's survivors, or every initial candidate in `full` mode)
-# trains to final.epochs from its selection checkpoints; the best by validation wins.
+# The final pool of a run (the last round's survivors, or every initial candidate in `full`
+# mode) trains to final.epochs from its selection checkpoints; the best by validation wins.
 
 
 rule final_pool:
     input:
         final_pool_inputs,
     output:
-        f"{FINAL}/pool.json",
+        str(P.final_pool),
     params:
         **lsh_params("seed", "space", "search", "final"),
-        results=lambda w, output: str(Path(output[0]).parents[1]),
     conda:
         ENV
     log:
-        f"{LOGS}/final/pool.log",
+        f"{P.logs}/final/pool.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "lsh search pool {params.cfg} --round final --results {params.results} --out {output} > {log} 2>&1"
+        "lsh search pool {params.cfg} --round final --results {wildcards.root} --out {output} > {log} 2>&1"
 
 
 rule train_final:
     input:
         data=prepared_files(),
-        pool=f"{FINAL}/pool.json",
+        pool=str(P.final_pool),
     output:
-        f"{FINAL}/f{{f}}/summary.json",
+        str(P.final_train("{f}") / "summary.json"),
     params:
         **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
@@ -35,7 +34,7 @@ rule train_final:
     conda:
         ENV
     log:
-        f"{LOGS}/final/f{{f}}.log",
+        f"{P.logs}/final/f{{f}}.log",
     threads: 1
     resources:
         mem_mb=train_mem_mb,
@@ -49,29 +48,29 @@ rule select:
     input:
         unpack(select_inputs),
     output:
-        f"{FINAL}/selected.json",
+        str(P.selected),
     params:
         **lsh_params("seed", "search", "sparse"),
-        results=lambda w, output: str(Path(output[0]).parents[1]),
+        dense=lambda w, input: os.path.dirname(input.dense) if "dense" in input.keys() else str(DENSE),
     conda:
         ENV
     log:
-        f"{LOGS}/final/select.log",
+        f"{P.logs}/final/select.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "lsh search select {params.cfg} --results {params.results} --out {output} > {log} 2>&1"
+        "lsh search select {params.cfg} --results {wildcards.root} --dense {params.dense} --out {output} > {log} 2>&1"
 
 
 rule train_correlation:
     input:
         data=prepared_files(),
-        pool=f"{RESULTS}/rounds/r00/pool.json",
-        train=f"{RESULTS}/rounds/r00/s{{c}}/train/summary.json",
+        pool=str(MAIN.pool(0)),
+        train=str(MAIN.slot_train(0, "{c}") / "summary.json"),
     output:
-        f"{RESULTS}/correlation/c{{c}}/summary.json",
+        str(MAIN.correlation_train("{c}") / "summary.json"),
     params:
         **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "final"),
         data=lambda w, input: os.path.dirname(input.data[0]),

@@ -1,8 +1,8 @@
 # The run's report (results/report/): tables and figures from the finished run, embedded
 # in `snakemake --report results/report.html` with the captions of workflow/report/.
-REPORT = f"{RESULTS}/report"
+REPORT = MAIN.report
 
-# Every file `lsh report` writes (lsh.report.report_files); the LS figures only with
+# Every file `lsh report` writes (lsh.stages.report.report_files); the LS figures only with
 # selection rounds. report(...) puts a file with its caption into the HTML report.
 shown = lambda name, caption, category: report(
     f"{REPORT}/{name}", caption=f"../report/{caption}.rst", category=category
@@ -37,6 +37,7 @@ rule report:
     params:
         **lsh_params("seed", "model", "sparse", "search", "final", "report"),
         results=lambda w, input: str(Path(input.selected).parents[1]),
+        dense=lambda w, input: os.path.dirname(input.dense[0]) if PLAN.rounds else str(DENSE),
         out=lambda w, output: os.path.dirname(output.summary),
     conda:
         ENV
@@ -47,4 +48,4 @@ rule report:
         mem_mb=2000,
         runtime=30,
     shell:
-        "lsh report {params.cfg} --results {params.results} --out {params.out} > {log} 2>&1"
+        "lsh report {params.cfg} --results {params.results} --dense {params.dense} --out {params.out} > {log} 2>&1"

@@ -1,50 +1,42 @@
-# The LSH rounds: a static DAG of pool slots. Per slot: train, spectra; per round: rank,
-# propose. Which candidate a slot holds is read from the round's pool.json at run time.
-
-
-wildcard_constraints:
-    r=r"\d\d",
-    s=r"\d\d",
-    f=r"\d\d",
-    method=r"[a-z-]+",
-    c=r"\d\d",
+# The LSH rounds of a run ({root}: the run's results folder, the main one or a comparison
+# run's): a static DAG of pool slots. Per slot: train, spectra; per round: rank, propose.
+# Which candidate a slot holds is read from the round's pool.json at run time.
 
 
 rule pool:
     input:
         pool_inputs,
     output:
-        f"{ROUND}/pool.json",
+        str(P.pool("{r}")),
     params:
         **lsh_params("seed", "space", "search"),
-        results=lambda w, output: str(Path(output[0]).parents[2]),
     conda:
         ENV
     log:
-        f"{LOGS}/rounds/r{{r}}/pool.log",
+        f"{P.logs}/rounds/r{{r}}/pool.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     shell:
-        "lsh search pool {params.cfg} --round {wildcards.r} --results {params.results} --out {output} > {log} 2>&1"
+        "lsh search pool {params.cfg} --round {wildcards.r} --results {wildcards.root} --out {output} > {log} 2>&1"
 
 
 rule train_candidate:
     input:
         data=prepared_files(),
-        pool=f"{ROUND}/pool.json",
+        pool=str(P.pool("{r}")),
         parents=parent_summaries,
     output:
-        f"{SLOT}/train/summary.json",
+        str(P.slot_train("{r}", "{s}") / "summary.json"),
     params:
-        **lsh_params(*candidate_sections()),
+        **lsh_params(*candidate_keys()),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
         ENV
     log:
-        f"{LOGS}/rounds/r{{r}}/s{{s}}/train.log",
+        f"{P.logs}/rounds/r{{r}}/s{{s}}/train.log",
     threads: 1
     resources:
         mem_mb=train_mem_mb,
@@ -57,10 +49,10 @@ rule train_candidate:
 rule spectra_candidate:
     input:
         data=prepared_files(),
-        pool=f"{ROUND}/pool.json",
-        train=f"{SLOT}/train/summary.json",
+        pool=str(P.pool("{r}")),
+        train=str(P.slot_train("{r}", "{s}") / "summary.json"),
     output:
-        f"{SLOT}/spectra.json",
+        str(P.slot_spectra("{r}", "{s}")),
     params:
         **lsh_params("seed", "lyapunov"),
         data=lambda w, input: os.path.dirname(input.data[0]),
@@ -68,7 +60,7 @@ rule spectra_candidate:
     conda:
         ENV
     log:
-        f"{LOGS}/rounds/r{{r}}/s{{s}}/spectra.log",
+        f"{P.logs}/rounds/r{{r}}/s{{s}}/spectra.log",
     threads: 1
     resources:
         mem_mb=train_mem_mb,
@@ -82,38 +74,38 @@ rule rank:
     input:
         unpack(rank_inputs),
     output:
-        f"{ROUND}/ranking.csv",
+        str(P.ranking("{r}")),
     params:
         **lsh_params("seed", "search"),
-        results=lambda w, output: str(Path(output[0]).parents[2]),
+        dense=lambda w, input: os.path.dirname(input.dense),
     conda:
         ENV
     log:
-        f"{LOGS}/rounds/r{{r}}/rank.log",
+        f"{P.logs}/rounds/r{{r}}/rank.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "lsh search rank {params.cfg} --round {wildcards.r} --results {params.results} --out {output} > {log} 2>&1"
+        "lsh search rank {params.cfg} --round {wildcards.r} --results {wildcards.root} --dense {params.dense}"
+        " --out {output} > {log} 2>&1"
 
 
 rule propose:
     input:
-        pool=f"{ROUND}/pool.json",
-        ranking=f"{ROUND}/ranking.csv",
+        pool=str(P.pool("{r}")),
+        ranking=str(P.ranking("{r}")),
     output:
-        f"{ROUND}/proposals.json",
+        str(P.proposals("{r}")),
     params:
         **lsh_params("seed", "space", "search"),
-        results=lambda w, output: str(Path(output[0]).parents[2]),
     conda:
         ENV
     log:
-        f"{LOGS}/rounds/r{{r}}/propose.log",
+        f"{P.logs}/rounds/r{{r}}/propose.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "lsh search propose {params.cfg} --round {wildcards.r} --results {params.results} --out {output} > {log} 2>&1"
+        "lsh search propose {params.cfg} --round {wildcards.r} --results {wildcards.root} --out {output} > {log} 2>&1"

@@ -1,0 +1,10 @@
+"""The report as a library: a finished run read once, and what is computed from it.
+
+    run.py          reading a run: candidates, rankings, the dense reference (load_run)
+    tables.py       Table 1, budget, wall seconds, Markdown
+    correlation.py  distances over epochs, early measures against final perplexity
+    figures.py      the paper's figures
+    summary.py      summary.md and metrics.json
+
+`lsh.stages.report` writes the files.
+"""

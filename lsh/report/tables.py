@@ -1,0 +1,136 @@
+"""The report's tables: Table 1 (this run, the compared runs, the dense reference), the budget
+and the wall seconds per stage, and Markdown without a tabulate dependency."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lsh import layout as names
+from lsh.files import read_json_if
+from lsh.report.run import Run, method_name
+
+
+def _num(x: Any) -> float:
+    """A JSON number (or null) as a float, NaN for null."""
+    return float(x) if x is not None else math.nan
+
+
+def _budget_numbers(selected: dict) -> tuple[float, float]:
+    budget = selected.get("budget") or {}
+    return _num(budget.get("total_candidate_epochs")), _num(budget.get("total_wall_seconds"))
+
+
+def dense_reference(run: Run) -> dict | None:
+    """The dense reference trained to final.epochs: its perplexities, epochs and wall seconds."""
+    final = run.dense_final
+    source = run.dense_dir.parent / "dense-final"
+    if final is None:  # e.g. a full-training run: take a compared run's reference if one has it
+        for folder, _ in run.compared:
+            final = read_json_if(folder / "dense-final" / names.SUMMARY)
+            if final is not None:
+                source = folder / "dense-final"
+                break
+    if final is None:
+        return None
+    first = read_json_if(source.parent / "dense" / names.SUMMARY) or {}
+    return {
+        "valid_ppl": _num(final.get("best_valid_ppl")), "test_ppl": _num(final.get("test_ppl")),
+        "epochs": final.get("epochs"), "wall_seconds": round(first.get("seconds", 0.0) + final.get("seconds", 0.0), 3),
+        "source": str(source),
+    }
+
+
+def table1(run: Run) -> pd.DataFrame:
+    """Paper Table 1: the dense reference, this run and every compared run."""
+    rows = []
+    dense = dense_reference(run)
+    if dense is not None:
+        rows.append({"method": "dense", "candidate": "dense", "valid_ppl": dense["valid_ppl"],
+                     "test_ppl": dense["test_ppl"], "candidate_epochs": dense["epochs"],
+                     "wall_seconds": dense["wall_seconds"], "source": dense["source"]})
+    for folder, selected in [(run.root, run.selected), *run.compared]:
+        epochs, seconds = _budget_numbers(selected)
+        rows.append({"method": method_name(selected), "candidate": selected.get("candidate"),
+                     "valid_ppl": _num(selected.get("valid_ppl")), "test_ppl": _num(selected.get("test_ppl")),
+                     "candidate_epochs": epochs, "wall_seconds": seconds,
+                     "source": str(folder / "final" / "selected.json")})
+    df = pd.DataFrame(rows, columns=["method", "candidate", "valid_ppl", "test_ppl", "candidate_epochs",
+                                     "wall_seconds", "source"])
+    df["candidate_epochs"] = df["candidate_epochs"].astype("Int64")
+    return df
+
+
+def budget_table(run: Run) -> pd.DataFrame:
+    """Candidate-epochs per round (planned by `lsh plan` against spent), the final training, totals."""
+    budget = run.selected["budget"]
+    rows, cumulative = [], 0
+    for rnd in budget["rounds"]:
+        cumulative += rnd["spent_candidate_epochs"]
+        rows.append({"stage": f"round {rnd['round']}", "pool": rnd["pool"],
+                     "planned": rnd["planned_candidate_epochs"], "spent": rnd["spent_candidate_epochs"],
+                     "cumulative": cumulative})
+    selection_planned = budget["planned_selection_candidate_epochs"]
+    if budget["rounds"]:
+        rows.append({"stage": "selection", "pool": None, "planned": selection_planned,
+                     "spent": budget["candidate_epochs"]["selection"], "cumulative": cumulative})
+    finals = [e for e in run.final_pool["slots"] if e is not None]
+    final_planned = sum(e["epochs_after"] - e["epochs_before"] for e in finals)
+    cumulative += budget["candidate_epochs"]["final"]
+    rows.append({"stage": "final training", "pool": len(finals), "planned": final_planned,
+                 "spent": budget["candidate_epochs"]["final"], "cumulative": cumulative})
+    rows.append({"stage": "total", "pool": None, "planned": selection_planned + final_planned,
+                 "spent": budget["total_candidate_epochs"], "cumulative": cumulative})
+    df = pd.DataFrame(rows)
+    df["pool"] = df["pool"].astype("Int64")
+    return df
+
+
+def seconds_table(run: Run) -> pd.DataFrame:
+    budget = run.selected["budget"]
+    rows = [{"stage": k, "wall_seconds": v} for k, v in budget["wall_seconds"].items()]
+    rows.append({"stage": "total", "wall_seconds": budget["total_wall_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def correlation_study_cost(run: Run) -> tuple[int, float]:
+    """Candidate-epochs and seconds of the correlation study (the report's extra, not the search's)."""
+    summaries = [c.correlation for c in run.candidates.values() if c.correlation]
+    return (sum(s.get("epochs_trained", 0) for s in summaries), round(sum(s.get("seconds", 0.0) for s in summaries), 3))
+
+
+def _cell(x: Any, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return "-"
+    if isinstance(x, (float, np.floating)):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def markdown_table(df: pd.DataFrame, digits: dict[str, int] | None = None, headers: dict[str, str] | None = None) -> str:
+    """A GitHub markdown table (no tabulate dependency); floats with `digits` decimals per column (default 2)."""
+    digits, headers = digits or {}, headers or {}
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(headers.get(c, c) for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(_cell(row[c], digits.get(c, 2)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_markdown_table(text: str) -> pd.DataFrame:
+    """The first markdown table in `text` back as strings (for checks of what the report wrote)."""
+    block: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            break
+    if len(block) < 2:
+        raise ValueError("no markdown table")
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block]
+    return pd.DataFrame(cells[2:], columns=cells[0])
+
+

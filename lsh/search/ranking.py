@@ -1,0 +1,138 @@
+"""Ranking: a candidate's distance to the dense reference at its own epoch, in LS space (the
+LSH ranker) or in validation loss (the loss-based baselines), and the order it gives.
+
+EMBEDDINGS and DISTANCES map the params' `search.embedding` and `search.distance` to
+functions. Everything here works on arrays handed to it; the ranking stage reads the files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from lsh.errors import LshError
+
+
+def embed_pca(points: np.ndarray, seed: int) -> np.ndarray:
+    """2-D PCA (the paper's LS space)."""
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=min(2, *points.shape), random_state=seed).fit_transform(points)
+
+
+def embed_raw(points: np.ndarray, seed: int) -> np.ndarray:
+    """The spectra themselves."""
+    return points
+
+
+def embed_tsne(points: np.ndarray, seed: int) -> np.ndarray:
+    """2-D t-SNE (keeps neighbourhoods, not distances)."""
+    from sklearn.manifold import TSNE
+
+    perplexity = max(1.0, min(30.0, (len(points) - 1) / 3))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+
+
+EMBEDDINGS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"pca": embed_pca, "raw": embed_raw, "tsne": embed_tsne}
+
+
+def distance_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b))
+
+
+def distance_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(1.0 - np.dot(a, b) / norms) if norms > 0 else 1.0
+
+
+DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"l2": distance_l2, "cosine": distance_cosine}
+PCA_FITS = ("pair", "pool")
+
+
+def _embed(points: np.ndarray, embedding: str, seed: int) -> np.ndarray:
+    if embedding not in EMBEDDINGS:
+        raise LshError(f"search.embedding {embedding!r}: allowed are {', '.join(EMBEDDINGS)}")
+    return EMBEDDINGS[embedding](points, seed)
+
+
+def _distance(a: np.ndarray, b: np.ndarray, distance: str) -> float:
+    if distance not in DISTANCES:
+        raise LshError(f"search.distance {distance!r}: allowed are {', '.join(DISTANCES)}")
+    return DISTANCES[distance](a, b)
+
+
+def ls_distances(
+    dense: np.ndarray, candidates: dict[str, np.ndarray | None], *, embedding: str = "pca",
+    distance: str = "l2", fit: str = "pair", seed: int = 0,
+) -> dict[str, float]:
+    """Distance of each candidate to the dense reference in LS space, at the candidate's epoch E.
+
+    dense: [epochs, L], the dense spectra of epochs 0, 1, ...; candidates: id -> [E + 1, L],
+    the candidate's spectra of epochs 0..E (None when it diverged: distance inf). `fit`
+    `pair` embeds the dense and this candidate's trajectories over 0..E (the paper's
+    formula); `pool` embeds the dense trajectory and all candidates' together.
+    """
+    out = {c: math.inf for c, t in candidates.items() if t is None or not np.all(np.isfinite(t))}
+    valid = {c: t for c, t in candidates.items() if c not in out}
+    for c, t in valid.items():
+        if len(t) > len(dense):
+            raise LshError(f"candidate {c} is at epoch {len(t) - 1}, but the dense reference has spectra of epochs "
+                           f"0..{len(dense) - 1} only: train the dense reference to at least epoch {len(t) - 1}")
+    if fit == "pool" and valid:
+        last = max(len(t) for t in valid.values())
+        points = np.concatenate([dense[:last], *valid.values()])
+        emb = _embed(points, embedding, seed)
+        dense_emb, start = emb[:last], last
+        for c, t in valid.items():
+            cand_emb = emb[start : start + len(t)]
+            start += len(t)
+            out[c] = _distance(dense_emb[len(t) - 1], cand_emb[-1], distance)
+    elif fit == "pair":
+        for c, t in valid.items():
+            E = len(t)
+            emb = _embed(np.concatenate([dense[:E], t]), embedding, seed)
+            out[c] = _distance(emb[E - 1], emb[-1], distance)
+    elif valid:
+        raise LshError(f"search.pca_fit {fit!r}: allowed are {', '.join(PCA_FITS)}")
+    return out
+
+
+def rank(scores: dict[str, float], order: list[str]) -> list[str]:
+    """Candidates from best (lowest score) to worst; ties by pool order; non-finite scores last."""
+    position = {c: i for i, c in enumerate(order)}
+    key = lambda c: (not math.isfinite(scores[c]), scores[c] if math.isfinite(scores[c]) else 0.0, position[c])  # noqa: E731
+    return sorted(scores, key=key)
+
+
+
+
+def loss_gaps(candidates: dict[str, tuple[int, float | None]], dense: dict[int, float | None], source: str) -> dict[str, float]:
+    """The loss-based distance: a candidate's validation loss minus the dense reference's at the same
+    epoch (candidates: id -> (epoch, loss or None when diverged)). Comparing each candidate with the
+    dense model at its own epoch, as the LS ranker does, lets a new candidate at e0 compete fairly
+    with a survivor several epochs further on."""
+    out = {}
+    for c, (epoch, loss) in candidates.items():
+        if epoch not in dense or dense[epoch] is None:
+            raise LshError(f"{source} has no validation loss of epoch {epoch} (candidate {c} is at that epoch): "
+                           "train the dense reference that far")
+        out[c] = loss - dense[epoch] if loss is not None and math.isfinite(loss) else math.inf
+    return out
+
+
+def dense_trajectory(record: dict, upto: int, source: str, layout: str | None = None) -> np.ndarray:
+    """The dense spectra of epochs 0..upto from a dense spectra.json record, indexed by epoch (row e =
+    epoch e), in its own layout or in `layout`."""
+    spectra = record["spectra"]
+    missing = [e for e in range(upto + 1) if str(e) not in spectra]
+    if missing:
+        raise LshError(f"{source} has no dense spectrum of epoch {missing[0]} (the ranking needs epochs 0..{upto}): "
+                       "train the dense reference and compute its spectra that far")
+    records = [spectra[str(e)] for e in range(upto + 1)]
+    bad = next((e for e, r in enumerate(records) if r["exponents"] is None), None)
+    if bad is not None:
+        raise LshError(f"{source}: the dense spectrum of epoch {bad} failed (status {records[bad]['status']}); "
+                       "the LS ranking has no reference")
+    return np.array([r["exponents"] if layout is None else r["layouts"][layout] for r in records], dtype=float)

@@ -1,0 +1,88 @@
+"""The LSH search's schedule of rounds (pool sizes and epochs), known before any training.
+
+With pool size P_r, round r trains every candidate (survivors continue for `ei` more
+epochs, new candidates start from scratch and train `e0`), ranks them, removes
+floor(P_r * eliminate) and, unless the survivors are already at most `final_pool`,
+proposes floor(P_r * insert) new ones. P_0 = n. Because the pool sizes follow from the
+params alone, the whole workflow DAG is static. (Pure arithmetic: the workflow imports
+this module as it loads, so it imports nothing heavy.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from lsh.config import SearchConfig
+from lsh.errors import LshError
+
+
+@dataclass(frozen=True)
+class Round:
+    round: int
+    pool: int  # candidates trained in this round
+    survivors: int  # candidates kept after its elimination
+    new: int  # candidates proposed after it (trained in the next round)
+    carried: int  # candidates of this round's pool that were survivors of the previous round
+    epochs_carried: int  # epochs each carried candidate trains in this round (ei)
+    epochs_new: int  # epochs each new candidate trains in this round (e0)
+    candidate_epochs: int  # epochs trained in this round, all candidates together
+    cumulative_candidate_epochs: int
+    max_epoch: int  # the oldest candidate's epoch at the end of this round
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: tuple[Round, ...]  # empty for `search.mode: full` (no selection rounds)
+    final_pool: int  # candidates trained to final.epochs
+
+    @property
+    def total_candidate_epochs(self) -> int:
+        return self.rounds[-1].cumulative_candidate_epochs if self.rounds else 0
+
+    @property
+    def last_epoch(self) -> int:
+        """The last epoch any candidate reaches during selection: the dense reference trains this far."""
+        return self.rounds[-1].max_epoch if self.rounds else 0
+
+    def to_dict(self) -> dict:
+        return {
+            "rounds": [asdict(r) for r in self.rounds],
+            "total_candidate_epochs": self.total_candidate_epochs,
+            "last_epoch": self.last_epoch,
+            "final_pool": self.final_pool,
+        }
+
+
+def plan(search: SearchConfig) -> Plan:
+    """The rounds that the `search` params imply; an impossible schedule is an LshError."""
+    n, e0, ei = search.n, search.e0, search.ei
+    if search.mode == "full":
+        return Plan((), n)  # every initial candidate trains to the end; no rounds
+    eliminate, insert, final_pool = search.eliminate, search.insert, search.final_pool
+    if insert >= eliminate:
+        raise LshError(
+            f"search.insert: {insert} must be less than search.eliminate ({eliminate}), "
+            "or the pool never shrinks and the rounds never stop"
+        )
+    if n <= final_pool:
+        raise LshError(f"search.n: {n} must be greater than search.final_pool ({final_pool})")
+    rounds: list[Round] = []
+    pool, carried, total, max_epoch = n, 0, 0, 0
+    while True:
+        removed = int(pool * eliminate)
+        if removed == 0:
+            raise LshError(
+                f"search.eliminate: {eliminate} removes no candidate from a pool of {pool}; "
+                f"raise it to at least {1 / pool:.3g} or raise search.final_pool"
+            )
+        survivors = pool - removed
+        new = 0 if survivors <= final_pool else int(pool * insert)
+        epochs = carried * ei + (pool - carried) * e0
+        total += epochs
+        max_epoch = e0 if not rounds else max_epoch + ei
+        rounds.append(Round(len(rounds), pool, survivors, new, carried, ei, e0, epochs, total, max_epoch))
+        if survivors <= final_pool:
+            return Plan(tuple(rounds), survivors)
+        pool, carried = survivors + new, survivors
+
+

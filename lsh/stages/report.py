@@ -1,0 +1,158 @@
+"""The run's report (results/report/): tables and figures from the files a finished run wrote.
+
+The library (`lsh.report`) reads the run once (`load_run`) and computes tables, the
+correlation study and figures from it; this stage writes every output atomically:
+
+    summary.md            the selection, its perplexities against the dense reference, the budget, notes
+    table1.md, table1.csv method, validation and test perplexity, candidate-epochs, wall time (paper Table 1)
+    budget.md             pool sizes and candidate-epochs per round, planned against spent (Table 3 style)
+    metrics.json          flat final numbers for `dvc metrics show`
+    ls_curves.png         spectra of the dense model and three round-0 candidates (paper Fig. 1A)
+    distance_curves.png   distance to the dense reference over epochs (Fig. 1B)
+    perplexity_curves.png validation perplexity over epochs (Fig. 1C)
+    ls_space.png          the dense and the selected trajectory in 2-D PCA LS space (supplement Fig. 2)
+    correlation.png, correlation.csv, correlation_points.csv
+                          early LS distance and early perplexity against final perplexity (supplement Fig. 1)
+
+The files depend only on the params (`report_files`), so the workflow's outputs are static.
+A run without selection rounds (`search.mode: full`) has no spectra: ls_curves,
+distance_curves and ls_space are skipped with a note in summary.md (with rounds they are
+always written; a figure whose data is missing says why instead). The correlation files
+are always written: with fewer than MIN_CORRELATION candidates of known final perplexity
+the coefficients table is empty, the figure says why, and so does summary.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from lsh import files
+from lsh.config import Params
+from lsh.lyapunov.qr import LAYOUTS
+from lsh.report.correlation import (
+    MIN_CORRELATION, correlation_points, correlation_table, distance_table, early_epochs, final_perplexities,
+)
+from lsh.report.figures import (
+    placeholder_figure, plot_correlation, plot_distance_curves, plot_ls_curves, plot_ls_space, plot_perplexity_curves,
+    ls_space,
+)
+from lsh.report.run import load_run
+from lsh.report.summary import metrics, summary_markdown
+from lsh.report.tables import budget_table, correlation_study_cost, dense_reference, markdown_table, seconds_table, table1
+
+log = logging.getLogger("lsh.stages")
+
+FIGURES_NEEDING_ROUNDS = ("ls_curves.png", "distance_curves.png", "ls_space.png")
+ALWAYS = (
+    "summary.md", "table1.md", "table1.csv", "budget.md", "metrics.json", "perplexity_curves.png",
+    "correlation.png", "correlation.csv", "correlation_points.csv",
+)
+
+
+def report_files(has_rounds: bool) -> list[str]:
+    """The files `build_report` writes: all of them for an LSH run, fewer without rounds."""
+    return [*ALWAYS, *(FIGURES_NEEDING_ROUNDS if has_rounds else ())]
+
+
+def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, dense: str | Path | None = None,
+                 compared: list[str | Path] = ()) -> dict:
+    """Write the report of the run in `results_dir` to `out_dir`; returns {"files": [...], "notes": [...]}.
+    `dense`: the dense reference's folder (default the run's own); `compared`: other runs' results folders."""
+    run = load_run(params, results_dir, dense, compared)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    written: list[str] = []
+
+    def put_text(name: str, text: str) -> None:
+        files.write_text(out / name, text)
+        written.append(name)
+
+    table = table1(run)
+    put_text("table1.csv", table.to_csv(index=False))
+    put_text("table1.md", "# Table 1\n\n" + markdown_table(
+        table.drop(columns=["source"]), digits={"wall_seconds": 1},
+        headers={"valid_ppl": "validation perplexity", "test_ppl": "test perplexity",
+                 "candidate_epochs": "candidate-epochs", "wall_seconds": "wall seconds"})
+        + "\nCandidate-epochs and wall seconds of a search count every stage it ran (for LSH the dense reference's "
+          "selection epochs and spectra too); the dense row counts the reference's own epochs and seconds.\n")
+    budget, seconds = budget_table(run), seconds_table(run)
+    cost = correlation_study_cost(run)
+    put_text("budget.md", "# Budget\n\nCandidate-epochs per stage: planned (`lsh plan`; for the final training, "
+             "from final/pool.json) against spent.\n\n"
+             + markdown_table(budget, headers={"planned": "planned candidate-epochs", "spent": "spent candidate-epochs",
+                                               "cumulative": "cumulative spent"})
+             + "\nWall seconds per stage:\n\n"
+             + markdown_table(seconds, digits={"wall_seconds": 3}, headers={"wall_seconds": "wall seconds"})
+             + (f"\nNot part of the search: the correlation study trained {cost[0]} candidate-epochs in {cost[1]} s.\n"
+                if cost[0] else ""))
+    if dense_reference(run) is None:
+        notes.append("No dense reference trained to final.epochs (dense-final/): Table 1 and this summary have no dense row.")
+
+    distances = distance_table(run)
+    by_layout = {name: distance_table(run, name) for name in LAYOUTS}
+    if run.plan.rounds:  # the workflow expects these three whenever the params imply rounds
+        if run.rounds and run.dense_spectra is not None:
+            plot_ls_curves(run, out / "ls_curves.png")
+            plot_distance_curves(run, distances, out / "distance_curves.png")
+        else:
+            why = "the run has no finished selection rounds or dense spectra"
+            notes.append(f"ls_curves.png and distance_curves.png are empty: {why}.")
+            for name in ("ls_curves.png", "distance_curves.png"):
+                placeholder_figure(out / name, why)
+        space = ls_space(run)
+        if space is not None:
+            plot_ls_space(run, space, out / "ls_space.png")
+        else:
+            why = "the selected candidate has no spectra (did no candidate finish?)"
+            notes.append(f"ls_space.png is empty: {why}.")
+            placeholder_figure(out / "ls_space.png", why)
+        written += list(FIGURES_NEEDING_ROUNDS)
+    else:
+        notes.append(f"{', '.join(FIGURES_NEEDING_ROUNDS)} are skipped: search.mode is full, so there are no "
+                     "selection rounds and no spectra.")
+    plot_perplexity_curves(run, out / "perplexity_curves.png")
+    written.append("perplexity_curves.png")
+
+    epochs = early_epochs(run)
+    points = correlation_points(run, by_layout, epochs)
+    finals = final_perplexities(run)
+    correlation: pd.DataFrame | None = None
+    if len(finals) >= MIN_CORRELATION:
+        correlation = correlation_table(points)
+        plot_correlation(points, correlation, out / "correlation.png")
+    else:
+        k = params.correlation_candidates
+        missing = (f"only {len(finals)} candidates have a final perplexity ({MIN_CORRELATION} needed): "
+                   f"{(finals['source'] == 'final').sum()} of the final pool and "
+                   f"{(finals['source'] == 'correlation').sum()} more from the correlation study "
+                   f"(report.correlation_candidates: {k}).")
+        if run.plan.rounds:
+            fix = ("The study answers this question with confidence intervals over a whole grid of configurations "
+                   "(`snakemake --cores all study`, the README's section The study, its results in docs/results/); "
+                   f"for this run's own points, raise report.correlation_candidates (up to search.n = {params.search.n}) "
+                   "to train more round-0 candidates to final.epochs.")
+        else:
+            fix = "In search.mode full every initial candidate trains to the end: raise search.n."
+        notes.append(f"The correlation is missing: {missing} {fix}")
+        plot_correlation(points, pd.DataFrame(), out / "correlation.png", missing=missing)
+    written.append("correlation.png")
+    put_text("correlation.csv", (correlation if correlation is not None else correlation_table(points.iloc[0:0])).to_csv(index=False))
+    put_text("correlation_points.csv", points.to_csv(index=False))
+    if correlation is not None and not run.rounds:
+        notes.append("Without selection rounds there are no early LS distances: the correlation has the early "
+                     "validation perplexity only.")
+
+    files.write_json(out / "metrics.json", metrics(run, correlation))
+    written.append("metrics.json")
+    listed = sorted({*written, "summary.md"}, key=_order)
+    put_text("summary.md", summary_markdown(run, budget, seconds, correlation, notes, listed))
+    return {"files": listed, "notes": notes}
+
+
+def _order(name: str) -> int:
+    everything = [*ALWAYS, *FIGURES_NEEDING_ROUNDS]
+    return everything.index(name) if name in everything else len(everything)

@@ -1,0 +1,69 @@
+"""Train one pool slot's candidate to the epoch its pool entry names.
+
+A new candidate trains from scratch; a survivor continues from its parent checkpoint (the
+last epoch of its previous round), bitwise as if it had never stopped. What a candidate's
+training depends on is its configuration, the seed and the model, training and data
+sections (a `RunSpec`), never its slot, round or run. An empty slot (a grid smaller than
+the pool) gets a summary that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from lsh import data, files, layout
+from lsh.config import Params
+from lsh.records import Pool, PoolEntry, Summary
+from lsh.stages import spectra
+from lsh.training import RunSpec, train
+
+log = logging.getLogger("lsh.stages")
+
+
+def candidate_spec(params: Params, config: dict) -> RunSpec:
+    """The run a candidate is: the params' model and training, its configuration in the sparse section."""
+    return RunSpec(params.seed, params.model, params.train, replace(params.sparse, **config))
+
+
+def dense_spec(params: Params) -> RunSpec:
+    """The dense reference: the same model and training, no sparse section."""
+    return RunSpec(params.seed, params.model, params.train, None)
+
+
+def train_entry(params: Params, entry: PoolEntry | None, out: Path, data_dir: Path, *, final: bool = False,
+                restart: bool = False) -> Summary:
+    """Train `entry` into `out`; with `final`, keep only the last and best epochs and measure test perplexity."""
+    if entry is None:
+        summary = Summary(status="empty", epochs=0)
+        files.write_json(out / layout.SUMMARY, summary.to_json())
+        return summary
+    corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
+    summary = train(candidate_spec(params, entry.config), corpus, out, entry.epochs_after, resume=True, restart=restart,
+                    keep="last" if final else "all", test=final, init=entry.parent)
+    summary = replace(summary, candidate=entry.candidate, config=entry.config)
+    if not final:  # the selection measures its spectra: compute them while the job holds torch (see stages.spectra)
+        spectra.write_cache(out, spectra.new_epochs(entry, out), data_dir, params.lyapunov, params.seed)
+    files.write_json(out / layout.SUMMARY, summary.to_json())
+    log.info("%s: %s %s, %d epochs trained", out, entry.candidate, summary.status, summary.epochs_trained)
+    return summary
+
+
+def train_slot(params: Params, pool: Pool, slot: int, out: Path, data_dir: Path, *, final: bool = False,
+               restart: bool = False) -> Summary:
+    """Train slot `slot` of `pool` (a round's or the final pool)."""
+    return train_entry(params, pool.entry(slot), out, data_dir, final=final, restart=restart)
+
+
+def train_to_final(params: Params, pool: Pool, slot: int, round_train: Path, out: Path, data_dir: Path, *,
+                   restart: bool = False) -> Summary:
+    """Train a round-0 candidate on from its round-0 checkpoint to final.epochs (the report's correlation study)."""
+    entry = pool.entry(slot)
+    if entry is not None:
+        parent = layout.checkpoint(round_train, entry.epochs_after)
+        if not parent.exists():  # it diverged before its last round-0 epoch
+            entry = None
+        else:
+            entry = PoolEntry(slot, entry.candidate, entry.config, str(parent), entry.epochs_after, params.final_epochs)
+    return train_entry(params, entry, out, data_dir, final=True, restart=restart)

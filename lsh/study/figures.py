@@ -1,0 +1,87 @@
+"""The study's figures: the early signals' correlations with their intervals, the methods at equal
+budget, and the anytime curves (the paper's Fig. 3, right)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lsh.report.figures import _plt, save_figure
+
+
+def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str], path: Path) -> None:
+    """Spearman and Pearson (95 % bootstrap intervals) of each early signal against final test perplexity,
+    per early epoch."""
+    plt = _plt()
+    coefficients = ("spearman", "pearson")
+    fig, axes = plt.subplots(1, len(coefficients), figsize=(6.2 * len(coefficients), 4.0), sharey=True, squeeze=False)
+    epochs = sorted(table["epoch"].unique())
+    width = 0.8 / max(1, len(signals))
+    colors = plt.get_cmap("tab10")
+    for ax, coefficient in zip(axes[0], coefficients):
+        for i, signal in enumerate(signals):
+            rows = table[table["signal"] == signal].set_index("epoch").reindex(epochs)
+            x = np.arange(len(epochs)) + (i - (len(signals) - 1) / 2) * width
+            value = rows[coefficient].to_numpy(float)
+            err = np.vstack([value - rows[f"{coefficient}_low"].to_numpy(float),
+                             rows[f"{coefficient}_high"].to_numpy(float) - value])
+            ax.errorbar(x, value, yerr=np.nan_to_num(err, nan=0.0), fmt="o", capsize=3, color=colors(i),
+                        label=labels.get(signal, signal))
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(np.arange(len(epochs)), [f"epoch {e}" for e in epochs])
+        ax.set_title(f"{coefficient.capitalize()} with final test perplexity (95 % bootstrap interval)", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("correlation (higher: the signal predicts better)")
+    handles, texts = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=9, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_anytime(anytime: pd.DataFrame, strategies: list[str], path: Path, best: float) -> None:
+    """The incumbent's final test perplexity against candidate-epochs spent: the median over repeats
+    and the band between the 25th and 75th percentiles, per strategy."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.0, 4.6))
+    colors = plt.get_cmap("tab10")
+    for i, strategy in enumerate(strategies):
+        at = anytime[anytime["strategy"] == strategy]
+        if at.empty:
+            continue
+        grouped = at.replace([np.inf, -np.inf], np.nan).groupby("candidate_epoch")["incumbent_test_ppl"]
+        q = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+        ax.plot(q.index, q[0.5], color=colors(i), lw=1.8, label=strategy)
+        ax.fill_between(q.index, q[0.25], q[0.75], color=colors(i), alpha=0.15, lw=0)
+    ax.axhline(best, color="black", ls="--", lw=1, label="the table's best configuration")
+    ax.set_xlabel("candidate-epochs spent")
+    ax.set_ylabel("final test perplexity of the incumbent")
+    ax.set_title("Anytime performance: median over repeats, band 25th-75th percentile")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    save_figure(fig, path)
+
+
+def plot_methods(methods: pd.DataFrame, path: Path) -> None:
+    """Mean final test perplexity and its 95 % interval per strategy and pool size."""
+    plt = _plt()
+    pools = sorted(methods["n"].unique())
+    strategies = list(dict.fromkeys(methods["strategy"]))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(strategies) * len(pools) + 2), 4.4))
+    width = 0.8 / max(1, len(pools))
+    colors = plt.get_cmap("viridis")
+    for j, n in enumerate(pools):
+        rows = methods[methods["n"] == n].set_index("strategy").reindex(strategies)
+        x = np.arange(len(strategies)) + (j - (len(pools) - 1) / 2) * width
+        value = rows["test_ppl"].to_numpy(float)
+        err = np.vstack([value - rows["test_ppl_low"].to_numpy(float), rows["test_ppl_high"].to_numpy(float) - value])
+        ax.errorbar(x, value, yerr=np.nan_to_num(err, nan=0.0), fmt="o", capsize=3,
+                    color=colors(j / max(1, len(pools) - 1) * 0.8), label=f"n = {n}")
+    ax.set_xticks(np.arange(len(strategies)), strategies, rotation=35, ha="right")
+    ax.set_ylabel("final test perplexity of the selection")
+    ax.set_title("Methods at equal budget: mean and 95 % interval over repeats")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path)

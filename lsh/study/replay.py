@@ -1,0 +1,240 @@
+"""Selection strategies replayed on a benchmark table, exactly and in seconds.
+
+Every strategy spends candidate-epochs; the table says what each spent epoch would have shown.
+The LSH replay runs the very code of a live run (the schedule, the proposers with the same
+derived seeds, the same ranking functions on the same spectra and losses), so on a table
+trained with the run's settings it selects what the live run selects, round by round.
+
+STRATEGIES maps a strategy's kind to its replay function (table, spec, seed) -> Outcome:
+
+    lsh       the LSH search (search.ranker ls or loss, any proposer, embedding, distance,
+              layout, PCA fit and schedule), as `lsh search` runs it
+    full      the full-training search: n initial candidates trained to the end
+    random    random search at a budget: configurations drawn without replacement, each
+              trained to the end, until the budget is spent
+    optuna    Optuna's TPESampler with a pruner (HyperbandPruner or SuccessiveHalvingPruner),
+              each trial reporting the table's validation loss after every epoch, at a budget
+
+An Outcome holds the selected configuration, its final test perplexity, the candidate-epochs
+spent, and the incumbent after every candidate-epoch: the final test perplexity of the
+configuration the strategy would select if it stopped then (its best-ranked candidate during
+LSH's selection, its best finished candidate otherwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lsh.config import SearchConfig, SpaceConfig
+from lsh.search.proposers import propose
+from lsh.search.ranking import loss_gaps, ls_distances, rank
+from lsh.search.schedule import plan
+from lsh.search.space import CONFIG_KEYS, candidate_id, derived_seed
+from lsh.study.cells import DENSE
+from lsh.study.table import Table
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy of the study: a name for the tables, its kind, and its settings."""
+
+    name: str
+    kind: str  # a key of STRATEGIES
+    search: SearchConfig  # the schedule (n, e0, ei, ...) and, for lsh, the ranker and proposer
+    layout: str = "blocks"  # the spectrum layout the LS ranker compares
+    pruner: str = ""  # optuna: hyperband | successive_halving
+    budget: int | None = None  # random and optuna: candidate-epochs (None: the matching LSH budget)
+
+
+@dataclass
+class Outcome:
+    strategy: str
+    repeat: int
+    seed: int  # the training seed whose table rows were read
+    config: str | None  # the selected configuration's id (None: nothing finished)
+    test_ppl: float
+    valid_ppl: float
+    candidate_epochs: int
+    rounds: list[list[str]] = field(default_factory=list)  # lsh: each round's ranking (candidate ids), best first
+    incumbent: list[float] = field(default_factory=list)  # after each candidate-epoch: the incumbent's final test ppl
+    candidates: dict[str, str] = field(default_factory=dict)  # lsh: candidate id -> the table's configuration id
+
+
+class Ledger:
+    """Candidate-epochs spent, and the incumbent's final test perplexity after each of them."""
+
+    def __init__(self, table: Table, seed: int) -> None:
+        self.table, self.seed, self.spent, self.incumbent = table, seed, 0, []
+        self.current = math.inf
+
+    def spend(self, epochs: int) -> None:
+        self.spent += epochs
+        self.incumbent += [self.current] * epochs
+
+    def believe(self, config: str | None) -> None:
+        """The strategy's incumbent is now `config` (its final test perplexity from the table)."""
+        self.current = self.table.final(config, self.seed)["test_ppl"] if config else math.inf
+
+
+def _best_finished(table: Table, seed: int, configs: list[str]) -> tuple[str | None, dict]:
+    """The selection among configurations trained to the end: best validation perplexity, ties by order."""
+    finals = [(table.final(c, seed), i, c) for i, c in enumerate(configs)]
+    finals = [(f, i, c) for f, i, c in finals if math.isfinite(f["valid_ppl"])]
+    if not finals:
+        return None, {"valid_ppl": math.inf, "test_ppl": math.inf}
+    f, _, c = min(finals, key=lambda x: (x[0]["valid_ppl"], x[1]))
+    return c, f
+
+
+def replay_lsh(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
+    """The LSH search on the table, as `lsh search` would run it (candidate ids, pools, rankings)."""
+    search, the_plan = strategy.search, plan(strategy.search)
+    ledger = Ledger(table, seed)
+    proposals = propose(search.proposer, space, [], [], search.n, derived_seed(proposer_seed, 0))
+    ids = {candidate_id(i): p.config for i, p in enumerate(proposals)}
+    pool = [(c, 0, search.e0) for c in ids]  # (candidate, epochs before, epochs after)
+    tried = list(ids.values())
+    dense_losses = table.losses(DENSE, seed)
+    rounds = []
+    for r, rnd in enumerate(the_plan.rounds):
+        for c, before, after in pool:
+            ledger.spend(after - before)
+        epochs = {c: after for c, _, after in pool}
+        cid = {c: table.config_id(ids[c]) for c in epochs}
+        losses = {c: table.losses(cid[c], seed).get(epochs[c]) for c in epochs}
+        gaps = loss_gaps({c: (epochs[c], losses[c]) for c in epochs}, dense_losses, "the table's dense rows")
+        if search.ranker == "ls":
+            dense = table.trajectory(DENSE, seed, max(epochs.values()), strategy.layout)
+            trajectories = {c: table.trajectory(cid[c], seed, epochs[c], strategy.layout) if losses[c] is not None else None
+                            for c in epochs}
+            scores = ls_distances(dense, trajectories, embedding=search.embedding, distance=search.distance,
+                                  fit=search.pca_fit, seed=seed)
+        else:
+            scores = gaps
+        order = rank(scores, [c for c, _, _ in pool])
+        rounds.append(order)
+        ledger.believe(cid[order[0]])
+        survivors = order[: rnd.survivors]
+        if rnd.new:
+            history_rows = order if search.history == "all" else survivors
+            history = [(ids[c], scores[c] if math.isfinite(scores[c]) else 1e12) for c in history_rows]
+            new = propose(search.proposer, space, history, tried, rnd.new, derived_seed(proposer_seed, r + 1))
+            start = len(ids)
+            for i, p in enumerate(new):
+                ids[candidate_id(start + i)] = p.config
+            tried += [p.config for p in new]
+            pool = [(c, epochs[c], epochs[c] + search.ei) for c in survivors]
+            pool += [(candidate_id(start + i), 0, search.e0) for i in range(len(new))]
+        else:
+            pool = [(c, epochs[c], table.final_epochs) for c in survivors]
+    if not the_plan.rounds:  # search.mode full: the initial pool straight to the end
+        pool = [(c, 0, table.final_epochs) for c in ids]
+    finished: list[str] = []
+    for c, before, after in pool:
+        for _ in range(after - before):
+            ledger.spend(1)
+        finished.append(table.config_id(ids[c]))
+        best, _ = _best_finished(table, seed, finished)
+        ledger.believe(best)
+    selected, final = _best_finished(table, seed, finished)
+    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, rounds,
+                   ledger.incumbent, {c: table.config_id(config) for c, config in ids.items()})
+
+
+def replay_random(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
+    """Random search at a budget: configurations without replacement, each trained to the end."""
+    ledger = Ledger(table, seed)
+    configs = [cid for cid, _ in table.configs]
+    order = np.random.default_rng(proposer_seed).permutation(len(configs))
+    finished: list[str] = []
+    for i in order:
+        if ledger.spent + table.final_epochs > strategy.budget:
+            break
+        ledger.spend(table.final_epochs)
+        finished.append(configs[i])
+        ledger.believe(_best_finished(table, seed, finished)[0])
+    selected, final = _best_finished(table, seed, finished)
+    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
+                   ledger.incumbent)
+
+
+def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
+    """Optuna's TPE with a pruner, as a practitioner would run it: each trial trains a configuration,
+    reporting the table's validation loss after every epoch, until the pruner stops it or it reaches
+    final.epochs; trials run until the budget of candidate-epochs is spent. The selection is the best
+    finished trial by validation perplexity (a run in which no trial finished selects nothing)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruners = {
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=table.final_epochs),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
+    }
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=proposer_seed % 2**32),
+                                pruner=pruners[strategy.pruner]())
+    ledger = Ledger(table, seed)
+    choices = {k: list(getattr(space, k)) for k in CONFIG_KEYS[:4]}
+    rates = sorted({c["death_rate"] for _, c in table.configs})
+    finished: list[str] = []
+
+    def objective(trial: "optuna.Trial") -> float:
+        config = {k: trial.suggest_categorical(k, v) for k, v in choices.items()}
+        config["death_rate"] = trial.suggest_categorical("death_rate", rates)
+        cid = table.config_id(config)
+        losses = table.losses(cid, seed)
+        value = math.inf
+        for epoch in range(1, table.final_epochs + 1):
+            if ledger.spent >= strategy.budget:
+                raise optuna.TrialPruned()
+            ledger.spend(1)
+            value = losses[epoch] if losses[epoch] is not None else 1e12
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        finished.append(cid)
+        ledger.believe(_best_finished(table, seed, finished)[0])
+        return value
+
+    while ledger.spent < strategy.budget:
+        study.optimize(objective, n_trials=1)
+    selected, final = _best_finished(table, seed, finished)
+    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
+                   ledger.incumbent)
+
+
+STRATEGIES: dict[str, Callable[[Table, Strategy, SpaceConfig, int, int], Outcome]] = {
+    "lsh": replay_lsh,
+    "full": replay_lsh,  # search.mode full: the same code without rounds
+    "random": replay_random,
+    "optuna": replay_optuna,
+}
+
+
+def lsh_budget(search: SearchConfig, final_epochs: int) -> int:
+    """The candidate-epochs an LSH run spends at most: its selection rounds, then the finalists' training
+    to final.epochs, each from the earliest epoch a finalist can have (a candidate inserted in the last
+    round is at e0). The budget of the baselines: at least what LSH spends, never less."""
+    the_plan = plan(search)
+    if not the_plan.rounds:
+        return the_plan.final_pool * final_epochs
+    earliest = min(search.e0, the_plan.last_epoch) if any(r.new for r in the_plan.rounds) else the_plan.last_epoch
+    return the_plan.total_candidate_epochs + the_plan.final_pool * (final_epochs - earliest)
+
+
+def replay(table: Table, strategy: Strategy, space: SpaceConfig, repeats: int, base_seed: int) -> list[Outcome]:
+    """`repeats` replays with independent proposer seeds, cycling over the table's training seeds. Repeat 0
+    uses `base_seed` itself, so that it is the live run of the params with that seed."""
+    if strategy.kind not in STRATEGIES:
+        raise ValueError(f"strategy kind {strategy.kind!r}: allowed are {', '.join(STRATEGIES)}")
+    seeds, space = table.seeds, table.replay_space(space)
+    out = []
+    for r in range(repeats):
+        proposer_seed = base_seed if r == 0 else derived_seed(base_seed, 7919, r)
+        outcome = STRATEGIES[strategy.kind](table, strategy, space, seeds[r % len(seeds)], proposer_seed)
+        out.append(dataclasses.replace(outcome, repeat=r))
+    return out

@@ -1,0 +1,111 @@
+"""Checkpoints: atomic, safely loaded (weights_only), with what an exact resume needs.
+
+A checkpoint `epoch-NNN.pt` holds the model as trained and validated in that epoch
+(`model`, `masks`) and, beside it, where the next epoch starts (`weights`, `next_masks`,
+optimizer, averaging, sparse and RNG states): see the package docstring. `run_config`
+records what the run depends on, so a resume never continues another run's checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lsh import files, layout
+from lsh.data import Corpus
+from lsh.errors import LshError
+from lsh.models import LanguageModel, ModelConfig, build_model
+
+CHECKPOINT_KEYS = ("epoch", "status", "model", "model_config", "run_config", "weights", "optimizer", "averaging",
+                   "history", "rng")
+CHECKPOINT_FORMAT = 2  # 2: `model`/`masks` as trained; `weights`/`next_masks` to resume from
+
+
+def checkpoint_path(out: str | os.PathLike, epoch: int) -> Path:
+    return layout.checkpoint(out, epoch)
+
+
+def list_checkpoints(out: str | os.PathLike) -> dict[int, Path]:
+    found = {}
+    for p in Path(out).glob("epoch-*.pt"):
+        try:
+            found[int(p.stem.split("-")[1])] = p
+        except ValueError:
+            continue
+    return dict(sorted(found.items()))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    files.atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (weights_only); a truncated or foreign file is a clean error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LshError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():  # it holds code or objects a safe load may not build
+            first = str(e).split("\n")[0].strip()
+            raise LshError(f"checkpoint {path} was refused as unsafe: it holds objects other than tensors and plain "
+                           f"data, which torch.load(weights_only=True) will not run ({first}); "
+                           "lsh never loads such files") from None
+        raise LshError(f"checkpoint {path} is truncated or corrupted (UnpicklingError: {e}); delete it and rerun") from None
+    except Exception as e:  # zip and torch errors alike: the file is unusable
+        raise LshError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: {e}); delete it and rerun") from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise LshError(f"checkpoint {path} is not an lsh checkpoint (format {CHECKPOINT_FORMAT})")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise LshError(f"checkpoint {path} has format {state['format']}, this lsh reads format {CHECKPOINT_FORMAT}: "
+                       "delete it (and what was made from it) and rerun")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise LshError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it is incomplete; delete it and rerun")
+    return state
+
+
+def model_from_checkpoint(state: dict, device: torch.device | str = "cpu") -> LanguageModel:
+    """Rebuild the model a checkpoint holds (its evaluation weights: averaged after the switch)."""
+    model = build_model(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def fingerprint(corpus: Corpus) -> str:
+    """A short hash of the training and validation ids: checkpoints of other data are not resumed."""
+    digest = hashlib.sha256(np.ascontiguousarray(corpus.train).tobytes())
+    digest.update(np.ascontiguousarray(corpus.valid).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def describe_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys in which two run configs differ."""
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += describe_difference(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out

@@ -1,0 +1,122 @@
+# The evidence study (`snakemake study`): every configuration of a finite space trained once to
+# final.epochs with what a selection could observe at every epoch (the benchmark table), then every
+# selection strategy replayed on it, and the study's report. It uses the main run's params and
+# results folder; the cells are independent jobs (SLURM spreads them like candidates).
+
+
+rule study_cell:
+    input:
+        data=prepared_files(),
+    output:
+        str(MAIN.table_cell("{config}", "{k}") / "rows.json"),
+    params:
+        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "lyapunov", "space", "final",
+                     "study.space", "study.seeds"),
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/table/{{config}}-s{{k}}.log",
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=1440,
+    shell:
+        "lsh study cell {params.cfg} --config {wildcards.config} --seed-index {wildcards.k} --data {params.data}"
+        " --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+rule study_table:
+    input:
+        study_cells,
+    output:
+        expand(f"{MAIN.table}/{{name}}", name=TABLE_FILES),
+    params:
+        **lsh_params("seed", "space", "final", "study.space", "study.seeds"),
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/table.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "lsh study table {params.cfg} --cells {input} --out {params.out} > {log} 2>&1"
+
+
+rule study_replay:
+    input:
+        rules.study_table.output,
+    output:
+        replays=str(MAIN.replays),
+        anytime=str(MAIN.anytime),
+    params:
+        **lsh_params("seed", "space", "search", "lyapunov.layout", "study"),
+        table=lambda w, input: os.path.dirname(input[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/replay.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "lsh replay {params.cfg} --table {params.table} --replays {output.replays} --anytime {output.anytime}"
+        " --workers {threads} > {log} 2>&1"
+
+
+rule study_ls_samples:
+    input:
+        rules.study_table.output,
+        data=prepared_files(),
+    output:
+        str(MAIN.ls_samples),
+    params:
+        **lsh_params("seed", "lyapunov", "study.ls_samples"),
+        table=lambda w, input: os.path.dirname(input[0]),
+        data=lambda w, input: os.path.dirname(input.data[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/ls-samples.log",
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=60,
+    shell:
+        "lsh study ls-samples {params.cfg} --table {params.table} --data {params.data} --out {output}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule study_report:
+    input:
+        rules.study_table.output,
+        replays=str(MAIN.replays),
+        anytime=str(MAIN.anytime),
+        samples=str(MAIN.ls_samples),
+    output:
+        expand(f"{MAIN.study_report}/{{name}}", name=STUDY_REPORT_FILES),
+    params:
+        **lsh_params("seed", "search", "lyapunov.layout", "study", "model", "data.train_tokens"),
+        table=lambda w, input: os.path.dirname(input[0]),
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "lsh study report {params.cfg} --table {params.table} --replays {input.replays} --anytime {input.anytime}"
+        " --samples {input.samples} --out {params.out} > {log} 2>&1"
+
+
+rule study:
+    input:
+        rules.study_report.output,
