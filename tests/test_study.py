@@ -201,6 +201,8 @@ def test_the_study_compares_every_method_at_every_pool_size():
                                        for a, b in schedules)
     with pytest.raises(Exception, match="study.pools: n = 2"):
         study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(2,))), table)
+    with pytest.raises(Exception, match="study.pools: n = 12 takes the search to epoch 5, past the table's final.epochs"):
+        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table)
 
 
 def test_a_signal_that_is_the_outcome_gets_perfect_scores():
@@ -218,6 +220,7 @@ def test_a_signal_that_is_the_outcome_gets_perfect_scores():
 # --- a cell, and the table against a live run -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through_records(ptb_small, tmp_path):
     """A cell killed after its first epoch (rows.json lists epochs 0 and 1) resumes from the kept
     checkpoint and ends with the rows and spectra of a cell that was never stopped."""

@@ -45,9 +45,12 @@ def study_strategies(params: Params, table: Table) -> list[tuple[str, Strategy, 
     for n in params.study.pools:
         search = dataclasses.replace(base, n=n, mode="lsh")
         try:
-            plan(search)
+            last = plan(search).last_epoch
         except LshError as e:
             raise LshError(f"study.pools: n = {n} is not a schedule the search can run ({e})") from None
+        if last > table.final_epochs:
+            raise LshError(f"study.pools: n = {n} takes the search to epoch {last}, past the table's final.epochs "
+                           f"({table.final_epochs}); choose pool sizes whose rounds end by then (`lsh plan --set search.n=N`)")
         budget = lsh_budget(search, table.final_epochs)
         for ranker, label in (("ls", "LSH"), ("loss", "loss")):
             for proposer in PROPOSERS:
@@ -289,9 +292,10 @@ def _summary(params: Params, table: Table, h: dict, repeats: int) -> str:
         "bootstrap intervals and top-quarter recall; `signals.png`",
         "- `methods.md` / `.csv`: every strategy at each pool size, mean final test perplexity and regret with 95 % "
         "intervals, candidate-epochs; `methods.png`; `anytime.png` (the incumbent against candidate-epochs)",
-        "- `ls_options.csv`: the LS ranker's options (embedding, distance, layout, PCA fit) with the grid proposer",
+        "- `ls_options.md` / `.csv`: the LS ranker's options (embedding, distance, layout, PCA fit) with the grid proposer",
         "- `schedules.md` / `.csv`: e0 in 1..3 and ei in 1..4 on the grid (paper Table 3)",
         "- `ls_samples.md` / `.csv`: the spectrum from K validation samples (paper Table 4)",
-        "- `replays.csv`, `anytime.csv`: every replay's outcome and its incumbent after each candidate-epoch", "",
+        "- `../replays.csv`, `../anytime.csv`: every replay's outcome, and the methods' incumbent after each "
+        "candidate-epoch", "",
     ]
     return "\n".join(lines)

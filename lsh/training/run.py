@@ -118,7 +118,7 @@ def _starting_point(out: Path, config: dict, init: str | os.PathLike | None, *, 
     refused unless `restart` says to delete them.
     """
     if init is not None:  # before anything is deleted: a parent of other params is an error either way
-        init = _existing_init(init)
+        init = _existing_init(init, config["train"]["lr"])
         changed = describe_difference(load_checkpoint(init, map_location="cpu")["run_config"], config)
         if changed:
             raise LshError(f"--init {init} was trained with other params ({', '.join(changed)} differ)")
@@ -146,8 +146,9 @@ def _starting_point(out: Path, config: dict, init: str | os.PathLike | None, *, 
     return (init, True) if init is not None else (None, False)
 
 
-def _existing_init(init: str | os.PathLike) -> Path:
-    """`init` as a path, or an error that says why it is missing (its run diverged before it)."""
+def _existing_init(init: str | os.PathLike, lr: float) -> Path:
+    """`init` as a path, or an error that says why it is missing (its run diverged before it, most
+    likely from too high a learning rate: the run continued from it has the same `lr`)."""
     init = Path(init)
     if not init.is_file():
         summary = init.parent / layout.SUMMARY
@@ -155,7 +156,8 @@ def _existing_init(init: str | os.PathLike) -> Path:
             done = json.loads(summary.read_text())
             if done.get("status") == "diverged":
                 raise LshError(f"--init {init} does not exist: that run diverged at epoch {done.get('epochs')} "
-                               f"({done.get('reason', 'see ' + str(summary))})")
+                               f"({done.get('reason', 'see ' + str(summary))}). The likely cause is the learning "
+                               f"rate (train.lr = {lr:g}): lower it and rerun")
     return init
 
 
