@@ -14,25 +14,31 @@ import json
 import sys
 from pathlib import Path
 
-# (benchmark, key inside each measured size, comparison, bound, what it means)
+# (benchmark, key inside each measured size, comparison, bound, what it means[, device, size]):
+# a target with a device applies only to results measured there, one with a size only to that size
 TARGETS = [
     ("train", "dense_overhead", "<=", 0.05, "training-loop overhead against the bare loop"),
     ("train", "sparse_over_dense", ">=", 0.90, "sparse tokens/s against dense tokens/s"),
+    ("train", "sparse_over_bare", ">=", 0.90, "a sparse candidate's tokens/s against the bare (cuDNN) loop"),
     ("spectrum", "ratio_autograd_over_analytic", ">=", 4.0, "analytic Jacobians against the torch.func path"),
     ("spectrum", "ratio_analytic_over_floor", "<=", 1.3, "analytic spectrum against its J Q products and QRs alone"),
+    ("spectrum", "seconds_per_spectrum", "<=", 0.5, "one paper-size candidate's spectrum on a GPU", "cuda", "paper"),
     ("parallel", "speedup", ">=", 1.6, "a round's trainings with --cores 2 against --cores 1"),
 ]
 
 
 def check(result: dict) -> list[str]:
     lines = []
-    for bench, key, op, bound, meaning in TARGETS:
-        if result.get("benchmark") != bench:
+    for bench, key, op, bound, meaning, *where in TARGETS:
+        device, only = (where + [None, None])[:2]
+        if result.get("benchmark") != bench or (device and result.get("device") != device):
             continue
-        # the spectrum and parallel benchmarks report one measurement at their top level
-        sizes = result["sizes"] if "sizes" in result else {"-": result}
+        # the spectrum and parallel benchmarks report one measurement at their top level (the
+        # spectrum's model sizes beside it)
+        sizes = result["sizes"] if "sizes" in result else {
+            "-": result, **{k: v for k, v in result.items() if k in ("demo", "paper") and isinstance(v, dict)}}
         for size, values in sizes.items():
-            if key not in values:
+            if key not in values or (only and size != only):
                 continue
             value = values[key]
             ok = value <= bound if op == "<=" else value >= bound

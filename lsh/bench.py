@@ -57,6 +57,7 @@ def bare_loop(model: LanguageModel, data: torch.Tensor, bptt: int, cfg: TrainCon
         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
         count += y.numel()
+    _sync(data.device)  # on a GPU the clock stops when the queued kernels have run
     return count / (time.perf_counter() - start)
 
 
@@ -120,17 +121,23 @@ def bench_train_size(params: Params, model_params: dict, steps: int, repeats: in
     if "sparse" in medians:
         out["sparse_tokens_per_s"] = round(medians["sparse"], 1)
         out["sparse_over_dense"] = round(medians["sparse"] / medians["dense"], 4)
+        out["sparse_over_bare"] = round(medians["sparse"] / medians["bare"], 4)
     return out
 
 
-def bench_train(params: Params, *, demo_steps: int = 40, paper_steps: int = 5, repeats: int = 5, paper: bool = True) -> dict:
-    """The training benchmark at the params' (demo) size and, unless `paper` is false, the paper's 2 x 1500 LSTM."""
+def bench_train(params: Params, *, demo_steps: int = 40, paper_steps: int | None = None, repeats: int = 5,
+                paper: bool = True) -> dict:
+    """The training benchmark at the params' (demo) size and, unless `paper` is false, the paper's 2 x 1500
+    LSTM: 5 batches per repeat on a CPU (about 4 s), 100 on a GPU (where 5 would be a few milliseconds)."""
+    if paper_steps is None:
+        paper_steps = 100 if resolve_device(params.train.device, "train.device").type == "cuda" else 5
     sizes = {"demo": ({}, demo_steps)}
     if paper:
         sizes["paper"] = (PAPER_LSTM, paper_steps)
     result = {
         "benchmark": "train",
-        "device": resolve_device(params.train.device, "train.device").type,
+        **device_fields(resolve_device(params.train.device, "train.device")),
+        "tf32": params.train.tf32,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -151,6 +158,12 @@ def _spectrum_model(model_params: dict, vocab: int, seed: int) -> LanguageModel:
     torch.manual_seed(seed)
     keys = ("type", "emb", "hidden", "layers", "depth", "tied")
     return build_model(ModelConfig(vocab=vocab, **{k: model_params[k] for k in keys})).eval()
+
+
+def device_fields(device: torch.device) -> dict:
+    """The device a benchmark ran on, named: GPU figures are meaningless without the GPU's name."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {"device": device.type, "device_name": name}
 
 
 def _sync(device: torch.device) -> None:
@@ -220,10 +233,11 @@ def spectrum_floor(tangent, k: int, steps: int, qr_every: int, dtype: torch.dtyp
 
 def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, compare: bool = True,
                         warm: bool = True) -> dict:
-    """Seconds per spectrum at one model size: the analytic path and, with `compare`, the generic
-    autograd path (full Jacobian), autograd with the analytic path's per-layer blocks (what
-    `--method autograd` runs on a stacked LSTM), the analytic path on the full Jacobian, and the
-    floor; interleaved, medians of `repeats`, after one warm-up run of each unless `warm` is false."""
+    """Seconds per spectrum at one model size: the analytic path and the floor (the same products and
+    QRs on random matrices, on the same device) and, with `compare`, the generic autograd path (full
+    Jacobian), autograd with the analytic path's per-layer blocks (what `--method autograd` runs on a
+    stacked LSTM) and the analytic path on the full Jacobian; interleaved, medians of `repeats`, after
+    one warm-up run of each unless `warm` is false."""
     from lsh import lyapunov
 
     ly = params.lyapunov
@@ -242,13 +256,15 @@ def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, com
 
     k = ly.exponents or lyapunov.state_size(model, ly.state)
     per_layer = lyapunov.uses_per_layer(model, ly.state, k)
-    runs = {"analytic": _timed(spectrum(method="analytic"), device)}
+    xs = model.embed(tokens.cpu()).to(device=device, dtype=dtype)
+    tangent, _ = lyapunov.make_tangent(model, xs, state=ly.state, method="analytic", exponents=ly.exponents)
+    runs = {
+        "analytic": _timed(spectrum(method="analytic"), device),
+        "floor": _timed(spectrum_floor(tangent, k, T, ly.qr_every, dtype, device), device),
+    }
     if compare:
-        xs = model.embed(tokens.cpu()).to(device=device, dtype=dtype)
-        tangent, _ = lyapunov.make_tangent(model, xs, state=ly.state, method="analytic", exponents=ly.exponents)
         # the generic path knows nothing of the LSTM's layers: full Jacobian, one basis
         runs["autograd"] = _timed(spectrum(method="autograd", per_layer=False), device)
-        runs["floor"] = _timed(spectrum_floor(tangent, k, T, ly.qr_every, dtype, device), device)
         if per_layer:
             # what `--method autograd` runs on this LSTM: autograd Jacobians, the same per-layer blocks
             runs["autograd_blocks"] = _timed(spectrum(method="autograd"), device)
@@ -272,13 +288,13 @@ def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, com
         "repeats": repeats,
     }
     out.update({f"{name}_s": float(f"{v:.4g}") for name, v in medians.items()})  # 4 significant digits
+    out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
     if compare:
         # with the same settings the two methods compute the same quantity: their spectra agree
         a = spectrum(method="analytic")()
         b = spectrum(method="autograd")()
         out["max_abs_diff_analytic_autograd"] = float((a - b).abs().max())
         out["ratio_autograd_over_analytic"] = round(medians["autograd"] / medians["analytic"], 3)
-        out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
         if "autograd_blocks" in medians:
             out["ratio_autograd_blocks_over_analytic"] = round(medians["autograd_blocks"] / medians["analytic"], 3)
     return out
@@ -292,7 +308,7 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
     main = bench_spectrum_size(params, {**SPECTRUM_SIZE, **(size or {})}, repeats)
     result = {
         "benchmark": "spectrum",
-        "device": resolve_device(ly.device, "lyapunov.device").type,
+        **device_fields(resolve_device(ly.device, "lyapunov.device")),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -304,7 +320,10 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
     if paper:
         sizes["paper"] = (PAPER_LSTM, 1)
     for name, (model_params, n) in sizes.items():
-        measured = bench_spectrum_size(params, model_params, n, compare=False, warm=name == "demo")
+        warm = name == "demo" or result["device"] == "cuda"  # one paper-size run on the CPU takes seconds
+        measured = bench_spectrum_size(params, model_params, n, compare=False, warm=warm)
         result[name] = {k: measured[k] for k in ("model", "samples", "steps", "warmup", "exponents", "per_layer", "repeats")}
         result[name]["seconds_per_spectrum"] = measured["analytic_s"]
+        result[name]["floor_seconds"] = measured["floor_s"]
+        result[name]["ratio_over_floor"] = measured["ratio_analytic_over_floor"]
     return result

@@ -146,6 +146,9 @@ def cmd_bench(args: argparse.Namespace, params: Params) -> int:
     from lsh import bench
 
     _set_threads(args.threads)
+    if args.device:  # both benchmarks on the named device (train.device and lyapunov.device)
+        params = dataclasses.replace(params, train=dataclasses.replace(params.train, device=args.device),
+                                     lyapunov=dataclasses.replace(params.lyapunov, device=args.device))
     run = {"train": bench.bench_train, "spectrum": bench.bench_spectrum}[args.what]
     result = run(params, paper=not args.no_paper, repeats=args.repeats)
     if args.json:
@@ -436,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--repeats", type=_count(1, "--repeats"), default=5, metavar="N", help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to run both benchmarks (default: train.device and lyapunov.device)")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 

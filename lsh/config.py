@@ -264,6 +264,7 @@ class TrainConfig:
     eval_batch_size: int
     eval_tokens: int | None
     device: str
+    tf32: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from lsh.errors import LshError
@@ -23,3 +26,20 @@ def resolve_device(name: str | torch.device, key: str = "device") -> torch.devic
     if name == "cuda" and not torch.cuda.is_available():
         raise LshError(f"{key}: cuda was asked for, but torch sees no CUDA device (use auto or cpu)")
     return torch.device(name)
+
+
+@contextmanager
+def float32_precision(tf32: bool) -> Iterator[None]:
+    """Matmuls and cuDNN RNNs in float32 as IEEE float32 (`tf32` false) or on TF32 tensor cores,
+    restored on exit. torch's own defaults differ by backend (cuDNN RNNs allow TF32 since torch 2.9,
+    matmuls do not), so the choice is explicit: training follows `train.tf32`, spectra are always
+    IEEE. Only the new fp32_precision API is touched (mixing it with allow_tf32 makes torch refuse
+    to read either). No effect on the CPU."""
+    mode = "tf32" if tf32 else "ieee"
+    matmul, rnn = torch.backends.cuda.matmul, torch.backends.cudnn.rnn
+    saved = matmul.fp32_precision, rnn.fp32_precision
+    matmul.fp32_precision, rnn.fp32_precision = mode, mode
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, rnn.fp32_precision = saved

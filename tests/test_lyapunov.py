@@ -219,6 +219,45 @@ def test_batched_samples_equal_the_mean_of_single_sample_runs():
         torch.testing.assert_close(batched, singles.mean(0), rtol=0, atol=1e-12)
 
 
+class _Recorded(lyapunov.Tangent):
+    """One layer's and one sample's Jacobian blocks, recorded from a batched run: [1, 1, H, H] per step."""
+
+    dense, samples, blocks = True, 1, 1
+
+    def __init__(self, mats: list[torch.Tensor]) -> None:
+        self.mats, self.block_size = mats, mats[0].shape[-1]
+
+    def advance(self, t: int) -> None:
+        pass
+
+    def jacobian(self, t: int) -> torch.Tensor:
+        return self.mats[t]
+
+
+@pytest.mark.parametrize("qr_every", [1, 3])
+def test_one_qr_over_every_layer_and_sample_equals_each_block_alone(qr_every):
+    """The device path factors all K x layers blocks in one batched QR per step ([K, layers, H, H]):
+    each block's exponents equal those of its own QR loop over the same Jacobian blocks (float64)."""
+    model = tiny("lstm", 3, hidden=7, seed=3)
+    K, n, H, W, T = 3, 3, 7, 4, 24
+    xs = model.embed(tokens(W + T, K, seed=3)).detach()
+    cpu = torch.device("cpu")
+    tangent, k = lyapunov.make_tangent(model, xs, state="h", exponents=None, per_layer=True)
+    assert (tangent.samples, tangent.blocks, tangent.block_size, k) == (K, n, H, n * H)
+    batched = lyapunov.qr_loop(tangent, W, T, k, qr_every, torch.float64, cpu)[0]  # [K, n * H]
+    recorder, _ = lyapunov.make_tangent(model, xs, state="h", exponents=None, per_layer=True)
+    for t in range(W):
+        recorder.advance(t)
+    mats = [recorder.jacobian(W + j).clone() for j in range(T)]  # [K, n, H, H] each
+    assert mats[0].shape == (K, n, H, H)
+    for i in range(K):
+        for l in range(n):
+            alone = _Recorded([m[i : i + 1, l : l + 1] for m in mats])
+            single = lyapunov.qr_loop(alone, 0, T, H, qr_every, torch.float64, cpu)[0][0]
+            torch.testing.assert_close(batched[i, l * H : (l + 1) * H], single, rtol=0, atol=1e-6)
+            assert not torch.equal(single, batched[(i + 1) % K, l * H : (l + 1) * H])  # the blocks differ
+
+
 def test_log_base_2_is_natural_log_over_ln_2():
     model, tok = tiny("lstm", 2), tokens(20, 2)
     e = lyapunov.model_spectrum(model, tok, warmup=3, **F64)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,15 @@ def test_slurm_profile_runs_the_search_and_selects_what_a_local_run_selects(clus
     a, b = (json.loads((p / "results" / "final" / "selected.json").read_text()) for p in (local, remote))
     for key in ("candidate", "config", "valid_ppl", "test_ppl"):
         assert a[key] == b[key], key
+    # the profile's `gpu: 1` reaches sbatch as --gpus=1 (plugin >= 1.x; this cluster has one fake GPU
+    # GRES): finished jobs stay in slurmctld's memory (MinJobAge) with what they asked for
+    jobs = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, check=True).stdout
+    asked = {}
+    for line in jobs.splitlines():
+        rule = re.search(r"Comment=rule_(\w+?)(?:_wildcards_\S*)?(?:\s|$)", line)
+        if rule:
+            asked.setdefault(rule.group(1), set()).add(bool(re.search(r"TresPerJob=\S*gpu[:=]1", line)))
+    for rule in ("train_dense", "train_candidate", "train_final"):
+        assert asked.get(rule) == {True}, f"{rule} asked for a GPU: {asked.get(rule)}"
+    for rule in ("spectra_candidate", "report"):  # the spectra come from the training job's device
+        assert asked.get(rule) == {False}, f"{rule} asks for no GPU: {asked.get(rule)}"

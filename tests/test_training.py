@@ -388,3 +388,40 @@ def test_init_from_a_diverged_parent_says_it_diverged(tmp_path):
     with pytest.raises(LshError, match="--init .*epoch-003.pt does not exist: that run diverged at epoch 2 "
                                        r"\(the training loss is no longer finite\)"):
         training.train(sparse_params(), synthetic_corpus(), tmp_path / "child", 4, init=parent / "epoch-003.pt")
+
+
+def test_tf32_is_set_for_training_only_and_leaves_cpu_results_bitwise_unchanged(corpus, tmp_path, monkeypatch):
+    """train.tf32 sets torch's float32 precision (matmuls and cuDNN RNNs) while the loop runs and
+    restores it after; the spectrum code always runs in IEEE float32; on the CPU the weights are the same."""
+    from lsh import lyapunov
+
+    seen = []
+    real = training.loop.Trainer._train_epoch
+
+    def spy(self, progress):
+        seen.append((torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision))
+        return real(self, progress)
+
+    monkeypatch.setattr(training.loop.Trainer, "_train_epoch", spy)
+    before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision)
+    training.train(tiny_params(), corpus, tmp_path / "ieee", 1)
+    training.train(tiny_params(**{"train.tf32": True}), corpus, tmp_path / "tf32", 1)
+    assert seen == [("ieee", "ieee"), ("tf32", "tf32")]
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision) == before
+    a, b = weights(tmp_path / "ieee" / "epoch-001.pt"), weights(tmp_path / "tf32" / "epoch-001.pt")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+    qr_modes = []
+    real_loop = lyapunov.spectrum.qr_loop
+
+    def loop_spy(*args, **kwargs):
+        qr_modes.append(torch.backends.cuda.matmul.fp32_precision)
+        return real_loop(*args, **kwargs)
+
+    monkeypatch.setattr(lyapunov.spectrum, "qr_loop", loop_spy)
+    model = training.model_from_checkpoint(training.load_checkpoint(tmp_path / "tf32" / "epoch-001.pt"))
+    from lsh.device import float32_precision
+
+    with float32_precision(True):
+        lyapunov.model_spectrum(model, torch.zeros(6, 2, dtype=torch.long), warmup=2, device="cpu")
+    assert qr_modes == ["ieee"]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,19 @@ def test_dry_run_shows_the_prepare_stage(project: Path):
     out = run([str(BIN / "snakemake"), "-n", "--cores", "1"], project)
     assert out.returncode == 0, out.stderr
     assert "prepare" in out.stdout
+
+
+def test_the_paper_round_preset_plans_one_round_of_paper_size_jobs(project: Path):
+    """The README's one-GPU check of the paper-size path: 4 candidates of the 2 x 1500 LSTM on the full
+    PTB, one round, 2 finalists, the report (dry run: the jobs and their count, nothing trained)."""
+    preset = "workflow/presets/paper-lstm-round.yaml"
+    params = yaml.safe_load((REPO / preset).read_text())
+    assert (params["model"]["hidden"], params["model"]["layers"], params["data"]["train_tokens"]) == (1500, 2, None)
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", preset], project)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
+    assert jobs["train_candidate"] == "4" and jobs["train_final"] == "2" and jobs["report"] == "1", jobs
+    assert "rank" in jobs and "propose" not in jobs  # one round: nothing proposed after it
 
 
 def test_bad_config_stops_snakemake_before_any_job(project: Path):

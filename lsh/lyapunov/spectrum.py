@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lsh.device import resolve_device
+from lsh.device import float32_precision, resolve_device
 from lsh.errors import LshError
 from lsh.lyapunov.autograd import AutogradJacobian, _lstm_flat_step
 from lsh.lyapunov.lstm import LSTMJacobian
@@ -121,11 +121,12 @@ def model_spectra(
     was_training = model.training
     model.eval()
     try:
-        if method == "autograd":
-            model = copy.deepcopy(model).to(device=dev, dtype=dt).requires_grad_(False)
-        xs = model.embed(tokens.to(model.embedding.weight.device)).to(device=dev, dtype=dt)  # [T, K, emb]
-        tangent, k = make_tangent(model, xs, state=state, method=method, exponents=exponents, per_layer=per_layer)
-        per_sample, floored = qr_loop(tangent, warmup, steps, k, qr_every, dt, dev, min_exponent)
+        with float32_precision(False):  # IEEE float32 even in a process whose training allowed TF32
+            if method == "autograd":
+                model = copy.deepcopy(model).to(device=dev, dtype=dt).requires_grad_(False)
+            xs = model.embed(tokens.to(model.embedding.weight.device)).to(device=dev, dtype=dt)  # [T, K, emb]
+            tangent, k = make_tangent(model, xs, state=state, method=method, exponents=exponents, per_layer=per_layer)
+            per_sample, floored = qr_loop(tangent, warmup, steps, k, qr_every, dt, dev, min_exponent)
     finally:
         model.train(was_training)
     return finish(per_sample, floored, tangent.blocks, log_base)

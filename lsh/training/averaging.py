@@ -14,7 +14,8 @@ class Averager:
     steps, then 1 / (step - 1), as torch.optim.ASGD with t0 = 0. A counter may be a
     tensor of the weight's shape: sparse training resets it where a weight is regrown,
     so that weight's average restarts (SNT-ASGD). The averaged weights are what the
-    model is evaluated and checkpointed with.
+    model is evaluated and checkpointed with. A scalar counter lives on the CPU whatever the
+    device: reading it each step would otherwise wait for the GPU once per weight and batch.
     """
 
     def __init__(self) -> None:
@@ -25,7 +26,7 @@ class Averager:
     def start(self, model: nn.Module) -> None:
         self.active = True
         self.avg = {n: p.detach().clone() for n, p in model.named_parameters()}
-        self.steps = {n: torch.zeros((), device=p.device) for n, p in model.named_parameters()}
+        self.steps = {n: torch.zeros(()) for n, p in model.named_parameters()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -50,7 +51,7 @@ class Averager:
         """Restart the average of the entries of `name` where `where` is true (regrown weights)."""
         steps = self.steps[name]
         if steps.dim() == 0:
-            steps = self.steps[name] = steps.expand_as(self.avg[name]).clone()
+            steps = self.steps[name] = steps.to(self.avg[name].device).expand_as(self.avg[name]).clone()
         steps[where] = 0
 
     @torch.no_grad()
@@ -60,8 +61,11 @@ class Averager:
     def state_dict(self) -> dict:
         return {"active": self.active, "avg": self.avg, "steps": self.steps}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.active, self.avg, self.steps = state["active"], state["avg"], state["steps"]
+    def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
+        """Averages and per-weight counters on `device` (default: where they were saved), scalar counters on the CPU."""
+        self.active = state["active"]
+        self.avg = {n: t.to(device) if device else t for n, t in state["avg"].items()}
+        self.steps = {n: t.cpu() if t.dim() == 0 else (t.to(device) if device else t) for n, t in state["steps"].items()}
 
 
 class swapped_in:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from lsh.config import TrainConfig
 from lsh.files import finite_or_none
 from lsh.data import Corpus
+from lsh.device import float32_precision
 from lsh.errors import LshError
 from lsh.models import LanguageModel, build_model
 from lsh.training.averaging import Averager, swapped_in
@@ -153,6 +154,10 @@ class Trainer:
 
     def train_epoch(self, progress: bool) -> tuple[float, float]:
         """One pass over the training split; returns (mean loss, tokens/s). NaN loss stops early."""
+        with float32_precision(self.cfg.tf32):
+            return self._train_epoch(progress)
+
+    def _train_epoch(self, progress: bool) -> tuple[float, float]:
         model, cfg = self.model, self.cfg
         model.train()
         state = model.init_state(cfg.batch_size)
@@ -191,8 +196,12 @@ class Trainer:
 
         Validation and the NT-ASGD switch see the model as trained; the evaluated weights and
         their masks are kept for the checkpoint (`evaluated`) before the prune-and-regrow,
-        which only shapes the next epoch.
+        which only shapes the next epoch. Float32 arithmetic on CUDA follows `train.tf32`.
         """
+        with float32_precision(self.cfg.tf32):
+            return self._run_epoch(progress)
+
+    def _run_epoch(self, progress: bool) -> dict:
         start = time.perf_counter()
         train_loss, tokens_per_s = self.train_epoch(progress)
         self.epoch += 1
@@ -268,9 +277,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["weights"] if state["weights"] is not None else state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.averager.load_state_dict(
-            {k: ({n: t.to(self.device) for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state["averaging"].items()}
-        )
+        self.averager.load_state_dict(state["averaging"], self.device)
         if self.sparse is not None:
             self.sparse.load_state_dict(state["sparse"], state["next_masks"])
         self.epoch, self.history, self.status = state["epoch"], list(state["history"]), state["status"]
@@ -283,6 +290,7 @@ class Trainer:
         model = build_model(self.model.config).to(self.device)
         model.load_state_dict(evaluated["model"])
         test = batchify(self.test_ids, self.cfg.eval_batch_size, self.device)
-        return perplexity(evaluate(model, test, self.cfg.bptt))
+        with float32_precision(self.cfg.tf32):
+            return perplexity(evaluate(model, test, self.cfg.bptt))
 
 
