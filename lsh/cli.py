@@ -471,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     step = f" {args.step}" if getattr(args, "step", None) else ""
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format=f"lsh {args.command}{step}: %(message)s", stream=sys.stderr)
+    logging.getLogger("hyperopt").setLevel(logging.WARNING)  # two INFO lines per suggest(): 37 000 in a study's replay
     func: Callable[[argparse.Namespace, Params], int] = args.func
     try:
         params = Params.from_dict(config.load_params(args.params, args.overrides))

@@ -20,7 +20,7 @@ from lsh import config
 from lsh.config import Params
 from lsh.layout import STUDY_REPORT_FILES
 from lsh.search.schedule import plan
-from lsh.stages.study import study_strategies
+from lsh.stages.study import alternatives_words, study_strategies, ties_words
 from lsh.study.cells import DENSE, cell_ids, table_configs
 from lsh.study.replay import Strategy, lsh_budget, replay
 from lsh.study.signals import signal_points, signal_table
@@ -152,6 +152,24 @@ def test_every_strategy_spends_the_budget_it_claims():
             assert outcome.config in dict(table.configs), strategy
 
 
+def test_the_incumbent_after_the_last_candidate_epoch_is_the_selection():
+    """The anytime curve ends where the strategy ends: what the last epoch showed counts at that epoch."""
+    params = small_params()
+    table = synthetic_table(params)
+    search = dataclasses.replace(params.search, n=6)
+    budget = lsh_budget(search, table.final_epochs)
+    for strategy in (
+        Strategy("LSH", "lsh", dataclasses.replace(search, proposer="tpe")),
+        Strategy("loss", "lsh", dataclasses.replace(search, ranker="loss", proposer="grid")),
+        Strategy("optuna", "optuna", search, pruner="hyperband", budget=budget),
+        Strategy("random", "random", search, budget=budget),
+        Strategy("full", "full", dataclasses.replace(search, mode="full", proposer="rand")),
+    ):
+        for outcome in replay(table, strategy, params.space, repeats=4, base_seed=params.seed):
+            assert outcome.config is not None, strategy.name
+            assert outcome.incumbent[-1] == outcome.test_ppl, strategy.name
+
+
 def test_a_replay_proposes_only_the_tables_configurations():
     """A grid table fixes the death rate: TPE, ATPE and random search propose inside it."""
     params = small_params()
@@ -189,6 +207,18 @@ def test_replays_are_reproducible_and_repeats_draw_other_pools():
     assert len(pools) > 1, "each repeat's grid order is its own, so its initial pool too"
 
 
+def test_optuna_replays_are_reproducible_with_either_pruner():
+    """Hyperband assigns trials to brackets by a hash of the study's name: an unnamed study gets a random one."""
+    params = small_params()
+    table = synthetic_table(params)
+    search = dataclasses.replace(params.search, n=6)
+    budget = lsh_budget(search, table.final_epochs)
+    for pruner in ("hyperband", "successive_halving"):
+        strategy = Strategy("optuna", "optuna", search, pruner=pruner, budget=budget)
+        runs = [replay(table, strategy, params.space, repeats=6, base_seed=params.seed) for _ in range(3)]
+        assert runs[0] == runs[1] == runs[2], pruner
+
+
 def test_the_study_compares_every_method_at_every_pool_size():
     params = small_params()
     table = synthetic_table(params)
@@ -203,6 +233,30 @@ def test_the_study_compares_every_method_at_every_pool_size():
         study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(2,))), table)
     with pytest.raises(Exception, match="study.pools: n = 12 takes the search to epoch 5, past the table's final.epochs"):
         study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table)
+
+
+def test_the_summary_says_which_alternatives_beat_lsh_and_which_it_beats():
+    def row(strategy, ppl, half):
+        return {"strategy": strategy, "n": 8, "test_ppl": ppl, "test_ppl_low": ppl - half, "test_ppl_high": ppl + half,
+                "candidate_epochs": 40.0}
+    methods = pd.DataFrame([row("LSH-tpe", 400, 5), row("random", 398, 6), row("optuna-TPE-hyperband", 450, 10),
+                            row("full-training", 380, 3), row("LSH-tpe", 300, 1) | {"n": 6}])
+    words = alternatives_words(methods, 8, "tpe")
+    assert "random search 398.00 [392.00, 404.00] (40.0 candidate-epochs)" in words
+    assert "Worse than LSH by more than the intervals: Optuna's TPE with Hyperband" in words
+    assert "Better than LSH by more than the intervals: training all n candidates to the end" in words
+    assert "Not distinguishable from LSH (overlapping intervals): random search" in words
+    assert "successive halving" not in words, "a strategy the study did not replay is not mentioned"
+    assert alternatives_words(methods, 10, "tpe") == ""
+
+
+def test_the_summary_warns_where_early_signals_take_few_values():
+    points = pd.DataFrame({"epoch": [1] * 6 + [2] * 6, "valid_ppl": [9.0, 9.0, 9.0, 8.0, 8.0, 8.0] +
+                           [9.0, 8.5, 8.0, 7.0, 7.5, math.inf]})
+    words = ties_words(points)
+    assert "at epoch 1 the 6 configurations have only 2 distinct validation perplexities" in words
+    assert "epoch 2" not in words
+    assert ties_words(points[points["epoch"] == 2]) == ""
 
 
 def test_a_signal_that_is_the_outcome_gets_perfect_scores():

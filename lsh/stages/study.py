@@ -75,8 +75,11 @@ def study_strategies(params: Params, table: Table) -> list[tuple[str, Strategy, 
 
 
 def _replay_one(job: tuple) -> list[Outcome]:
-    table_dir, strategy, space, repeats, seed = job
-    return replay(Table.load(table_dir), strategy, space, repeats, seed)
+    table_dir, strategy, space, repeats, seed, threads = job
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):  # t-SNE's OpenMP threads in every worker would oversubscribe the cores
+        return replay(Table.load(table_dir), strategy, space, repeats, seed)
 
 
 def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: Path,
@@ -84,7 +87,8 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
     """Replay every strategy `study.repeats` times on the table; write the outcomes and the anytime curves."""
     table = Table.load(table_dir)
     pairs = study_strategies(params, table)
-    jobs = [(table_dir, strategy, params.space, params.study.repeats, params.seed) for _, strategy, _ in pairs]
+    threads = 1 if workers > 1 else None  # None: the libraries' own default
+    jobs = [(table_dir, strategy, params.space, params.study.repeats, params.seed, threads) for _, strategy, _ in pairs]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_replay_one, jobs))
@@ -224,7 +228,9 @@ def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime:
               "optuna-TPE-halving", "random", "full-training"]
     plot_anytime(anytime[(anytime["n"] == n0) & anytime["strategy"].isin(curves)], curves, out / "anytime.png", best)
     headline = _verdict(params, signals, methods, default_ls, epochs, best)
-    files.write_text(out / "summary.md", _summary(params, table, headline, int(replays["repeat"].max()) + 1))
+    notes = [alternatives_words(methods, n0, params.search.proposer), ties_words(points)]
+    files.write_text(out / "summary.md", _summary(params, table, headline, int(replays["repeat"].max()) + 1,
+                                                  [n for n in notes if n]))
     return headline
 
 
@@ -254,7 +260,57 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
     return not (a[0] > b[1] or b[0] > a[1])
 
 
-def _summary(params: Params, table: Table, h: dict, repeats: int) -> str:
+ALTERNATIVES = {"random": "random search", "optuna-TPE-hyperband": "Optuna's TPE with Hyperband",
+                "optuna-TPE-halving": "Optuna's TPE with successive halving",
+                "full-training": "training all n candidates to the end"}
+
+
+def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
+    """LSH against what a practitioner would run instead, at the same n: each one's numbers, then which
+    are worse, better or not distinguishable from LSH by their 95 % intervals."""
+    m = methods.set_index(["strategy", "n"])
+    if (f"LSH-{proposer}", n) not in m.index:
+        return ""
+    lsh = m.loc[(f"LSH-{proposer}", n)]
+    parts, verdicts = [], {"worse": [], "better": [], "same": []}
+    for strategy, words in ALTERNATIVES.items():
+        if (strategy, n) not in m.index:
+            continue
+        row = m.loc[(strategy, n)]
+        parts.append(f"{words} {row['test_ppl']:.2f} [{row['test_ppl_low']:.2f}, {row['test_ppl_high']:.2f}] "
+                     f"({row['candidate_epochs']:.1f} candidate-epochs)")
+        overlap = _overlap((lsh["test_ppl_low"], lsh["test_ppl_high"]), (row["test_ppl_low"], row["test_ppl_high"]))
+        verdicts["same" if overlap in (True, None) else "worse" if row["test_ppl"] > lsh["test_ppl"] else "better"] \
+            .append(words)
+    if not parts:
+        return ""
+    said = [f"{kind} {', '.join(names)}" for kind, names in (
+        ("worse than LSH by more than the intervals:", verdicts["worse"]),
+        ("better than LSH by more than the intervals:", verdicts["better"]),
+        ("not distinguishable from LSH (overlapping intervals):", verdicts["same"])) if names]
+    return ("Against what a practitioner would run instead, at the same n: " + "; ".join(parts)
+            + f"; LSH spent {lsh['candidate_epochs']:.1f}. "
+            + ". ".join(words[0].upper() + words[1:] for words in said) + ".")
+
+
+def ties_words(points: pd.DataFrame) -> str:
+    """The early epochs at which configurations train identically in groups (what tells them apart acts
+    only later, such as the topology update after epoch 1): every signal there takes a few values only."""
+    said = []
+    for epoch, at in points.groupby("epoch"):
+        values = at["valid_ppl"][np.isfinite(at["valid_ppl"])]
+        distinct, n = values.round(9).nunique(), len(values)
+        if n and distinct <= n // 2:
+            said.append(f"at epoch {epoch} the {n} configurations have only {distinct} distinct validation "
+                        "perplexities")
+    if not said:
+        return ""
+    return ("Ties: " + "; ".join(said) + ". Configurations that differ only in what acts after that epoch (the "
+            "topology update acts from the end of epoch 1) have trained identically, so every signal takes as "
+            "few values there and its coefficients say little about ranking within the groups.")
+
+
+def _summary(params: Params, table: Table, h: dict, repeats: int, notes: list[str]) -> str:
     better_signal = h["ls_spearman"] > h["loss_spearman"]
     overlap = _overlap(h["ls_spearman_ci"], h["loss_spearman_ci"])
     lsh_better = h["lsh_test_ppl"] < h["loss_test_ppl"]
@@ -285,7 +341,7 @@ def _summary(params: Params, table: Table, h: dict, repeats: int) -> str:
         f"Table: {len(table.configs)} configurations ({meta['space']} space), {len(table.seeds)} training seed(s), "
         f"epochs 0..{table.final_epochs}, model {params.model.type.upper()} {params.model.layers} x {params.model.hidden}, "
         f"{params.data.train_tokens or 'all'} training tokens; every strategy replayed {repeats} times.", "",
-        "## Verdict", "", signal_words, "", method_words, "",
+        "## Verdict", "", signal_words, "", method_words, "", *[line for note in notes for line in (note, "")],
         "## Files", "",
         "- `early_signals.md` / `.csv`: every signal (the LS distance under each ranker option, the validation-loss gap, "
         "the training loss, the validation perplexity) at each early epoch, Pearson, Spearman and Kendall with 95 % "

@@ -50,8 +50,11 @@ def plot_anytime(anytime: pd.DataFrame, strategies: list[str], path: Path, best:
         at = anytime[anytime["strategy"] == strategy]
         if at.empty:
             continue
-        grouped = at.replace([np.inf, -np.inf], np.nan).groupby("candidate_epoch")["incumbent_test_ppl"]
-        q = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+        # a repeat that stopped early keeps its selection: carried forward, it stays in the median, and the
+        # curve does not jump as repeats of other lengths drop out
+        curves = at.pivot_table(index="candidate_epoch", columns="repeat", values="incumbent_test_ppl",
+                                aggfunc="first").ffill()
+        q = curves.replace([np.inf, -np.inf], np.nan).quantile([0.25, 0.5, 0.75], axis=1).T
         ax.plot(q.index, q[0.5], color=colors(i), lw=1.8, label=strategy)
         ax.fill_between(q.index, q[0.25], q[0.75], color=colors(i), alpha=0.15, lw=0)
     ax.axhline(best, color="black", ls="--", lw=1, label="the table's best configuration")
@@ -64,24 +67,26 @@ def plot_anytime(anytime: pd.DataFrame, strategies: list[str], path: Path, best:
 
 
 def plot_methods(methods: pd.DataFrame, path: Path) -> None:
-    """Mean final test perplexity and its 95 % interval per strategy and pool size."""
+    """Mean final test perplexity and its 95 % interval per strategy and pool size, one strategy per row
+    (a dozen strategies side by side would squeeze their names)."""
     plt = _plt()
     pools = sorted(methods["n"].unique())
     strategies = list(dict.fromkeys(methods["strategy"]))
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(strategies) * len(pools) + 2), 4.4))
-    width = 0.8 / max(1, len(pools))
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(strategies) + 1.6))
+    height = 0.8 / max(1, len(pools))
     colors = plt.get_cmap("viridis")
     for j, n in enumerate(pools):
         rows = methods[methods["n"] == n].set_index("strategy").reindex(strategies)
-        x = np.arange(len(strategies)) + (j - (len(pools) - 1) / 2) * width
+        y = np.arange(len(strategies)) + (j - (len(pools) - 1) / 2) * height
         value = rows["test_ppl"].to_numpy(float)
         err = np.vstack([value - rows["test_ppl_low"].to_numpy(float), rows["test_ppl_high"].to_numpy(float) - value])
-        ax.errorbar(x, value, yerr=np.nan_to_num(err, nan=0.0), fmt="o", capsize=3,
+        ax.errorbar(value, y, xerr=np.nan_to_num(err, nan=0.0), fmt="o", capsize=3,
                     color=colors(j / max(1, len(pools) - 1) * 0.8), label=f"n = {n}")
-    ax.set_xticks(np.arange(len(strategies)), strategies, rotation=35, ha="right")
-    ax.set_ylabel("final test perplexity of the selection")
+    ax.set_yticks(np.arange(len(strategies)), strategies)
+    ax.invert_yaxis()
+    ax.set_xlabel("final test perplexity of the selection (lower is better)")
     ax.set_title("Methods at equal budget: mean and 95 % interval over repeats")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     save_figure(fig, path)

@@ -77,8 +77,11 @@ class Ledger:
         self.incumbent += [self.current] * epochs
 
     def believe(self, config: str | None) -> None:
-        """The strategy's incumbent is now `config` (its final test perplexity from the table)."""
+        """The strategy's incumbent is now `config` (its final test perplexity from the table), from the
+        candidate-epoch just spent on: what that epoch showed is known after it, not one epoch later."""
         self.current = self.table.final(config, self.seed)["test_ppl"] if config else math.inf
+        if self.incumbent:
+            self.incumbent[-1] = self.current
 
 
 def _best_finished(table: Table, seed: int, configs: list[str]) -> tuple[str | None, dict]:
@@ -175,7 +178,9 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=table.final_epochs),
         "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
     }
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=proposer_seed % 2**32),
+    # named by the seed: Hyperband assigns trials to brackets by a hash of the name, random if unnamed
+    study = optuna.create_study(study_name=f"lsh-replay-{proposer_seed}", direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=proposer_seed % 2**32),
                                 pruner=pruners[strategy.pruner]())
     ledger = Ledger(table, seed)
     choices = {k: list(getattr(space, k)) for k in CONFIG_KEYS[:4]}
