@@ -48,6 +48,11 @@ EPOCHS = _count(0, "the number of epochs")
 THREADS = _count(1, "the number of threads")
 
 
+def _round_or_final(text: str) -> int | str:
+    """An argparse type for a pool's round: a whole number >= 0, or `final`."""
+    return "final" if text == "final" else _count(0, "--round (or `final`)")(text)
+
+
 def _set_threads(threads: int | None) -> None:
     """torch's CPU threads, without importing torch for a job that may not need it (a spectra job
     whose training left the spectra behind): torch reads OMP_NUM_THREADS when it is imported."""
@@ -321,7 +326,7 @@ def _step_adder(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
 def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     step = _step_adder(p, common)
     q = step("pool", "a round's pool (0: the proposer's initial n) or the final pool", cmd_search_pool)
-    q.add_argument("--round", required=True, help="round number, or final")
+    q.add_argument("--round", required=True, type=_round_or_final, help="round number, or final")
     q.add_argument("--results", default="results", metavar="DIR", help="the run's results folder")
     q.add_argument("--out", required=True, metavar="FILE")
     for name, text, func in (("train", "train one pool slot's candidate", cmd_search_train),

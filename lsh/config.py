@@ -46,8 +46,10 @@ def read_yaml(path: str | os.PathLike) -> dict:
             data = yaml.safe_load(f)
     except UnicodeDecodeError as e:
         raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"params file {path} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: where, and what the parser expected
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"params file {path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"params file {path} must hold a mapping of keys, not {type(data).__name__}")
     return data
@@ -133,9 +135,14 @@ def _cross_field(params: dict) -> list[str]:
         from lsh.search.schedule import plan
 
         try:
-            plan(SearchConfig(**params["search"]))
+            last_epoch = plan(SearchConfig(**params["search"])).last_epoch
         except LshError as e:
             lines.append(str(e))
+        else:
+            final = params.get("final", {}).get("epochs", last_epoch)
+            if final < last_epoch:  # the survivors would already be past the final training's end
+                lines.append(f"final.epochs: {final} is below the {last_epoch} epochs the survivors reach during "
+                             f"selection (search.e0, search.ei and the rounds); raise it to at least {last_epoch}")
     return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,176 @@ def test_bad_counts_on_the_command_line_are_named(tmp_path: Path, flag: str, val
     args = {"--epochs": "1", "--threads": "1", flag: value}
     out = run_lsh("train", "--out", str(tmp_path), "--epochs", args["--epochs"], "--threads", args["--threads"])
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+# A new user's bad inputs, each run through the command line in-process: every one must end with
+# exit status 2 and a short message naming the key, flag, file or value at fault, never a traceback
+# (an exception escaping `main` fails the test). Paths are relative to a small workspace: prepared
+# synthetic data, a one-epoch tiny run and broken copies of its checkpoint.
+TINY = ["--set", "model.emb=8", "--set", "model.hidden=8", "--set", "data.train_tokens=1000",
+        "--set", "train.eval_tokens=1000", "--set", "train.batch_size=4", "--set", "data.verify=false",
+        "--set", "data.download=false"]
+
+BAD_INPUTS = [
+    # params through --set: ranges, types, choices, unknown keys, cross-field rules
+    (["params", "--set", "seed=-1"], "seed: -1 is less than the minimum of 0"),
+    (["params", "--set", "seed=abc"], "seed: 'abc'"),
+    (["params", "--set", "seed=1.5"], "seed: 1.5"),
+    (["params", "--set", "results=1"], "results: 1"),
+    (["params", "--set", "data.train_tokens=10"], "data.train_tokens: 10 is less than the minimum of 1000"),
+    (["params", "--set", "data.download=maybe"], "data.download: 'maybe'"),
+    (["params", "--set", "model.type=gru"], "model.type: 'gru'"),
+    (["params", "--set", "model.layers=0"], "model.layers: 0"),
+    (["params", "--set", "model.hidden=0"], "model.hidden: 0"),
+    (["params", "--set", "model.emb=-3"], "model.emb: -3"),
+    (["params", "--set", "model.tied=true", "--set", "model.emb=64"], "model.tied"),
+    (["params", "--set", "model.dropout.input=1.5"], "model.dropout.input: 1.5"),
+    (["params", "--set", "model.dropout.hidden=-0.1"], "model.dropout.hidden: -0.1"),
+    (["params", "--set", "model.frob=1"], "model.frob: unknown key"),
+    (["params", "--set", "frob=1"], "frob: unknown key"),
+    (["params", "--set", "train.lr=0"], "train.lr: 0"),
+    (["params", "--set", "train.lr=-1"], "train.lr: -1"),
+    (["params", "--set", "train.lr=fast"], "train.lr: 'fast'"),
+    (["params", "--set", "train.batch_size=0"], "train.batch_size: 0"),
+    (["params", "--set", "train.bptt=0"], "train.bptt: 0"),
+    (["params", "--set", "train.clip=-1"], "train.clip: -1"),
+    (["params", "--set", "train.device=tpu"], "train.device: 'tpu'"),
+    (["params", "--set", "train.nonmono=-1"], "train.nonmono: -1"),
+    (["params", "--set", "train.weight_decay=-1e-6"], "train.weight_decay: -1e-06"),
+    (["params", "--set", "sparse.density=0"], "sparse.density: 0"),
+    (["params", "--set", "sparse.density=1.5"], "sparse.density: 1.5"),
+    (["params", "--set", "sparse.init=random"], "sparse.init: 'random'"),
+    (["params", "--set", "sparse.death=foo"], "sparse.death: 'foo'"),
+    (["params", "--set", "sparse.growth=foo"], "sparse.growth: 'foo'"),
+    (["params", "--set", "sparse.redistribution=foo"], "sparse.redistribution: 'foo'"),
+    (["params", "--set", "sparse.death_rate=2"], "sparse.death_rate: 2"),
+    (["params", "--set", "sparse.decay_epochs=0"], "sparse.decay_epochs: 0"),
+    (["params", "--set", "lyapunov.samples=0"], "lyapunov.samples: 0"),
+    (["params", "--set", "lyapunov.steps=0"], "lyapunov.steps: 0"),
+    (["params", "--set", "lyapunov.state=c"], "lyapunov.state: 'c'"),
+    (["params", "--set", "lyapunov.method=numeric"], "lyapunov.method: 'numeric'"),
+    (["params", "--set", "lyapunov.log_base=10"], "lyapunov.log_base: 10"),
+    (["params", "--set", "lyapunov.dtype=float16"], "lyapunov.dtype: 'float16'"),
+    (["params", "--set", "lyapunov.qr_every=0"], "lyapunov.qr_every: 0"),
+    (["params", "--set", "lyapunov.exponents=0"], "lyapunov.exponents: 0"),
+    (["params", "--set", "lyapunov.layout=flat"], "lyapunov.layout: 'flat'"),
+    (["params", "--set", "lyapunov.min_exponent=5"], "lyapunov.min_exponent: 5"),
+    (["params", "--set", "space.init=[]"], "space.init: []"),
+    (["params", "--set", "space.init=[foo]"], "space.init"),
+    (["params", "--set", "space.death_rate={low: 0.9, high: 0.4, q: 0.1}"], "space.death_rate"),
+    (["params", "--set", "space.grid_death_rate=1.5"], "space.grid_death_rate: 1.5"),
+    (["params", "--set", "search.mode=exhaustive"], "search.mode: 'exhaustive'"),
+    (["params", "--set", "search.ranker=ppl"], "search.ranker: 'ppl'"),
+    (["params", "--set", "search.embedding=umap"], "search.embedding: 'umap'"),
+    (["params", "--set", "search.distance=l1"], "search.distance: 'l1'"),
+    (["params", "--set", "search.proposer=bayes"], "search.proposer: 'bayes'"),
+    (["params", "--set", "search.n=1"], "search.n: 1"),
+    (["params", "--set", "search.n=6.5"], "search.n: 6.5"),
+    (["params", "--set", "search.eliminate=0"], "search.eliminate: 0"),
+    (["params", "--set", "search.eliminate=1.5"], "search.eliminate: 1.5"),
+    (["params", "--set", "search.insert=-0.1"], "search.insert: -0.1"),
+    (["params", "--set", "search.final_pool=0"], "search.final_pool: 0"),
+    (["params", "--set", "search.e0=0"], "search.e0: 0"),
+    (["plan", "--set", "final.epochs=1"], "final.epochs"),
+    (["params", "--set", "study.space=full"], "study.space: 'full'"),
+    (["params", "--set", "study.pools=[]"], "study.pools: []"),
+    (["params", "--set", "study.repeats=0"], "study.repeats: 0"),
+    (["params", "--set", "report.correlation_candidates=-1"], "report.correlation_candidates: -1"),
+    # --set itself and the params file
+    (["params", "--set", "seed"], "--set 'seed'"),
+    (["params", "--set", "seed.x=1"], "seed"),
+    (["params", "--params", "missing.yaml"], "missing.yaml"),
+    (["params", "--params", "{ws}/not-yaml.yaml"], "not-yaml.yaml"),
+    (["params", "--params", "{ws}/a-list.yaml"], "a-list.yaml"),
+    (["params", "--params", "{ws}/latin1.yaml"], "latin1.yaml"),
+    (["params", "--params", "{ws}/empty.yaml"], "empty.yaml"),
+    (["params", "--params", "{ws}/lr-as-text.yaml"], "train.lr"),
+    # flags
+    (["train", "--out", "{ws}/x", "--epochs", "0.5"], "argument --epochs"),
+    (["train", "--out", "{ws}/x", "--epochs", "x"], "argument --epochs"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--threads", "0"], "argument --threads"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--keep", "none"], "argument --keep"),
+    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--samples", "0"], "argument --samples"),
+    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--exponents", "0"], "argument --exponents"),
+    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--method", "numeric"], "argument --method"),
+    (["bench", "memory"], "argument what"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["search", "pool", "--round", "x", "--out", "{ws}/p.json"], "--round"),
+    (["search", "pool", "--round", "9", "--out", "{ws}/p.json", *TINY], "--round 9"),
+    # files: data, checkpoints, results folders
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/nowhere", *TINY], "nowhere/meta.json does not exist"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/prepared", *TINY, "--set", "data.train_tokens=1500"],
+     "data.train_tokens = 1000"),
+    (["train", "--out", "{ws}/run", "--epochs", "2", "--resume", "--data", "{ws}/prepared", *TINY, "--set", "train.lr=5"],
+     "train.lr"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--init", "{ws}/none.pt", "--data", "{ws}/prepared", *TINY], "none.pt"),
+    (["spectrum", "--checkpoint", "{ws}/none.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "none.pt"),
+    (["spectrum", "--checkpoint", "{ws}/truncated.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "truncated.pt"),
+    (["spectrum", "--checkpoint", "{ws}/text.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "text.pt"),
+    (["spectrum", "--checkpoint", "{ws}/code.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "code.pt"),
+    (["spectrum", "--checkpoint", "{ws}/no-model.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "no-model.pt"),
+    (["prepare", "--raw", "{ws}/empty-raw", "--out", "{ws}/p2", *TINY], "ptb.train.txt"),
+    (["prepare", "--raw", "{ws}/bad-gzip", "--out", "{ws}/p2", *TINY], "ptb.train.txt.gz"),
+    (["prepare", "--raw", "{ws}/raw", "--out", "{ws}/p2", *TINY, "--set", "data.verify=true"], "sha256 mismatch"),
+    (["prepare", "--raw", "{ws}/unseen-raw", "--out", "{ws}/p2", *TINY], "ptb.valid.txt"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/no-results", "--out", "{ws}/r.json", *TINY], "no-results"),
+    (["search", "select", "--results", "{ws}/no-results", "--out", "{ws}/sel.json", *TINY], "no-results"),
+    (["report", "--results", "{ws}/no-results", "--out", "{ws}/rep", *TINY], "no-results"),
+    (["replay", "--table", "{ws}/no-table", "--replays", "{ws}/r.csv", "--anytime", "{ws}/a.csv", *TINY], "no-table"),
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lsh.cli import main
+    ws = tmp_path_factory.mktemp("hostile")
+    raw = ws / "raw"
+    raw.mkdir()
+    words = [f"w{i}" for i in range(30)]
+    for split, lines in (("train", 300), ("valid", 60), ("test", 60)):
+        (raw / f"ptb.{split}.txt").write_text(
+            "".join(" ".join(words[(i * 7 + j) % 30] for j in range(6)) + "\n" for i in range(lines)))
+    assert main(["prepare", "--raw", str(raw), "--out", str(ws / "prepared"), *TINY]) == 0
+    assert main(["train", "--out", str(ws / "run"), "--epochs", "1", "--data", str(ws / "prepared"), *TINY]) == 0
+    good = (ws / "run" / "epoch-001.pt").read_bytes()
+    (ws / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (ws / "text.pt").write_text("not a checkpoint\n")
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("payload ran",))
+
+    import torch
+    torch.save({"model": Payload()}, ws / "code.pt")
+    checkpoint = torch.load(ws / "run" / "epoch-001.pt", weights_only=True)
+    del checkpoint["model"]
+    torch.save(checkpoint, ws / "no-model.pt")
+    (ws / "not-yaml.yaml").write_text("seed: [1, 2\n")
+    (ws / "a-list.yaml").write_text("- 1\n- 2\n")
+    (ws / "latin1.yaml").write_bytes("seed: 1  # caf\xe9\n".encode("latin-1"))
+    (ws / "empty.yaml").write_text("")
+    (ws / "lr-as-text.yaml").write_text((REPO / "params.yaml").read_text().replace("lr: 20 ", "lr: 1.0e30 "))
+    (ws / "empty-raw").mkdir()
+    (ws / "bad-gzip").mkdir()
+    for split in ("train", "valid", "test"):
+        (ws / "bad-gzip" / f"ptb.{split}.txt.gz").write_bytes(b"\x1f\x8b\x08\x00 not gzip at all")
+    shutil.copytree(raw, ws / "unseen-raw")
+    (ws / "unseen-raw" / "ptb.valid.txt").write_text("w1 w2 neverseen\n")
+    return ws
+
+
+@pytest.mark.parametrize("argv, named", BAD_INPUTS, ids=[" ".join(a[:4]) for a, _ in BAD_INPUTS])
+def test_a_new_users_bad_input_is_one_short_message_naming_what_is_wrong(workspace: Path, capsys, argv: list[str],
+                                                                          named: str):
+    from lsh.cli import main
+    argv = [a.replace("{ws}", str(workspace)) for a in argv]
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own refusal: usage and one error line
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert named.replace("{ws}", str(workspace)) in err, err
+    assert "Traceback" not in err and "payload ran" not in err
+    problems = [line for line in err.splitlines() if not line.startswith(("usage:", " "*7)) and line.strip()]
+    assert len(problems) <= 2, err

@@ -77,7 +77,8 @@ def test_impossible_schedules_are_refused_by_name(kw, message):
 
 
 def test_plan_json_has_rounds_and_total():
-    out = run_lsh("plan", "--json", "--set", "search.n=40", "--set", "search.e0=3", "--set", "search.ei=3")
+    out = run_lsh("plan", "--json", "--set", "search.n=40", "--set", "search.e0=3", "--set", "search.ei=3",
+                  "--set", "final.epochs=100")
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
     assert plan["total_candidate_epochs"] == 435

@@ -77,6 +77,9 @@ def build(params: Params, layout: Layout, round_: int | str) -> Pool:
     """The pool of round `round_` (a number, or "final")."""
     rounds = len(plan(params.search).rounds)
     r = rounds if round_ == "final" else int(round_)
+    if r > rounds:
+        which = f"rounds 0 to {rounds - 1} and `final`" if rounds else "only the `final` pool (search.mode: full)"
+        raise LshError(f"--round {round_}: the search's plan has {which}")
     return initial_pool(params) if r == 0 else next_pool(params, layout, r)
 
 
