@@ -41,28 +41,31 @@ def small_params(**search) -> Params:
     return Params.from_dict(config.validate(raw))
 
 
-def synthetic_table(params: Params, diverge: str | None = None) -> Table:
+def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1) -> Table:
     """A table of the small grid (8 configurations) and the dense reference, epochs 0..4: configuration
     i ends at test perplexity 100 + 10 i; its early validation loss orders the configurations with
-    noise, and its spectrum drifts from the dense one by an amount that grows with i."""
+    noise, and its spectrum drifts from the dense one by an amount that grows with i. Training seed
+    k (of `seeds`, params.seed + k) adds 1000 k to every test perplexity, so an outcome shows whose
+    rows it read."""
     rng = np.random.default_rng(0)
     configs = table_configs(params.space, "grid")
     rows, blocks = [], []
-    for index, (cid, config_) in [(-1, (DENSE, {})), *enumerate(configs)]:
+    cells = [(-1, (DENSE, {})), *enumerate(configs)]
+    for k, (index, (cid, config_)) in [(k, cell) for k in range(seeds) for cell in cells]:
         quality = 0 if cid == DENSE else index + 1
         for epoch in range(params.final_epochs + 1):
             loss = None if epoch == 0 else 5.0 - 0.3 * epoch + 0.02 * quality + 0.01 * rng.normal()
             status = "diverged" if cid == diverge and epoch == 3 else "ok"
             if cid == diverge and epoch > 3:  # a cell stops recording at its diverging epoch
                 break
-            rows.append({"config": cid, **{k: config_.get(k) for k in COLUMNS[1:6]}, "seed": params.seed,
+            rows.append({"config": cid, **{key: config_.get(key) for key in COLUMNS[1:6]}, "seed": params.seed + k,
                          "epoch": epoch, "train_loss": loss, "train_ppl": None if loss is None else math.exp(loss),
                          "valid_loss": loss, "valid_ppl": None if loss is None else math.exp(loss),
-                         "test_ppl": 100.0 + 10 * quality - epoch, "status": status, "clipped": 0})
+                         "test_ppl": 100.0 + 10 * quality - epoch + 1000 * k, "status": status, "clipped": 0})
             blocks.append(np.linspace(-1, -3, 6) + 0.05 * quality * epoch + 0.01 * rng.normal(size=6)
                           if status == "ok" else np.full(6, np.nan))
     spectra = np.array(blocks)
-    meta = {"space": "grid", "seeds": [params.seed], "final_epochs": params.final_epochs,
+    meta = {"space": "grid", "seeds": [params.seed + k for k in range(seeds)], "final_epochs": params.final_epochs,
             "configs": [[cid, c] for cid, c in configs]}
     table = Table(pd.DataFrame(rows, columns=list(COLUMNS)), {"blocks": spectra, "sorted": np.sort(spectra)[:, ::-1]}, meta)
     table.index()
@@ -205,6 +208,38 @@ def test_replays_are_reproducible_and_repeats_draw_other_pools():
     assert one == replay(table, strategy, params.space, repeats=4, base_seed=params.seed)
     pools = {frozenset(o.candidates[c] for c in o.rounds[0]) for o in one}
     assert len(pools) > 1, "each repeat's grid order is its own, so its initial pool too"
+
+
+def test_repeats_cycle_over_the_training_seeds_and_read_only_that_seeds_rows():
+    """With S > 1 training seeds, repeat r replays on seed r mod S: every observation and the outcome
+    come from that seed's rows (its test perplexities are 1000 higher per seed index here)."""
+    params = small_params()
+    table = synthetic_table(params, seeds=2)
+    search = dataclasses.replace(params.search, n=6)
+    budget = lsh_budget(search, table.final_epochs)
+    for strategy in (Strategy("lsh", "lsh", search), Strategy("loss", "lsh", dataclasses.replace(search, ranker="loss")),
+                     Strategy("optuna", "optuna", search, pruner="hyperband", budget=budget),
+                     Strategy("random", "random", search, budget=budget),
+                     Strategy("full", "full", dataclasses.replace(search, mode="full", proposer="rand"))):
+        outcomes = replay(table, strategy, params.space, repeats=4, base_seed=params.seed)
+        assert [o.seed for o in outcomes] == [params.seed, params.seed + 1] * 2, strategy
+        for o in outcomes:
+            offset = 1000 * (o.seed - params.seed)
+            assert offset <= o.test_ppl < offset + 1000, (strategy, o)
+            assert all(offset <= x < offset + 1000 for x in o.incumbent if math.isfinite(x)), (strategy, o)
+
+
+def test_training_seeds_start_at_the_runs_seed_and_a_bad_index_is_named():
+    from lsh.stages.table import cell_seed
+    from lsh.study.cells import training_seeds
+
+    raw = config.load_params(SMOKE)
+    raw["study"]["seeds"] = 3
+    params = Params.from_dict(config.validate(raw))
+    assert training_seeds(params) == [params.seed, params.seed + 1, params.seed + 2]
+    assert [cell_seed(params, k) for k in range(3)] == training_seeds(params)
+    with pytest.raises(Exception, match="training seed index 3: study.seeds is 3, so 0..2"):
+        cell_seed(params, 3)
 
 
 def test_optuna_replays_are_reproducible_with_either_pruner():
