@@ -41,14 +41,14 @@ def small_params(**search) -> Params:
     return Params.from_dict(config.validate(raw))
 
 
-def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1) -> Table:
-    """A table of the small grid (8 configurations) and the dense reference, epochs 0..4: configuration
-    i ends at test perplexity 100 + 10 i; its early validation loss orders the configurations with
-    noise, and its spectrum drifts from the dense one by an amount that grows with i. Training seed
-    k (of `seeds`, params.seed + k) adds 1000 k to every test perplexity, so an outcome shows whose
-    rows it read."""
+def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1, kind: str = "grid") -> Table:
+    """A table of the small grid (8 configurations; with kind "quantised" each at all 6 death rates)
+    and the dense reference, epochs 0..4: configuration i ends at test perplexity 100 + 10 i; its
+    early validation loss orders the configurations with noise, and its spectrum drifts from the
+    dense one by an amount that grows with i. Training seed k (of `seeds`, params.seed + k) adds
+    1000 k to every test perplexity, so an outcome shows whose rows it read."""
     rng = np.random.default_rng(0)
-    configs = table_configs(params.space, "grid")
+    configs = table_configs(params.space, kind)
     rows, blocks = [], []
     cells = [(-1, (DENSE, {})), *enumerate(configs)]
     for k, (index, (cid, config_)) in [(k, cell) for k in range(seeds) for cell in cells]:
@@ -65,7 +65,7 @@ def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1) 
             blocks.append(np.linspace(-1, -3, 6) + 0.05 * quality * epoch + 0.01 * rng.normal(size=6)
                           if status == "ok" else np.full(6, np.nan))
     spectra = np.array(blocks)
-    meta = {"space": "grid", "seeds": [params.seed + k for k in range(seeds)], "final_epochs": params.final_epochs,
+    meta = {"space": kind, "seeds": [params.seed + k for k in range(seeds)], "final_epochs": params.final_epochs,
             "configs": [[cid, c] for cid, c in configs]}
     table = Table(pd.DataFrame(rows, columns=list(COLUMNS)), {"blocks": spectra, "sorted": np.sort(spectra)[:, ::-1]}, meta)
     table.index()
@@ -227,6 +227,30 @@ def test_repeats_cycle_over_the_training_seeds_and_read_only_that_seeds_rows():
             offset = 1000 * (o.seed - params.seed)
             assert offset <= o.test_ppl < offset + 1000, (strategy, o)
             assert all(offset <= x < offset + 1000 for x in o.incumbent if math.isfinite(x)), (strategy, o)
+
+
+def test_a_quantised_table_holds_every_death_rate_and_its_replays_propose_them():
+    """study.space: quantised: every configuration of the space at every quantised death rate (q000..);
+    the proposers then search the death rate too, within the table."""
+    params = small_params()
+    grid = table_configs(params.space, "grid")
+    quantised = table_configs(params.space, "quantised")
+    rates = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert len(quantised) == len(grid) * len(rates) == 48
+    assert [cid for cid, _ in quantised] == [f"q{i:03d}" for i in range(48)]
+    methods = lambda c: tuple(c[k] for k in ("init", "death", "growth", "redistribution"))  # noqa: E731
+    assert {(methods(c), round(c["death_rate"], 6)) for _, c in quantised} == \
+        {(methods(c), r) for _, c in grid for r in rates}
+    table = synthetic_table(params, kind="quantised")
+    search = dataclasses.replace(params.search, n=6, proposer="tpe")
+    seen = set()
+    for outcome in replay(table, Strategy("lsh", "lsh", search), params.space, repeats=4, base_seed=params.seed):
+        assert outcome.config in dict(table.configs)
+        seen |= set(outcome.candidates.values())
+    assert len({round(dict(table.configs)[cid]["death_rate"], 6) for cid in seen}) > 1, "death rates are searched"
+    with pytest.raises(Exception, match="study.space: quantised needs a quantised death rate"):
+        table_configs(dataclasses.replace(params.space, death_rate=dataclasses.replace(params.space.death_rate, q=None)),
+                      "quantised")
 
 
 def test_training_seeds_start_at_the_runs_seed_and_a_bad_index_is_named():
