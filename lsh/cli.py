@@ -107,7 +107,7 @@ def cmd_plan(args: argparse.Namespace, params: Params) -> int:
     print(f"total candidate-epochs for selection: {plan.total_candidate_epochs}")
     print(f"dense reference epochs (last compared epoch): {plan.last_epoch}")
     final = params.final_epochs
-    extra = plan.final_pool * max(0, final - plan.last_epoch)
+    extra = plan.final_pool * (final - plan.last_epoch)  # validation refuses final.epochs below last_epoch
     print(f"final training: {plan.final_pool} survivors to epoch {final} (at most {extra} more candidate-epochs)")
     if plan.rounds and params.search.e0 < 2:
         print("note: with search.e0 = 1 a new candidate is scored before its first topology update, so its death, "

@@ -139,7 +139,7 @@ def _cross_field(params: dict) -> list[str]:
         except LshError as e:
             lines.append(str(e))
         else:
-            final = params.get("final", {}).get("epochs", last_epoch)
+            final = params["final"]["epochs"]  # the schema has passed: every section is there
             if final < last_epoch:  # the survivors would already be past the final training's end
                 lines.append(f"final.epochs: {final} is below the {last_epoch} epochs the survivors reach during "
                              f"selection (search.e0, search.ei and the rounds); raise it to at least {last_epoch}")
