@@ -4,21 +4,39 @@
 #          the CPU wheel that lies on this machine type's disk; on a GPU machine pass
 #          the build you want, e.g. make run TORCH="torch==2.13.0" with pip's CUDA index.
 #   CORES: Snakemake's --cores (default: all).
+# Every other package comes at the exact version requirements.lock names (pip-tools' format);
+# `make lock` re-resolves it to the newest versions pyproject.toml allows, with torch at TORCH.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint setup slurm-packages
+LOCK := requirements.lock
+LOCK_VENV := .venv-lock
+
+.PHONY: run test test-fast lint setup slurm-packages lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# torch first (the build TORCH names: CPU or CUDA), then the locked versions, then the package
+# itself without resolving anything more; pip check fails if the lock misses a requirement.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+# Update requirements.lock: every dependency of pyproject.toml (test extra included) at the newest
+# version it allows, resolved against torch at TORCH; torch itself stays out (TORCH installs it).
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2)
+	echo "$(TORCH)" > $(LOCK_VENV)/torch.txt
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --upgrade --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+		--unsafe-package torch --constraint $(LOCK_VENV)/torch.txt \
+		--output-file $(LOCK) pyproject.toml
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)

@@ -137,6 +137,7 @@ def bench_train(params: Params, *, demo_steps: int = 40, paper_steps: int | None
     result = {
         "benchmark": "train",
         **device_fields(resolve_device(params.train.device, "train.device")),
+        **numerics_fields(),
         "tf32": params.train.tf32,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -164,6 +165,13 @@ def device_fields(device: torch.device) -> dict:
     """The device a benchmark ran on, named: GPU figures are meaningless without the GPU's name."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return {"device": device.type, "device_name": name}
+
+
+def numerics_fields() -> dict:
+    """The numerics a benchmark ran under: portable (AVX2-capped) kernels or the machine's own."""
+    from lsh import numerics
+
+    return {"numerics": numerics.effective_mode(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _sync(device: torch.device) -> None:
@@ -309,6 +317,7 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
     result = {
         "benchmark": "spectrum",
         **device_fields(resolve_device(ly.device, "lyapunov.device")),
+        **numerics_fields(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
@@ -326,4 +335,59 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
         result[name]["seconds_per_spectrum"] = measured["analytic_s"]
         result[name]["floor_seconds"] = measured["floor_s"]
         result[name]["ratio_over_floor"] = measured["ratio_analytic_over_floor"]
+    return result
+
+
+# -----------------------------------------------------------------------------
+# Numerics: the cost of portable (AVX2-capped) kernels against this machine's native ones
+
+NUMERICS_MEASURES = {  # (benchmark, path in its JSON, higher is faster)
+    "train_dense_tokens_per_s": ("train", ("sizes", "demo", "dense_tokens_per_s"), True),
+    "train_sparse_tokens_per_s": ("train", ("sizes", "demo", "sparse_tokens_per_s"), True),
+    "spectrum_256_s": ("spectrum", ("analytic_s",), False),
+    "spectrum_demo_s": ("spectrum", ("demo", "seconds_per_spectrum"), False),
+}
+
+
+def bench_numerics(params_file: str, overrides: list[str], *, repeats: int = 3, threads: int | None = None) -> dict:
+    """Portable against native, side by side: the caps take effect only when a process loads its
+    libraries, so each measurement is a fresh `lsh bench` process, the two modes alternating
+    `repeats` times. Each process measures a demo-size training epoch (its own medians) and a
+    spectrum; the result is each measure's median per mode and the portable/native speed ratio
+    (above 1: portable is faster)."""
+    import json
+    import subprocess
+    import sys
+
+    from lsh import numerics
+
+    measured: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in NUMERICS_MEASURES} for mode in numerics.MODES}
+    info: dict[str, dict] = {}
+    for _ in range(repeats):
+        for mode in numerics.MODES:
+            for what in ("train", "spectrum"):
+                cmd = [sys.executable, "-m", "lsh", "-q", "bench", what, "--json", "--no-paper", "--repeats", "3",
+                       "--params", params_file, *(f"--set={o}" for o in overrides), f"--set=numerics={mode}",
+                       *(["--threads", str(threads)] if threads else [])]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if out.returncode:
+                    raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
+                result = json.loads(out.stdout)
+                info[mode] = {"cpu_capability": result.get("cpu_capability"), "numerics": result.get("numerics")}
+                for key, (bench, path, _) in NUMERICS_MEASURES.items():
+                    if bench == what:
+                        value = result
+                        for part in path:
+                            value = value.get(part, {}) if isinstance(value, dict) else {}
+                        if isinstance(value, (int, float)):
+                            measured[mode][key].append(float(value))
+    result = {"benchmark": "numerics", "repeats": repeats, "modes": info, "machine": platform.machine(),
+              "cpu": numerics.cpu_model(), "threads": threads, "medians": {}, "portable_speed_over_native": {}}
+    for key, (_, _, higher_faster) in NUMERICS_MEASURES.items():
+        if not all(measured[m][key] for m in numerics.MODES):
+            continue
+        med = {m: statistics.median(measured[m][key]) for m in numerics.MODES}
+        result["medians"][key] = {m: float(f"{v:.4g}") for m, v in med.items()}
+        ratio = med["portable"] / med["native"] if higher_faster else med["native"] / med["portable"]
+        result["portable_speed_over_native"][key] = round(ratio, 3)
     return result

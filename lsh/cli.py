@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lsh import config
+from lsh import config, numerics
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout
@@ -73,6 +73,20 @@ def _data_dir(args: argparse.Namespace, params: Params) -> Path:
 def cmd_params(args: argparse.Namespace, params: Params) -> int:
     """Print the validated params, overrides applied."""
     sys.stdout.write(yaml.safe_dump(params.raw, sort_keys=False))
+    return 0
+
+
+def cmd_environment(args: argparse.Namespace, params: Params) -> int:
+    """What this process computes with (numerics, CPU capability, versions): the run's record."""
+    from lsh import files
+
+    record = numerics.current()
+    if args.out:
+        files.write_json(args.out, record)
+        log.info("%s: numerics %s, CPU capability %s, torch %s", args.out, record["numerics"],
+                 record["cpu_capability"], record["versions"]["torch"])
+    else:
+        print(json.dumps(record, indent=2))
     return 0
 
 
@@ -150,6 +164,11 @@ def _exponents_flag(text: str) -> int | str:
 def cmd_bench(args: argparse.Namespace, params: Params) -> int:
     from lsh import bench
 
+    if args.what == "numerics":  # fresh processes per mode: the caps act only when libraries load
+        result = bench.bench_numerics(args.params, args.overrides, repeats=args.repeats, threads=args.threads)
+        print(json.dumps(result, indent=2) if args.json else
+              "\n".join(f"{k}: portable/native speed {v}" for k, v in result["portable_speed_over_native"].items()))
+        return 0
     _set_threads(args.threads)
     if args.device:  # both benchmarks on the named device (train.device and lyapunov.device)
         params = dataclasses.replace(params, train=dataclasses.replace(params.train, device=args.device),
@@ -401,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", parents=[common], help="print the validated params")
     p.set_defaults(func=cmd_params)
 
+    p = sub.add_parser("environment", parents=[common],
+                       help="what this machine computes with: numerics, CPU capability, versions (a run's record)")
+    p.add_argument("--out", metavar="FILE", help="JSON file to write (default: print it)")
+    p.set_defaults(func=cmd_environment)
+
     p = sub.add_parser("prepare", parents=[common], help="PTB text -> token ids, vocabulary and meta.json")
     p.add_argument("--raw", metavar="DIR", help="raw text folder (default: data.raw)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: data.prepared)")
@@ -440,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_spectrum)
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks behind the README's performance figures")
-    p.add_argument("what", choices=["train", "spectrum"], help="what to measure")
+    p.add_argument("what", choices=["train", "spectrum", "numerics"],
+                   help="what to measure (numerics: portable against native, a training epoch and a spectrum)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--repeats", type=_count(1, "--repeats"), default=5, metavar="N", help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
@@ -480,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace, Params], int] = args.func
     try:
         params = Params.from_dict(config.load_params(args.params, args.overrides))
+        for note in numerics.apply(params.numerics):  # before any handler imports torch or numpy
+            log.warning("%s", note)
         return func(args, params)
     except (LshError, OSError) as e:  # an OSError not met elsewhere: the file system's, one line naming the path
         print(f"lsh {args.command}{step}: error: {e}", file=sys.stderr)

@@ -362,6 +362,7 @@ class Params:
     """The whole validated params, section by section (`Params.from_dict` of a validated dict)."""
 
     seed: int
+    numerics: str  # portable | native (lsh.numerics), applied before torch is imported
     results: str
     data: DataParams
     model: ModelParams
@@ -381,7 +382,7 @@ class Params:
         if sparse["decay_epochs"] is None:
             sparse["decay_epochs"] = params["final"]["epochs"]
         return cls(
-            seed=params["seed"], results=params["results"], data=DataParams(**params["data"]),
+            seed=params["seed"], numerics=params["numerics"], results=params["results"], data=DataParams(**params["data"]),
             model=ModelParams.from_dict(params["model"]), train=TrainConfig(**params["train"]),
             sparse=SparseConfig(**sparse), lyapunov=LyapunovConfig(**params["lyapunov"]),
             space=SpaceConfig.from_dict(params["space"]), search=SearchConfig(**params["search"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,11 +23,21 @@ def resolve_device(name: str | torch.device, key: str = "device") -> torch.devic
         return name
     if name not in DEVICES:
         raise LshError(f"{key} = {name!r}: allowed are {', '.join(DEVICES)}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise LshError(f"{key}: cuda was asked for, but torch sees no CUDA device (use auto or cpu)")
-    return torch.device(name)
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+    if device.type == "cuda":
+        _note_gpu_numerics()
+    return device
+
+
+@functools.cache
+def _note_gpu_numerics() -> None:
+    """Said once per process: what `numerics: portable` does not reach."""
+    logging.getLogger("lsh.numerics").warning(
+        "numerics: computing on %s; the portable caps hold for CPU kernels only: GPU results repeat on the same GPU "
+        "model, driver and library versions at best (cuDNN's RNN kernels are not deterministic)",
+        torch.cuda.get_device_name(0))
 
 
 @contextmanager

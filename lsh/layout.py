@@ -5,6 +5,7 @@ generator all ask here. Round, slot and final-slot numbers are two digits (r00, 
 f01); a string is used as it is, so that a rule can pass its wildcard (`"{r}"`).
 
     <root>/resolved-params.yaml          the run's validated params, read by every job
+    <root>/environment.json              what produced the run: numerics, CPU capability, versions
     <root>/dense/                        the dense reference: epoch-NNN.pt, metrics.jsonl, summary.json, spectra.json
     <root>/dense-final/                  the dense reference trained on to final.epochs
     <root>/rounds/rNN/pool.json          round NN's candidates, slot by slot
@@ -41,6 +42,7 @@ RANKING = "ranking.csv"
 PROPOSALS = "proposals.json"
 SELECTED = "selected.json"
 RESOLVED_PARAMS = "resolved-params.yaml"
+ENVIRONMENT = "environment.json"
 CELL_ROWS = "rows.json"  # a table cell's epochs, recorded as they are trained
 TABLE_FILES = ("table.csv", "spectra.npz", "table.json")  # the benchmark table: rows, spectra, description
 STUDY_REPORT_FILES = (  # the study's report: the verdict, then each part as Markdown, CSV and a figure
@@ -67,6 +69,10 @@ class Layout:
     @property
     def resolved_params(self) -> Path:
         return self.root / RESOLVED_PARAMS
+
+    @property
+    def environment(self) -> Path:
+        return self.root / ENVIRONMENT
 
     # the dense reference
     @property

@@ -16,9 +16,15 @@ from pathlib import Path
 
 import pytest
 
-import numpy as np
+from lsh import numerics
 
-from lsh import data
+# Before numpy and torch load: the tests compute as a default run does (numerics: portable), and
+# the Snakemake and `lsh` processes they start inherit the same caps.
+numerics.apply(numerics.DEFAULT)
+
+import numpy as np  # noqa: E402
+
+from lsh import data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from lsh import config
+from lsh import config, numerics
 from lsh.config import ModelParams, Params
 from lsh.layout import Layout
 from lsh.search.schedule import plan
@@ -89,6 +89,11 @@ def test_smoke_preset_runs_the_whole_search_and_reruns_nothing(smoke_runs: list[
         assert len(ranking) == rnd.pool + 1 and ranking[0].startswith("round,rank,candidate")
     selected = json.loads((project / "results" / "final" / "selected.json").read_text())
     assert selected["status"] == "ok" and selected["valid_ppl"] > 0 and selected["test_ppl"] > 0
+    environment = json.loads((project / "results" / "environment.json").read_text())
+    assert environment["numerics"] == params.numerics == "portable" or numerics.portable_possible() is not None
+    assert set(environment["versions"]) == set(numerics.PACKAGES)
+    summary = (project / "results" / "report" / "summary.md").read_text()
+    assert "## Environment" in summary and f"| numpy | {environment['versions']['numpy']} |" in summary
     assert set(selected["config"]) == set(CONFIG_KEYS)
     assert selected["budget"]["candidate_epochs"]["selection"] == the_plan.total_candidate_epochs
     again = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", SMOKE], project)

@@ -54,6 +54,7 @@ class Run:
     final_pool: dict
     dense_dir: Path  # the dense reference's training folder (dense-final/ lies beside it)
     compared: list[tuple[Path, dict]]  # other runs of a comparison set: (results folder, selected.json)
+    environment: dict | None = None  # environment.json: numerics, CPU capability, versions (None: not recorded)
 
     @property
     def method(self) -> str:
@@ -171,6 +172,7 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
         candidates=candidates, dense_summary=read_json_if(dense_dir / names.SUMMARY),
         dense_final=dense_final, dense_history=dense_history, dense_spectra=dense_spectra,
         dense_layouts=dense_layouts, final_pool=final_pool, dense_dir=dense_dir, compared=others,
+        environment=read_json_if(layout.environment),
     )
 
 

@@ -93,12 +93,31 @@ def summary_markdown(run: Run, budget: pd.DataFrame, seconds: pd.DataFrame, corr
     if correlation is not None and len(correlation):
         lines += ["## Correlation with final perplexity", ""]
         lines.append(markdown_table(correlation, digits={"pearson": 3, "spearman": 3}))
+    lines += environment_markdown(run.environment)
     lines += ["## Files", ""]
     lines += [f"- `{name}`: {FILE_DESCRIPTIONS[name]}" for name in written if name in FILE_DESCRIPTIONS]
     lines.append("")
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def environment_markdown(env: dict | None) -> list[str]:
+    """What produced the run (environment.json): the numerics, the CPU, the versions."""
+    lines = ["## Environment", ""]
+    if not env:
+        return lines + ["Not recorded (environment.json is missing: a run made by an older lsh).", ""]
+    portable = env.get("numerics") == "portable"
+    lines += [f"Numerics `{env.get('numerics')}` (CPU capability {env.get('cpu_capability')}, {env.get('cpu')}, "
+              f"{env.get('machine')}): " + ("the same seed gives these bits on every x86-64 machine with AVX2."
+                                            if portable else "the bits are this CPU capability's."), ""]
+    if env.get("cuda"):
+        cuda = env["cuda"]
+        lines += [f"GPU {cuda.get('device')} (CUDA {cuda.get('cuda')}, cuDNN {cuda.get('cudnn')}): GPU results "
+                  "are not bitwise reproducible across GPU models.", ""]
+    versions = {"python": env.get("python"), "lsh": env.get("lsh"), **env.get("versions", {})}
+    lines += ["| package | version |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in versions.items()] + [""]
+    return lines
 
 
 def _diff(a: Any, b: Any) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsh import files, layout
+from lsh import files, layout, numerics
 from lsh.data import Corpus
 from lsh.errors import LshError
 from lsh.models import LanguageModel, ModelConfig, build_model
@@ -41,6 +41,9 @@ def list_checkpoints(out: str | os.PathLike) -> dict[int, Path]:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically, with the environment that made it (numerics, CPU capability,
+    versions), so a run continued elsewhere can say what changed."""
+    state = {**state, "environment": state.get("environment") or numerics.current()}
     files.atomic_write(path, lambda f: torch.save(state, f))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lsh import files, layout
+from lsh import files, layout, numerics
 from lsh.config import ModelParams, SparseConfig, TrainConfig
 from lsh.data import Corpus
 from lsh.device import resolve_device
@@ -81,8 +81,11 @@ def train(
 
     start, continued = _starting_point(out, config, init, resume=resume, restart=restart)
     if start is not None:
-        trainer.load_state_dict(load_checkpoint(start, map_location=device))
+        state = load_checkpoint(start, map_location=device)
+        trainer.load_state_dict(state)
         log.info("%s from %s (epoch %d)", "continuing" if continued else "resuming", start, trainer.epoch)
+        if trainer.epoch < epochs:  # only work still to do can come out with other bits
+            numerics.check_continuation(state.get("environment"), numerics.current(), f"checkpoint {start}")
     if trainer.epoch > epochs and continued:
         raise LshError(f"--init {init} is already at epoch {trainer.epoch}, past --epochs {epochs}")
     if trainer.epoch >= epochs and start is not None and not continued:

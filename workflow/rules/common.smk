@@ -201,6 +201,7 @@ def report_inputs(wildcards=None):
     selection rounds the dense reference and every round's pool, ranking, trainings and spectra."""
     run = RUNS[str(MAIN.root)]
     inputs = {
+        "environment": str(MAIN.environment),
         "selected": str(MAIN.selected),
         "pool": str(MAIN.final_pool),
         "final": final_train_summaries(run),
@@ -230,7 +231,7 @@ def root_pattern():
 def final_outputs():
     """What `rule all` asks for."""
     dense_final = [str(MAIN.dense_final / "summary.json")] if PLAN.rounds else []
-    return [str(MAIN.selected), *dense_final, *correlation_summaries()]
+    return [str(MAIN.environment), str(MAIN.selected), *dense_final, *correlation_summaries()]
 
 
 def study_cells(wildcards=None):

@@ -16,3 +16,23 @@ rule prepare:
         runtime=10,
     shell:
         "lsh prepare {params.cfg} > {log} 2>&1"
+
+
+# What produced a run (numerics, CPU capability, versions): written once, where its jobs run,
+# and shown by the report. No job reads it as input, so it triggers no rerun of finished work;
+# a job continuing a checkpoint made elsewhere compares the checkpoint's own record.
+rule environment:
+    output:
+        str(P.environment),
+    params:
+        **lsh_params("numerics"),
+    conda:
+        ENV
+    log:
+        f"{P.logs}/environment.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "lsh environment {params.cfg} --out {output:q} > {log:q} 2>&1"

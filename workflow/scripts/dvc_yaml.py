@@ -61,6 +61,7 @@ def stages(params: Params) -> dict[str, Any]:
         candidate.append("final")
     out: dict[str, Any] = {}
     out["prepare"] = _stage(["prepare"], [*code, RULES["data"]], ["seed", "data"], [prepared])
+    out["environment"] = _stage([str(run.environment)], [*code, RULES["data"]], ["numerics"], [str(run.environment)])
     upstream = [prepared]
     if the_plan.rounds:
         out["dense"] = _stage(
@@ -80,7 +81,7 @@ def stages(params: Params) -> dict[str, Any]:
         [prepared, *upstream, *code, RULES["final"]], [*candidate, "final", "report"],
         [str(run.final_dir), *([str(run.correlation_dir)] if correlation else [])],
     )
-    report_deps = [str(run.final_dir), *([str(run.correlation_dir)] if correlation else [])]
+    report_deps = [str(run.environment), str(run.final_dir), *([str(run.correlation_dir)] if correlation else [])]
     if the_plan.rounds:
         report_deps += [str(run.dense), str(run.dense_final), *(str(run.round_dir(r)) for r in range(len(the_plan.rounds)))]
     out["report"] = _stage([str(run.report / "summary.md")], [*report_deps, *code, RULES["report"]],
