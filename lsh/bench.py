@@ -27,7 +27,7 @@ from lsh import training
 from lsh.config import Params, TrainConfig
 from lsh.data import Corpus
 from lsh.device import resolve_device
-from lsh.models import LanguageModel, ModelConfig, build_model
+from lsh.models import LanguageModel, ModelConfig, build_model, check_fits
 
 # Model sizes measured: the demo's own model and the paper's 2 x 1500 LSTM.
 PAPER_LSTM = {"type": "lstm", "emb": 1500, "hidden": 1500, "layers": 2, "depth": 1, "tied": False}
@@ -76,8 +76,10 @@ def bench_train_size(params: Params, model_params: dict, steps: int, repeats: in
     device = resolve_device(cfg.device, "train.device")
     vocab = 10_000
     corpus = _synthetic_corpus((steps * cfg.bptt + 1) * cfg.batch_size, vocab, params.seed)
+    config = ModelConfig.from_params(model, vocab)
+    check_fits(config, cfg.batch_size, cfg.bptt, device)
     torch.manual_seed(params.seed)
-    init = build_model(ModelConfig.from_params(model, vocab)).to(device)
+    init = build_model(config).to(device)
 
     bare_model = copy.deepcopy(init)
     data = training.batchify(corpus.train, cfg.batch_size, device)
@@ -156,9 +158,11 @@ SPECTRUM_SIZE = {"type": "lstm", "emb": 256, "hidden": 256, "layers": 2, "depth"
 
 
 def _spectrum_model(model_params: dict, vocab: int, seed: int) -> LanguageModel:
-    torch.manual_seed(seed)
     keys = ("type", "emb", "hidden", "layers", "depth", "tied")
-    return build_model(ModelConfig(vocab=vocab, **{k: model_params[k] for k in keys})).eval()
+    config = ModelConfig(vocab=vocab, **{k: model_params[k] for k in keys})
+    check_fits(config, 1, 1, torch.device("cpu"))
+    torch.manual_seed(seed)
+    return build_model(config).eval()
 
 
 def device_fields(device: torch.device) -> dict:

@@ -165,7 +165,7 @@ def cmd_bench(args: argparse.Namespace, params: Params) -> int:
     from lsh import bench
 
     if args.what == "numerics":  # fresh processes per mode: the caps act only when libraries load
-        result = bench.bench_numerics(args.params, args.overrides, repeats=args.repeats, threads=args.threads)
+        result = bench.bench_numerics(args.params or "params.yaml", args.overrides, repeats=args.repeats, threads=args.threads)
         print(json.dumps(result, indent=2) if args.json else
               "\n".join(f"{k}: portable/native speed {v}" for k, v in result["portable_speed_over_native"].items()))
         return 0
@@ -208,10 +208,9 @@ def cmd_search_pool(args: argparse.Namespace, params: Params) -> int:
 
 
 def _read_pool(path: str):
-    from lsh import files
-    from lsh.records import Pool
+    from lsh import records
 
-    return Pool.from_json(files.read_json(path))
+    return records.read(path, records.Pool)
 
 
 def cmd_search_train(args: argparse.Namespace, params: Params) -> int:
@@ -277,7 +276,14 @@ def cmd_study_cell(args: argparse.Namespace, params: Params) -> int:
     from lsh.stages import table
 
     _set_threads(args.threads)
-    table.train_cell(params, args.config, args.seed_index, Path(args.out), _data_dir(args, params))
+    table.train_cell(params, args.config, args.seed_index, Path(args.out), _data_dir(args, params), until=args.until)
+    return 0
+
+
+def cmd_study_calibration(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import table
+
+    table.calibrate(params, Path(args.cells), args.seed_index, _data_dir(args, params), Path(args.out))
     return 0
 
 
@@ -285,7 +291,7 @@ def cmd_study_table(args: argparse.Namespace, params: Params) -> int:
     from lsh.stages import table
 
     table.build_table(params, [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results, params),
-                      Path(args.out))
+                      Path(args.out), Path(args.data) if args.data else None)
     return 0
 
 
@@ -308,11 +314,11 @@ def cmd_study_ls_samples(args: argparse.Namespace, params: Params) -> int:
 
 
 def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
-    import pandas as pd
-
+    from lsh import files
     from lsh.stages import study
 
-    frames = [pd.read_csv(path) for path in (args.replays, args.anytime, args.samples)]
+    frames = [files.read_frame(path, columns) for path, columns in (
+        (args.replays, study.REPLAY_COLUMNS), (args.anytime, study.ANYTIME_COLUMNS), (args.samples, study.SAMPLES_COLUMNS))]
     headline = study.write_study(params, Path(args.table), *frames, Path(args.out))
     log.info("%s: %s", args.out, json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
     return 0
@@ -324,7 +330,8 @@ def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
 
 def _common() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--params", default="params.yaml", metavar="FILE", help="params file (default: params.yaml)")
+    parent.add_argument("--params", metavar="FILE",
+                        help="params file (default: params.yaml; for a command reading a run, the run's own)")
     parent.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override one param, e.g. --set data.train_tokens=20000 (repeatable)")
     return parent
@@ -391,12 +398,22 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--config", required=True, metavar="ID", help="a table configuration (g00.., q000..) or dense")
     q.add_argument("--seed-index", type=_count(0, "--seed-index"), default=0, metavar="K",
                    help="the training seed: seed + K (0..study.seeds-1)")
+    q.add_argument("--until", type=_count(0, "--until"), metavar="EPOCH",
+                   help="stop after this epoch (a partial cell, continued by a later call; default: final.epochs)")
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--threads", type=THREADS, metavar="N")
+    q = step("calibration", "does the regime let candidates learn before the first ranking? (cells to search.e0)",
+             cmd_study_calibration)
+    q.add_argument("--cells", required=True, metavar="DIR", help="the folder of cells (<config>/s<K>/) to read")
+    q.add_argument("--seed-index", type=_count(0, "--seed-index"), default=0, metavar="K")
+    q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
+    q.add_argument("--out", required=True, metavar="DIR")
     q = step("table", "gather the cells into the table (table.csv, spectra.npz, table.json)", cmd_study_table)
     q.add_argument("--results", default="results", metavar="DIR", help="the results folder holding study/table/")
     q.add_argument("--cells", nargs="+", metavar="FILE", help="the cells' rows.json (default: every cell under RESULTS)")
+    q.add_argument("--data", metavar="DIR",
+                   help="prepared data: check that every cell was trained as these params train on it")
     q.add_argument("--out", required=True, metavar="DIR")
     q = step("ls-samples", "the spectrum from study.ls_samples validation samples (paper Table 4)", cmd_study_ls_samples)
     q.add_argument("--table", required=True, metavar="DIR")
@@ -496,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_params(args: argparse.Namespace) -> dict:
+    """The params a command runs with: --params (default params.yaml) and --set; a command that reads an
+    existing run (--results) takes that run's resolved params, which --params and --set may not change."""
+    results = getattr(args, "results", None)
+    resolved = Layout(results).resolved_params if results else None
+    if resolved is not None and (resolved.exists() or resolved.is_symlink()):
+        return config.run_params(resolved, args.params, args.overrides)
+    return config.load_params(args.params or "params.yaml", args.overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     step = f" {args.step}" if getattr(args, "step", None) else ""
@@ -504,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hyperopt").setLevel(logging.WARNING)  # two INFO lines per suggest(): 37 000 in a study's replay
     func: Callable[[argparse.Namespace, Params], int] = args.func
     try:
-        params = Params.from_dict(config.load_params(args.params, args.overrides))
+        params = Params.from_dict(_load_params(args))
         for note in numerics.apply(params.numerics):  # before any handler imports torch or numpy
             log.warning("%s", note)
         return func(args, params)

@@ -9,6 +9,7 @@ allowed, before any work starts.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import sys
@@ -36,23 +37,60 @@ def load_schema() -> dict:
         return yaml.safe_load(f)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"key {show(key)} is given twice (lines {seen[key]} and {line}); keep one")
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML mapping with `yaml.safe_load`, with errors that name the file."""
+    """Read a YAML mapping safely (no tags that build objects), with errors that name the file."""
+    from lsh.files import not_a_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {path} does not exist")
+    problem = not_a_file(path)
+    if problem:
+        raise ConfigError(f"params file {path} {problem}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as e:
+        raise ConfigError(f"params file {path}: {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     except yaml.YAMLError as e:  # one line: where, and what the parser expected
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"params file {path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except OSError as e:
+        raise ConfigError(f"params file {path} cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"params file {path} must hold a mapping of keys, not {type(data).__name__}")
     return data
+
+
+SHOWN = 80  # characters of a value echoed in a message: a YAML alias chain can expand to megabytes
+
+
+def show(value: Any, limit: int = SHOWN) -> str:
+    """A value as a message shows it: repr (invisible characters escaped), cut to `limit` characters."""
+    text = ascii(value) if isinstance(value, str) and not value.isprintable() else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _key(key: Any) -> str:
+    """A key as a message shows it: as written when printable, escaped otherwise (a zero-width space)."""
+    key = str(key)
+    return key if key.isprintable() else ascii(key)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -89,25 +127,37 @@ def apply_overrides(params: dict, overrides: list[str] | tuple[str, ...]) -> dic
 
 
 def _describe(error: jsonschema.ValidationError) -> list[str]:
-    """One line per problem: `key.path: what is wrong; what is allowed`."""
-    path = ".".join(str(p) for p in error.absolute_path)
+    """One line per problem: `key.path: what is wrong; what is allowed` (values shown capped)."""
+    path = ".".join(_key(p) for p in error.absolute_path)
     prefix = f"{path}." if path else ""
     where = path or "(top level)"
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        return [f"{prefix}{key}: unknown key; allowed keys here: {', '.join(allowed)}" for key in unknown]
+        unknown = sorted(map(str, set(error.instance) - set(allowed)))
+        return [f"{prefix}{_key(key)}: unknown key; allowed keys here: {', '.join(allowed)}" for key in unknown]
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [f"{prefix}{key}: missing; this key is required ({_help(schema, key)})" for key in missing]
     if error.validator == "enum":
         choices = ", ".join(map(str, error.validator_value))
-        return [f"{where}: {error.instance!r} is not allowed; choose one of: {choices}"]
+        return [f"{where}: {show(error.instance)} is not allowed; choose one of: {choices}"]
     if error.validator == "type":
         kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return [f"{where}: {error.instance!r} is not of type {' or '.join(kinds)}"]
-    return [f"{where}: {error.message}"]
+        return [f"{where}: {show(error.instance)} is not of type {' or '.join(kinds)}"]
+    if error.validator == "not" and "pattern" in (error.validator_value or {}):
+        if not isinstance(error.instance, str):
+            return []  # a pattern says nothing of a number: the type error names it
+        return [f"{where}: {show(error.instance)} holds a control character (a newline, a tab, ...): a path may not, "
+                "since it would break the jobs' shell commands and logs"]
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": "less than the minimum of", "maximum": "greater than the maximum of",
+                "exclusiveMinimum": "not above", "exclusiveMaximum": "not below"}[error.validator]
+        return [f"{where}: {show(error.instance)} is {word} {error.validator_value}"]
+    if error.validator == "uniqueItems":
+        return [f"{where}: {show(error.instance)} lists a value twice; each may appear once"]
+    message = error.message if len(error.message) <= 300 else f"{error.message[:300]}... ({len(error.message)} characters)"
+    return [f"{where}: {message}"]
 
 
 def _help(schema: dict, key: str) -> str:
@@ -128,9 +178,9 @@ def _cross_field(params: dict) -> list[str]:
     """Rules between keys, which a JSON schema cannot state; checked only once the schema passes."""
     model = params.get("model", {})
     lines = model_problems(model.get("type"), model.get("emb"), model.get("hidden"), model.get("layers"), model.get("tied"))
-    rate = params.get("space", {}).get("death_rate", {})
-    if rate and rate["low"] > rate["high"]:
-        lines.append(f"space.death_rate: low {rate['low']} is above high {rate['high']}")
+    lines += _space_problems(params)
+    if os.path.normpath(params.get("results", "results")) in ("/", "//"):
+        lines.append("results: '/' is the root of the file system; give the run a folder of its own (e.g. results)")
     if "search" in params:  # the schedule must be possible: `lsh params` refuses what `lsh plan` refuses
         from lsh.search.schedule import plan
 
@@ -146,27 +196,87 @@ def _cross_field(params: dict) -> list[str]:
     return lines
 
 
+MAX_CONFIGURATIONS = 1_000_000  # a quantised space larger than this is refused: its grid would not fit in memory
+
+
+def _space_problems(params: dict) -> list[str]:
+    """The death-rate range and the count of configurations against what the search draws from it."""
+    space = params.get("space", {})
+    rate = space.get("death_rate", {})
+    if not rate:
+        return []
+    lines = []
+    low, high, q = rate["low"], rate["high"], rate["q"]
+    if low > high:
+        return [f"space.death_rate: low {low} is above high {high}"]
+    if q:
+        steps = (high - low) / q
+        if steps + 1 > MAX_CONFIGURATIONS:
+            return [f"space.death_rate.q: {q} makes {steps + 1:.3g} death rates between {low} and {high} "
+                    f"(at most {MAX_CONFIGURATIONS:,} configurations); use a larger step or null (continuous)"]
+        off = [name for name, x in (("low", low), ("high", high)) if abs(x / q - round(x / q)) > 1e-6]
+        if off:  # hyperopt's quniform rounds to whole multiples of q: 0.95 with q 0.5 would give 1.0
+            lines.append(f"space.death_rate: {' and '.join(f'{n} {rate[n]}' for n in off)} must be a whole multiple "
+                         f"of q = {q}, so that every quantised death rate lies in [{low}, {high}]")
+        categorical = 1
+        for key in ("init", "death", "growth", "redistribution"):
+            categorical *= len(space.get(key, []) or [1])
+        size = categorical * (int(math.floor(steps + 1e-9)) + 1)
+        if size > MAX_CONFIGURATIONS:
+            lines.append(f"space: {size:,} configurations, more than the {MAX_CONFIGURATIONS:,} a search can handle; "
+                         "use a larger space.death_rate.q")
+        elif "search" in params and params["search"]["proposer"] != "grid":
+            lines += _count_problems(params, size)
+    return lines
+
+
+def _count_problems(params: dict, size: int) -> list[str]:
+    """More distinct candidates than a finite space holds cannot be proposed (the proposer would search forever)."""
+    from lsh.search.schedule import plan
+
+    try:
+        the_plan = plan(SearchConfig(**params["search"]))
+    except LshError:
+        return []  # the schedule's own problem is reported by the caller
+    wanted = params["search"]["n"] + sum(r.new for r in the_plan.rounds)
+    if wanted > size:
+        return [f"search.n: the search proposes {wanted} distinct candidates (n = {params['search']['n']} and the "
+                f"insertions), but the space holds only {size} configurations; lower search.n or widen the space"]
+    return []
+
+
 def _types(node: dict) -> list[str]:
     kind = node.get("type", [])
     return kind if isinstance(kind, list) else [kind]
 
 
-def normalise(params: dict) -> tuple[dict, list[str]]:
+def normalise(params: dict, text_numbers: bool = False) -> tuple[dict, list[str]]:
     """Numbers as the schema means them, and the problems only a number's spelling shows.
 
     A whole float (6.0, 2e4) where the schema wants an integer becomes that integer, from
     files, `--set` and Snakemake's `--config` alike; 6.5 stays and the schema refuses it by
-    name. A string that YAML 1.1 read from a number-like spelling (1.0e30, 1e-06) where the
-    schema wants a number is a problem that says how to write it, as is an integer too large
-    for a floating-point number.
+    name. NaN and infinity are refused for every number (1e400 reads as infinity). A string
+    that YAML 1.1 read from a number-like spelling (1.0e30, 1e-06) where the schema wants a
+    number is a problem that says how to write it, as is an integer too large for a
+    floating-point number. With `text_numbers` (Snakemake's `--config`, whose nested values
+    arrive as text: `lyapunov={steps: 30}`), such text is read as the number, boolean or
+    null the schema wants, as the top-level values are.
     """
     problems: list[str] = []
 
     def walk(value: Any, node: dict, path: str) -> Any:
         if isinstance(value, dict) and "properties" in node:
-            return {k: walk(v, node["properties"].get(k, {}), f"{path}.{k}" if path else k) for k, v in value.items()}
+            return {k: walk(v, node["properties"].get(k, {}), f"{path}.{_key(k)}" if path else _key(k))
+                    for k, v in value.items()}
+        if isinstance(value, list) and isinstance(node.get("items"), dict):
+            return [walk(v, node["items"], f"{path}[{i}]") for i, v in enumerate(value)]
         kinds = _types(node)
+        if text_numbers and isinstance(value, str) and set(kinds) & {"integer", "number", "boolean", "null"}:
+            value = _from_text(value, kinds)
         if isinstance(value, bool):
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{path}: {value} is not allowed: NaN and infinity are not numbers a run can use")
             return value
         if "integer" in kinds and isinstance(value, float) and value.is_integer():
             return int(value)
@@ -183,10 +293,26 @@ def normalise(params: dict) -> tuple[dict, list[str]]:
     return walk(params, load_schema(), ""), problems
 
 
-def validate(params: dict, source: str = "params") -> dict:
+def _from_text(text: str, kinds: list[str]) -> Any:
+    """Command-line text as the value the schema wants (unchanged when it is not one)."""
+    if _FLOAT.fullmatch(text.strip()) and ("number" in kinds or "integer" in kinds):
+        return float(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, float) and "integer" in kinds and value.is_integer():
+        return value  # a whole float: normalise makes it the integer, as for top-level values
+    wanted = {"integer": (int,), "number": (int, float), "boolean": (bool,), "null": (type(None),)}
+    ok = any(isinstance(value, wanted[k]) and not (k != "boolean" and isinstance(value, bool))
+             for k in kinds if k in wanted)
+    return value if ok else text
+
+
+def validate(params: dict, source: str = "params", text_numbers: bool = False) -> dict:
     """The params with their numbers normalised (`normalise`); raise ConfigError listing every way
     they break the schema or a rule between keys."""
-    params, lines = normalise(params)
+    params, lines = normalise(params, text_numbers)
     schema = load_schema()
     cls = jsonschema.validators.validator_for(schema)
     errors = sorted(cls(schema).iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
@@ -204,6 +330,39 @@ def load_params(path: str | os.PathLike = "params.yaml", overrides: list[str] | 
     params = apply_overrides(read_yaml(path), overrides)
     source = str(path) + (" with --set " + " ".join(overrides) if overrides else "")
     return validate(params, source)
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys in which two params dicts differ."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def run_params(resolved: str | os.PathLike, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...]) -> dict:
+    """The params of an existing run (its resolved-params.yaml): `--params` and `--set` may repeat them,
+    never change them, since the run's files were made with these (numerics aside: how, not what)."""
+    run = load_params(resolved)
+    given = load_params(path if path is not None else resolved, overrides)
+    changed = [k for k in differences(run, given) if k != "numerics"]
+    if changed:
+        def value(params: dict, dotted: str) -> str:
+            for part in dotted.split("."):
+                params = params.get(part) if isinstance(params, dict) else None
+            return show(params)
+
+        shown = "; ".join(f"{k} = {value(given, k)} where the run has {value(run, k)}" for k in changed[:3])
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        source = " ".join(filter(None, [f"--params {path}" if path is not None else "",
+                                        " ".join(f"--set {o}" for o in overrides)]))
+        raise ConfigError(f"{source} conflicts with the run's own params ({resolved}): {shown}{more}. A run is read "
+                          "with the params that made it: drop them, or point --results at another run")
+    return given
 
 
 def dump(params: dict) -> str:
@@ -341,6 +500,7 @@ class SearchConfig:
     eliminate: float
     insert: float
     final_pool: int
+    age: str = "own"  # own | common: the epoch each candidate is scored at (lsh.search.ranking.scored_epochs)
 
 
 @dataclass(frozen=True)
@@ -350,11 +510,12 @@ class StudyConfig:
     repeats: int
     pools: tuple[int, ...]
     ls_samples: tuple[int, ...]
+    cells: str | None = None
 
     @classmethod
     def from_dict(cls, section: dict) -> "StudyConfig":
         return cls(space=section["space"], seeds=section["seeds"], repeats=section["repeats"],
-                   pools=tuple(section["pools"]), ls_samples=tuple(section["ls_samples"]))
+                   pools=tuple(section["pools"]), ls_samples=tuple(section["ls_samples"]), cells=section["cells"])
 
 
 @dataclass(frozen=True)

@@ -227,29 +227,43 @@ def prepare(
 
 def load_vocab(prepared: str | os.PathLike) -> list[str]:
     path = Path(prepared) / "vocab.txt"
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path} does not exist: run `lsh prepare` first")
-    return path.read_text(encoding="utf-8").splitlines()
+    return files.read_text(path).splitlines()
 
 
 def load_split(prepared: str | os.PathLike, split: str) -> np.ndarray:
     path = Path(prepared) / f"{split}.npy"
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path} does not exist: run `lsh prepare` first")
+    problem = files.not_a_file(path)
+    if problem:
+        raise DataError(f"{path} {problem}; rerun `lsh prepare`")
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        ids = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{path}: cannot read it ({e}); rerun `lsh prepare`") from None
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise DataError(f"{path}: holds a {ids.dtype} array of shape {ids.shape}, not token ids; rerun `lsh prepare`")
+    return ids
 
 
 def load_corpus(prepared: str | os.PathLike, data_params: dict | None = None) -> Corpus:
-    """The prepared corpus; with `data_params` (the params' data section) only if it was made by them."""
+    """The prepared corpus; with `data_params` (the params' data section) only if it was made by them.
+    Token ids must index the vocabulary: data from elsewhere, or a truncated vocab.txt, is named."""
     if data_params is not None:
         check_prepared(prepared, data_params)
     corpus = Corpus(*(load_split(prepared, s) for s in SPLITS), vocab=load_vocab(prepared))
     for split in SPLITS:
-        if len(getattr(corpus, split)) == 0:
-            raise DataError(f"{Path(prepared) / (split + '.npy')}: the {split} split has no tokens; rerun `lsh prepare`")
+        ids = getattr(corpus, split)
+        path = Path(prepared) / (split + ".npy")
+        if len(ids) == 0:
+            raise DataError(f"{path}: the {split} split has no tokens; rerun `lsh prepare`")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= corpus.vocab_size:
+            raise DataError(f"{path}: token id {high if high >= corpus.vocab_size else low} is outside the vocabulary "
+                            f"of {corpus.vocab_size} words in {Path(prepared) / 'vocab.txt'} (truncated, or from other "
+                            "data); rerun `lsh prepare`")
     return corpus
 
 
@@ -257,14 +271,15 @@ def check_prepared(prepared: str | os.PathLike, data_params: dict) -> None:
     """Refuse prepared data that other data params made (another data.train_tokens), naming both values:
     reusing it silently would train on other data than the params say."""
     path = Path(prepared) / "meta.json"
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path} does not exist: run `lsh prepare` first")
-    made_by = json.loads(path.read_text()).get("made_by")
-    if made_by is None:
+    meta = files.read_json(path)
+    made_by = meta.get("made_by") if isinstance(meta, dict) else None
+    if not isinstance(made_by, dict):
         raise DataError(f"{path} does not record the data params that made it (prepared by an older lsh or by hand): "
                         "run `lsh prepare` again")
     for key, value in made_by.items():
         if data_params.get(key) != value:
             raise DataError(f"{prepared} was prepared with data.{key} = {value}, but the params have "
-                            f"data.{key} = {data_params.get(key)}: run `lsh prepare` again (Snakemake does so itself) "
+                            f"data.{key} = {data_params.get(key)}: run `lsh prepare` again (under Snakemake: `snakemake --forcerun prepare`) "
                             "or point data.prepared at data made by these params")

@@ -11,12 +11,12 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 
 from lsh.errors import LshError
 
@@ -80,29 +80,84 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+def write_npy(path: str | os.PathLike, array: Any) -> Path:
+    import numpy as np  # here: this module is read before numpy may load (lsh.numerics caps it first)
+
     return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
-def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Rewrite the JSON-lines file with one more record (atomic, so never half a line)."""
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a regular file one can read, in words ("is a directory", ...); None if it is one."""
     path = Path(path)
-    old = path.read_bytes() if path.exists() else b""
-    write_bytes(path, old + (json.dumps(record) + "\n").encode("utf-8"))
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symbolic link loop (it points at itself through other links)"
+        if e.errno == errno.ENOENT and path.is_symlink():
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        if e.errno == errno.ENOENT:
+            return "does not exist"
+        return f"cannot be read: {os.strerror(e.errno) if e.errno else e}"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe), not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a file"
+    return None
+
+
+def read_text(path: str | os.PathLike, what: str = "") -> str:
+    """A text file the stages exchange: what is wrong with it (missing, a directory, unreadable, not UTF-8)
+    is an LshError naming it; `what` says which stage makes it."""
+    path = Path(path)
+    problem = not_a_file(path)
+    if problem:
+        hint = f": {what}" if problem == "does not exist" and what else ""
+        raise LshError(f"{path} {problem}{hint}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise LshError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}): it is not a file lsh wrote") from None
+    except OSError as e:
+        raise LshError(f"{path} cannot be read: {os.strerror(e.errno) if e.errno else e}") from None
+
+
+def parse_json(text: str, path: str | os.PathLike) -> Any:
+    """JSON text read from `path`; a broken one is an error naming the file and where it breaks."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        empty = " (the file is empty)" if not text.strip() else ""
+        raise LshError(f"{path} is not valid JSON{empty} at line {e.lineno}, column {e.colno}: {e.msg}; "
+                       "it is truncated or not a file lsh wrote: delete it and rerun the stage that makes it") from None
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """A JSON file the stages exchange; a missing one says which stage makes it."""
-    path = Path(path)
-    if not path.is_file():
-        raise LshError(f"{path} does not exist: run the stage that makes it first")
-    return json.loads(path.read_text())
+    """A JSON file the stages exchange; a missing one says which stage makes it, a broken one is named."""
+    return parse_json(read_text(path, "run the stage that makes it first"), path)
 
 
 def read_json_if(path: str | os.PathLike) -> Any:
-    """A JSON file that may not exist yet (None then)."""
+    """A JSON file that may not exist yet (None then); one that exists but is broken is an error naming it."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.exists() or path.is_symlink() else None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """A JSON-lines file: one value per line; a broken line is an error naming the file and the line."""
+    out = []
+    for number, line in enumerate(read_text(path, "run the stage that makes it first").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise LshError(f"{path} line {number} is not valid JSON ({e.msg}): the file is truncated or not "
+                               "one lsh wrote; delete it and rerun the stage that makes it") from None
+    return out
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -111,3 +166,24 @@ def finite_or_none(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def read_frame(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> Any:
+    """A CSV file the stages exchange as a pandas DataFrame: missing, empty, unparsable or lacking one of
+    `columns`, it is an LshError naming the file (and the column)."""
+    import io
+
+    import pandas as pd
+
+    text = read_text(path, "run the stage that makes it first")
+    if not text.strip():
+        raise LshError(f"{path} is empty: it is truncated or not a file lsh wrote; rerun the stage that makes it")
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        raise LshError(f"{path} is not a CSV table lsh wrote ({str(e).splitlines()[0]}); rerun the stage that makes it") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LshError(f"{path} lacks the column {missing[0]!r}: it is not a file lsh wrote, or was edited; rerun the "
+                       "stage that makes it")
+    return frame

@@ -27,6 +27,7 @@ f01); a string is used as it is, so that a rule can pass its wildcard (`"{r}"`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +160,7 @@ class Layout:
         return self.study / "table"
 
     def table_cell(self, config: str, seed_index: int | str) -> Path:
-        return self.table / config / f"s{seed_index}"
+        return cell_folder(self.table, config, seed_index)
 
     @property
     def replays(self) -> Path:
@@ -181,3 +182,8 @@ class Layout:
 def checkpoint(folder: str | Path, epoch: int) -> Path:
     """A training folder's checkpoint of `epoch`."""
     return Path(folder) / CHECKPOINT.format(epoch=epoch)
+
+
+def cell_folder(table: str | os.PathLike, config: str, seed_index: int | str) -> Path:
+    """A benchmark-table cell's folder under a table (a run's, or the finished cells kept in study.cells)."""
+    return Path(table) / config / f"s{seed_index}"

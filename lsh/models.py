@@ -15,6 +15,7 @@ torch.func (jacrev, vmap) can differentiate it; `forward` keeps the fused nn.LST
 Only models live here: no training loop, no I/O.
 """
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Optional, Union
 
@@ -373,3 +374,43 @@ def build_model(cfg: ModelConfig) -> LanguageModel:
     except KeyError:
         raise ValueError(f"model type {cfg.type!r}: allowed are {', '.join(MODELS)}") from None
     return cls(cfg)
+
+
+# -----------------------------------------------------------------------------
+# What a model needs of the machine, known before any tensor is allocated
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """The number of parameters `build_model(cfg)` makes (embedding, recurrent cell, decoder)."""
+    H, E, V = cfg.hidden, cfg.emb, cfg.vocab
+    if cfg.type == "lstm":
+        cell = sum(4 * H * ((E if layer == 0 else H) + H) + 8 * H for layer in range(cfg.layers))
+    else:
+        cell = E * 2 * H + cfg.depth * (H * 2 * H + 2 * H)
+    return V * E + cell + (0 if cfg.tied else H * V) + V
+
+
+def training_bytes(cfg: ModelConfig, batch: int, bptt: int) -> int:
+    """A lower bound of what training needs: weights, gradients, averages and masks (about 5 copies of
+    the parameters in float32) and the logits of one window with their gradient (3 x batch x bptt x V)."""
+    return 4 * (5 * parameter_count(cfg) + 3 * batch * bptt * cfg.vocab)
+
+
+def check_fits(cfg: ModelConfig, batch: int, bptt: int, device: torch.device, what: str = "the model") -> None:
+    """Refuse, before any allocation, a model whose training cannot fit in the device's memory, saying how
+    much it needs (an allocator's failure deep in the first batch says neither)."""
+    need = training_bytes(cfg, batch, bptt)
+    if device.type == "cuda":
+        have, where = torch.cuda.get_device_properties(device).total_memory, torch.cuda.get_device_name(device)
+    else:
+        try:
+            have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+        except (ValueError, OSError, AttributeError):
+            return  # no way to know: let the allocator speak
+    if need > have:
+        from lsh.errors import LshError
+
+        size = f"{cfg.layers} x {cfg.hidden}" if cfg.type == "lstm" else f"depth {cfg.depth}, {cfg.hidden} units"
+        raise LshError(f"{what} ({cfg.type.upper()} {size}, embedding {cfg.emb}, vocabulary {cfg.vocab}) has "
+                       f"{parameter_count(cfg) / 1e9:.3g} G parameters: training needs at least {need / 2**30:.1f} GiB, "
+                       f"{where} has {have / 2**30:.1f} GiB. Lower model.hidden, model.emb or model.layers")

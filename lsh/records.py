@@ -1,70 +1,251 @@
-"""The records the stages pass to each other through files: a round's pool and a training's summary.
+"""The records the stages pass to each other through files, each with its one reader and writer.
 
-Each is a dataclass with `from_json`/`to_json`, so a reader sees the fields a file holds
-and a typo is an AttributeError, not a silently missing key. The JSON layout is what the
-README describes; `to_json` writes the same keys `from_json` reads.
+Every file one job writes and another reads is a dataclass here: a round's pool, a training's
+summary and per-epoch metrics, a slot's spectra, a round's ranking and proposals, the
+selection. A reader checks the file against the record's fields (their types, the allowed
+configuration values, no missing and no unknown keys), so a truncated, foreign or hand-edited
+file is one error naming the file, the field and what was expected, never a traceback or a
+silently wrong number further on. `to_json` writes the same keys `from_json` reads.
+
+    read(path, Pool)             a JSON file as its record
+    read_lines(path, Epoch)      a JSON-lines file, a record per line
+    read_rows(path, RankingRow)  a CSV file, a record per row
+    write(path, record)          atomically
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import math
+import os
+import types
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+from lsh import files
+from lsh.errors import LshError
+
+R = TypeVar("R")
+
+CONFIG_KEYS = ("init", "death", "growth", "redistribution", "death_rate")
+STATUSES = ("ok", "diverged", "empty")  # empty: a pool slot without a candidate (a grid smaller than the pool)
 
 
-@dataclass(frozen=True)
-class PoolEntry:
-    """One slot of a round: which candidate trains there, from where, and to which epoch."""
+class RecordError(LshError):
+    """A value that does not fit its record: `field` names where, the message what was expected."""
 
-    slot: int
-    candidate: str  # c000, c001, ... in order of first appearance
-    config: dict  # init, death, growth, redistribution, death_rate
-    parent: str | None  # the checkpoint a survivor continues from; None: trained from scratch
-    epochs_before: int
-    epochs_after: int
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+# -----------------------------------------------------------------------------
+# Checking values against the type hints of a record's fields
+
+
+class Measure(float):
+    """Marks a float field that may be infinite or NaN (a diverged candidate's distance in a CSV)."""
+
+
+def _fail(where: str, expected: str, value: Any) -> RecordError:
+    return RecordError(f"{where}: expected {expected}, found {_show(value)}")
+
+
+def check(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the type `hint` describes it, or a RecordError naming `where`."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        value = check(value, args[0], where)
+        for extra in args[1:]:
+            if callable(extra):
+                extra(value, where)
+        return value
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check(value, option, where)
+            except RecordError as e:
+                errors.append(e)
+        raise errors[0] if len(errors) == 1 else _fail(where, " or ".join(_name(a) for a in args), value)
+    if origin is Literal:
+        if value not in args:
+            raise _fail(where, "one of " + ", ".join(map(str, args)), value)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _fail(where, "true or false", value)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(where, "a whole number", value)
+        return value
+    if hint in (float, Measure):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(where, "a number", value)
+        if hint is float and not math.isfinite(value):
+            raise _fail(where, "a finite number", value)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _fail(where, "text", value)
+        return value
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _fail(where, "an object", value)
+        if not args:
+            return value
+        return {check(k, args[0], f"{where} key"): check(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise _fail(where, "a list", value)
+        item = args[0] if args else Any
+        checked = [check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(checked) if origin is tuple else checked
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    raise TypeError(f"no check for {hint!r}")  # a record with a field type this module does not know
+
+
+def _name(hint: Any) -> str:
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "an object",
+            type(None): "null"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls, include_extras=True)
+
+
+def build(cls: type[R], data: Any, where: str) -> R:
+    """An instance of the dataclass `cls` from a JSON object, every field checked against its type."""
+    if not isinstance(data, dict):
+        raise _fail(where, f"an object ({cls.__name__})", data)
+    known = {f.name: f for f in fields(cls)}
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise RecordError(f"{where}: unknown field {_show(unknown[0])} (a {cls.__name__} has "
+                          f"{', '.join(known)})")
+    values = {}
+    for name, f in known.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RecordError(f"{where}: field {name!r} is missing")
+            continue
+        values[name] = check(data[name], _hints(cls)[name], f"{where}.{name}" if where else name)
+    record = cls(**values)
+    validate = getattr(record, "validate", None)
+    if validate is not None:
+        validate(where)
+    return record
+
+
+# -----------------------------------------------------------------------------
+# A candidate's configuration
+
+
+@cache
+def _choices() -> dict[str, tuple]:
+    """The allowed value of each categorical configuration key: the schema's sparse section."""
+    from lsh.config import load_schema
+
+    sparse = load_schema()["properties"]["sparse"]["properties"]
+    return {k: tuple(sparse[k]["enum"]) for k in CONFIG_KEYS[:4]}
+
+
+def check_config(config: dict, where: str) -> None:
+    """A configuration holds exactly the five keys, each an allowed choice, the death rate in (0, 1)."""
+    keys = list(config)
+    if sorted(keys) != sorted(CONFIG_KEYS):
+        missing = [k for k in CONFIG_KEYS if k not in config]
+        extra = [k for k in keys if k not in CONFIG_KEYS]
+        what = f"lacks {', '.join(missing)}" if missing else f"has the unknown key {_show(extra[0])}"
+        raise RecordError(f"{where}: a configuration {what} (its keys are {', '.join(CONFIG_KEYS)})")
+    for key, allowed in _choices().items():
+        if config[key] not in allowed:
+            raise _fail(f"{where}.{key}", "one of " + ", ".join(allowed), config[key])
+    rate = config["death_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
+        raise _fail(f"{where}.death_rate", "a number between 0 and 1", rate)
+
+
+Config = Annotated[dict, check_config]
+
+
+# -----------------------------------------------------------------------------
+# The records
+
+
+class Record:
+    """from_json / to_json for a record dataclass."""
 
     @classmethod
-    def from_json(cls, data: dict) -> "PoolEntry":
-        return cls(**data)
+    def from_json(cls: type[R], data: Any, where: str = "") -> R:
+        return build(cls, data, where)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class Tried:
-    """A configuration the search has trained (proposals must differ from all of them)."""
+class PoolEntry(Record):
+    """One slot of a round: which candidate trains there, from where, and to which epoch."""
 
-    candidate: str
-    config: dict
+    slot: int
+    candidate: str  # c000, c001, ... in order of first appearance
+    config: Config  # init, death, growth, redistribution, death_rate
+    parent: str | None  # the checkpoint a survivor continues from; None: trained from scratch
+    epochs_before: int
+    epochs_after: int
 
-    @classmethod
-    def from_json(cls, data: dict) -> "Tried":
-        return cls(data["candidate"], data["config"])
-
-    def to_json(self) -> dict:
-        return {"candidate": self.candidate, "config": self.config}
+    def validate(self, where: str) -> None:
+        if not 0 <= self.epochs_before <= self.epochs_after:
+            raise RecordError(f"{where}: epochs_before {self.epochs_before} and epochs_after {self.epochs_after} "
+                              "must satisfy 0 <= epochs_before <= epochs_after")
 
 
 @dataclass(frozen=True)
-class Pool:
+class Tried(Record):
+    """A configuration the search has trained (proposals must differ from all of them)."""
+
+    candidate: str
+    config: Config
+
+
+@dataclass(frozen=True)
+class Pool(Record):
     """A round's pool (`round` an int), or the final pool (`round` "final"); empty slots are None."""
 
-    round: int | str
+    round: int | Literal["final"]
     slots: tuple[PoolEntry | None, ...]
     tried: tuple[Tried, ...]
     next_id: int  # the number of the next new candidate
+
+    def validate(self, where: str) -> None:
+        for i, entry in enumerate(self.slots):
+            if entry is not None and entry.slot != i:
+                raise RecordError(f"{where}.slots[{i}]: holds slot {entry.slot}; slot numbers must follow the order")
 
     @property
     def entries(self) -> list[PoolEntry]:
         return [e for e in self.slots if e is not None]
 
     def entry(self, slot: int) -> PoolEntry | None:
-        return self.slots[slot] if slot < len(self.slots) else None
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Pool":
-        return cls(data["round"], tuple(PoolEntry.from_json(e) if e else None for e in data["slots"]),
-                   tuple(Tried.from_json(t) for t in data["tried"]), data["next_id"])
+        """The candidate of slot `slot` (None: an empty slot); a slot the pool does not have is an error."""
+        if not 0 <= slot < len(self.slots):
+            raise LshError(f"--slot {slot}: the pool of round {self.round} has slots 0 to {len(self.slots) - 1}")
+        return self.slots[slot]
 
     def to_json(self) -> dict:
         return {"round": self.round, "slots": [e.to_json() if e else None for e in self.slots],
@@ -72,10 +253,10 @@ class Pool:
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(Record):
     """A training folder's summary.json: how the run ended and its best epoch."""
 
-    status: str  # ok | diverged | empty (a slot without a candidate)
+    status: Literal["ok", "diverged", "empty"]
     epochs: int  # the last epoch reached
     target_epochs: int | None = None
     valid_ppl: float | None = None  # at the last epoch
@@ -87,12 +268,7 @@ class Summary:
     test_ppl: float | None = None  # at the best epoch, with --test
     test_epoch: int | None = None
     candidate: str | None = None  # a search slot's candidate and configuration
-    config: dict | None = field(default=None)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Summary":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    config: Config | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("valid_ppl", "best_epoch", "best_valid_ppl")}
@@ -100,3 +276,311 @@ class Summary:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Epoch(Record):
+    """One line of a training's metrics.jsonl: the epoch's losses, perplexities and sparse statistics."""
+
+    epoch: int
+    train_loss: float | None
+    train_ppl: float | None
+    valid_loss: float | None
+    valid_ppl: float | None
+    averaging: bool
+    lr: float
+    tokens_per_s: float
+    status: Literal["ok", "diverged"]
+    seconds: float
+    reason: str | None = None
+    nonzeros: int | None = None  # a sparse candidate's statistics (after the epoch's topology update)
+    pruned: int | None = None
+    regrown: int | None = None
+    death_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Spectrum(Record):
+    """One checkpoint's spectrum in spectra.json (None exponents: its model diverged)."""
+
+    exponents: list[float] | None
+    layouts: dict[str, list[float]] | None
+    clipped: int | None
+    status: Literal["ok", "diverged"]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Spectra(Record):
+    """spectra.json: a training folder's spectra by epoch (a slot's new epochs, or the dense reference's)."""
+
+    spectra: dict[str, Spectrum]
+    seconds: float
+    round: int | Literal["final"] | None = None  # a slot's: its round, slot and candidate
+    slot: int | None = None
+    candidate: str | None = None
+    status: Literal["ok", "empty"] = "ok"
+
+    def validate(self, where: str) -> None:
+        for epoch in self.spectra:
+            if not epoch.isdigit():
+                raise RecordError(f"{where}.spectra: the key {_show(epoch)} is not an epoch number")
+
+    def by_epoch(self) -> dict[int, Spectrum]:
+        return {int(e): s for e, s in self.spectra.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        slot = {k: getattr(self, k) for k in ("round", "slot", "candidate")} if self.slot is not None else {}
+        return {**slot, "spectra": {e: s.to_json() for e, s in self.spectra.items()}, "seconds": self.seconds,
+                **({"status": self.status} if slot else {})}
+
+
+@dataclass(frozen=True)
+class CachedSpectrum(Spectrum):
+    mtime_ns: int = 0  # the checkpoint's modification time when its spectrum was computed
+
+
+@dataclass(frozen=True)
+class SpectraCache(Record):
+    """spectra-cache.json: the spectra a training job computed while its models were at hand, keyed by
+    the settings they were made with (a cache: unreadable is the same as absent)."""
+
+    key: str
+    spectra: dict[str, CachedSpectrum]
+
+
+@dataclass(frozen=True)
+class RankingRow(Record):
+    """One candidate's line of a round's ranking.csv (non-finite scores rank a diverged candidate last)."""
+
+    round: int
+    rank: int
+    candidate: str
+    slot: int
+    init: str
+    death: str
+    growth: str
+    redistribution: str
+    death_rate: float
+    epoch: int
+    distance: Measure
+    loss_gap: Measure
+    valid_ppl: Measure
+    score: Measure
+    status: Literal["ok", "diverged", "empty"]
+    kept: bool
+
+    def validate(self, where: str) -> None:
+        check_config(self.config, where)
+
+    @property
+    def config(self) -> dict:
+        return {k: getattr(self, k) for k in CONFIG_KEYS}
+
+
+RANKING_COLUMNS = tuple(f.name for f in fields(RankingRow))
+
+
+@dataclass(frozen=True)
+class HistoryPoint(Record):
+    config: Config
+    score: float
+
+
+@dataclass(frozen=True)
+class Proposal(Record):
+    candidate: str
+    config: Config
+    source: Literal["tpe", "atpe", "rand", "grid", "fallback"]
+
+
+@dataclass(frozen=True)
+class Proposals(Record):
+    """proposals.json: the history a round's proposer learnt from and the candidates it proposed."""
+
+    round: int
+    proposer: str
+    history_mode: str
+    history: list[HistoryPoint]
+    proposals: list[Proposal]
+
+
+@dataclass(frozen=True)
+class DistancePoint(Record):
+    round: int
+    epoch: int
+    distance: float | None
+    valid_ppl: float | None
+    rank: int
+
+
+@dataclass(frozen=True)
+class Finalist(Record):
+    candidate: str
+    config: Config
+    status: Literal["ok", "diverged", "empty"]
+    valid_ppl: float | None
+    test_ppl: float | None
+
+
+@dataclass(frozen=True)
+class Diverged(Record):
+    candidate: str
+    where: str
+    epoch: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class RoundBudget(Record):
+    round: int
+    pool: int
+    planned_candidate_epochs: int
+    spent_candidate_epochs: int
+
+
+@dataclass(frozen=True)
+class Budget(Record):
+    planned_selection_candidate_epochs: int
+    candidate_epochs: dict[str, int]
+    total_candidate_epochs: int
+    wall_seconds: dict[str, float]
+    total_wall_seconds: float
+    rounds: list[RoundBudget]
+
+
+@dataclass(frozen=True)
+class Selection(Record):
+    """selected.json: the selected candidate (None when none finished), the finalists, the budget."""
+
+    status: str
+    mode: str
+    ranker: str
+    proposer: str
+    density: float
+    candidate: str | None
+    config: Config | None
+    valid_ppl: float | None
+    test_ppl: float | None
+    best_epoch: int | None
+    distance_history: list[DistancePoint]
+    finalists: list[Finalist]
+    diverged: list[Diverged]
+    budget: Budget
+    age: Literal["own", "common"] = "own"  # the epoch the rounds scored each candidate at (search.age)
+
+
+# -----------------------------------------------------------------------------
+# Readers and writers
+
+
+def load(data: Any, cls: type[R], path: str | os.PathLike) -> R:
+    """`data` (read from `path`) as a `cls` record; what does not fit is an error naming the file."""
+    try:
+        return cls.from_json(data)  # type: ignore[attr-defined]
+    except RecordError as e:
+        raise LshError(f"{path}: {e} (a {cls.__name__} record: the file is not one lsh wrote, or was edited; "
+                       "rerun the stage that makes it)") from None
+
+
+def read(path: str | os.PathLike, cls: type[R]) -> R:
+    """A JSON file as its record."""
+    return load(files.read_json(path), cls, path)
+
+
+def read_if(path: str | os.PathLike, cls: type[R]) -> R | None:
+    """A JSON file as its record, or None when it does not exist (yet)."""
+    data = files.read_json_if(path)
+    return None if data is None else load(data, cls, path)
+
+
+def read_lines(path: str | os.PathLike, cls: type[R]) -> list[R]:
+    """A JSON-lines file, one record per line."""
+    return [load(line, cls, f"{path} line {i}") for i, line in enumerate(files.read_jsonl(path), 1)]
+
+
+def write(path: str | os.PathLike, record: Record) -> Path:
+    return files.write_json(path, record.to_json())
+
+
+def write_lines(path: str | os.PathLike, records: list) -> Path:
+    """Rewritten whole, atomically: never half a line."""
+    import json
+
+    return files.write_text(path, "".join(json.dumps(r.to_json() if isinstance(r, Record) else r) + "\n"
+                                          for r in records))
+
+
+def _from_text(text: str, hint: Any, where: str) -> Any:
+    """A CSV cell as the value the field's type wants (empty: None, or NaN for a Measure)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if text == "" and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if origin is Literal or hint is str:
+        return text
+    if hint is bool:
+        if text not in ("True", "False"):
+            raise _fail(where, "True or False", text)
+        return text == "True"
+    try:
+        if hint is int:
+            return int(text)
+        if hint is Measure:
+            return math.nan if text == "" else float(text)
+        if hint is float:
+            return float(text)
+    except ValueError:
+        raise _fail(where, "a number", text) from None
+    return text
+
+
+def read_rows(path: str | os.PathLike, cls: type[R]) -> list[R]:
+    """A CSV file whose header is the record's fields, one record per row."""
+    text = files.read_text(path, "run the stage that makes it first")
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [f.name for f in fields(cls)]
+    header = reader.fieldnames or []
+    missing = [c for c in columns if c not in header]
+    if missing or len(header) != len(columns):
+        what = f"lacks the column {missing[0]!r}" if missing else f"has other columns than {', '.join(columns)}"
+        raise LshError(f"{path} {what}: it is not a file lsh wrote, or was edited; rerun the stage that makes it")
+    hints = _hints(cls)
+    out = []
+    for number, row in enumerate(reader, 2):
+        where = f"line {number}"
+        try:
+            if None in row or any(v is None for v in row.values()):
+                raise RecordError(f"{where}: expected {len(columns)} values")
+            values = {c: _from_text(row[c], hints[c], f"{where}.{c}") for c in columns}
+            out.append(build(cls, values, where))
+        except RecordError as e:
+            raise LshError(f"{path}: {e}: the file is truncated, edited or not one lsh wrote; rerun the stage that "
+                           "makes it") from None
+    return out
+
+
+def write_rows(path: str | os.PathLike, rows: list, cls: type) -> Path:
+    """Records (or dicts with the record's fields) as CSV with the record's header."""
+    columns = [f.name for f in fields(cls)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        values = asdict(row) if dataclasses.is_dataclass(row) else row
+        writer.writerow({c: _to_text(values[c]) for c in columns})
+    return files.write_text(path, buffer.getvalue())
+
+
+def _to_text(value: Any) -> str:
+    """A CSV cell: floats as the shortest text that reads back exactly, NaN and None empty (numpy scalars too)."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)

@@ -182,7 +182,7 @@ BAD_INPUTS = [
     (["bench", "memory"], "argument what"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["search", "pool", "--round", "x", "--out", "{ws}/p.json"], "--round"),
-    (["search", "pool", "--round", "9", "--out", "{ws}/p.json", *TINY], "--round 9"),
+    (["search", "pool", "--round", "9", "--results", "{ws}/no-run", "--out", "{ws}/p.json", *TINY], "--round 9"),
     # files: data, checkpoints, results folders
     (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/nowhere", *TINY], "nowhere/meta.json does not exist"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/prepared", *TINY, "--set", "data.train_tokens=1500"],
@@ -260,3 +260,204 @@ def test_a_new_users_bad_input_is_one_short_message_naming_what_is_wrong(workspa
     assert "Traceback" not in err and "payload ran" not in err
     problems = [line for line in err.splitlines() if not line.startswith(("usage:", " "*7)) and line.strip()]
     assert len(problems) <= 2, err
+
+
+# The second round of hostile inputs (issue 21): files the stages exchange, truncated, emptied,
+# mistyped or foreign; a finished run read with other params; values that would train or propose
+# nonsense; counts and sizes that cannot work; messages that must stay short and visible. Each case
+# runs in-process against a tiny finished round 0 (`finished`), or a broken copy of it.
+RUN = "{ws}/run"  # a finished round 0 of the smoke preset at TINY size
+POOL, RANKING = f"{RUN}/rounds/r00/pool.json", f"{RUN}/rounds/r00/ranking.csv"
+SLOT = ["--data", "{ws}/prepared", "--out", "{ws}/slot-out"]
+
+ROUND_TWO = [
+    # the files of a round, broken (each in a copy of the finished run: {ws}/<case>/...)
+    (["search", "rank", "--round", "0", "--results", "{ws}/pool-not-json"], "pool-not-json/rounds/r00/pool.json is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/pool-no-slots"], "field 'slots' is missing"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/spectra-truncated"], "s01/spectra.json is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/metrics-truncated"], "metrics.jsonl line 1 is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/summary-truncated"], "s02/train/summary.json is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/summary-a-list"], "expected an object (Summary)"),
+    (["search", "propose", "--round", "0", "--results", "{ws}/ranking-text"], "ranking.csv: line 2.distance: expected a number"),
+    (["search", "propose", "--round", "0", "--results", "{ws}/ranking-empty"], "ranking.csv lacks the column 'round'"),
+    (["search", "pool", "--round", "1", "--results", "{ws}/proposals-truncated"], "proposals.json is not valid JSON"),
+    (["search", "train", "--pool", "{ws}/pool-unknown-key/rounds/r00/pool.json", "--slot", "0", *SLOT],
+     "has the unknown key 'colour'"),
+    (["search", "train", "--pool", "{ws}/pool-rate-5/rounds/r00/pool.json", "--slot", "0", *SLOT],
+     "config.death_rate: expected a number between 0 and 1, found 5.0"),
+    (["search", "train", "--pool", "{ws}/pool-epochs-1e9/rounds/r00/pool.json", "--slot", "0", *SLOT],
+     "beyond final.epochs"),
+    (["search", "train", "--pool", POOL, "--slot", "99", *SLOT], "--slot 99: the pool of round 0 has slots 0 to 5"),
+    (["search", "spectra", "--pool", POOL, "--slot", "99", "--train", "{ws}/x", *SLOT], "--slot 99"),
+    (["report", "--results", "{ws}/pool-not-json", "--out", "{ws}/rep"], "pool-not-json"),
+    # a finished run is read with the params that made it
+    (["report", "--results", RUN, "--out", "{ws}/rep", "--set", "model.hidden=32"],
+     "model.hidden = 32 where the run has 8"),
+    (["search", "pool", "--round", "final", "--results", RUN, "--out", "{ws}/p.json", "--set", "search.n=4"],
+     "search.n = 4 where the run has 6"),
+    (["search", "rank", "--round", "0", "--results", RUN, "--out", "{ws}/r.csv", "--params", "params.yaml"],
+     "conflicts with the run's own params"),
+    # prepared data and checkpoints
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/meta-broken", *TINY], "meta-broken/meta.json is not valid JSON"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/vocab-truncated", *TINY], "outside the vocabulary"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/ids-too-large", *TINY], "token id 99999 is outside"),
+    (["spectrum", "--checkpoint", "{ws}/type-gru.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "type-gru.pt: ModelConfig.type = 'gru'"),
+    (["spectrum", "--checkpoint", "{ws}/extra-key.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "unknown field 'colour'"),
+    (["spectrum", "--checkpoint", "{ws}/hidden-text.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "model_config.hidden: expected a whole number, found 'eight'"),
+    (["spectrum", "--checkpoint", "{ws}/run/dense/epoch-001.pt", "--out", "{ws}/s.json", "--data", "{ws}/other-vocab",
+      *TINY], "was trained on a vocabulary of 31 words"),
+    (["spectrum", "--checkpoint", "{ws}/run", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "is a directory"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--init", "{ws}/a-fifo", "--data", "{ws}/prepared", *TINY],
+     "is a FIFO"),
+    # values that would train or propose nonsense; counts and sizes that cannot work
+    (["params", "--set", "train.lr=.nan"], "train.lr: nan is not allowed"),
+    (["params", "--set", "train.lr=1e400"], "train.lr: inf is not allowed"),
+    (["params", "--set", "space.death_rate={low: .nan, high: 0.9, q: null}"], "space.death_rate.low: nan is not allowed"),
+    (["params", "--set", "space.death_rate={low: 0.8, high: 0.95, q: 0.5}"], "must be a whole multiple of q = 0.5"),
+    (["params", "--set", "search.n=300", "--set", "search.proposer=tpe", "--set", "final.epochs=40"],
+     "but the space holds only 144 configurations"),
+    (["params", "--set", "search.n=200000"], "search.n: 200000 is greater than the maximum of 1000"),
+    (["params", "--set", "study.seeds=2000000000"], "study.seeds: 2000000000 is greater than the maximum of 100"),
+    (["params", "--set", "space.death_rate.q=1e-10"], "space.death_rate.q: 1e-10 makes"),
+    (["params", "--set", "study.pools=[6, 6]"], "study.pools: [6, 6] lists a value twice"),
+    (["params", "--set", "model.hidden=100000"], "model.hidden: 100000 is greater than the maximum of 65536"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/prepared", *TINY, "--set", "model.hidden=60000",
+      "--set", "model.emb=60000"], "training needs at least"),
+    (["params", "--params", "{ws}/dup-key.yaml"], "key 'seed' is given twice (lines 1 and 2)"),
+    (["params", "--params", "{ws}/dup-section.yaml"], "key 'train' is given twice"),
+    # messages that stay short and name the thing
+    (["params", "--params", "{ws}/anchors.yaml"], "characters)"),
+    (["params", "--params", "/proc/self/mem"], "params file /proc/self/mem cannot be read: Input/output error"),
+    (["params", "--params", "{ws}"], "is a directory, not a file"),
+    (["params", "--params", "{ws}/a-fifo"], "is a FIFO (named pipe), not a file"),
+    (["params", "--params", "{ws}/loop.yaml"], "is a symbolic link loop"),
+    (["params", "--params", "{ws}/zero-width.yaml"], "'seed\\u200b': unknown key"),
+    (["params", "--set", "results=/"], "results: '/' is the root of the file system"),
+    (["params", "--set", 'results="a\\nb"'], "results: 'a\\nb' holds a control character"),
+]
+
+
+def _finished_round(ws: Path) -> Path:
+    """Round 0 of the smoke preset at TINY size, made by the commands the workflow's jobs run."""
+    from lsh import config
+    from lsh.cli import main
+
+    run = ws / "run"
+    resolved = config.write_resolved(config.load_params(REPO / "workflow/presets/smoke.yaml", [
+        *(o for o in TINY if o != "--set"), f"results={run}", "final.epochs=3", "train.lr=2"]), run / "resolved-params.yaml")
+    common = ["--params", str(resolved), "--data", str(ws / "prepared")]
+    assert main(["train", *common, "--dense", "--out", str(run / "dense"), "--epochs", "2", "--test"]) == 0
+    assert main(["search", "dense-spectra", *common, "--train", str(run / "dense"), "--epochs", "2",
+                 "--out", str(run / "dense" / "spectra.json")]) == 0
+    r0 = run / "rounds" / "r00"
+    assert main(["search", "pool", "--params", str(resolved), "--round", "0", "--results", str(run),
+                 "--out", str(r0 / "pool.json")]) == 0
+    for s in range(6):
+        slot = r0 / f"s{s:02d}"
+        assert main(["search", "train", *common, "--pool", str(r0 / "pool.json"), "--slot", str(s),
+                     "--out", str(slot / "train")]) == 0
+        assert main(["search", "spectra", *common, "--pool", str(r0 / "pool.json"), "--slot", str(s),
+                     "--train", str(slot / "train"), "--out", str(slot / "spectra.json")]) == 0
+    for step, out in (("rank", "ranking.csv"), ("propose", "proposals.json")):
+        assert main(["search", step, "--params", str(resolved), "--round", "0", "--results", str(run),
+                     "--out", str(r0 / out)]) == 0
+    return run
+
+
+def _broken_copy(ws: Path, name: str, relative: str, damage) -> None:
+    """A copy of the finished run (its resolved params pointing at the copy) with one file damaged."""
+    run = ws / "run"
+    copy = ws / name
+    shutil.copytree(run, copy)
+    resolved = copy / "resolved-params.yaml"
+    resolved.write_text(resolved.read_text().replace(str(run), str(copy)))
+    path = copy / relative
+    damage(path)
+
+
+@pytest.fixture(scope="module")
+def finished(workspace: Path) -> Path:
+    import os
+
+    import numpy as np
+    import torch
+
+    ws = workspace
+    _finished_round(ws)
+    r0 = "rounds/r00"
+    half = lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])  # noqa: E731
+
+    def edit_pool(change):
+        def damage(p: Path) -> None:
+            pool = json.loads(p.read_text())
+            change(pool)
+            p.write_text(json.dumps(pool))
+        return damage
+
+    _broken_copy(ws, "pool-not-json", f"{r0}/pool.json", half)
+    _broken_copy(ws, "pool-no-slots", f"{r0}/pool.json", edit_pool(lambda p: p.pop("slots")))
+    _broken_copy(ws, "pool-unknown-key", f"{r0}/pool.json", edit_pool(lambda p: p["slots"][0]["config"].update(colour=1)))
+    _broken_copy(ws, "pool-rate-5", f"{r0}/pool.json", edit_pool(lambda p: p["slots"][0]["config"].update(death_rate=5.0)))
+    _broken_copy(ws, "pool-epochs-1e9", f"{r0}/pool.json",
+                 edit_pool(lambda p: p["slots"][0].update(epochs_after=10**9)))
+    _broken_copy(ws, "spectra-truncated", f"{r0}/s01/spectra.json", half)
+    _broken_copy(ws, "metrics-truncated", f"{r0}/s00/train/metrics.jsonl", lambda p: p.write_text(p.read_text()[:40]))
+    _broken_copy(ws, "summary-truncated", f"{r0}/s02/train/summary.json", half)
+    _broken_copy(ws, "summary-a-list", f"{r0}/s02/train/summary.json", lambda p: p.write_text("[1, 2]"))
+    def distance_as_text(p: Path) -> None:  # the first candidate's distance (column 10) spelt out
+        header, first, *rest = p.read_text().splitlines()
+        cells = first.split(",")
+        cells[10] = "far"
+        p.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+
+    _broken_copy(ws, "ranking-text", f"{r0}/ranking.csv", distance_as_text)
+    _broken_copy(ws, "ranking-empty", f"{r0}/ranking.csv", lambda p: p.write_text(""))
+    _broken_copy(ws, "proposals-truncated", f"{r0}/proposals.json", half)
+
+    prepared = ws / "prepared"
+    for name, damage in (("meta-broken", lambda d: half(d / "meta.json")),
+                         ("vocab-truncated", lambda d: (d / "vocab.txt").write_text("w0\nw1\n")),
+                         ("ids-too-large", lambda d: np.save(d / "train.npy", np.full(1000, 99999, dtype=np.int64)))):
+        shutil.copytree(prepared, ws / name)
+        damage(ws / name)
+    other = ws / "other-raw"
+    shutil.copytree(ws / "raw", other)
+    (other / "ptb.train.txt").write_text((other / "ptb.train.txt").read_text() + "extra words here\n" * 300)
+    assert __import__("lsh.cli", fromlist=["main"]).main(
+        ["prepare", "--raw", str(other), "--out", str(ws / "other-vocab"), *TINY]) == 0
+
+    good = torch.load(ws / "run" / "dense" / "epoch-001.pt", weights_only=True)
+    for name, change in (("type-gru", {"type": "gru"}), ("extra-key", {"colour": 1}), ("hidden-text", {"hidden": "eight"})):
+        torch.save({**good, "model_config": {**good["model_config"], **change}}, ws / f"{name}.pt")
+    os.mkfifo(ws / "a-fifo")
+    (ws / "loop.yaml").symlink_to(ws / "loop.yaml")
+    (ws / "dup-key.yaml").write_text("seed: 1\nseed: 2\n")
+    (ws / "dup-section.yaml").write_text("train:\n  lr: 1\ntrain:\n  lr: 2\n")
+    # an alias chain under a known key: 10^7 x's when printed in full
+    chain = "{a: &a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]" for a, b in zip("abcdef", "bcdefg")) + "}"
+    (ws / "anchors.yaml").write_text((REPO / "params.yaml").read_text().replace("seed: 1111", f"seed: {chain}", 1))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["seed\u200b"] = 1
+    (ws / "zero-width.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    return ws
+
+
+@pytest.mark.parametrize("argv, named", ROUND_TWO, ids=[" ".join(a[:4]) for a, _ in ROUND_TWO])
+def test_a_broken_file_or_impossible_value_is_one_short_message_naming_it(finished: Path, capsys, argv: list[str],
+                                                                           named: str):
+    from lsh.cli import main
+
+    ws = str(finished)
+    argv = [a.replace("{ws}", ws) for a in argv]
+    if "--out" not in argv and argv[0] == "search":
+        argv += ["--out", f"{ws}/out.json"]
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert named.replace("{ws}", ws) in err, err
+    assert "Traceback" not in err and len(err) < 1500, err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 2, err

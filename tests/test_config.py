@@ -266,3 +266,23 @@ def test_params_become_frozen_sections_with_the_decay_resolved(params):
     assert typed.space.death_rate.q == params["space"]["death_rate"]["q"]
     with pytest.raises(AttributeError):
         typed.train.lr = 1.0  # frozen: a stage cannot change what the library is handed
+
+
+def test_nested_text_from_snakemakes_config_is_read_as_the_numbers_the_schema_wants(params):
+    params["lyapunov"].update(steps="30", qr_every="2.0")
+    params["train"]["lr"] = "1e-3"
+    out = config.validate(params, text_numbers=True)
+    assert out["lyapunov"]["steps"] == 30 and isinstance(out["lyapunov"]["steps"], int)
+    assert out["lyapunov"]["qr_every"] == 2 and out["train"]["lr"] == 1e-3
+
+
+def test_nested_text_that_is_no_number_is_still_refused_by_name(params):
+    params["lyapunov"]["steps"] = "thirty"
+    with pytest.raises(config.ConfigError, match="lyapunov.steps"):
+        config.validate(params, text_numbers=True)
+
+
+def test_text_numbers_are_only_for_snakemakes_config_a_params_file_says_how_to_write_them(params):
+    params["lyapunov"]["steps"] = "30"
+    with pytest.raises(config.ConfigError, match="lyapunov.steps"):
+        config.validate(params)

@@ -217,3 +217,11 @@ def test_the_lock_pins_every_requirement_and_the_environment_holds_those_version
                  for d in metadata.distributions()}
     differ = {n: (v, installed.get(n)) for n, v in pins.items() if installed.get(n) != v}
     assert not differ, f"installed versions differ from requirements.lock (locked, installed): {differ}; run make setup"
+
+
+def test_the_command_line_loads_neither_numpy_nor_torch_before_it_applies_the_caps():
+    """Every `lsh` process applies its numerics first: nothing the command line imports to read its
+    params may load numpy or torch (they would keep the machine's own kernels)."""
+    code = ("import sys\nfrom lsh import cli\nargs = cli.build_parser().parse_args(['search', 'rank', '--round', '0',"
+            " '--out', 'x'])\ncli._load_params(args)\nprint([m for m in ('numpy', 'torch', 'scipy') if m in sys.modules])")
+    assert python(code, clean_env()) == "[]"

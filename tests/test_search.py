@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -10,7 +11,7 @@ import dataclasses
 
 from lsh.config import DeathRateRange, Params, SearchConfig, SpaceConfig
 from lsh.layout import Layout
-from lsh.records import Pool, PoolEntry
+from lsh.records import Pool, PoolEntry, Spectra
 from lsh.search import proposers, ranking
 from lsh.search import space as space_
 from lsh.search.proposers import propose
@@ -286,7 +287,9 @@ def test_ranking_refuses_a_dense_reference_shorter_than_the_candidate():
     dense, candidates = synthetic_spectra()
     with pytest.raises(LshError, match="dense reference has spectra of epochs 0..1 only"):
         ranking.ls_distances(dense[:2], {"c": candidates["mid"][:3]}, embedding="raw")
-    record = {"spectra": {"0": {"exponents": [0.0], "status": "ok"}, "2": {"exponents": [0.0], "status": "ok"}}}
+    record = Spectra.from_json({"spectra": {e: {"exponents": [0.0], "layouts": {"blocks": [0.0], "sorted": [0.0]},
+                                               "clipped": 0, "status": "ok", "seconds": 0.1} for e in ("0", "2")},
+                                "seconds": 0.2}).by_epoch()
     with pytest.raises(LshError, match="no dense spectrum of epoch 1"):
         ranking.dense_trajectory(record, 2, "dense/spectra.json")
     assert ranking.dense_trajectory(record, 0, "x").tolist() == [[0.0]]
@@ -330,3 +333,66 @@ def test_when_every_finalist_diverged_the_selection_says_so(tmp_path):
 def test_an_initial_pool_without_history_comes_from_the_proposer(proposer):
     proposals = propose(proposer, SPACE, [], [], 6, seed=2)
     assert len({space_.config_key(p.config) for p in proposals}) == 6 and {p.source for p in proposals} == {proposer}
+
+
+# --- the rankers and the age option (lsh.search.ranking.round_scores) -------------------------------
+
+from lsh.search.ranking import Observed, round_scores, scored_epochs  # noqa: E402
+
+
+def _observed(epoch: int, valid: list[float], train: list[float], width: int = 3, shift: float = 0.0) -> Observed:
+    spectra = np.array([[(1 + shift) * e + k for k in range(width)] for e in range(epoch + 1)], dtype=float)
+    return Observed(epoch, dict(enumerate(valid, 1)), dict(enumerate(train, 1)), spectra)
+
+
+def _pool() -> dict[str, Observed]:
+    """A survivor at epoch 4 (its loss fell with age) and a newcomer at epoch 2."""
+    return {"old": _observed(4, [6.0, 5.5, 5.0, 4.5], [6.5, 6.0, 5.6, 5.2], shift=0.5),
+            "new": _observed(2, [5.8, 5.3], [6.3, 5.9], shift=0.2)}
+
+
+DENSE_LOSS = {1: 5.0, 2: 4.6, 3: 4.3, 4: 4.0}
+DENSE_SPECTRA = np.array([[e + k for k in range(3)] for e in range(5)], dtype=float)
+
+
+def test_each_candidate_is_scored_at_its_own_epoch_or_at_the_pools_youngest():
+    assert scored_epochs({"old": 4, "new": 2}, "own") == {"old": 4, "new": 2}
+    assert scored_epochs({"old": 4, "new": 2}, "common") == {"old": 2, "new": 2}
+    with pytest.raises(LshError, match="search.age 'young': allowed are own, common"):
+        scored_epochs({"a": 1}, "young")
+
+
+@pytest.mark.parametrize("age, expected", [
+    ("own", {"loss": {"old": 4.5, "new": 5.3}, "loss_gap": {"old": 0.5, "new": 0.7},
+             "tse": {"old": 23.3, "new": 12.2}}),
+    ("common", {"loss": {"old": 5.5, "new": 5.3}, "loss_gap": {"old": 0.9, "new": 0.7},
+                "tse": {"old": 12.5, "new": 12.2}}),
+])
+def test_the_loss_rankers_read_the_loss_the_gap_and_the_training_losses_at_the_scored_epoch(age, expected):
+    for ranker, want in expected.items():
+        got = round_scores(ranker, age, _pool(), DENSE_LOSS, DENSE_SPECTRA)
+        assert got == pytest.approx(want), ranker
+
+
+def test_the_common_age_ls_distance_is_the_distance_of_the_truncated_trajectory():
+    pool = _pool()
+    own = round_scores("ls", "own", pool, DENSE_LOSS, DENSE_SPECTRA, embedding="raw")
+    common = round_scores("ls", "common", pool, DENSE_LOSS, DENSE_SPECTRA, embedding="raw")
+    truncated = ranking.ls_distances(DENSE_SPECTRA, {"old": pool["old"].spectra[:3], "new": pool["new"].spectra},
+                             embedding="raw")
+    assert common == pytest.approx(truncated) and own["new"] == pytest.approx(common["new"])
+    assert own["old"] != pytest.approx(common["old"])
+
+
+@pytest.mark.parametrize("ranker", ["ls", "loss", "loss_gap", "tse"])
+@pytest.mark.parametrize("age", ["own", "common"])
+def test_a_candidate_that_diverged_by_its_own_epoch_ranks_last_under_every_ranker(ranker, age):
+    pool = _pool()
+    pool["old"] = Observed(4, {1: 6.0, 2: 5.5, 3: None, 4: None}, {1: 6.5, 2: 6.0, 3: None, 4: None}, None)
+    scores = round_scores(ranker, age, pool, DENSE_LOSS, DENSE_SPECTRA, embedding="raw")
+    assert scores["old"] == math.inf and math.isfinite(scores["new"])
+
+
+def test_an_unknown_ranker_is_named():
+    with pytest.raises(LshError, match="search.ranker 'accuracy': allowed are ls, loss, loss_gap, tse"):
+        round_scores("accuracy", "own", _pool(), DENSE_LOSS, DENSE_SPECTRA)

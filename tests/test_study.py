@@ -15,17 +15,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import BIN, SMOKE, copy_project, run
-from lsh import config
+from conftest import BIN, SMOKE, copy_project, run, run_lsh
+from lsh import config, data
 from lsh.config import Params
+from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT_FILES
 from lsh.search.schedule import plan
-from lsh.stages.study import alternatives_words, study_strategies, ties_words
+from lsh.stages.study import alternatives_words, replay_all, study_strategies, ties_words, write_study
 from lsh.study.cells import DENSE, cell_ids, table_configs
 from lsh.study.replay import Strategy, lsh_budget, replay
 from lsh.study.signals import signal_points, signal_table
 from lsh.study.statistics import coefficient_with_interval, summarise_methods, top_quarter_recall
-from lsh.study.table import COLUMNS, Table
+from lsh.study.table import CELL_FIELDS, COLUMNS, LAYOUTS, Table
 
 SMALL_SPACE = {"init": ["uniform", "ER"], "death": ["magnitude", "SET"], "growth": ["random"],
                "redistribution": ["none", "magnitude"], "death_rate": {"low": 0.4, "high": 0.9, "q": 0.1},
@@ -111,11 +112,12 @@ def test_top_quarter_recall_counts_the_best_quarter_kept_in_the_better_half():
 
 
 def test_method_summaries_count_what_selected_nothing_apart():
-    replays = pd.DataFrame({"strategy": ["a"] * 3, "n": [6] * 3, "test_ppl": [100.0, 110.0, math.inf],
-                            "regret": [0.0, 10.0, math.inf], "candidate_epochs": [10, 10, 10],
-                            "selects_best": [True, False, False], "config": ["g00", "g01", None]})
-    row = summarise_methods(replays).iloc[0]
-    assert row["test_ppl"] == 105.0 and row["nothing_selected"] == 1 and row["test_ppl_low"] < 105 < row["test_ppl_high"]
+    replays = pd.DataFrame({"strategy": ["a"] * 4, "n": [6] * 4, "seed": [1, 2, 1, 2],
+                            "test_ppl": [100.0, 110.0, 104.0, math.inf], "regret": [0.0, 10.0, 4.0, math.inf],
+                            "candidate_epochs": [10, 10, 10, 10], "selects_best": [True, False, False, False],
+                            "config": ["g00", "g01", "g02", None]})
+    row = summarise_methods(replays, seed=0).iloc[0]
+    assert row["test_ppl"] == 106.0 and row["nothing_selected"] == 1 and row["test_ppl_low"] < 106 < row["test_ppl_high"]
 
 
 # --- the table and the replays ------------------------------------------------------------------
@@ -145,14 +147,44 @@ def test_every_strategy_spends_the_budget_it_claims():
             spent.add(outcome.candidate_epochs)
     assert spent == {14, 15}, "a newcomer among the finalists trains from e0, a survivor from epoch 2"
     for strategy, expected in (
-        (Strategy("optuna", "optuna", search, pruner="hyperband", budget=budget), budget),
-        (Strategy("optuna", "optuna", search, pruner="successive_halving", budget=budget), budget),
         (Strategy("random", "random", search, budget=budget), budget // table.final_epochs * table.final_epochs),
         (Strategy("full", "full", dataclasses.replace(search, mode="full", proposer="rand")), 6 * table.final_epochs),
+        (Strategy("i-Epoch", "iepoch", dataclasses.replace(search, proposer="rand")), 6 * 1 + 2 * (4 - 1)),
     ):
         for outcome in replay(table, strategy, params.space, repeats=3, base_seed=params.seed):
             assert outcome.candidate_epochs == expected == len(outcome.incumbent), strategy
             assert outcome.config in dict(table.configs), strategy
+    for pruner in ("hyperband", "successive_halving"):  # up to the budget; short of it only once the
+        for startup in (None, 1):  # sampler keeps proposing configurations it has trained (not paid again)
+            strategy = Strategy("optuna", "optuna", search, pruner=pruner, budget=budget, startup=startup)
+            for outcome in replay(table, strategy, params.space, repeats=3, base_seed=params.seed):
+                assert 0 < outcome.candidate_epochs <= budget and len(outcome.incumbent) == outcome.candidate_epochs
+                assert outcome.config in dict(table.configs), strategy
+
+
+def test_optuna_never_pays_twice_for_an_epoch_of_a_configuration_it_trained():
+    """A small space and a large budget: Optuna re-proposes configurations, and the ledger spends at most
+    one candidate-epoch per (configuration, epoch) of the table, so it stops at the table's size."""
+    params = small_params()
+    table = synthetic_table(params)
+    search = dataclasses.replace(params.search, n=6)
+    strategy = Strategy("optuna", "optuna", search, pruner="hyperband", budget=1000, startup=1)
+    for outcome in replay(table, strategy, params.space, repeats=2, base_seed=params.seed):
+        assert outcome.candidate_epochs <= len(table.configs) * table.final_epochs
+
+
+def test_i_epoch_keeps_the_best_by_validation_loss_at_epoch_i_and_trains_them_to_the_end():
+    params = small_params()
+    table = synthetic_table(params)
+    search = dataclasses.replace(params.search, n=8, proposer="grid", e0=2, final_pool=3)
+    outcome = replay(table, Strategy("i-Epoch", "iepoch", search), params.space, 1, params.seed)[0]
+    seed = table.seeds[0]
+    at_two = sorted((table.losses(cid, seed)[2] if table.losses(cid, seed)[2] is not None else math.inf, i, cid)
+                    for i, (cid, _) in enumerate(table.configs))
+    assert outcome.rounds[0] == [cid for _, _, cid in at_two]
+    kept = [cid for _, _, cid in at_two[:3]]
+    assert outcome.config == min(kept, key=lambda c: (table.final(c, seed)["valid_ppl"], kept.index(c)))
+    assert outcome.candidate_epochs == 8 * 2 + 3 * (table.final_epochs - 2) and outcome.dense_epochs == 0
 
 
 def test_the_incumbent_after_the_last_candidate_epoch_is_the_selection():
@@ -283,8 +315,15 @@ def test_the_study_compares_every_method_at_every_pool_size():
     table = synthetic_table(params)
     strategies = study_strategies(params, table)
     methods = {s.name for group, s, n in strategies if group == "methods"}
-    assert methods == {"LSH-grid", "LSH-tpe", "LSH-atpe", "LSH-rand", "loss-grid", "loss-tpe", "loss-atpe", "loss-rand",
-                       "optuna-TPE-hyperband", "optuna-TPE-halving", "random", "full-training"}
+    rankers = ("LSH", "loss", "loss-gap", "TSE")
+    assert methods == {f"{r}-{p}" for r in rankers for p in ("grid", "tpe", "atpe", "rand")} | {
+        f"{r}-{params.search.proposer} common-age" for r in rankers} | {
+        "i-Epoch", "optuna-TPE-hyperband", "optuna-TPE-halving", "optuna-TPE-hyperband matched",
+        "optuna-TPE-halving matched", "random", "full-training"}
+    by_name = {s.name: s for group, s, n in strategies if group == "methods"}
+    assert by_name["loss-tpe"].search.ranker == "loss" and by_name["loss-gap-tpe"].search.ranker == "loss_gap"
+    assert by_name["TSE-grid common-age"].search.age == "common" and by_name["LSH-tpe"].search.age == "own"
+    assert by_name["optuna-TPE-halving matched"].startup == 1 and by_name["optuna-TPE-halving"].startup is None
     schedules = {(s.search.e0, s.search.ei) for group, s, n in strategies if group == "schedules"}
     assert (1, 1) in schedules and all(plan(dataclasses.replace(params.search, e0=a, ei=b)).last_epoch <= 4
                                        for a, b in schedules)
@@ -323,11 +362,435 @@ def test_a_signal_that_is_the_outcome_gets_perfect_scores():
     table = synthetic_table(params)
     points = signal_points(table, [1, 2], params.seed, options=[("pca", "l2", "blocks", "pair")])
     points["oracle"] = points["final_test_ppl"]
-    signals = signal_table(points, seed=1).set_index(["signal", "epoch"])
+    signals = signal_table(points, seed=1)
+    signals = signals[signals["seeds"] == "pooled"].set_index(["signal", "epoch"])
     assert signals.loc[("oracle", 1), "spearman"] == pytest.approx(1.0)
     assert signals.loc[("oracle", 1), "top_quarter_recall"] == 1.0
     assert signals.loc[("oracle", 1), "n"] == 8
     assert signals.loc[("loss_gap", 2), "spearman"] > 0.5  # the synthetic loss orders them, with noise
+
+
+# --- reading and validating the study's files ------------------------------------------------------
+
+
+def save_table(table: Table, folder) -> object:
+    """Write an in-memory table as `lsh study table` does: table.csv, spectra.npz, table.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table.rows.to_csv(folder / "table.csv", index=False)
+    np.savez(folder / "spectra.npz", **table.spectra)
+    (folder / "table.json").write_text(json.dumps(table.meta))
+    return folder
+
+
+def saved(tmp_path, **kwargs) -> tuple[Params, object]:
+    params = small_params()
+    return params, save_table(synthetic_table(params, **kwargs), tmp_path / "table")
+
+
+def edit_csv(folder, edit) -> None:
+    """Rewrite table.csv through `edit(frame) -> frame`, every cell read as text (blank as '')."""
+    frame = pd.read_csv(folder / "table.csv", dtype=str, keep_default_na=False)
+    edit(frame).to_csv(folder / "table.csv", index=False)
+
+
+def edit_json(folder, edit) -> None:
+    meta = json.loads((folder / "table.json").read_text())
+    edit(meta)
+    (folder / "table.json").write_text(json.dumps(meta))
+
+
+def refused(folder, *words: str) -> str:
+    """Table.load's error: an LshError whose one line holds every word (the file's name first of all)."""
+    with pytest.raises(LshError) as caught:
+        Table.load(folder)
+    message = str(caught.value)
+    assert "\n" not in message and all(w in message for w in words), message
+    return message
+
+
+def test_a_table_written_to_files_loads_back_as_it_was(tmp_path):
+    params = small_params()
+    for kwargs in ({}, {"diverge": "g03"}, {"seeds": 2}, {"kind": "quantised"}):
+        table = synthetic_table(params, **kwargs)
+        loaded = Table.load(save_table(table, tmp_path / str(len(kwargs) and next(iter(kwargs.values())))))
+        pd.testing.assert_frame_equal(loaded.rows, table.rows, check_dtype=False)
+        assert all(np.array_equal(loaded.spectra[k], table.spectra[k], equal_nan=True) for k in LAYOUTS)
+        assert loaded.best(params.seed) == table.best(params.seed)
+
+
+def test_an_empty_table_csv_is_refused_naming_the_file(tmp_path):
+    _, folder = saved(tmp_path)
+    (folder / "table.csv").write_text("")
+    refused(folder, str(folder / "table.csv"), "is empty", "config")
+
+
+@pytest.mark.parametrize("column", ["config", "valid_ppl", "seed"])
+def test_a_table_csv_missing_a_column_is_refused_naming_the_column(tmp_path, column):
+    _, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.drop(columns=[column]))
+    refused(folder, str(folder / "table.csv"), f"no column {column}")
+
+
+def test_a_foreign_file_as_table_csv_is_refused_naming_the_file(tmp_path):
+    _, folder = saved(tmp_path)
+    (folder / "table.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    refused(folder, str(folder / "table.csv"), "not a CSV table")
+    (folder / "table.csv").write_text("strategy,n,test_ppl\nrandom,6,100.0\n")  # another of the study's CSVs
+    refused(folder, str(folder / "table.csv"), "no column config")
+
+
+def test_a_non_numeric_value_in_a_numeric_column_is_refused_naming_line_and_column(tmp_path):
+    _, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.assign(valid_ppl=f["valid_ppl"].where(f.index != 7, "12,5")))
+    refused(folder, str(folder / "table.csv"), "line 9", "column valid_ppl", "'12,5'", "expected a number")
+
+
+@pytest.mark.parametrize("column", ["seed", "epoch"])
+def test_a_blank_seed_or_epoch_is_refused_naming_the_line(tmp_path, column):
+    _, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.assign(**{column: f[column].where(f.index != 3, "")}))
+    refused(folder, str(folder / "table.csv"), "line 5", f"column {column} is blank")
+
+
+def test_a_blank_configuration_id_is_refused_naming_the_line(tmp_path):
+    _, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.assign(config=f["config"].where(f.index != 10, "")))
+    refused(folder, str(folder / "table.csv"), "line 12", "configuration id (column config) is blank")
+
+
+def test_a_truncated_spectra_npz_is_refused_naming_the_file(tmp_path):
+    _, folder = saved(tmp_path)
+    data = (folder / "spectra.npz").read_bytes()
+    (folder / "spectra.npz").write_bytes(data[: len(data) // 2])
+    refused(folder, str(folder / "spectra.npz"), "truncated or not a zip archive")
+    (folder / "spectra.npz").write_bytes(b"")
+    refused(folder, str(folder / "spectra.npz"), "truncated or not a zip archive")
+
+
+def test_a_spectra_npz_that_is_no_archive_of_arrays_is_refused_naming_the_file(tmp_path):
+    _, folder = saved(tmp_path)
+    (folder / "spectra.npz").write_text("config,seed\ng00,1\n")  # a foreign file: numpy would unpickle it
+    refused(folder, str(folder / "spectra.npz"), "is not an .npz archive")
+    with open(folder / "spectra.npz", "wb") as f:  # a lone .npy under the archive's name
+        np.save(f, np.zeros((45, 6)))
+    refused(folder, str(folder / "spectra.npz"), "a single array")
+
+
+def test_a_spectra_npz_missing_a_layout_array_is_refused_naming_it(tmp_path):
+    _, folder = saved(tmp_path)
+    with np.load(folder / "spectra.npz") as arrays:
+        blocks = arrays["blocks"]
+    np.savez(folder / "spectra.npz", blocks=blocks)
+    refused(folder, str(folder / "spectra.npz"), "no array sorted")
+
+
+def test_a_spectra_npz_holding_an_object_or_text_array_is_refused_naming_it(tmp_path):
+    _, folder = saved(tmp_path)
+    with np.load(folder / "spectra.npz") as arrays:
+        blocks = arrays["blocks"]
+    np.savez(folder / "spectra.npz", blocks=blocks, sorted=np.array([[1.0], "x", None], dtype=object))
+    refused(folder, str(folder / "spectra.npz"), "array sorted holds Python objects")
+    np.savez(folder / "spectra.npz", blocks=blocks, sorted=blocks.astype(str))
+    refused(folder, str(folder / "spectra.npz"), "array sorted is of dtype <U")
+
+
+def test_spectra_with_another_row_count_than_table_csv_are_refused(tmp_path):
+    _, folder = saved(tmp_path)
+    with np.load(folder / "spectra.npz") as arrays:
+        spectra = {k: arrays[k][:-1] for k in LAYOUTS}
+    np.savez(folder / "spectra.npz", **spectra)
+    refused(folder, str(folder / "spectra.npz"), "array blocks has 44 rows", "table.csv has 45")
+
+
+def test_a_table_json_that_is_not_json_is_refused_naming_the_file(tmp_path):
+    _, folder = saved(tmp_path)
+    text = (folder / "table.json").read_text()
+    (folder / "table.json").write_text(text[: len(text) // 2])
+    refused(folder, str(folder / "table.json"), "is not valid JSON")
+    (folder / "table.json").write_text("")
+    refused(folder, str(folder / "table.json"), "the file is empty")
+    (folder / "table.json").write_text("[1, 2]")
+    refused(folder, str(folder / "table.json"), "a list, expected an object with configs, seeds")
+
+
+@pytest.mark.parametrize("key", ["configs", "seeds", "final_epochs", "space"])
+def test_a_table_json_missing_a_key_is_refused_naming_it(tmp_path, key):
+    _, folder = saved(tmp_path)
+    edit_json(folder, lambda meta: meta.pop(key))
+    refused(folder, str(folder / "table.json"), f"no key {key}")
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("seeds", "1", "seeds is '1': expected a non-empty list of distinct whole numbers"),
+    ("seeds", [1, 1], "seeds is [1, 1]"),
+    ("final_epochs", "4", "final_epochs is '4': expected a whole number"),
+    ("space", "random", "space is 'random': allowed are grid, quantised"),
+    ("configs", {"g00": {}}, "configs is an object: expected a list"),
+    ("configs", [["g00", {"init": "ER"}]], "configs[0] (g00) has death None"),
+    ("configs", [["dense", {}]], "configs[0] has the id 'dense'"),
+])
+def test_a_table_json_with_a_wrongly_typed_key_is_refused_naming_it(tmp_path, key, value, words):
+    _, folder = saved(tmp_path)
+    edit_json(folder, lambda meta: meta.update({key: value}))
+    refused(folder, str(folder / "table.json"), words)
+
+
+def test_a_table_with_a_duplicated_row_is_refused_naming_the_row(tmp_path):
+    """A later row used to win silently: a fake final row made g07 the best at test perplexity 1.0."""
+    params, folder = saved(tmp_path)
+    def fake(frame):
+        last = frame[(frame["config"] == "g07") & (frame["epoch"] == "4")].assign(test_ppl="1.0", valid_ppl="1.0")
+        return pd.concat([frame, last], ignore_index=True)
+    edit_csv(folder, fake)
+    refused(folder, str(folder / "table.csv"), f"the row (g07, seed {params.seed}, epoch 4) appears 2 times",
+            "lines 46, 47")
+
+
+def test_a_configuration_outside_table_json_is_refused_naming_it(tmp_path):
+    _, folder = saved(tmp_path)
+    edit_json(folder, lambda meta: meta.update(configs=meta["configs"][:-1]))  # g07's rows stay in table.csv
+    refused(folder, str(folder / "table.csv"), "configuration 'g07' is not in", "table.json's configs")
+
+
+def test_a_table_missing_rows_of_a_configuration_seed_or_epoch_is_refused_naming_them(tmp_path):
+    params, folder = saved(tmp_path)
+    original = (folder / "table.csv").read_text()
+    edit_csv(folder, lambda f: f[f["config"] != "g03"])
+    refused(folder, str(folder / "table.csv"), f"no rows for g03 with training seed {params.seed}")
+    (folder / "table.csv").write_text(original)
+    edit_csv(folder, lambda f: f[~((f["config"] == "g03") & (f["epoch"] == "2"))])
+    refused(folder, str(folder / "table.csv"), f"g03 with training seed {params.seed} has no row for epoch 2")
+    (folder / "table.csv").write_text(original)
+    edit_csv(folder, lambda f: f[~((f["config"] == "g03") & (f["epoch"] == "4"))])
+    refused(folder, str(folder / "table.csv"), "g03", "stops at epoch 3 with status ok")
+    edit_json(folder, lambda meta: meta.update(seeds=[params.seed, params.seed + 1]))
+    (folder / "table.csv").write_text(original)
+    refused(folder, str(folder / "table.csv"), f"no rows for dense with training seed {params.seed + 1}")
+
+
+def test_rows_after_a_divergence_are_refused(tmp_path):
+    params, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.assign(status=f["status"].where(~((f["config"] == "g02") & (f["epoch"] == "2")),
+                                                                  "diverged")))
+    refused(folder, str(folder / "table.csv"), "g02", "has rows after epoch 2, at which it diverged")
+
+
+def test_configuration_columns_that_contradict_table_json_are_refused_naming_the_row(tmp_path):
+    params, folder = saved(tmp_path)
+    original = (folder / "table.csv").read_text()
+    g02 = dict(table_configs(params.space, "grid"))["g02"]
+    other = "SET" if g02["death"] == "magnitude" else "magnitude"
+    edit_csv(folder, lambda f: f.assign(death=f["death"].where(~((f["config"] == "g02") & (f["epoch"] == "1")), other)))
+    refused(folder, str(folder / "table.csv"), f"(g02, seed {params.seed}, epoch 1)", f"column death is '{other}'",
+            f"expected '{g02['death']}'")
+    (folder / "table.csv").write_text(original)
+    edit_csv(folder, lambda f: f.assign(death_rate=f["death_rate"].where(f["config"] != "g05", "0.5")))
+    refused(folder, str(folder / "table.csv"), "(g05, seed", "column death_rate is 0.5", "expected 0.8")
+    (folder / "table.csv").write_text(original)
+    edit_csv(folder, lambda f: f.assign(init=f["init"].where(f["config"] != DENSE, "ER")))
+    refused(folder, str(folder / "table.csv"), "(dense, seed", "column init is 'ER'", "expected blank")
+
+
+def test_a_non_finite_outcome_on_an_ok_row_is_refused_naming_the_row(tmp_path):
+    params, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.assign(valid_loss=f["valid_loss"].where(
+        ~((f["config"] == "g04") & (f["epoch"] == "3")), "inf")))
+    refused(folder, str(folder / "table.csv"), f"(g04, seed {params.seed}, epoch 3)", "valid_loss is inf",
+            "status ok")
+
+
+def test_all_nan_test_perplexities_are_refused_naming_the_first_row(tmp_path):
+    params, folder = saved(tmp_path)
+    edit_csv(folder, lambda f: f.assign(test_ppl="nan"))
+    refused(folder, str(folder / "table.csv"), f"line 3 (dense, seed {params.seed}, epoch 1)", "test_ppl is blank",
+            "status ok")
+
+
+def test_a_diverged_row_may_lack_its_outcomes(tmp_path):
+    params, folder = saved(tmp_path, diverge="g01")
+    edit_csv(folder, lambda f: f.assign(test_ppl=f["test_ppl"].where(f["status"] == "ok", ""),
+                                        valid_loss=f["valid_loss"].where(f["status"] == "ok", "")))
+    table = Table.load(folder)
+    assert math.isinf(table.final("g01", params.seed)["test_ppl"])
+
+
+def test_a_table_where_every_configuration_diverged_cannot_support_a_verdict(tmp_path):
+    params = small_params()
+    table = synthetic_table(params)
+    rows = table.rows
+    keep = ((rows["config"] == DENSE) | (rows["epoch"] <= 2)).to_numpy()
+    rows = rows[keep].reset_index(drop=True)
+    rows.loc[(rows["config"] != DENSE) & (rows["epoch"] == 2), ["status", "test_ppl", "valid_ppl"]] = ["diverged", None, None]
+    folder = save_table(Table(rows, {k: v[keep] for k, v in table.spectra.items()}, table.meta), tmp_path / "table")
+    loaded = Table.load(folder)  # a valid table...
+    with pytest.raises(LshError, match=f"table.csv: no configuration has a finite final test perplexity with "
+                                       f"training seed {params.seed}"):
+        loaded.check_study(1)  # ... that can rank nothing
+    with pytest.raises(LshError, match="no configuration has a finite final test perplexity"):
+        replay_all(params, folder, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+
+
+def test_a_seeds_mismatch_is_refused_naming_both(tmp_path):
+    params = small_params()
+    one = save_table(synthetic_table(params), tmp_path / "one")
+    two = save_table(synthetic_table(params, seeds=2), tmp_path / "two")
+    three = dataclasses.replace(params, study=dataclasses.replace(params.study, seeds=3))
+    with pytest.raises(LshError, match=r"one/table.json: the table was built with 1 training seed\(s\) .* study.seeds is 3"):
+        replay_all(three, one, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+    with pytest.raises(LshError, match=r"two/table.json: the table was built with 2 training seed\(s\) .* study.seeds is 1"):
+        replay_all(params, two, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+    with pytest.raises(LshError, match=r"built with 2 training seed"):  # the report refuses it alike
+        write_study(params, two, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path / "report")
+    assert not (tmp_path / "replays.csv").exists() and not (tmp_path / "report").exists()
+
+
+def test_a_one_configuration_table_is_refused(tmp_path):
+    params = small_params()
+    table = synthetic_table(params)
+    keep = table.rows["config"].isin([DENSE, "g00"]).to_numpy()
+    one = Table(table.rows[keep].reset_index(drop=True), {k: v[keep] for k, v in table.spectra.items()},
+                {**table.meta, "configs": table.meta["configs"][:1]})
+    folder = save_table(one, tmp_path / "table")
+    Table.load(folder)  # a valid table, of one configuration
+    with pytest.raises(LshError, match=r"table.json: the table has 1 configuration\(s\) \(g00\): .* at least 2"):
+        replay_all(params, folder, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+
+
+def write_cells(table: Table, folder) -> list:
+    """The table as its cells' rows.json (what `lsh study cell` writes), in the table's row order."""
+    paths = []
+    for (cid, seed), run in table.rows.groupby(["config", "seed"], sort=False):
+        rows, spectra = {}, {}
+        for i, r in run.iterrows():
+            rows[str(r["epoch"])] = {k: None if pd.isna(r[k]) else r[k] if k == "status" else
+                                     int(r[k]) if k == "clipped" else float(r[k]) for k in CELL_FIELDS}
+            spectra[str(r["epoch"])] = ({k: table.spectra[k][i].tolist() for k in LAYOUTS} if r["status"] == "ok"
+                                        else None)
+        path = folder / cid / f"s{seed - table.seeds[0]}" / "rows.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"config": cid, "seed": int(seed), "run": {}, "rows": rows, "spectra": spectra}))
+        paths.append(path)
+    return paths
+
+
+def test_cells_gathered_into_a_table_load_back_as_they_were(tmp_path):
+    from lsh.stages.table import build_table
+
+    params = small_params()
+    table = synthetic_table(params, diverge="g02")
+    build_table(params, write_cells(table, tmp_path / "cells"), tmp_path / "table")
+    loaded = Table.load(tmp_path / "table")
+    pd.testing.assert_frame_equal(loaded.rows, table.rows, check_dtype=False)
+    assert all(np.array_equal(loaded.spectra[k], table.spectra[k], equal_nan=True) for k in LAYOUTS)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda cell: "{\"config\": \"g01\", \"se", "is not valid JSON"),
+    (lambda cell: "", "the file is empty"),
+    (lambda cell: {k: v for k, v in cell.items() if k != "spectra"}, "no spectra"),
+    (lambda cell: {**cell, "spectra": {k: v for k, v in cell["spectra"].items() if k != "2"}}, "no spectrum for epoch 2"),
+    (lambda cell: {**cell, "rows": {**cell["rows"], "1": {k: v for k, v in cell["rows"]["1"].items() if k != "test_ppl"}}},
+     "rows['1'] has no test_ppl"),
+    (lambda cell: {**cell, "rows": {**cell["rows"], "1": {**cell["rows"]["1"], "valid_ppl": "12.5"}}},
+     "rows['1'].valid_ppl is '12.5': expected a number or null"),
+    (lambda cell: {**cell, "rows": {k: v for k, v in cell["rows"].items() if k != "4"}}, "stops at epoch 3 with status ok"),
+    (lambda cell: {**cell, "config": "g99"}, "config 'g99' is not a configuration of this table"),
+    (lambda cell: {**cell, "seed": 12345}, "seed 12345 is not a training seed of these params"),
+])
+def test_a_damaged_cell_is_refused_naming_its_rows_json(tmp_path, damage, words):
+    from lsh.stages.table import build_table
+
+    params = small_params()
+    cells = write_cells(synthetic_table(params), tmp_path / "cells")
+    bad = cells[3]
+    damaged = damage(json.loads(bad.read_text()))
+    bad.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    with pytest.raises(LshError) as caught:
+        build_table(params, cells, tmp_path / "table")
+    assert str(bad) in str(caught.value) and words in str(caught.value), str(caught.value)
+    assert not (tmp_path / "table").exists(), "nothing is written"
+
+
+def test_cells_missing_from_the_table_are_refused_before_it_is_written(tmp_path):
+    from lsh.stages.table import build_table
+
+    params = small_params()
+    cells = write_cells(synthetic_table(params), tmp_path / "cells")
+    with pytest.raises(LshError, match=f"do not make a valid table, so none is written: .*no rows for g02 with training "
+                                       f"seed {params.seed}"):
+        build_table(params, [c for c in cells if c.parent.parent.name != "g02"], tmp_path / "table")
+    assert not (tmp_path / "table").exists()
+
+
+def test_a_cell_trained_otherwise_than_the_params_say_is_refused_when_the_table_checks_runs(tmp_path, ptb_small):
+    """A kept cell (study.cells) is reused only if it was trained as these params train it: its recorded
+    run (seed, model, training, sparse settings, data) and lyapunov settings must match."""
+    from lsh.stages.table import build_table, cell_spec
+
+    raw = config.load_params(SMOKE)
+    raw["space"], raw["final"]["epochs"], raw["data"]["train_tokens"] = SMALL_SPACE, 4, 12_000
+    params = Params.from_dict(config.validate(raw))
+    corpus = data.load_corpus(ptb_small)
+    cells = write_cells(synthetic_table(params), tmp_path / "cells")
+    for path in cells:
+        cell = json.loads(path.read_text())
+        cell.update(run=cell_spec(params, cell["config"], cell["seed"]).run_config(corpus),
+                    lyapunov=dataclasses.asdict(params.lyapunov))
+        path.write_text(json.dumps(cell))
+    build_table(params, cells, tmp_path / "table", ptb_small)  # every cell matches
+    other = json.loads(cells[4].read_text())
+    other["run"]["model"]["hidden"] += 1
+    other["lyapunov"]["steps"] += 1
+    cells[4].write_text(json.dumps(other))
+    with pytest.raises(LshError, match=r"rows.json: trained otherwise than these params train it "
+                                       r"\(run.model.hidden differ\)"):
+        build_table(params, cells, tmp_path / "again", ptb_small)
+    other["run"]["model"]["hidden"] -= 1
+    cells[4].write_text(json.dumps(other))
+    with pytest.raises(LshError, match=r"\(lyapunov.steps differ\)"):
+        build_table(params, cells, tmp_path / "again", ptb_small)
+    cells[4].write_text(json.dumps({k: v for k, v in other.items() if k != "lyapunov"}))
+    with pytest.raises(LshError, match=r"no record of its lyapunov settings"):
+        build_table(params, cells, tmp_path / "again", ptb_small)
+    assert not (tmp_path / "again").exists()
+    build_table(params, cells, tmp_path / "unchecked")  # without the data, no check: the run's own table
+
+
+def replay_cli(folder, tmp_path, *extra: str):
+    return run_lsh("replay", "--params", SMOKE, *extra, "--table", str(folder), "--replays", str(tmp_path / "r.csv"),
+                   "--anytime", str(tmp_path / "a.csv"), "--repeats", "1")
+
+
+@pytest.mark.parametrize("damage, file, words", [
+    ("truncate", "spectra.npz", "truncated or not a zip archive"),
+    ("duplicate", "table.csv", "appears 2 times"),
+    ("seeds", "table.json", "study.seeds is 3"),
+])
+def test_the_command_line_names_a_broken_table_in_one_line(tmp_path, damage, file, words):
+    _, folder = saved(tmp_path)
+    extra = ()
+    if damage == "truncate":
+        (folder / file).write_bytes((folder / file).read_bytes()[:100])
+    elif damage == "duplicate":
+        edit_csv(folder, lambda f: pd.concat([f, f.iloc[[20]]], ignore_index=True))
+    else:
+        extra = ("--set", "study.seeds=3")
+    out = replay_cli(folder, tmp_path, *extra)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and str(folder / file) in out.stderr and words in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("lsh replay: error: "), out.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_the_command_line_names_a_damaged_cell_in_one_line(tmp_path):
+    params = small_params()
+    cells = write_cells(synthetic_table(params), tmp_path / "cells")
+    cells[2].write_text(cells[2].read_text()[:50])
+    out = run_lsh("study", "table", "--params", SMOKE, "--set", "final.epochs=4", "--set",
+                  f"space={json.dumps(SMALL_SPACE)}", "--results", str(tmp_path), "--cells", *map(str, cells),
+                  "--out", str(tmp_path / "table"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"{cells[2]} is not valid JSON" in out.stderr, out.stderr
 
 
 # --- a cell, and the table against a live run -----------------------------------------------------
@@ -335,8 +798,8 @@ def test_a_signal_that_is_the_outcome_gets_perfect_scores():
 
 @pytest.mark.slow
 def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through_records(ptb_small, tmp_path):
-    """A cell killed after its first epoch (rows.json lists epochs 0 and 1) resumes from the kept
-    checkpoint and ends with the rows and spectra of a cell that was never stopped."""
+    """A cell stopped after its first epoch (`--until 1`, or killed: rows.json lists epochs 0 and 1)
+    resumes from the kept checkpoint and ends with the rows and spectra of a cell never stopped."""
     from lsh.stages.table import train_cell
 
     raw = config.load_params(SMOKE)
@@ -344,8 +807,7 @@ def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through
     raw["data"]["train_tokens"] = 12_000  # ptb_small's
     params = Params.from_dict(config.validate(raw))
     straight = train_cell(params, "g05", 0, tmp_path / "straight", ptb_small)
-    short = dataclasses.replace(params, final_epochs=1)
-    first = train_cell(short, "g05", 0, tmp_path / "killed", ptb_small)
+    first = train_cell(params, "g05", 0, tmp_path / "killed", ptb_small, until=1)  # or killed after epoch 1
     assert sorted(first["rows"], key=int) == ["0", "1"]
     resumed = train_cell(params, "g05", 0, tmp_path / "killed", ptb_small)
     assert resumed == straight
@@ -391,3 +853,238 @@ def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round
     assert set(replays["group"]) == {"methods", "ls_options", "schedules"} and (replays["repeat"].max() == 1)
     again = run([str(BIN / "snakemake"), "all", "study", "-n", "--cores", "1", "--configfile", "small.yaml"], project)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # the age-fair option: a live run scoring everyone at the pool's common epoch, replayed on the same table
+    raw["search"].update({"age": "common", "ranker": "loss_gap"})
+    raw["results"] = "common"
+    (project / "common.yaml").write_text(config.dump(raw))
+    fair = Params.from_dict(config.validate(raw))
+    out = run([str(BIN / "snakemake"), "all", "--cores", "2", "--configfile", "common.yaml"], project, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    outcome = replay(table, Strategy("fair", "lsh", fair.search), fair.space, repeats=1, base_seed=fair.seed)[0]
+    rankings = [list(csv.DictReader(open(project / "common" / "rounds" / f"r{r:02d}" / "ranking.csv")))
+                for r in range(len(plan(fair.search).rounds))]
+    assert len({row["epoch"] for row in rankings[-1]}) > 1, "the last round mixes ages"
+    assert [[row["candidate"] for row in live] for live in rankings] == outcome.rounds
+    selected = json.loads((project / "common" / "final" / "selected.json").read_text())
+    assert outcome.config == table.config_id(selected["config"])
+
+
+# --- statistics over what varies: training seeds, configurations, their structure ------------------
+
+
+def seed_replays(spread: float, noise: float = 1.0, seeds: int = 3, repeats: int = 20) -> pd.DataFrame:
+    """Replays of one strategy whose training seeds' means lie `spread` apart, repeats scattered by `noise`."""
+    rng = np.random.default_rng(11)
+    seed = np.arange(seeds * repeats) % seeds
+    ppl = 100 + spread * seed + noise * rng.normal(size=len(seed))
+    return pd.DataFrame({"strategy": "a", "n": 6, "repeat": np.arange(len(seed)), "seed": 1111 + seed,
+                         "test_ppl": ppl, "regret": ppl - 100, "candidate_epochs": 14, "selects_best": False,
+                         "config": "g00"})
+
+
+def test_the_seed_bootstrap_gives_no_interval_with_one_training_seed():
+    row = summarise_methods(seed_replays(5.0, seeds=1), seed=0).iloc[0]
+    assert row["seeds"] == 1 and math.isfinite(row["test_ppl"]) and math.isfinite(row["regret"])
+    assert all(math.isnan(row[k]) for k in ("test_ppl_low", "test_ppl_high", "regret_low", "regret_high"))
+
+
+def test_the_seed_bootstrap_is_reproducible_from_its_seed():
+    replays = seed_replays(5.0)
+    one, again, other = (summarise_methods(replays, seed=s) for s in (3, 3, 4))
+    pd.testing.assert_frame_equal(one, again)
+    assert one["test_ppl_low"].iat[0] != other["test_ppl_low"].iat[0]
+    assert one["seeds"].iat[0] == 3 and one["test_ppl"].iat[0] == pytest.approx(replays["test_ppl"].mean())
+
+
+def test_the_seed_bootstrap_widens_when_the_training_seeds_disagree_more():
+    width = lambda r: (r["test_ppl_high"] - r["test_ppl_low"]).iat[0]  # noqa: E731
+    agree, disagree = (summarise_methods(seed_replays(spread), seed=0) for spread in (0.5, 20.0))
+    assert width(disagree) > 10 * width(agree)
+    assert disagree["test_ppl_low"].iat[0] < disagree["test_ppl"].iat[0] < disagree["test_ppl_high"].iat[0]
+
+
+def test_the_seed_bootstrap_resamples_each_seeds_repeats_too():
+    """Seeds of equal means: what is left of the interval is the repeats' scatter within each seed."""
+    width = lambda r: (r["test_ppl_high"] - r["test_ppl_low"]).iat[0]  # noqa: E731
+    quiet, noisy = (summarise_methods(seed_replays(0.0, noise=noise), seed=0) for noise in (0.1, 10.0))
+    assert width(noisy) > 10 * width(quiet) > 0
+
+
+def test_method_summaries_report_candidate_epochs_with_dense_where_the_replays_have_it():
+    replays = seed_replays(1.0)
+    assert "candidate_epochs_with_dense" not in summarise_methods(replays, seed=0)
+    row = summarise_methods(replays.assign(candidate_epochs_with_dense=18.0), seed=0).iloc[0]
+    assert row["candidate_epochs_with_dense"] == 18.0 and row["candidate_epochs"] == 14.0
+
+
+@pytest.mark.parametrize("name, reference", [("pearson", stats.pearsonr), ("spearman", stats.spearmanr),
+                                             ("kendall", stats.kendalltau)])
+def test_weighted_coefficients_equal_scipys_on_the_sample_the_weights_expand_to(name, reference):
+    from lsh.study.statistics import WEIGHTED
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    x[3] = x[4]
+    w = rng.integers(0, 4, size=(3, 12)).astype(float)
+    got = WEIGHTED[name](x, y, w)
+    for row, value in zip(w, got):
+        keep = np.repeat(np.arange(12), row.astype(int))
+        assert value == pytest.approx(reference(x[keep], y[keep])[0], abs=1e-12)
+
+
+def test_the_pooled_interval_draws_a_configuration_with_all_its_seeds():
+    """Seeds that repeat their configuration exactly add no independent evidence: the pooled interval is
+    that of one seed, where a bootstrap of points would have narrowed it."""
+    from lsh.study.statistics import cluster_coefficient_with_interval
+
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=10), rng.normal(size=10)
+    ids = np.array([f"g{i:02d}" for i in range(10)])
+    one = cluster_coefficient_with_interval(x, y, ids, "spearman", seed=2)
+    twice = cluster_coefficient_with_interval(np.tile(x, 2), np.tile(y, 2), np.tile(ids, 2), "spearman", seed=2)
+    assert twice == pytest.approx(one, abs=1e-12)
+    points = cluster_coefficient_with_interval(np.tile(x, 2), np.tile(y, 2), np.arange(20), "spearman", seed=2)
+    assert points[2] - points[1] < one[2] - one[1]
+
+
+def two_seed_signals() -> tuple[Table, pd.DataFrame, pd.DataFrame]:
+    params = small_params()
+    table = synthetic_table(params, seeds=2)
+    points = signal_points(table, [1, 2], options=[("pca", "l2", "blocks", "pair")])
+    return table, points, signal_table(points, seed=1)
+
+
+def test_every_signal_has_a_row_per_training_seed_and_a_pooled_row_at_every_epoch():
+    table, points, signals = two_seed_signals()
+    assert set(points["seed"]) == set(table.seeds)
+    for (cid, seed), final in points.groupby(["config", "seed"])["final_test_ppl"]:
+        assert set(final) == {table.final(cid, seed)["test_ppl"]}
+    expected = {str(s) for s in table.seeds} | {"pooled"}
+    for (name, epoch), rows in signals.groupby(["signal", "epoch"]):
+        assert set(rows["seeds"]) == expected and len(rows) == 3, (name, epoch)
+        assert rows.set_index("seeds")["n"].to_dict() == {**{str(s): 8 for s in table.seeds}, "pooled": 16}
+    assert set(signals["signal"]) >= {"loss_gap", "train_loss", "valid_ppl", "ls:pca-l2-blocks-pair", "labels_only"}
+    assert set(signals["epoch"]) == {1, 2}
+
+
+def test_what_a_seed_adds_to_every_value_is_no_pooled_signal():
+    """Two seeds that agree within themselves, the second a much luckier run of all: pooled over seeds the
+    signal agrees as well as within each (a selection compares candidates within one seed)."""
+    rng = np.random.default_rng(3)
+    final = rng.normal(300, 20, size=8)
+    one = pd.DataFrame({"config": [f"g{i:02d}" for i in range(8)], "epoch": 1, "death": ["SET", "magnitude"] * 4,
+                        "init": "uniform", "growth": "random", "redistribution": "none", "death_rate": 0.8,
+                        "final_test_ppl": final, "probe": final * 0.01 + rng.normal(0, 0.02, size=8)})
+    points = pd.concat([one.assign(seed=1), one.assign(seed=2, final_test_ppl=final - 1000, probe=one["probe"] + 5)])
+    signals = signal_table(points, seed=1).set_index(["signal", "seeds"])
+    within = signals.loc[("probe", "1"), "pearson"]
+    assert within > 0.9 and signals.loc[("probe", "pooled"), "pearson"] == pytest.approx(within, abs=1e-9)
+
+
+def test_a_per_seed_row_is_the_signal_table_of_that_seed_alone():
+    table, points, signals = two_seed_signals()
+    second = table.seeds[1]
+    alone = signal_table(points[points["seed"] == second], seed=1)
+    alone = alone[alone["seeds"] == str(second)].reset_index(drop=True)
+    mine = signals[signals["seeds"] == str(second)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, alone)
+
+
+def structured_points(signal) -> pd.DataFrame:
+    """The small grid's 8 configurations, one seed, one epoch: a final perplexity driven by the death method
+    plus a part no additive model of the choices explains, and a signal computed from each point."""
+    params = small_params()
+    table = synthetic_table(params)
+    points = signal_points(table, [1], options=[])
+    rest = np.array([0.0, 7.0, 3.0, 1.0, 6.0, 2.0, 5.0, 4.0])  # not additive in init, death, redistribution
+    points["final_test_ppl"] = 100 + 50 * (points["death"] == "SET") + rest
+    points["probe"] = [signal(p) for _, p in points.iterrows()]
+    return points
+
+
+def probe_row(points: pd.DataFrame) -> pd.Series:
+    signals = signal_table(points, seed=1)
+    return signals[(signals["signal"] == "probe") & (signals["seeds"] == "pooled")].iloc[0]
+
+
+def test_a_signal_that_is_a_function_of_the_death_method_adds_nothing_beyond_the_structure():
+    row = probe_row(structured_points(lambda p: {"magnitude": 1.0, "SET": 2.0}[p["death"]]))
+    assert row["spearman"] > 0.8, "it ranks the groups, which is all it knows"
+    assert math.isnan(row["within_death"]) or row["within_death"] == pytest.approx(0.0, abs=1e-9)
+    assert row["partial_spearman"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_signal_equal_to_the_outcome_keeps_partial_spearman_one_where_the_choices_leave_something():
+    row = probe_row(structured_points(lambda p: p["final_test_ppl"]))
+    assert row["spearman"] == pytest.approx(1.0) and row["within_death"] == pytest.approx(1.0)
+    assert row["partial_spearman"] == pytest.approx(1.0)
+    assert row["partial_spearman_low"] == pytest.approx(1.0) and row["partial_spearman_high"] == pytest.approx(1.0)
+
+
+def test_labels_only_is_exact_on_an_additive_table():
+    from lsh.study.signals import labels_only
+
+    params = small_params()
+    table = synthetic_table(params)  # configuration i ends at 106 + 10 i: additive in init, death, redistribution
+    predicted = labels_only(table, params.seed)
+    for cid, _ in table.configs:
+        assert predicted[cid] == pytest.approx(table.final(cid, params.seed)["test_ppl"], abs=1e-9)
+
+
+def test_labels_only_predicts_a_configuration_without_its_own_outcome():
+    from lsh.study.signals import labels_only
+
+    params = small_params()
+    table = synthetic_table(params)
+    before = labels_only(table, params.seed)
+    table.rows.loc[table.rows["config"] == "g03", "test_ppl"] += 57.0
+    after = labels_only(table, params.seed)
+    assert after["g03"] == pytest.approx(before["g03"], abs=1e-9)
+    assert any(abs(after[c] - before[c]) > 1 for c in before if c != "g03"), "the others learn from g03"
+
+
+def study_replays(params: Params, seeds: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Replays, anytime curves and ls_samples as the study's report reads them, of a few strategies."""
+    rng = np.random.default_rng(0)
+    rows, curves = [], []
+    for group, name in [("methods", s) for s in ("LSH-grid", "loss-grid", "random", "full-training")] + \
+            [("ls_options", "LSH-grid pca-l2-blocks-pair"), ("schedules", "LSH-grid e0=1 ei=1")]:
+        for r in range(6):
+            offset, ppl = 1000 * (r % seeds), 110 + 5 * rng.normal()
+            rows.append({"group": group, "strategy": name, "kind": "lsh", "n": 6, "e0": 1, "ei": 1, "repeat": r,
+                         "seed": params.seed + r % seeds, "config": "g01", "test_ppl": offset + ppl,
+                         "valid_ppl": ppl, "regret": ppl - 106, "candidate_epochs": 14, "selects_best": r == 0})
+            curves += [{"strategy": name, "n": 6, "repeat": r, "candidate_epoch": e, "incumbent_test_ppl": offset + ppl}
+                       for e in range(1, 15) if group == "methods"]
+    samples = pd.DataFrame({"configuration": ["best: g00"], "samples": [2], "max": [0.1], "mean": [0.0],
+                            "variance": [1.0]})
+    return pd.DataFrame(rows), pd.DataFrame(curves), samples
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_the_report_gives_signals_per_seed_and_pooled_and_methods_over_training_seeds(tmp_path, monkeypatch, seeds):
+    import functools
+
+    from lsh.stages import study
+
+    params = small_params()
+    params = dataclasses.replace(params, study=dataclasses.replace(params.study, seeds=seeds))
+    default = (params.search.embedding, params.search.distance, params.lyapunov.layout, params.search.pca_fit)
+    monkeypatch.setattr(study, "signal_points", functools.partial(signal_points, options=[default]))  # no t-SNE
+    folder = save_table(synthetic_table(params, seeds=seeds), tmp_path / "table")
+    headline = write_study(params, folder, *study_replays(params, seeds), tmp_path / "report")
+    report = tmp_path / "report"
+    signals = pd.read_csv(report / "early_signals.csv", dtype={"seeds": str})
+    assert {"seeds", "within_death", "within_death_low", "within_death_high", "partial_spearman",
+            "partial_spearman_low", "partial_spearman_high", "top_quarter_recall"} <= set(signals.columns)
+    assert set(signals["seeds"]) == {str(params.seed + k) for k in range(seeds)} | {"pooled"}
+    assert "labels_only" in set(signals["signal"])
+    methods = pd.read_csv(report / "methods.csv")
+    assert set(methods["seeds"]) == {seeds} and methods["test_ppl_low"].isna().all() == (seeds == 1)
+    text = (report / "methods.md").read_text()
+    assert text.startswith("# Methods\n") and "equal budget" not in text and "candidate-epochs" in text
+    assert ("no interval over training seeds exists" in text) == (seeds == 1)
+    assert ("interval over training seeds" in text) and "| seeds |" in text
+    assert headline["seeds"] == seeds and math.isfinite(headline["ls_spearman"])
+    assert "labels alone" in (report / "summary.md").read_text()

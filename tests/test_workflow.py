@@ -332,7 +332,7 @@ def test_compare_runs_every_method_into_its_folder_and_tables_them_together(tmp_
 @pytest.mark.slow
 def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(project: Path):
     params = config.read_yaml(project / SMOKE)
-    params.update(seed=7, results="out")
+    params.update(seed=7, results="out", numerics="native")
     params["data"]["train_tokens"] = 15000
     params["model"].update(emb=24, hidden=24)
     params["train"].update(weight_decay=1e-6, clip=1e16, lr=15)
@@ -356,6 +356,7 @@ def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(proje
     assert state["run_config"]["model"] == dataclasses.asdict(ModelParams.from_dict(params["model"]))
     assert state["run_config"]["train"] == params["train"]
     assert state["run_config"]["train"]["weight_decay"] == 1e-6 and state["run_config"]["train"]["clip"] == 1e16
+    assert state["environment"]["numerics"] == "native"
     assert not (project / "results").exists(), "nothing came from ./params.yaml"
 
 
@@ -363,6 +364,13 @@ def test_snakemakes_config_gives_whole_floats_as_integers(project: Path):
     out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", SMOKE, "--config", "seed=5.0"], project)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert yaml.safe_load((project / "results" / "resolved-params.yaml").read_text())["seed"] == 5
+
+
+def test_snakemakes_nested_config_values_reach_the_schema_as_numbers(project: Path):
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", SMOKE, "--config",
+               "lyapunov={steps: 30, warmup: 5, qr_every: 1, samples: 2}"], project)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert yaml.safe_load((project / "results" / "resolved-params.yaml").read_text())["lyapunov"]["steps"] == 30
 
 
 @pytest.mark.slow

@@ -3,19 +3,19 @@ training and the correlation study, and the dense reference (all read once, here
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lsh import layout as names
+from lsh import layout as names, records
 from lsh.config import Params
-from lsh.files import read_json, read_json_if
+from lsh.files import read_json_if
 from lsh.layout import Layout
+from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Selection, Spectra, Summary
 from lsh.lyapunov.qr import LAYOUTS
 from lsh.search.schedule import Plan, plan as search_plan
 
@@ -62,11 +62,17 @@ class Run:
 
 
 def read_metrics(folder: Path) -> list[dict]:
-    """A training folder's metrics.jsonl as records (empty when it has none)."""
+    """A training folder's metrics.jsonl as plain records (empty when it has none)."""
     path = Path(folder) / names.METRICS
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e.to_json() for e in records.read_lines(path, Epoch)]
+
+
+def summary_dict(path: Path) -> dict | None:
+    """A training folder's summary.json as a plain dict, None when it does not exist (yet)."""
+    summary = records.read_if(path, Summary)
+    return None if summary is None else summary.to_json()
 
 
 def method_name(selected: dict) -> str:
@@ -74,8 +80,10 @@ def method_name(selected: dict) -> str:
     if selected.get("mode") == "full":
         prefix = "full-training"
     else:
-        prefix = {"ls": "LSH", "loss": "loss"}.get(selected.get("ranker"), str(selected.get("ranker")))
-    return f"{prefix}-{str(selected.get('proposer', '?')).upper()}"
+        prefix = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TSE"}.get(
+            selected.get("ranker"), str(selected.get("ranker")))
+    age = " common-age" if selected.get("age") == "common" and selected.get("mode") != "full" else ""
+    return f"{prefix}-{str(selected.get('proposer', '?')).upper()}{age}"
 
 
 def _last_epoch(history: list[dict]) -> int:
@@ -97,8 +105,8 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
     layout = Layout(root)
     dense_dir = Path(dense) if dense is not None else layout.dense
     the_plan = search_plan(params.search)
-    selected = read_json(layout.selected)
-    final_pool = read_json(layout.final_pool)
+    selected = records.read(layout.selected, Selection).to_json()
+    final_pool = records.read(layout.final_pool, Pool).to_json()
     candidates: dict[str, Candidate] = {}
 
     def cand(entry: dict) -> Candidate:
@@ -114,27 +122,25 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
         c = cand(entry)
         c.finalist = True
         folder = layout.final_train(f)
-        c.final = read_json_if(folder / names.SUMMARY)
+        c.final = summary_dict(folder / names.SUMMARY)
         _offer_history(c, read_metrics(folder), str(folder))
 
     rounds = 0
     rankings: list[pd.DataFrame] = []
-    for r in range(len(the_plan.rounds)):
-        if not (layout.pool(r).is_file() and layout.ranking(r).is_file()):
-            break
+    for r in range(len(the_plan.rounds)):  # a finished selection ran every round: each one's files must be there
         rounds += 1
-        rankings.append(pd.read_csv(layout.ranking(r)))
-        pool = read_json(layout.pool(r))
-        for s, entry in enumerate(pool["slots"]):
+        rows = records.read_rows(layout.ranking(r), RankingRow)
+        rankings.append(pd.DataFrame([asdict(row) for row in rows], columns=list(RANKING_COLUMNS)))
+        pool = records.read(layout.pool(r), Pool)
+        for s, entry in enumerate(pool.slots):
             if entry is None:
                 continue
-            c = cand(entry)
-            spectra = read_json_if(layout.slot_spectra(r, s)) or {"spectra": {}}
-            for epoch, rec in spectra["spectra"].items():
-                ok = rec.get("status") == "ok" and rec.get("exponents") is not None
-                c.spectra[int(epoch)] = rec["exponents"] if ok else None
+            c = cand(entry.to_json())
+            for epoch, rec in records.read(layout.slot_spectra(r, s), Spectra).by_epoch().items():
+                ok = rec.status == "ok" and rec.exponents is not None and rec.layouts is not None
+                c.spectra[epoch] = rec.exponents if ok else None
                 for name in LAYOUTS:
-                    c.layouts.setdefault(name, {})[int(epoch)] = rec["layouts"][name] if ok else None
+                    c.layouts.setdefault(name, {})[epoch] = rec.layouts[name] if ok else None
             history = read_metrics(layout.slot_train(r, s))
             c.selection_epochs = max(c.selection_epochs, _last_epoch(history))
             _offer_history(c, history, str(layout.slot_train(r, s)))
@@ -146,7 +152,7 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
     # round-0 candidates trained on to final.epochs for the correlation study
     corr_root = layout.correlation_dir
     for folder in sorted(corr_root.glob("c[0-9][0-9]")) if corr_root.is_dir() else []:
-        summary = read_json_if(folder / names.SUMMARY)
+        summary = summary_dict(folder / names.SUMMARY)
         if not summary or not summary.get("candidate"):
             continue
         c = cand({"candidate": summary["candidate"], "config": summary.get("config", {})})
@@ -154,22 +160,23 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
         _offer_history(c, read_metrics(folder), str(folder))
 
     dense_spectra, dense_layouts = None, {}
-    if (dense_dir / names.SPECTRA).is_file():
-        spectra = read_json(dense_dir / names.SPECTRA)["spectra"]
-        records = [spectra.get(str(e)) for e in range(len(spectra))]
-        if records and all(r is not None and r["status"] == "ok" for r in records):
-            dense_spectra = np.array([r["exponents"] for r in records], dtype=float)
-            dense_layouts = {name: np.array([r["layouts"][name] for r in records], dtype=float) for name in LAYOUTS}
-    dense_final = read_json_if(dense_dir.parent / "dense-final" / names.SUMMARY)
+    dense_record = records.read_if(dense_dir / names.SPECTRA, Spectra)
+    if dense_record is not None:
+        spectra = dense_record.by_epoch()
+        found = [spectra.get(e) for e in range(len(spectra))]
+        if found and all(r is not None and r.status == "ok" and r.layouts is not None for r in found):
+            dense_spectra = np.array([r.exponents for r in found], dtype=float)
+            dense_layouts = {name: np.array([r.layouts[name] for r in found], dtype=float) for name in LAYOUTS}
+    dense_final = summary_dict(dense_dir.parent / "dense-final" / names.SUMMARY)
     dense_history = read_metrics(dense_dir.parent / "dense-final") or read_metrics(dense_dir)
     others = []
     for folder in map(Path, compared):
-        other = read_json(Layout(folder).selected)
+        other = records.read(Layout(folder).selected, Selection).to_json()
         if folder.resolve() != root.resolve() and other != selected:
             others.append((folder, other))
     return Run(
         params=params, root=root, plan=the_plan, selected=selected, rounds=rounds, rankings=rankings,
-        candidates=candidates, dense_summary=read_json_if(dense_dir / names.SUMMARY),
+        candidates=candidates, dense_summary=summary_dict(dense_dir / names.SUMMARY),
         dense_final=dense_final, dense_history=dense_history, dense_spectra=dense_spectra,
         dense_layouts=dense_layouts, final_pool=final_pool, dense_dir=dense_dir, compared=others,
         environment=read_json_if(layout.environment),

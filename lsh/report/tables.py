@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lsh import layout as names
-from lsh.files import read_json_if
-from lsh.report.run import Run, method_name
+from lsh.report.run import Run, method_name, summary_dict
 
 
 def _num(x: Any) -> float:
@@ -30,13 +29,13 @@ def dense_reference(run: Run) -> dict | None:
     source = run.dense_dir.parent / "dense-final"
     if final is None:  # e.g. a full-training run: take a compared run's reference if one has it
         for folder, _ in run.compared:
-            final = read_json_if(folder / "dense-final" / names.SUMMARY)
+            final = summary_dict(folder / "dense-final" / names.SUMMARY)
             if final is not None:
                 source = folder / "dense-final"
                 break
     if final is None:
         return None
-    first = read_json_if(source.parent / "dense" / names.SUMMARY) or {}
+    first = summary_dict(source.parent / "dense" / names.SUMMARY) or {}
     return {
         "valid_ppl": _num(final.get("best_valid_ppl")), "test_ppl": _num(final.get("test_ppl")),
         "epochs": final.get("epochs"), "wall_seconds": round(first.get("seconds", 0.0) + final.get("seconds", 0.0), 3),

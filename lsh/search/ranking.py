@@ -8,7 +8,9 @@ functions. Everything here works on arrays handed to it; the ranking stage reads
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +101,64 @@ def ls_distances(
     return out
 
 
+RANKERS = ("ls", "loss", "loss_gap", "tse")
+AGES = ("own", "common")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a round can see of a candidate trained to `epoch`: its losses by epoch (1..epoch, None
+    where it diverged) and its spectra of epochs 0..epoch (None: it diverged)."""
+
+    epoch: int
+    valid_loss: Mapping[int, float | None]
+    train_loss: Mapping[int, float | None]
+    spectra: np.ndarray | None
+
+
+def scored_epochs(epochs: Mapping[str, int], age: str) -> dict[str, int]:
+    """The epoch each candidate is scored at. `own`: its own (the paper; a pool mixes survivors and
+    newcomers, and every signal drifts with age). `common`: the pool's youngest epoch for everyone,
+    whose losses and spectra every survivor kept, so that all are compared at the same age."""
+    if age not in AGES:
+        raise LshError(f"search.age {age!r}: allowed are {', '.join(AGES)}")
+    common = min(epochs.values(), default=0)
+    return {c: e if age == "own" else common for c, e in epochs.items()}
+
+
+def round_scores(ranker: str, age: str, observed: Mapping[str, Observed], dense_loss: Mapping[int, float | None],
+                 dense_spectra: np.ndarray, *, embedding: str = "pca", distance: str = "l2", fit: str = "pair",
+                 seed: int = 0, source: str = "the dense reference") -> dict[str, float]:
+    """Each candidate's score (lower is better) under `ranker`: `ls` the LS distance to the dense
+    reference, `loss` the validation loss (the paper's loss baseline), `loss_gap` the validation loss
+    minus the dense model's at the same epoch, `tse` the sum of training losses of epochs 1..E
+    (training speed estimation, Ru et al. 2021), each at the epoch `age` gives. A candidate that
+    diverged by its own epoch scores inf."""
+    if ranker not in RANKERS:
+        raise LshError(f"search.ranker {ranker!r}: allowed are {', '.join(RANKERS)}")
+    at = scored_epochs({c: o.epoch for c, o in observed.items()}, age)
+    alive = {c: o for c, o in observed.items() if _finite(o.valid_loss.get(o.epoch))}
+    out = {c: math.inf for c in observed if c not in alive}
+    if ranker == "ls":
+        trajectories = {c: None if o.spectra is None else o.spectra[: at[c] + 1] for c, o in alive.items()}
+        return {**out, **ls_distances(dense_spectra, trajectories, embedding=embedding, distance=distance, fit=fit,
+                                      seed=seed)}
+    if ranker == "loss_gap":
+        return {**out, **loss_gaps({c: (at[c], o.valid_loss.get(at[c])) for c, o in alive.items()}, dense_loss, source)}
+    for c, o in alive.items():
+        if ranker == "loss":
+            value = o.valid_loss.get(at[c]) if at[c] > 0 else None
+        else:
+            terms = [o.train_loss.get(e) for e in range(1, at[c] + 1)]
+            value = sum(terms) if terms and all(map(_finite, terms)) else None
+        out[c] = float(value) if _finite(value) else math.inf
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def rank(scores: dict[str, float], order: list[str]) -> list[str]:
     """Candidates from best (lowest score) to worst; ties by pool order; non-finite scores last."""
     position = {c: i for i, c in enumerate(order)}
@@ -122,17 +182,16 @@ def loss_gaps(candidates: dict[str, tuple[int, float | None]], dense: dict[int, 
     return out
 
 
-def dense_trajectory(record: dict, upto: int, source: str, layout: str | None = None) -> np.ndarray:
-    """The dense spectra of epochs 0..upto from a dense spectra.json record, indexed by epoch (row e =
-    epoch e), in its own layout or in `layout`."""
-    spectra = record["spectra"]
-    missing = [e for e in range(upto + 1) if str(e) not in spectra]
+def dense_trajectory(spectra: Mapping[int, Any], upto: int, source: str, layout: str | None = None) -> np.ndarray:
+    """The dense spectra of epochs 0..upto (epoch -> a spectrum record with `exponents`, `layouts`
+    and `status`), indexed by epoch (row e = epoch e), in their own layout or in `layout`."""
+    missing = [e for e in range(upto + 1) if e not in spectra]
     if missing:
         raise LshError(f"{source} has no dense spectrum of epoch {missing[0]} (the ranking needs epochs 0..{upto}): "
                        "train the dense reference and compute its spectra that far")
-    records = [spectra[str(e)] for e in range(upto + 1)]
-    bad = next((e for e, r in enumerate(records) if r["exponents"] is None), None)
+    records = [spectra[e] for e in range(upto + 1)]
+    bad = next((e for e, r in enumerate(records) if r.exponents is None), None)
     if bad is not None:
-        raise LshError(f"{source}: the dense spectrum of epoch {bad} failed (status {records[bad]['status']}); "
+        raise LshError(f"{source}: the dense spectrum of epoch {bad} failed (status {records[bad].status}); "
                        "the LS ranking has no reference")
-    return np.array([r["exponents"] if layout is None else r["layouts"][layout] for r in records], dtype=float)
+    return np.array([r.exponents if layout is None else r.layouts[layout] for r in records], dtype=float)

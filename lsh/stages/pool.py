@@ -8,17 +8,16 @@ the final pool takes the last round's survivors on to `final.epochs`.
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
-from lsh import files
+from lsh import records
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout, checkpoint
-from lsh.records import Pool, PoolEntry, Tried
+from lsh.records import Pool, PoolEntry, Proposals, RankingRow, Tried
 from lsh.search.schedule import plan
-from lsh.search.space import CONFIG_KEYS, candidate_id, derived_seed
+from lsh.search.space import candidate_id, derived_seed
 
 log = logging.getLogger("lsh.stages")
 
@@ -37,37 +36,24 @@ def initial_pool(params: Params) -> Pool:
     return Pool("final" if full else 0, tuple(slots), tried, len(tried))
 
 
-def read_ranking_rows(path: Path) -> list[dict]:
-    """A round's ranking.csv as rows of plain values (the survivors' configurations and epochs)."""
-    if not Path(path).is_file():
-        raise LshError(f"{path} does not exist: run the round's ranking first")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row.update({k: int(row[k]) for k in ("round", "rank", "slot", "epoch")})
-        row.update({k: float(row[k]) for k in ("death_rate", "distance", "loss_gap", "valid_ppl", "score")})
-        row["kept"] = row["kept"] == "True"
-    return rows
-
-
 def next_pool(params: Params, layout: Layout, r: int) -> Pool:
     """Round r's pool (r >= 1) or the final pool (r = number of rounds): survivors first, then the new."""
     search = params.search
     prev = r - 1
-    ranking = read_ranking_rows(layout.ranking(prev))
-    pool = Pool.from_json(files.read_json(layout.pool(prev)))
+    ranking = records.read_rows(layout.ranking(prev), RankingRow)
+    pool = records.read(layout.pool(prev), Pool)
     last = r == len(plan(search).rounds)
     slots: list[PoolEntry | None] = []
-    for row in sorted((row for row in ranking if row["kept"]), key=lambda row: row["rank"]):
-        E = row["epoch"]
-        parent = str(checkpoint(layout.slot_train(prev, row["slot"]), E))
+    for row in sorted((row for row in ranking if row.kept), key=lambda row: row.rank):
+        E = row.epoch
+        parent = str(checkpoint(layout.slot_train(prev, row.slot), E))
         after = params.final_epochs if last else E + search.ei
-        slots.append(PoolEntry(len(slots), row["candidate"], {k: row[k] for k in CONFIG_KEYS}, parent, E, after))
+        slots.append(PoolEntry(len(slots), row.candidate, row.config, parent, E, after))
     tried, next_id = list(pool.tried), pool.next_id
     if not last:
-        for p in files.read_json(layout.proposals(prev))["proposals"]:
-            slots.append(PoolEntry(len(slots), p["candidate"], p["config"], None, 0, search.e0))
-            tried.append(Tried(p["candidate"], p["config"]))
+        for p in records.read(layout.proposals(prev), Proposals).proposals:
+            slots.append(PoolEntry(len(slots), p.candidate, p.config, None, 0, search.e0))
+            tried.append(Tried(p.candidate, p.config))
             next_id += 1
         slots += [None] * (plan(search).rounds[r].pool - len(slots))
     return Pool("final" if last else r, tuple(slots), tuple(tried), next_id)
@@ -84,5 +70,5 @@ def build(params: Params, layout: Layout, round_: int | str) -> Pool:
 
 
 def write(pool: Pool, out: Path) -> None:
-    files.write_json(out, pool.to_json())
+    records.write(out, pool)
     log.info("%s: %d slots (%s)", out, len(pool.slots), ", ".join(e.candidate if e else "empty" for e in pool.slots))

@@ -7,14 +7,13 @@ import logging
 import math
 from pathlib import Path
 
-from lsh import files
+from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
-from lsh.records import Pool
+from lsh.records import Pool, Proposals, RankingRow
 from lsh.search.proposers import propose
 from lsh.search.schedule import plan
-from lsh.search.space import CONFIG_KEYS, candidate_id, derived_seed
-from lsh.stages.pool import read_ranking_rows
+from lsh.search.space import candidate_id, derived_seed
 
 log = logging.getLogger("lsh.stages")
 
@@ -24,9 +23,9 @@ DIVERGED_SCORE = 1e12  # a diverged candidate in the history: a large but finite
 def propose_round(params: Params, layout: Layout, r: int) -> dict:
     """proposals.json of round r: the history handed to the proposer and the new candidates, each with its source."""
     search = params.search
-    rows = [row for row in read_ranking_rows(layout.ranking(r)) if search.history == "all" or row["kept"]]
-    history = [({k: row[k] for k in CONFIG_KEYS}, _finite(float(row["score"]))) for row in rows]
-    pool = Pool.from_json(files.read_json(layout.pool(r)))
+    rows = [row for row in records.read_rows(layout.ranking(r), RankingRow) if search.history == "all" or row.kept]
+    history = [(row.config, _finite(row.score)) for row in rows]
+    pool = records.read(layout.pool(r), Pool)
     new = propose(search.proposer, params.space, history, [t.config for t in pool.tried], plan(search).rounds[r].new,
                   derived_seed(params.seed, r + 1))
     proposals = [{"candidate": candidate_id(pool.next_id + i), "config": p.config, "source": p.source}
@@ -40,5 +39,5 @@ def _finite(score: float) -> float:
 
 
 def write(proposals: dict, out: Path) -> None:
-    files.write_json(out, proposals)
+    records.write(out, Proposals.from_json(proposals))
     log.info("%s: %s", out, ", ".join(f"{p['candidate']} {p['config']} ({p['source']})" for p in proposals["proposals"]) or "none")

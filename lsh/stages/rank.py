@@ -1,11 +1,12 @@
-"""Rank a round: every candidate scored at its epoch against the dense reference at that epoch, by
-the params' ranker (`ls`: distance in LS space; `loss`: validation-loss gap), best first; the
-first `survivors` (the schedule's) are kept. Diverged candidates rank last; ties by pool order.
+"""Rank a round: every candidate scored by the params' ranker (lsh.search.ranking.round_scores: the LS
+distance to the dense reference, the validation loss, its gap to the dense model's, or the sum of
+training losses) at its own epoch or the pool's common one (search.age), best first; the first
+`survivors` (the schedule's) are kept. Diverged candidates rank last; ties by pool order.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import math
 from pathlib import Path
@@ -14,39 +15,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lsh import files, layout as names
+from lsh import layout as names, records
 from lsh.config import Params
-from lsh.errors import LshError
 from lsh.layout import Layout
-from lsh.records import Pool, Summary
-from lsh.search.ranking import dense_trajectory, loss_gaps, ls_distances, rank
+from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Spectra, Summary
+from lsh.search.ranking import Observed, dense_trajectory, rank, round_scores
 from lsh.search.schedule import plan
 
 log = logging.getLogger("lsh.stages")
 
-COLUMNS = ("round", "rank", "candidate", "slot", "init", "death", "growth", "redistribution", "death_rate", "epoch",
-           "distance", "loss_gap", "valid_ppl", "score", "status", "kept")
+COLUMNS = RANKING_COLUMNS
 
 
 def epoch_losses(train_dir: Path) -> dict[int, float | None]:
     """Validation loss (nats per token) by epoch from a training folder's metrics.jsonl."""
-    path = Path(train_dir) / names.METRICS
-    if not path.is_file():
-        raise LshError(f"{path} does not exist: run the training first")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {int(r["epoch"]): r.get("valid_loss") for r in records}
+    return {e.epoch: e.valid_loss for e in records.read_lines(Path(train_dir) / names.METRICS, Epoch)}
 
 
 def candidate_trajectories(layout: Layout, upto: int, candidates: set[str]) -> dict[str, dict[int, Any]]:
     """Each candidate's spectra by epoch, gathered over the rounds 0..upto it took part in."""
     out: dict[str, dict[int, Any]] = {c: {} for c in candidates}
     for r in range(upto + 1):
-        pool = Pool.from_json(files.read_json(layout.pool(r)))
+        pool = records.read(layout.pool(r), Pool)
         for entry in pool.entries:
             if entry.candidate not in candidates:
                 continue
-            for epoch, rec in files.read_json(layout.slot_spectra(r, entry.slot))["spectra"].items():
-                out[entry.candidate][int(epoch)] = rec["exponents"] if rec["status"] == "ok" else None
+            for epoch, rec in records.read(layout.slot_spectra(r, entry.slot), Spectra).by_epoch().items():
+                out[entry.candidate][epoch] = rec.exponents if rec.status == "ok" else None
+    return out
+
+
+def observed(layout: Layout, r: int, pool: Pool) -> dict[str, Observed]:
+    """What round r sees of each candidate: its losses by epoch (the slot's metrics.jsonl holds every
+    epoch, those of its earlier rounds too) and its spectra of epochs 0..its epoch."""
+    spectra = candidate_trajectories(layout, r, {e.candidate for e in pool.entries})
+    out = {}
+    for e in pool.entries:
+        folder = layout.slot_train(r, e.slot)
+        summary = records.read(folder / names.SUMMARY, Summary)
+        history = records.read_lines(folder / names.METRICS, Epoch) if summary.ok and summary.epochs == e.epochs_after else []
+        points = [spectra[e.candidate].get(epoch) for epoch in range(e.epochs_after + 1)]
+        out[e.candidate] = Observed(
+            e.epochs_after, {h.epoch: h.valid_loss for h in history}, {h.epoch: h.train_loss for h in history},
+            np.array(points, dtype=float) if history and all(p is not None for p in points) else None)
     return out
 
 
@@ -54,27 +65,20 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
     """The ranking of round r (`dense`: the dense reference's folder, default the run's own)."""
     search = params.search
     dense = Path(dense) if dense is not None else layout.dense
-    pool = Pool.from_json(files.read_json(layout.pool(r)))
+    pool = records.read(layout.pool(r), Pool)
     entries = pool.entries
-    epochs = {e.candidate: e.epochs_after for e in entries}
-    summaries = {e.candidate: Summary.from_json(files.read_json(layout.slot_train(r, e.slot) / names.SUMMARY)) for e in entries}
-    losses: dict[str, float | None] = {}
-    for e in entries:
-        finished = summaries[e.candidate].ok and summaries[e.candidate].epochs == e.epochs_after
-        losses[e.candidate] = epoch_losses(layout.slot_train(r, e.slot)).get(e.epochs_after) if finished else None
+    seen = observed(layout, r, pool)
+    epochs = {c: o.epoch for c, o in seen.items()}
+    losses = {c: o.valid_loss.get(o.epoch) for c, o in seen.items()}
     valid_ppl = {c: math.exp(v) if v is not None and v < 700 else math.inf for c, v in losses.items()}
-    gaps = loss_gaps({c: (epochs[c], losses[c]) for c in epochs}, epoch_losses(dense), str(dense / names.METRICS))
-
-    reference = dense_trajectory(files.read_json(dense / names.SPECTRA), max(epochs.values()), str(dense / names.SPECTRA))
-    spectra = candidate_trajectories(layout, r, set(epochs))
-    trajectories = {}
-    for c, E in epochs.items():
-        points = [spectra[c].get(e) for e in range(E + 1)]
-        ok = math.isfinite(valid_ppl[c]) and all(p is not None for p in points)
-        trajectories[c] = np.array(points, dtype=float) if ok else None
-    distance = ls_distances(reference, trajectories, embedding=search.embedding, distance=search.distance,
-                            fit=search.pca_fit, seed=params.seed)
-    scores = distance if search.ranker == "ls" else gaps
+    reference = dense_trajectory(records.read(dense / names.SPECTRA, Spectra).by_epoch(), max(epochs.values()),
+                                 str(dense / names.SPECTRA))
+    score = functools.partial(round_scores, age=search.age, observed=seen, dense_loss=epoch_losses(dense),
+                              dense_spectra=reference, embedding=search.embedding, distance=search.distance,
+                              fit=search.pca_fit, seed=params.seed, source=str(dense / names.METRICS))
+    distance, gaps = score("ls"), score("loss_gap")
+    scores = distance if search.ranker == "ls" else gaps if search.ranker == "loss_gap" else score(search.ranker)
+    summaries = {e.candidate: records.read(layout.slot_train(r, e.slot) / names.SUMMARY, Summary) for e in entries}
     order = rank(scores, [e.candidate for e in entries])
     keep = plan(search).rounds[r].survivors
     by_id = {e.candidate: e for e in entries}
@@ -89,12 +93,6 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def read_ranking(path: Path) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise LshError(f"{path} does not exist: run the round's ranking first")
-    return pd.read_csv(path)
-
-
 def write(ranking: pd.DataFrame, out: Path) -> None:
-    files.write_text(out, ranking.to_csv(index=False))
+    records.write_rows(out, ranking.to_dict("records"), RankingRow)
     log.info("%s:\n%s", out, ranking[["rank", "candidate", "distance", "loss_gap", "valid_ppl", "kept"]].to_string(index=False))

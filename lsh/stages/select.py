@@ -8,12 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lsh import files, layout as names
+from lsh import files, layout as names, records
 from lsh.config import Params
 from lsh.layout import Layout
-from lsh.records import Pool, PoolEntry, Summary
+from lsh.records import Pool, PoolEntry, RankingRow, Selection, Spectra, Summary
 from lsh.search.schedule import plan
-from lsh.stages.pool import read_ranking_rows
 
 log = logging.getLogger("lsh.stages")
 
@@ -22,8 +21,8 @@ def select(params: Params, layout: Layout, dense: Path | None = None) -> dict:
     """selected.json of the run in `layout` (`dense`: the dense reference's folder, default the run's own)."""
     search = params.search
     the_plan = plan(search)
-    pool = Pool.from_json(files.read_json(layout.final_pool))
-    finals = [(e, Summary.from_json(files.read_json(layout.final_train(e.slot) / names.SUMMARY))) for e in pool.entries]
+    pool = records.read(layout.final_pool, Pool)
+    finals = [(e, records.read(layout.final_train(e.slot) / names.SUMMARY, Summary)) for e in pool.entries]
     finished = [(e, s) for e, s in finals if s.ok and s.best_valid_ppl is not None]
     best = min(finished, key=lambda es: (es[1].best_valid_ppl, es[0].slot)) if finished else None
 
@@ -31,14 +30,14 @@ def select(params: Params, layout: Layout, dense: Path | None = None) -> dict:
     diverged = [{"candidate": e.candidate, "where": "final", "epoch": s.epochs, "reason": s.reason}
                 for e, s in finals if s.status == "diverged"]
     for r in range(len(the_plan.rounds)):
-        for row in read_ranking_rows(layout.ranking(r)):
-            if row["status"] == "diverged":
-                summary = Summary.from_json(files.read_json(layout.slot_train(r, row["slot"]) / names.SUMMARY))
-                diverged.append({"candidate": row["candidate"], "where": f"round {r}", "epoch": summary.epochs,
+        for row in records.read_rows(layout.ranking(r), RankingRow):
+            if row.status == "diverged":
+                summary = records.read(layout.slot_train(r, row.slot) / names.SUMMARY, Summary)
+                diverged.append({"candidate": row.candidate, "where": f"round {r}", "epoch": summary.epochs,
                                  "reason": summary.reason})
-            if best and row["candidate"] == best[0].candidate:
-                distance_history.append({"round": r, "epoch": row["epoch"], "distance": files.finite_or_none(row["distance"]),
-                                         "valid_ppl": files.finite_or_none(row["valid_ppl"]), "rank": row["rank"]})
+            if best and row.candidate == best[0].candidate:
+                distance_history.append({"round": r, "epoch": row.epoch, "distance": files.finite_or_none(row.distance),
+                                         "valid_ppl": files.finite_or_none(row.valid_ppl), "rank": row.rank})
     if best:
         status = "ok"
     elif finals and all(s.status == "diverged" for _, s in finals):
@@ -47,7 +46,7 @@ def select(params: Params, layout: Layout, dense: Path | None = None) -> dict:
         status = "no candidate finished"
     return {
         "status": status,
-        "mode": search.mode, "ranker": search.ranker, "proposer": search.proposer,
+        "mode": search.mode, "ranker": search.ranker, "age": search.age, "proposer": search.proposer,
         "density": params.sparse.density,
         "candidate": best[0].candidate if best else None,
         "config": best[0].config if best else None,
@@ -70,14 +69,14 @@ def spent_budget(params: Params, layout: Layout, finals: list[tuple[PoolEntry, S
                "selection_spectra": 0.0, "final_training": 0.0}
     per_round = []
     for r, rnd in enumerate(the_plan.rounds):
-        pool = Pool.from_json(files.read_json(layout.pool(r)))
+        pool = records.read(layout.pool(r), Pool)
         spent = 0
         for s, entry in enumerate(pool.slots):
-            summary = Summary.from_json(files.read_json(layout.slot_train(r, s) / names.SUMMARY))
+            summary = records.read(layout.slot_train(r, s) / names.SUMMARY, Summary)
             spent += summary.epochs_trained
             seconds["selection_training"] += summary.seconds
             if entry is not None:
-                seconds["selection_spectra"] += files.read_json(layout.slot_spectra(r, s)).get("seconds", 0.0)
+                seconds["selection_spectra"] += records.read(layout.slot_spectra(r, s), Spectra).seconds
         epochs["selection"] += spent
         per_round.append({"round": r, "pool": rnd.pool, "planned_candidate_epochs": rnd.candidate_epochs,
                           "spent_candidate_epochs": spent})
@@ -85,8 +84,8 @@ def spent_budget(params: Params, layout: Layout, finals: list[tuple[PoolEntry, S
         epochs["final"] += summary.epochs_trained
         seconds["final_training"] += summary.seconds
     if the_plan.rounds:
-        seconds["dense_training"] = Summary.from_json(files.read_json(dense / names.SUMMARY)).seconds
-        seconds["dense_spectra"] = files.read_json(dense / names.SPECTRA).get("seconds", 0.0)
+        seconds["dense_training"] = records.read(dense / names.SUMMARY, Summary).seconds
+        seconds["dense_spectra"] = records.read(dense / names.SPECTRA, Spectra).seconds
     return {
         "planned_selection_candidate_epochs": the_plan.total_candidate_epochs,
         "candidate_epochs": epochs,
@@ -98,6 +97,6 @@ def spent_budget(params: Params, layout: Layout, finals: list[tuple[PoolEntry, S
 
 
 def write(selected: dict[str, Any], out: Path) -> None:
-    files.write_json(out, selected)
+    records.write(out, Selection.from_json(selected))  # the record checks what the report will read
     log.info("selected %s %s: valid ppl %s, test ppl %s", selected["candidate"], selected["config"],
              selected["valid_ppl"], selected["test_ppl"])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lsh import data, files, layout
 from lsh.config import Params
+from lsh.errors import LshError
 from lsh.records import Pool, PoolEntry, Summary
 from lsh.stages import spectra
 from lsh.training import RunSpec, train
@@ -39,6 +40,9 @@ def train_entry(params: Params, entry: PoolEntry | None, out: Path, data_dir: Pa
         summary = Summary(status="empty", epochs=0)
         files.write_json(out / layout.SUMMARY, summary.to_json())
         return summary
+    if entry.epochs_after > params.final_epochs:  # a pool of other params (or edited): it would train past the plan
+        raise LshError(f"candidate {entry.candidate} is to train to epoch {entry.epochs_after}, beyond final.epochs = "
+                       f"{params.final_epochs}: its pool was not made with these params; rebuild it (lsh search pool)")
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     summary = train(candidate_spec(params, entry.config), corpus, out, entry.epochs_after, resume=True, restart=restart,
                     keep="last" if final else "all", test=final, init=entry.parent)

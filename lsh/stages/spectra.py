@@ -17,10 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lsh import files, layout
+from lsh import files, layout, records
 from lsh.config import LyapunovConfig, Params
 from lsh.errors import LshError
-from lsh.records import Pool, Summary
+from lsh.records import Pool, SpectraCache, Summary
 
 log = logging.getLogger("lsh.stages")
 
@@ -73,7 +73,13 @@ def checkpoint_spectrum(checkpoint: str | Path, data_dir: str | Path, cfg: Lyapu
     from lsh import data
     from lsh.training import load_checkpoint
 
-    return spectrum_record(load_checkpoint(checkpoint), str(checkpoint), data.load_split(data_dir, "valid"), cfg, seed)
+    state = load_checkpoint(checkpoint)
+    corpus = data.load_corpus(data_dir)
+    if state["model_config"]["vocab"] != corpus.vocab_size:
+        raise LshError(f"checkpoint {checkpoint} was trained on a vocabulary of {state['model_config']['vocab']} words, "
+                       f"the data in {data_dir} has {corpus.vocab_size}: give the prepared data it was trained on "
+                       "(--data)")
+    return spectrum_record(state, str(checkpoint), corpus.valid, cfg, seed)
 
 
 # The spectra cache. A training job computes the spectra of the epochs it trained while their
@@ -89,14 +95,19 @@ def cache_key(cfg: LyapunovConfig, seed: int) -> str:
 
 
 def _cached(train_dir: Path, epochs: list[int], cfg: LyapunovConfig, seed: int) -> dict | None:
-    cache = files.read_json_if(Path(train_dir) / layout.SPECTRA_CACHE)
-    if not cache or cache.get("key") != cache_key(cfg, seed):
+    path = Path(train_dir) / layout.SPECTRA_CACHE
+    try:
+        cache = records.read_if(path, SpectraCache)
+    except LshError as e:  # a cache is a shortcut: a broken one is recomputed, not trusted
+        log.warning("%s; computing the spectra instead", e)
         return None
-    spectra = cache["spectra"]
-    if any(str(e) not in spectra or spectra[str(e)]["mtime_ns"] != layout.checkpoint(train_dir, e).stat().st_mtime_ns
+    if cache is None or cache.key != cache_key(cfg, seed):
+        return None
+    spectra = cache.spectra
+    if any(str(e) not in spectra or spectra[str(e)].mtime_ns != layout.checkpoint(train_dir, e).stat().st_mtime_ns
            for e in epochs):
         return None
-    return {str(e): {k: spectra[str(e)][k] for k in SPECTRUM_KEYS} for e in epochs}
+    return {str(e): {k: getattr(spectra[str(e)], k) for k in SPECTRUM_KEYS} for e in epochs}
 
 
 def write_cache(train_dir: Path, epochs: list[int], data_dir: Path, cfg: LyapunovConfig, seed: int) -> None:
@@ -151,7 +162,7 @@ def slot_spectra(params: Params, pool: Pool, slot: int, train_dir: Path, data_di
 def check_dense(params: Params, train_dir: Path, last_epoch: int) -> None:
     """Stop the search with the reason when the dense reference it compares against is unusable."""
     summary_path = Path(train_dir) / layout.SUMMARY
-    summary = Summary.from_json(files.read_json(summary_path))
+    summary = records.read(summary_path, Summary)
     if summary.status == "diverged":
         raise LshError(
             f"the dense reference diverged at epoch {summary.epochs} ({summary.reason or 'see ' + str(summary_path)}); "

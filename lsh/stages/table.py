@@ -21,7 +21,7 @@ from lsh.config import Params
 from lsh.errors import LshError
 from lsh.search.space import CONFIG_KEYS
 from lsh.study.cells import DENSE, cell_ids, table_configs, training_seeds
-from lsh.study.table import COLUMNS, LAYOUTS
+from lsh.study.table import CELL_FIELDS, COLUMNS, LAYOUTS, check_rows, check_table, read_cell
 
 log = logging.getLogger("lsh.stages")
 
@@ -47,8 +47,10 @@ def cell_seed(params: Params, seed_index: int) -> int:
     return seeds[seed_index]
 
 
-def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_dir: Path) -> dict:
-    """Train a cell to final.epochs, recording epochs 0..final as they are trained; returns rows.json."""
+def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_dir: Path,
+               until: int | None = None) -> dict:
+    """Train a cell to final.epochs (or only to epoch `until`: a calibration's first epochs, or a table
+    grown across sessions; a later call continues it), recording each epoch as it is trained."""
     from lsh.device import resolve_device
     from lsh.stages.spectra import spectrum_record
     from lsh.training import batchify, evaluate, load_checkpoint, model_from_checkpoint, perplexity, train
@@ -58,11 +60,17 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
     spec = cell_spec(params, config_id, seed)
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     rows_path = out / layout.CELL_ROWS
-    record = files.read_json_if(rows_path)
-    if record is None or (record.get("config"), record.get("seed"), record.get("run")) != (config_id, seed, spec.run_config(corpus)):
-        record = {"config": config_id, "seed": seed, "run": spec.run_config(corpus), "rows": {}, "spectra": {}}
+    try:
+        record = read_cell(rows_path) if rows_path.is_file() else None
+    except LshError as e:
+        raise LshError(f"{e} (delete it to train the cell again)") from None
+    made = {"config": config_id, "seed": seed, "run": spec.run_config(corpus),
+            "lyapunov": dataclasses.asdict(params.lyapunov)}
+    if record is None or any(record.get(k) != v for k, v in made.items()):
+        record = {**made, "rows": {}, "spectra": {}}
     device, test = resolve_device(params.train.device, "train.device"), None
-    for epoch in range(params.final_epochs + 1):
+    last = params.final_epochs if until is None else min(until, params.final_epochs)
+    for epoch in range(last + 1):
         if str(epoch) in record["rows"]:
             continue
         summary = train(spec, corpus, out, epoch, resume=True, restart=epoch == 0, keep="last", progress=False)
@@ -93,20 +101,50 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
     return record
 
 
-def build_table(params: Params, cells: list[Path], out: Path) -> pd.DataFrame:
-    """Gather the cells' rows.json into the table: table.csv, spectra.npz and table.json in `out`."""
+def check_cell_run(params: Params, cell: dict, path: Path, corpus: data.Corpus) -> None:
+    """Refuse a cell trained otherwise than these params would train it (a committed cell of another
+    study, or of a changed preset), naming the settings that differ."""
+    from lsh.training.checkpoints import describe_difference
+
+    expected = {"run": cell_spec(params, cell["config"], cell["seed"]).run_config(corpus),
+                "lyapunov": dataclasses.asdict(params.lyapunov)}
+    for part, want in expected.items():
+        if part not in cell:
+            raise LshError(f"{path}: no record of its {part} settings, so it cannot be checked against these params: "
+                           "train it again (lsh study cell)")
+        if changed := describe_difference(cell[part], want, f"{part}."):
+            raise LshError(f"{path}: trained otherwise than these params train it ({', '.join(changed[:4])} differ): "
+                           "a cell of another study; train it again or point study.cells elsewhere")
+
+
+def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | None = None) -> pd.DataFrame:
+    """Gather the cells' rows.json into the table: table.csv, spectra.npz and table.json in `out`. With
+    `data_dir`, each cell's recorded run is checked against what these params train on that data."""
     configs = dict(table_configs(params.space, params.study.space))
+    seeds = training_seeds(params)
+    corpus = None if data_dir is None else data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     rows, spectra = [], {name: [] for name in LAYOUTS}
     width = None
     for path in cells:
-        cell = files.read_json(path)
+        cell = read_cell(path, params.final_epochs)  # checked, and complete: 0..final.epochs or up to a divergence
+        if cell["config"] != DENSE and cell["config"] not in configs:
+            raise LshError(f"{path}: config {cell['config']!r} is not a configuration of this table (study.space "
+                           f"{params.study.space}: {DENSE}, {', '.join(list(configs)[:3])}, ..): a cell of another study")
+        if cell["seed"] not in seeds:
+            raise LshError(f"{path}: seed {cell['seed']} is not a training seed of these params "
+                           f"({', '.join(map(str, seeds))}): a cell of another study")
+        if corpus is not None:
+            check_cell_run(params, cell, path, corpus)
         config = configs.get(cell["config"], {k: None for k in CONFIG_KEYS})
         for epoch in sorted(cell["rows"], key=int):
             rows.append({"config": cell["config"], **config, "seed": cell["seed"], "epoch": int(epoch),
-                         **cell["rows"][epoch]})
+                         **{k: cell["rows"][epoch][k] for k in CELL_FIELDS}})
             layouts = cell["spectra"][epoch]
             for name in LAYOUTS:
                 values = None if layouts is None else layouts[name]
+                if values and width and len(values) != width:
+                    raise LshError(f"{path}: the spectrum of epoch {epoch} has {len(values)} exponents, the cells "
+                                   f"before it {width}: every cell's spectra come from the same lyapunov settings")
                 width = width or (len(values) if values else None)
                 spectra[name].append(values)
     if width is None:
@@ -115,15 +153,20 @@ def build_table(params: Params, cells: list[Path], out: Path) -> pd.DataFrame:
               for name, values in spectra.items()}
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     out = Path(out)
-    files.write_text(out / "table.csv", frame.to_csv(index=False))
-    files.atomic_write(out / "spectra.npz", lambda f: np.savez(f, **arrays))
-    files.write_json(out / "table.json", {
-        "space": params.study.space, "seeds": training_seeds(params), "final_epochs": params.final_epochs,
+    meta = {
+        "space": params.study.space, "seeds": seeds, "final_epochs": params.final_epochs,
         "configs": [[cid, c] for cid, c in table_configs(params.space, params.study.space)],
         "lyapunov": dataclasses.asdict(params.lyapunov), "model": dataclasses.asdict(params.model),
         "train": dataclasses.asdict(params.train), "density": params.sparse.density,
         "decay_epochs": params.sparse.decay_epochs, "train_tokens": params.data.train_tokens, "seed": params.seed,
-    })
+    }
+    try:  # what Table.load will check: refused here, before anything is written
+        check_table(check_rows(frame, out / "table.csv"), arrays, meta, out)
+    except LshError as e:
+        raise LshError(f"the {len(cells)} cells do not make a valid table, so none is written: {e}") from None
+    files.write_text(out / "table.csv", frame.to_csv(index=False))
+    files.atomic_write(out / "spectra.npz", lambda f: np.savez(f, **arrays))
+    files.write_json(out / "table.json", meta)
     log.info("%s: %d rows (%d configurations x %d seeds and the dense reference, epochs 0..%d)", out, len(frame),
              len(configs), params.study.seeds, params.final_epochs)
     return frame
@@ -134,3 +177,50 @@ def cell_rows(root: str | Path, params: Params) -> list[Path]:
     where = layout.Layout(root)
     return [where.table_cell(cid, k) / layout.CELL_ROWS for cid in cell_ids(params) for k in range(params.study.seeds)]
 
+
+
+def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path, out: Path) -> pd.DataFrame:
+    """The calibration of a study regime (lsh.study.calibration) from the cells under `cells_root`
+    trained at least to epoch search.e0 (`lsh study cell --until`): calibration.csv (each cell's
+    validation perplexity and seconds per epoch), criteria.csv and calibration.md in `out`."""
+    from lsh import records
+    from lsh.report.tables import markdown_table
+    from lsh.study.calibration import criteria, unigram_perplexity
+
+    corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
+    valid = corpus.valid if params.train.eval_tokens is None else corpus.valid[: params.train.eval_tokens]
+    unigram = unigram_perplexity(corpus.train, valid, len(corpus.vocab))
+    curves = []
+    for cid in cell_ids(params):
+        folder = layout.cell_folder(cells_root, cid, seed_index)
+        cell = read_cell(folder / layout.CELL_ROWS)
+        seconds = {e.epoch: e.seconds for e in records.read_lines(folder / "metrics.jsonl", records.Epoch)}
+        curves += [{"config": cid, "epoch": int(epoch), "valid_ppl": row["valid_ppl"], "seconds": seconds.get(int(epoch))}
+                   for epoch, row in sorted(cell["rows"].items(), key=lambda kv: int(kv[0]))]
+    frame = pd.DataFrame(curves)
+    table = criteria(frame[(frame.config != DENSE) & (frame.epoch > 0)], unigram, params.search.e0)
+    out = Path(out)
+    files.write_text(out / "calibration.csv", frame.to_csv(index=False))
+    files.write_text(out / "criteria.csv", table.to_csv(index=False))
+    wide = frame[frame.epoch > 0].pivot(index="config", columns="epoch", values="valid_ppl")
+    per_epoch = frame[(frame.epoch > 0) & (frame.config != DENSE)]["seconds"]
+    lines = [
+        f"# Calibration: {params.data.train_tokens:,} training tokens an epoch, {params.model.layers} x "
+        f"{params.model.hidden} {params.model.type.upper()}, density {params.sparse.density}, seed index {seed_index}",
+        "",
+        f"Unigram perplexity of the training tokens on the validation tokens: {unigram:.1f}. Seconds per "
+        f"sparse epoch: median {per_epoch.median():.1f} (min {per_epoch.min():.1f}, max {per_epoch.max():.1f}).",
+        "",
+        markdown_table(table, digits={"value": 3, "threshold": 3}),
+        "",
+        "Validation perplexity by epoch:",
+        "",
+        markdown_table(wide.reset_index().rename(columns=lambda c: f"epoch {c}" if isinstance(c, int) else c),
+                       digits={f"epoch {e}": 1 for e in wide.columns}),
+        "",
+    ]
+    files.write_text(out / "calibration.md", "\n".join(lines))
+    held = "holds" if table["holds"].all() else "fails"
+    log.info("%s: the regime %s the criteria (%s)", out, held,
+             "; ".join(f"{r.criterion} {r.value} vs {r.threshold}" for r in table.itertuples()))
+    return table

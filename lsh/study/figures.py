@@ -1,5 +1,5 @@
-"""The study's figures: the early signals' correlations with their intervals, the methods at equal
-budget, and the anytime curves (the paper's Fig. 3, right)."""
+"""The study's figures: the early signals' correlations with their intervals (pooled over training
+seeds), the methods over training seeds, and the anytime curves (the paper's Fig. 3, right)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 
 from lsh.report.figures import _plt, save_figure
+from lsh.study.signals import POOLED
 
 
 def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str], path: Path) -> None:
     """Spearman and Pearson (95 % bootstrap intervals) of each early signal against final test perplexity,
-    per early epoch."""
+    per early epoch: the rows pooled over training seeds where the table has per-seed rows too."""
+    if "seeds" in table.columns:
+        table = table[table["seeds"] == POOLED]
     plt = _plt()
     coefficients = ("spearman", "pearson")
     fig, axes = plt.subplots(1, len(coefficients), figsize=(6.2 * len(coefficients), 4.0), sharey=True, squeeze=False)
@@ -27,11 +30,12 @@ def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str]
             value = rows[coefficient].to_numpy(float)
             err = np.vstack([value - rows[f"{coefficient}_low"].to_numpy(float),
                              rows[f"{coefficient}_high"].to_numpy(float) - value])
-            ax.errorbar(x, value, yerr=np.nan_to_num(err, nan=0.0), fmt="o", capsize=3, color=colors(i),
+            ax.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3, color=colors(i),
                         label=labels.get(signal, signal))
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(np.arange(len(epochs)), [f"epoch {e}" for e in epochs])
-        ax.set_title(f"{coefficient.capitalize()} with final test perplexity (95 % bootstrap interval)", fontsize=10)
+        ax.set_title(f"{coefficient.capitalize()} with final test perplexity\n(pooled over training seeds; "
+                     "95 % bootstrap interval)", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel("correlation (higher: the signal predicts better)")
     handles, texts = axes[0][0].get_legend_handles_labels()
@@ -67,8 +71,9 @@ def plot_anytime(anytime: pd.DataFrame, strategies: list[str], path: Path, best:
 
 
 def plot_methods(methods: pd.DataFrame, path: Path) -> None:
-    """Mean final test perplexity and its 95 % interval per strategy and pool size, one strategy per row
-    (a dozen strategies side by side would squeeze their names)."""
+    """Mean final test perplexity and its 95 % interval over training seeds per strategy and pool size, one
+    strategy per row (a dozen strategies side by side would squeeze their names); with one training seed
+    there is no interval, and the title says so."""
     plt = _plt()
     pools = sorted(methods["n"].unique())
     strategies = list(dict.fromkeys(methods["strategy"]))
@@ -80,12 +85,15 @@ def plot_methods(methods: pd.DataFrame, path: Path) -> None:
         y = np.arange(len(strategies)) + (j - (len(pools) - 1) / 2) * height
         value = rows["test_ppl"].to_numpy(float)
         err = np.vstack([value - rows["test_ppl_low"].to_numpy(float), rows["test_ppl_high"].to_numpy(float) - value])
-        ax.errorbar(value, y, xerr=np.nan_to_num(err, nan=0.0), fmt="o", capsize=3,
+        ax.errorbar(value, y, xerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3,
                     color=colors(j / max(1, len(pools) - 1) * 0.8), label=f"n = {n}")
     ax.set_yticks(np.arange(len(strategies)), strategies)
     ax.invert_yaxis()
     ax.set_xlabel("final test perplexity of the selection (lower is better)")
-    ax.set_title("Methods at equal budget: mean and 95 % interval over repeats")
+    one_seed = "seeds" in methods.columns and methods["seeds"].max() < 2
+    budgets = "Methods (budgets in candidate-epochs per strategy: methods.md)"
+    ax.set_title(f"{budgets}: mean over repeats\none training seed, so no interval over training seeds" if one_seed
+                 else f"{budgets}: mean and 95 % interval\nover training seeds", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()

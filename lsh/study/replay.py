@@ -32,11 +32,14 @@ import numpy as np
 
 from lsh.config import SearchConfig, SpaceConfig
 from lsh.search.proposers import propose
-from lsh.search.ranking import loss_gaps, ls_distances, rank
+from lsh.search.ranking import rank, round_scores, scored_epochs
 from lsh.search.schedule import plan
 from lsh.search.space import CONFIG_KEYS, candidate_id, derived_seed
 from lsh.study.cells import DENSE
 from lsh.study.table import Table
+
+
+NEEDS_DENSE = ("ls", "loss_gap")  # rankers that compare with the dense reference (charged its epochs)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Strategy:
     layout: str = "blocks"  # the spectrum layout the LS ranker compares
     pruner: str = ""  # optuna: hyperband | successive_halving
     budget: int | None = None  # random and optuna: candidate-epochs (None: the matching LSH budget)
+    startup: int | None = None  # optuna: TPESampler's n_startup_trials (None: the library's default, 10)
 
 
 @dataclass
@@ -63,6 +67,9 @@ class Outcome:
     rounds: list[list[str]] = field(default_factory=list)  # lsh: each round's ranking (candidate ids), best first
     incumbent: list[float] = field(default_factory=list)  # after each candidate-epoch: the incumbent's final test ppl
     candidates: dict[str, str] = field(default_factory=dict)  # lsh: candidate id -> the table's configuration id
+    dense_epochs: int = 0  # the dense reference's epochs the strategy needs (its LS or loss-gap ranker compares them)
+    finalist_epoch: float = math.nan  # lsh: the finalists' mean epoch when the selection ends (their age)
+    newcomers_kept: float = math.nan  # lsh: the share of newcomers (inserted after round 0) that survive their round
 
 
 class Ledger:
@@ -103,26 +110,26 @@ def replay_lsh(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, 
     pool = [(c, 0, search.e0) for c in ids]  # (candidate, epochs before, epochs after)
     tried = list(ids.values())
     dense_losses = table.losses(DENSE, seed)
-    rounds = []
+    rounds, dense_upto, newcomers, kept_newcomers = [], 0, 0, 0
     for r, rnd in enumerate(the_plan.rounds):
         for c, before, after in pool:
             ledger.spend(after - before)
         epochs = {c: after for c, _, after in pool}
         cid = {c: table.config_id(ids[c]) for c in epochs}
-        losses = {c: table.losses(cid[c], seed).get(epochs[c]) for c in epochs}
-        gaps = loss_gaps({c: (epochs[c], losses[c]) for c in epochs}, dense_losses, "the table's dense rows")
-        if search.ranker == "ls":
-            dense = table.trajectory(DENSE, seed, max(epochs.values()), strategy.layout)
-            trajectories = {c: table.trajectory(cid[c], seed, epochs[c], strategy.layout) if losses[c] is not None else None
-                            for c in epochs}
-            scores = ls_distances(dense, trajectories, embedding=search.embedding, distance=search.distance,
-                                  fit=search.pca_fit, seed=seed)
-        else:
-            scores = gaps
+        seen = {c: table.observed(cid[c], seed, epochs[c], strategy.layout) for c in epochs}
+        if search.ranker in NEEDS_DENSE:
+            dense_upto = max(dense_upto, *scored_epochs(epochs, search.age).values())
+        scores = round_scores(search.ranker, search.age, seen, dense_losses,
+                              table.trajectory(DENSE, seed, max(epochs.values()), strategy.layout),
+                              embedding=search.embedding, distance=search.distance, fit=search.pca_fit, seed=seed,
+                              source="the table's dense rows")
         order = rank(scores, [c for c, _, _ in pool])
         rounds.append(order)
         ledger.believe(cid[order[0]])
         survivors = order[: rnd.survivors]
+        if r > 0:
+            fresh = [c for c, before, _ in pool if before == 0]
+            newcomers, kept_newcomers = newcomers + len(fresh), kept_newcomers + len(set(fresh) & set(survivors))
         if rnd.new:
             history_rows = order if search.history == "all" else survivors
             history = [(ids[c], scores[c] if math.isfinite(scores[c]) else 1e12) for c in history_rows]
@@ -137,6 +144,7 @@ def replay_lsh(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, 
             pool = [(c, epochs[c], table.final_epochs) for c in survivors]
     if not the_plan.rounds:  # search.mode full: the initial pool straight to the end
         pool = [(c, 0, table.final_epochs) for c in ids]
+    ages = [before for _, before, _ in pool]
     finished: list[str] = []
     for c, before, after in pool:
         for _ in range(after - before):
@@ -146,7 +154,35 @@ def replay_lsh(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, 
         ledger.believe(best)
     selected, final = _best_finished(table, seed, finished)
     return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, rounds,
-                   ledger.incumbent, {c: table.config_id(config) for c, config in ids.items()})
+                   ledger.incumbent, {c: table.config_id(config) for c, config in ids.items()}, dense_epochs=dense_upto,
+                   finalist_epoch=float(np.mean(ages)) if the_plan.rounds else math.nan,
+                   newcomers_kept=kept_newcomers / newcomers if newcomers else math.nan)
+
+
+def replay_iepoch(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
+    """i-Epoch (Egele et al., 2023): n configurations from the proposer (random by default) trained for
+    i = search.e0 epochs each, the best final_pool by validation loss at epoch i trained to the end; the
+    selection is the best finished by validation perplexity. No dense reference, no rounds."""
+    search, i = strategy.search, strategy.search.e0
+    ledger = Ledger(table, seed)
+    configs = [table.config_id(p.config) for p in
+               propose(search.proposer, space, [], [], search.n, derived_seed(proposer_seed, 0))]
+    losses = {}
+    for position, cid in enumerate(configs):
+        ledger.spend(i)
+        loss = table.losses(cid, seed).get(i)
+        losses[position] = loss if loss is not None else math.inf
+        ledger.believe(configs[min(losses, key=lambda p: (losses[p], p))])
+    order = sorted(losses, key=lambda p: (losses[p], p))
+    kept = [configs[p] for p in order[: search.final_pool]]
+    finished: list[str] = []
+    for cid in kept:
+        ledger.spend(table.final_epochs - i)
+        finished.append(cid)
+        ledger.believe(_best_finished(table, seed, finished)[0])
+    selected, final = _best_finished(table, seed, finished)
+    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent,
+                   [[configs[p] for p in order]], ledger.incumbent, finalist_epoch=float(i))
 
 
 def replay_random(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
@@ -179,13 +215,15 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
     }
     # named by the seed: Hyperband assigns trials to brackets by a hash of the name, random if unnamed
+    startup = {} if strategy.startup is None else {"n_startup_trials": strategy.startup}
     study = optuna.create_study(study_name=f"lsh-replay-{proposer_seed}", direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=proposer_seed % 2**32),
+                                sampler=optuna.samplers.TPESampler(seed=proposer_seed % 2**32, **startup),
                                 pruner=pruners[strategy.pruner]())
     ledger = Ledger(table, seed)
     choices = {k: list(getattr(space, k)) for k in CONFIG_KEYS[:4]}
     rates = sorted({c["death_rate"] for _, c in table.configs})
     finished: list[str] = []
+    trained: dict[str, int] = {}  # epochs already trained per configuration: a repeated one is not paid again
 
     def objective(trial: "optuna.Trial") -> float:
         config = {k: trial.suggest_categorical(k, v) for k, v in choices.items()}
@@ -194,26 +232,35 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         losses = table.losses(cid, seed)
         value = math.inf
         for epoch in range(1, table.final_epochs + 1):
-            if ledger.spent >= strategy.budget:
-                raise optuna.TrialPruned()
-            ledger.spend(1)
+            if epoch > trained.get(cid, 0):
+                if ledger.spent >= strategy.budget:
+                    raise optuna.TrialPruned()
+                ledger.spend(1)
+                trained[cid] = epoch
             value = losses[epoch] if losses[epoch] is not None else 1e12
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-        finished.append(cid)
+        if cid not in finished:
+            finished.append(cid)
         ledger.believe(_best_finished(table, seed, finished)[0])
         return value
 
-    while ledger.spent < strategy.budget:
+    stalled = 0
+    while ledger.spent < strategy.budget and stalled < STALL_TRIALS:
+        spent = ledger.spent
         study.optimize(objective, n_trials=1)
+        stalled = stalled + 1 if ledger.spent == spent else 0
     selected, final = _best_finished(table, seed, finished)
     return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
                    ledger.incumbent)
 
 
+STALL_TRIALS = 200  # optuna: trials in a row that train nothing new (the space is exhausted) end the search
+
 STRATEGIES: dict[str, Callable[[Table, Strategy, SpaceConfig, int, int], Outcome]] = {
     "lsh": replay_lsh,
+    "iepoch": replay_iepoch,
     "full": replay_lsh,  # search.mode full: the same code without rounds
     "random": replay_random,
     "optuna": replay_optuna,

@@ -14,6 +14,10 @@ One row per (configuration, training seed, epoch 0..final), the dense reference 
     train_loss, train_ppl, valid_loss, valid_ppl, test_ppl   per epoch (no training at epoch 0)
     status            ok | diverged (from the diverging epoch on)
     clipped           exponents of the spectrum at the floor (lyapunov.min_exponent)
+
+Every file of the study is read through the readers below (read_meta, read_rows, read_spectra for
+the table, read_cell for a cell's rows.json), and Table.load checks the table's content (check_table)
+before anything is replayed on it: an error names the file, the field or row, and what was expected.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +35,23 @@ import numpy as np
 import pandas as pd
 
 from lsh.config import DeathRateRange, SpaceConfig
+from lsh import files
 from lsh.errors import LshError
 from lsh.layout import TABLE_FILES
-from lsh.search.space import CONFIG_KEYS, config_key
-from lsh.study.cells import DENSE
+from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key
+from lsh.study.cells import DENSE, SPACES
 
 COLUMNS = ("config", *CONFIG_KEYS, "seed", "epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl",
            "status", "clipped")
 LAYOUTS = ("blocks", "sorted")
+TEXT = ("config", *CATEGORICAL, "status")  # read as text: blank is missing, never a number
+NUMERIC = tuple(c for c in COLUMNS if c not in TEXT)
+WHOLE = ("seed", "epoch")  # never blank, whole numbers
+STATUSES = ("ok", "diverged")
+OUTCOMES = ("train_loss", "valid_loss", "valid_ppl", "test_ppl")  # finite on every ok row from epoch 1 on
+META_KEYS = ("configs", "seeds", "final_epochs", "space")
+CELL_FIELDS = ("train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl", "status", "clipped")
+REBUILD = "rebuild the table (lsh study table, or snakemake study_table)"
 
 
 @dataclass
@@ -45,19 +61,41 @@ class Table:
     rows: pd.DataFrame
     spectra: dict[str, np.ndarray]  # layout -> [rows, exponents]
     meta: dict
+    folder: Path | None = None  # where it was loaded from (named in errors)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Table":
+        """The table in `folder`, read and validated (check_table): a file that is missing, unreadable,
+        of another shape or contradicting the others is an LshError naming it, the field and what was expected."""
         folder = Path(folder)
         for name in TABLE_FILES:
             if not (folder / name).is_file():
                 raise LshError(f"{folder / name} does not exist: build the table first (snakemake study_table)")
-        rows = pd.read_csv(folder / "table.csv")  # pandas 3 parses floats round-trip exactly: what a live run reads
-        with np.load(folder / "spectra.npz") as arrays:
-            spectra = {layout: arrays[layout] for layout in LAYOUTS}
-        table = cls(rows, spectra, json.loads((folder / "table.json").read_text()))
+        meta = read_meta(folder / "table.json")
+        rows = read_rows(folder / "table.csv")
+        spectra = read_spectra(folder / "spectra.npz")
+        check_table(rows, spectra, meta, folder)
+        table = cls(rows, spectra, meta, folder)
         table.index()
         return table
+
+    def check_study(self, study_seeds: int) -> None:
+        """Refuse a table no study verdict can come from: other training seeds than the params' study.seeds,
+        fewer than 2 configurations, or a training seed on which no configuration has a finite outcome."""
+        where = self.folder / "table.json" if self.folder else "the table"
+        if len(self.seeds) != study_seeds:
+            raise LshError(f"{where}: the table was built with {len(self.seeds)} training seed(s) "
+                           f"({', '.join(map(str, self.seeds))}) but the params' study.seeds is {study_seeds}: use the "
+                           f"params the table was built with, or {REBUILD} with these")
+        if len(self.configs) < 2:
+            raise LshError(f"{where}: the table has {len(self.configs)} configuration(s) "
+                           f"({', '.join(cid for cid, _ in self.configs) or 'none'}): a study ranks configurations, "
+                           "so it needs at least 2")
+        where = self.folder / "table.csv" if self.folder else "the table"
+        for seed in self.seeds:
+            if not any(math.isfinite(self.final(cid, seed)["test_ppl"]) for cid, _ in self.configs):
+                raise LshError(f"{where}: no configuration has a finite final test perplexity with training seed {seed} "
+                               f"(every one diverged before epoch {self.final_epochs}): the study cannot rank anything")
 
     def index(self) -> None:
         """Lookups by (config, seed, epoch) -> row number, and configuration -> id."""
@@ -104,6 +142,18 @@ class Table:
             out[e] = float(row["valid_loss"]) if ok else None
         return out
 
+    def observed(self, config: str, seed: int, epoch: int, layout: str):
+        """What a live round sees of `config` trained to `epoch` (lsh.search.ranking.Observed)."""
+        from lsh.search.ranking import Observed
+
+        valid, train = {}, {}
+        for e in range(1, epoch + 1):
+            row = self.row(config, seed, e)
+            ok = row is not None and row["status"] == "ok"
+            valid[e] = float(row["valid_loss"]) if ok and math.isfinite(row["valid_loss"]) else None
+            train[e] = float(row["train_loss"]) if ok and math.isfinite(row["train_loss"]) else None
+        return Observed(epoch, valid, train, self.trajectory(config, seed, epoch, layout))
+
     def final(self, config: str, seed: int, epochs: int | None = None) -> dict:
         """The outcome of training `config` to `epochs` (default final.epochs) as the final training reports
         it: the best validation perplexity and the test perplexity of that epoch; infinite for a run that
@@ -131,3 +181,324 @@ class Table:
             return space
         rate = space.grid_death_rate
         return dataclasses.replace(space, death_rate=DeathRateRange(rate, rate, space.death_rate.q))
+
+
+# --- reading and validating the study's files ------------------------------------------------------
+#
+# Every file of the study is read here and nowhere else: the table's three files (Table.load) and
+# each cell's rows.json (read_cell). An error names the file, the field and what was expected.
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), "a number" if _is_real(value) else type(value).__name__)
+
+
+def _ids(ids: list[str]) -> str:
+    """Configuration ids in a message: all of a few, the first and last of many."""
+    return ", ".join(ids) if len(ids) <= 6 else f"{ids[0]}, {ids[1]}, .., {ids[-1]}"
+
+
+def _cause(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _read_json(path: Path, what: str) -> object:
+    """A JSON file's content, or an LshError naming the file and what it should hold."""
+    try:
+        return files.read_json(path)
+    except LshError as e:
+        raise LshError(f"{e} (expected {what})") from None
+
+
+def read_meta(path: str | Path) -> dict:
+    """table.json: the table's description (configs, seeds, final_epochs, space and the settings)."""
+    path = Path(path)
+    meta = _read_json(path, f"the table's description (an object with {', '.join(META_KEYS)}); {REBUILD}")
+    check_meta(meta, path)
+    return meta
+
+
+def check_meta(meta: object, where: str | Path) -> None:
+    """The description's keys and their types: configs [[id, {init, death, growth, redistribution,
+    death_rate}], ..], seeds [distinct whole numbers], final_epochs (>= 1), space (grid | quantised)."""
+    if not isinstance(meta, dict):
+        raise LshError(f"{where}: {_kind(meta)}, expected an object with {', '.join(META_KEYS)}; {REBUILD}")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise LshError(f"{where}: no key {', '.join(missing)}: the table's description has {', '.join(META_KEYS)}; "
+                       f"{REBUILD}")
+    if meta["space"] not in SPACES:
+        raise LshError(f"{where}: space is {meta['space']!r}: allowed are {', '.join(SPACES)}")
+    final = meta["final_epochs"]
+    if not _is_int(final) or final < 1:
+        raise LshError(f"{where}: final_epochs is {final!r}: expected a whole number >= 1 (final.epochs)")
+    seeds = meta["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(map(_is_int, seeds)) or len(set(seeds)) < len(seeds):
+        raise LshError(f"{where}: seeds is {seeds!r}: expected a non-empty list of distinct whole numbers "
+                       "(the training seeds)")
+    configs = meta["configs"]
+    if not isinstance(configs, list):
+        raise LshError(f"{where}: configs is {_kind(configs)}: expected a list of [id, configuration]")
+    expected = f"[id, {{{', '.join(CONFIG_KEYS)}}}]"
+    seen_ids: set[str] = set()
+    seen: set[tuple] = set()
+    for i, item in enumerate(configs):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict)):
+            raise LshError(f"{where}: configs[{i}] is {item!r}: expected {expected}")
+        cid, config = item
+        if not cid.strip() or cid == DENSE or cid in seen_ids:
+            raise LshError(f"{where}: configs[{i}] has the id {cid!r}: expected a distinct id other than {DENSE!r} "
+                           "(g00.., q000..)")
+        for key in CONFIG_KEYS:
+            value = config.get(key)
+            ok = _is_real(value) and math.isfinite(value) if key == "death_rate" else isinstance(value, str) and value
+            if not ok:
+                raise LshError(f"{where}: configs[{i}] ({cid}) has {key} {value!r}: expected "
+                               + ("a finite number" if key == "death_rate" else "a method's name"))
+        if config_key(config) in seen:
+            raise LshError(f"{where}: configs[{i}] ({cid}) repeats an earlier configuration: {config}")
+        seen_ids.add(cid)
+        seen.add(config_key(config))
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """table.csv: the rows, with their columns checked and typed (check_rows)."""
+    path = Path(path)
+    try:  # pandas 3 parses floats round-trip exactly: what a live run reads
+        rows = pd.read_csv(path, dtype={c: "str" for c in TEXT})
+    except pd.errors.EmptyDataError:
+        raise LshError(f"{path} is empty: expected a header with the columns {', '.join(COLUMNS)} and one row per "
+                       f"configuration, training seed and epoch; {REBUILD}") from None
+    except (ValueError, pd.errors.ParserError) as e:  # UnicodeDecodeError is a ValueError
+        raise LshError(f"{path} is not a CSV table ({_cause(e)}): {REBUILD}") from None
+    return check_rows(rows, path)
+
+
+def check_rows(rows: pd.DataFrame, where: str | Path) -> pd.DataFrame:
+    """The rows with every column present and typed: numbers in the numeric columns, whole seeds and epochs
+    (never blank), a configuration id on every row, a status of ok or diverged. Returns a typed copy."""
+    missing = [c for c in COLUMNS if c not in rows.columns]
+    if missing:
+        raise LshError(f"{where}: no column {', '.join(missing)}: a table has the columns {', '.join(COLUMNS)}; "
+                       f"{REBUILD}")
+    rows = rows.reset_index(drop=True).copy()
+    for col in NUMERIC:
+        values = rows[col]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            parsed = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values) else values * np.nan
+            bad = np.flatnonzero(values.notna() & parsed.isna())
+            if bad.size:
+                i = int(bad[0])
+                raise LshError(f"{where} line {i + 2}: column {col} is {values.iat[i]!r}: expected a number")
+            rows[col] = parsed.astype(float)
+    for col in WHOLE:
+        values = rows[col].to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if bad.size:
+            i = int(bad[0])
+            said = "blank" if math.isnan(values[i]) else repr(float(values[i]))
+            raise LshError(f"{where} line {i + 2}: column {col} is {said}: every row names its training seed and epoch, "
+                           "as whole numbers")
+        rows[col] = values.astype("int64")
+    blank = np.flatnonzero(rows["config"].fillna("").astype(str).str.strip().eq("").to_numpy())
+    if blank.size:
+        raise LshError(f"{where} line {int(blank[0]) + 2}: the configuration id (column config) is blank: expected "
+                       f"{DENSE} or an id of table.json's configs")
+    bad = np.flatnonzero(~rows["status"].isin(STATUSES).to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        value = rows["status"].iat[i]
+        raise LshError(f"{where} line {i + 2}: column status is {'blank' if pd.isna(value) else repr(value)}: "
+                       f"allowed are {', '.join(STATUSES)}")
+    return rows
+
+
+def read_spectra(path: str | Path) -> dict[str, np.ndarray]:
+    """spectra.npz: the float arrays `blocks` and `sorted` [rows, exponents], read without unpickling."""
+    path = Path(path)
+    expected = f"expected the .npz archive of the float arrays {' and '.join(LAYOUTS)} [rows, exponents]; {REBUILD}"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise LshError(f"{path} is truncated or not a zip archive ({_cause(e)}): {expected}") from None
+    except ValueError:  # neither a zip nor a .npy file: numpy would have to unpickle it
+        raise LshError(f"{path} is not an .npz archive (neither a zip archive nor a NumPy array): {expected}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise LshError(f"{path} holds a single array, not an archive of arrays: {expected}")
+    out = {}
+    with archive:
+        missing = [name for name in LAYOUTS if name not in archive.files]
+        if missing:
+            raise LshError(f"{path}: no array {', '.join(missing)} (it holds {', '.join(archive.files) or 'none'}): "
+                           f"{expected}")
+        for name in LAYOUTS:
+            try:
+                array = archive[name]
+            except ValueError as e:
+                said = ("holds Python objects (dtype object), which are never unpickled" if "bject" in str(e)
+                        else f"cannot be read ({_cause(e)})")
+                raise LshError(f"{path}: array {name} {said}: {expected}") from None
+            except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
+                raise LshError(f"{path}: array {name} is truncated or corrupt ({_cause(e)}): {expected}") from None
+            numeric = np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            if array.ndim != 2 or not numeric:
+                raise LshError(f"{path}: array {name} is of dtype {array.dtype} and shape {array.shape}: {expected}")
+            out[name] = array.astype(float, copy=False)
+    return out
+
+
+def _run_problem(epochs: list[int], statuses: list[str], final: int) -> str | None:
+    """What is wrong with one run's recorded epochs (sorted), or None: they are 0..final, or 0..k ending at
+    the first row of status diverged (training stopped there)."""
+    for expected, epoch in enumerate(epochs):
+        if epoch != expected:
+            return f"has no row for epoch {expected} (its epochs: {', '.join(map(str, epochs))})"
+    if "diverged" in statuses:
+        k = statuses.index("diverged")
+        if k != len(statuses) - 1:
+            return f"has rows after epoch {epochs[k]}, at which it diverged (training stops there)"
+        return None
+    if not epochs or epochs[-1] != final:
+        return (f"stops at epoch {epochs[-1] if epochs else 'none'} with status ok: expected epochs 0..{final} "
+                "(final_epochs), or up to one of status diverged; was it trained to the end?")
+    return None
+
+
+def check_table(rows: pd.DataFrame, spectra: dict[str, np.ndarray], meta: dict, folder: str | Path) -> None:
+    """The table's content, as Table.load reads it (so every replay and the report rely on it): the spectra
+    aligned with the rows; one row per (config, seed, epoch); every configuration of table.json (and the dense
+    reference) with every training seed at epochs 0..final_epochs, or up to a diverged epoch, and no other;
+    each row's configuration columns those of its configuration; finite losses and perplexities on every row
+    of status ok from epoch 1 on. `rows` as check_rows returns them; names the files in `folder`."""
+    folder = Path(folder)
+    csv, npz, js = (folder / name for name in TABLE_FILES)
+    final, seeds = int(meta["final_epochs"]), list(meta["seeds"])
+    configs = {cid: config for cid, config in meta["configs"]}
+    ids = list(configs)
+    config, seed, epoch = rows["config"].to_numpy(object), rows["seed"].to_numpy(), rows["epoch"].to_numpy()
+
+    def at(i: int) -> str:
+        return f"{csv} line {i + 2} ({config[i]}, seed {seed[i]}, epoch {epoch[i]})"
+
+    def first(mask) -> int | None:
+        hits = np.flatnonzero(np.asarray(mask))
+        return int(hits[0]) if hits.size else None
+
+    if (i := first(~rows["config"].isin([DENSE, *ids]))) is not None:
+        raise LshError(f"{csv} line {i + 2}: configuration {config[i]!r} is not in {js}'s configs ({_ids(ids) or 'none'}) "
+                       f"nor {DENSE}: the rows and the description are of different tables; {REBUILD}")
+    if (i := first(~rows["seed"].isin(seeds))) is not None:
+        raise LshError(f"{at(i)}: training seed {seed[i]} is not among {js}'s seeds ({', '.join(map(str, seeds))})")
+    if (i := first((epoch < 0) | (epoch > final))) is not None:
+        raise LshError(f"{at(i)}: epoch {epoch[i]} is outside 0..{final} ({js}'s final_epochs)")
+    duplicated = rows.duplicated(["config", "seed", "epoch"], keep=False).to_numpy()
+    if (i := first(duplicated)) is not None:
+        same = np.flatnonzero(duplicated & (config == config[i]) & (seed == seed[i]) & (epoch == epoch[i]))
+        raise LshError(f"{csv}: the row ({config[i]}, seed {seed[i]}, epoch {epoch[i]}) appears {same.size} times "
+                       f"(lines {', '.join(str(j + 2) for j in same)}): a table has one row per configuration, training "
+                       f"seed and epoch, so which one holds is unknown; {REBUILD}")
+    for key in CONFIG_KEYS:
+        expected = rows["config"].map({cid: c[key] for cid, c in configs.items()})  # blank for the dense reference
+        actual = rows[key]
+        if key == "death_rate":
+            expected, actual = expected.astype(float).round(6), actual.astype(float).round(6)
+        same = (actual == expected).fillna(False).to_numpy(bool) | (actual.isna() & expected.isna()).to_numpy(bool)
+        if (i := first(~same)) is not None:
+            value = rows[key].iat[i]
+            value = "blank" if pd.isna(value) else repr(float(value) if key == "death_rate" else str(value))
+            want = ("blank (the dense reference has no configuration)" if config[i] == DENSE
+                    else f"{configs[config[i]][key]!r}, as {js} gives {config[i]}")
+            raise LshError(f"{at(i)}: column {key} is {value}, expected {want}")
+    status = rows["status"].to_numpy(object)
+    runs = rows.groupby(["config", "seed"], sort=False).indices
+    for cid in [DENSE, *ids]:
+        for s in seeds:
+            where = runs.get((cid, s))
+            if where is None:
+                raise LshError(f"{csv}: no rows for {cid} with training seed {s}: every configuration of {js} and "
+                               f"{DENSE} have rows for every training seed ({', '.join(map(str, seeds))}) at epochs "
+                               f"0..{final}; {REBUILD} once every cell is trained")
+            order = where[np.argsort(epoch[where], kind="stable")]
+            problem = _run_problem([int(e) for e in epoch[order]], list(status[order]), final)
+            if problem:
+                raise LshError(f"{csv}: {cid} with training seed {s} {problem}")
+    values = rows[list(OUTCOMES)].to_numpy(float)
+    trained_ok = ((status == "ok") & (epoch >= 1))[:, None]
+    bad = np.argwhere(trained_ok & ~np.isfinite(values))
+    if bad.size:
+        i, j = (int(v) for v in bad[0])
+        value = "blank" if math.isnan(values[i, j]) else repr(float(values[i, j]))
+        raise LshError(f"{at(i)}: {OUTCOMES[j]} is {value} on a row of status ok: an epoch that trained has finite "
+                       "losses and perplexities, and one that did not has status diverged")
+    shapes = {name: spectra[name].shape for name in LAYOUTS}
+    for name, shape in shapes.items():
+        if shape[0] != len(rows):
+            raise LshError(f"{npz}: array {name} has {shape[0]} rows but {csv} has {len(rows)}: the spectra are "
+                           f"aligned with the rows; {REBUILD}")
+    if len(set(shapes.values())) > 1:
+        raise LshError(f"{npz}: the arrays {' and '.join(f'{n} {s}' for n, s in shapes.items())} differ in shape: "
+                       "expected both [rows, exponents]")
+
+
+def read_cell(path: str | Path, final_epochs: int | None = None) -> dict:
+    """A cell's rows.json ({config, seed, rows: {epoch: row}, spectra: {epoch: {blocks, sorted} or null}}),
+    checked; with `final_epochs`, also complete: epochs 0..final_epochs, or up to a diverged one."""
+    path = Path(path)
+    if not path.is_file():
+        raise LshError(f"{path} does not exist: train the cell first (lsh study cell, or snakemake study_table)")
+    what = "the rows.json `lsh study cell` writes: an object with config, seed, rows and spectra by epoch"
+    cell = _read_json(path, what)
+    if not isinstance(cell, dict):
+        raise LshError(f"{path}: {_kind(cell)}, expected {what}")
+    missing = [k for k in ("config", "seed", "rows", "spectra") if k not in cell]
+    if missing:
+        raise LshError(f"{path}: no {', '.join(missing)}: expected {what}")
+    if not isinstance(cell["config"], str) or not cell["config"].strip():
+        raise LshError(f"{path}: config is {cell['config']!r}: expected a configuration id ({DENSE}, g00.., q000..)")
+    if not _is_int(cell["seed"]):
+        raise LshError(f"{path}: seed is {cell['seed']!r}: expected a whole number (the training seed)")
+    rows, spectra = cell["rows"], cell["spectra"]
+    if not isinstance(rows, dict) or not all(isinstance(k, str) and k.isdigit() for k in rows):
+        raise LshError(f"{path}: rows is {_kind(rows)}: expected an object of rows by epoch ('0', '1', ..)")
+    if not isinstance(spectra, dict):
+        raise LshError(f"{path}: spectra is {_kind(spectra)}: expected an object of spectra by epoch ('0', '1', ..)")
+    for epoch, row in rows.items():
+        if not isinstance(row, dict):
+            raise LshError(f"{path}: rows[{epoch!r}] is {_kind(row)}: expected an object with {', '.join(CELL_FIELDS)}")
+        if absent := [f for f in CELL_FIELDS if f not in row]:
+            raise LshError(f"{path}: rows[{epoch!r}] has no {', '.join(absent)}: expected {', '.join(CELL_FIELDS)}")
+        for name in CELL_FIELDS:
+            value = row[name]
+            if name == "status" and value not in STATUSES:
+                raise LshError(f"{path}: rows[{epoch!r}].status is {value!r}: allowed are {', '.join(STATUSES)}")
+            if name != "status" and value is not None and not _is_real(value):
+                raise LshError(f"{path}: rows[{epoch!r}].{name} is {value!r}: expected a number or null")
+        if epoch not in spectra:
+            raise LshError(f"{path}: no spectrum for epoch {epoch} (spectra[{epoch!r}]): every recorded epoch has "
+                           "one, null when it could not be computed")
+        layouts = spectra[epoch]
+        if layouts is None:
+            continue
+        if not isinstance(layouts, dict) or not all(
+                isinstance(layouts.get(name), list) and all(map(_is_real, layouts[name])) for name in LAYOUTS):
+            raise LshError(f"{path}: spectra[{epoch!r}] is {_kind(layouts)}: expected null or an object with the lists "
+                           f"of numbers {' and '.join(LAYOUTS)}")
+        if len({len(layouts[name]) for name in LAYOUTS}) > 1 or not layouts[LAYOUTS[0]]:
+            raise LshError(f"{path}: spectra[{epoch!r}] has {' and '.join(f'{len(layouts[n])} {n}' for n in LAYOUTS)} "
+                           "exponents: expected the same number, at least one, in both layouts")
+    if final_epochs is not None:
+        epochs = sorted(rows, key=int)
+        problem = _run_problem([int(e) for e in epochs], [rows[e]["status"] for e in epochs], final_epochs)
+        if problem:
+            raise LshError(f"{path}: the cell ({cell['config']}, seed {cell['seed']}) {problem}")
+    return cell

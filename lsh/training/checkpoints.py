@@ -19,7 +19,7 @@ import torch
 from lsh import files, layout, numerics
 from lsh.data import Corpus
 from lsh.errors import LshError
-from lsh.models import LanguageModel, ModelConfig, build_model
+from lsh.models import LanguageModel, ModelConfig, build_model, check_fits
 
 CHECKPOINT_KEYS = ("epoch", "status", "model", "model_config", "run_config", "weights", "optimizer", "averaging",
                    "history", "rng")
@@ -50,8 +50,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (weights_only); a truncated or foreign file is a clean error naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise LshError(f"checkpoint {path} does not exist")
+    problem = files.not_a_file(path)
+    if problem:
+        raise LshError(f"checkpoint {path} {problem}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -71,13 +72,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
     if missing:
         raise LshError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it is incomplete; delete it and rerun")
+    model_config(state, path)
     return state
+
+
+def model_config(state: dict, path: str | os.PathLike) -> ModelConfig:
+    """The checkpoint's model description, checked field by field (a crafted or foreign one is named)."""
+    from lsh.records import RecordError, build
+
+    try:
+        return build(ModelConfig, state["model_config"], "model_config")
+    except (RecordError, ValueError) as e:
+        raise LshError(f"checkpoint {path}: {e}: it is not a checkpoint lsh wrote; delete it and rerun") from None
 
 
 def model_from_checkpoint(state: dict, device: torch.device | str = "cpu") -> LanguageModel:
     """Rebuild the model a checkpoint holds (its evaluation weights: averaged after the switch)."""
-    model = build_model(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    config = ModelConfig(**state["model_config"])
+    check_fits(config, 1, 1, torch.device(device), "the checkpoint's model")
+    model = build_model(config)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as e:  # tensors of other shapes or names than its model_config says
+        raise LshError(f"a checkpoint's weights do not fit its model_config ({str(e).splitlines()[0]}): it is not a "
+                       "checkpoint lsh wrote") from None
     return model.to(device)
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from lsh import files, layout, numerics
+from lsh import files, layout, numerics, records
 from lsh.config import ModelParams, SparseConfig, TrainConfig
 from lsh.data import Corpus
 from lsh.device import resolve_device
 from lsh.errors import LshError
-from lsh.models import ModelConfig, build_model
+from lsh.models import ModelConfig, build_model, check_fits
 from lsh.records import Summary
 from lsh.training.checkpoints import (
     checkpoint_path, describe_difference, fingerprint, list_checkpoints, load_checkpoint, model_from_checkpoint,
@@ -103,8 +103,10 @@ def build_trainer(spec: RunSpec, corpus: Corpus, device: torch.device) -> Traine
     """The model the spec describes, from its seed (weights, then masks), in a fresh Trainer."""
     from lsh import sparse as sparse_training
 
+    config = ModelConfig.from_params(spec.model, corpus.vocab_size)
+    check_fits(config, spec.train.batch_size, spec.train.bptt, device)
     torch.manual_seed(spec.seed)
-    model = build_model(ModelConfig.from_params(spec.model, corpus.vocab_size)).to(device)
+    model = build_model(config).to(device)
     hook = sparse_training.from_config(model, spec.sparse, corpus)
     trainer = Trainer(model, spec.train, corpus, device, hook)
     if hook is not None:
@@ -153,14 +155,13 @@ def _existing_init(init: str | os.PathLike, lr: float) -> Path:
     """`init` as a path, or an error that says why it is missing (its run diverged before it, most
     likely from too high a learning rate: the run continued from it has the same `lr`)."""
     init = Path(init)
-    if not init.is_file():
-        summary = init.parent / layout.SUMMARY
-        if summary.is_file():
-            done = json.loads(summary.read_text())
-            if done.get("status") == "diverged":
-                raise LshError(f"--init {init} does not exist: that run diverged at epoch {done.get('epochs')} "
-                               f"({done.get('reason', 'see ' + str(summary))}). The likely cause is the learning "
-                               f"rate (train.lr = {lr:g}): lower it and rerun")
+    if not (init.exists() or init.is_symlink()):
+        path = init.parent / layout.SUMMARY
+        done = records.read_if(path, Summary)
+        if done is not None and done.status == "diverged":
+            raise LshError(f"--init {init} does not exist: that run diverged at epoch {done.epochs} "
+                           f"({done.reason or 'see ' + str(path)}). The likely cause is the learning "
+                           f"rate (train.lr = {lr:g}): lower it and rerun")
     return init
 
 

@@ -15,7 +15,7 @@ from snakemake.utils import validate
 
 from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
 from lsh.errors import LshError
-from lsh.layout import STUDY_REPORT_FILES, TABLE_FILES, Layout, two
+from lsh.layout import CELL_ROWS, STUDY_REPORT_FILES, TABLE_FILES, Layout, cell_folder, two
 from lsh.search.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 
@@ -25,7 +25,7 @@ from lsh.study.cells import cell_ids
 # the value and what is allowed, before any job runs. It also gives back the numbers as
 # the schema means them (6.0 for an integer key is 6), from presets and --config alike.
 try:
-    config.update(describe_problems(config, "the Snakemake config"))
+    config.update(describe_problems(config, "the Snakemake config", text_numbers=True))
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 validate(config, "../schemas/params.schema.yaml")
@@ -101,11 +101,30 @@ def run_of(wildcards):
 def lsh_params(*keys):
     """A rule's params for a job that runs `lsh`: `cfg` hands it its run's resolved params
     file, `reads` the sections (or keys) it reads, so Snakemake reruns it exactly when one
-    of them changes (params are a rerun trigger)."""
+    of them changes (params are a rerun trigger).
+
+    `cfg` is the flag and the shell-quoted path, so the rules write {params.cfg} without :q.
+    It takes `output` (unused) so that Snakemake counts it as derived and leaves it out of the
+    rerun trigger: the path names the results folder, and a new `results:` must not rerun what
+    does not depend on it (the shared prepared data). What a job reads is `reads`."""
     return {
-        "cfg": lambda w: f"--params {shlex.quote(str(run_of(w).resolved))}",
+        "cfg": lambda wildcards, output: f"--params {shlex.quote(str(run_of(wildcards).resolved))}",
         "reads": lambda w: run_of(w).reads(*keys),
     }
+
+
+def kept_if_failed(outputs):
+    """Outputs flagged update(): Snakemake deletes a job's existing outputs before it runs and again
+    when it fails ("possibly corrupted"); these stay in place while it runs, are backed up, and are
+    restored if it fails (`lsh` writes every file atomically, so none is ever half-written).
+
+    Used where the outputs are the finished work itself: the prepared data, shared by every run.
+    Not elsewhere, for a catch: Snakemake records a restored output as made by the failed job (its
+    params, code and input), so the next run takes it as current. For the prepared data, a training
+    refuses data that another data.train_tokens made (lsh.data.check_prepared). A training's, a cell's
+    or a spectrum's work (checkpoints and spectra beside them) is no declared output, so Snakemake
+    never deletes it, and a restored summary taken as current would hide a rerun from the jobs after."""
+    return update(outputs)
 
 
 def prepared_files():
@@ -242,4 +261,8 @@ def study_cells(wildcards=None):
         ids = cell_ids(params)
     except LshError as e:
         raise WorkflowError(str(e)) from None
-    return [str(MAIN.table_cell(cid, k) / "rows.json") for cid in ids for k in range(params.study.seeds)]
+    def cell(cid, k):  # a finished cell kept with the project (study.cells) is used as it is
+        kept = params.study.cells and cell_folder(params.study.cells, cid, k) / CELL_ROWS
+        return str(kept) if kept and kept.is_file() else str(MAIN.table_cell(cid, k) / CELL_ROWS)
+
+    return [cell(cid, k) for cid in ids for k in range(params.study.seeds)]

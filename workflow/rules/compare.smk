@@ -13,7 +13,7 @@ rule compare:
         **lsh_params("seed", "model", "sparse", "search", "final", "report"),
         results=lambda w, input: str(Path(input.selected).parents[1]),
         dense=lambda w, input: os.path.dirname(input.dense[0]) if PLAN.rounds else str(DENSE),
-        runs=" ".join(shlex.quote(str(MAIN.compare(m).root)) for m in COMPARISON),
+        runs=[str(MAIN.compare(m).root) for m in COMPARISON],  # a list: {params.runs:q} quotes each
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
         ENV
@@ -24,5 +24,5 @@ rule compare:
         mem_mb=4000,
         runtime=30,
     shell:
-        "lsh report {params.cfg} --results {params.results} --dense {params.dense} --compare {params.runs}"
-        " --out {params.out} > {log} 2>&1"
+        "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --compare {params.runs:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

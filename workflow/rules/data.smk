@@ -3,7 +3,7 @@
 
 rule prepare:
     output:
-        prepared_files(),
+        kept_if_failed(prepared_files()),
     params:
         **lsh_params("seed", "data"),
     conda:
@@ -15,7 +15,7 @@ rule prepare:
         mem_mb=2000,
         runtime=10,
     shell:
-        "lsh prepare {params.cfg} > {log} 2>&1"
+        "lsh prepare {params.cfg} > {log:q} 2>&1"
 
 
 # What produced a run (numerics, CPU capability, versions): written once, where its jobs run,

@@ -26,8 +26,8 @@ rule train_dense:
         mem_mb=train_mem_mb,
         runtime=240,
     shell:
-        "lsh train {params.cfg} --data {params.data} --out {params.out} --epochs {params.epochs}"
-        " --dense --keep all --resume --restart --test --spectra --threads {threads} > {log} 2>&1"
+        "lsh train {params.cfg} --data {params.data:q} --out {params.out:q} --epochs {params.epochs:q}"
+        " --dense --keep all --resume --restart --test --spectra --threads {threads:q} > {log:q} 2>&1"
 
 
 rule spectra_dense:
@@ -50,8 +50,8 @@ rule spectra_dense:
         mem_mb=train_mem_mb,
         runtime=60,
     shell:
-        "lsh search dense-spectra {params.cfg} --train {params.train} --epochs {params.epochs}"
-        " --data {params.data} --out {output} --threads {threads} > {log} 2>&1"
+        "lsh search dense-spectra {params.cfg} --train {params.train:q} --epochs {params.epochs:q}"
+        " --data {params.data:q} --out {output:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule train_dense_final:
@@ -75,5 +75,5 @@ rule train_dense_final:
         mem_mb=train_mem_mb,
         runtime=1440,
     shell:
-        "lsh train {params.cfg} --dense --init {params.init} --data {params.data} --out {params.out}"
-        " --epochs {params.epochs} --keep last --resume --restart --test --threads {threads} > {log} 2>&1"
+        "lsh train {params.cfg} --dense --init {params.init:q} --data {params.data:q} --out {params.out:q}"
+        " --epochs {params.epochs:q} --keep last --resume --restart --test --threads {threads:q} > {log:q} 2>&1"

@@ -18,7 +18,7 @@ rule final_pool:
         mem_mb=1000,
         runtime=10,
     shell:
-        "lsh search pool {params.cfg} --round final --results {wildcards.root} --out {output} > {log} 2>&1"
+        "lsh search pool {params.cfg} --round final --results {wildcards.root:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_final:
@@ -40,8 +40,8 @@ rule train_final:
         mem_mb=train_mem_mb,
         runtime=1440,
     shell:
-        "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.f} --final --data {params.data}"
-        " --out {params.out} --restart --threads {threads} > {log} 2>&1"
+        "lsh search train {params.cfg} --pool {input.pool:q} --slot {wildcards.f:q} --final --data {params.data:q}"
+        " --out {params.out:q} --restart --threads {threads:q} > {log:q} 2>&1"
 
 
 rule select:
@@ -61,7 +61,7 @@ rule select:
         mem_mb=1000,
         runtime=10,
     shell:
-        "lsh search select {params.cfg} --results {wildcards.root} --dense {params.dense} --out {output} > {log} 2>&1"
+        "lsh search select {params.cfg} --results {wildcards.root:q} --dense {params.dense:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_correlation:
@@ -85,5 +85,5 @@ rule train_correlation:
         mem_mb=train_mem_mb,
         runtime=1440,
     shell:
-        "lsh search train-to-final {params.cfg} --pool {input.pool} --slot {wildcards.c} --train {params.train}"
-        " --data {params.data} --out {params.out} --restart --threads {threads} > {log} 2>&1"
+        "lsh search train-to-final {params.cfg} --pool {input.pool:q} --slot {wildcards.c:q} --train {params.train:q}"
+        " --data {params.data:q} --out {params.out:q} --restart --threads {threads:q} > {log:q} 2>&1"

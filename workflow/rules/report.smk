@@ -48,4 +48,4 @@ rule report:
         mem_mb=2000,
         runtime=30,
     shell:
-        "lsh report {params.cfg} --results {params.results} --dense {params.dense} --out {params.out} > {log} 2>&1"
+        "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --out {params.out:q} > {log:q} 2>&1"

@@ -19,7 +19,7 @@ rule pool:
         mem_mb=1000,
         runtime=10,
     shell:
-        "lsh search pool {params.cfg} --round {wildcards.r} --results {wildcards.root} --out {output} > {log} 2>&1"
+        "lsh search pool {params.cfg} --round {wildcards.r:q} --results {wildcards.root:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_candidate:
@@ -42,8 +42,8 @@ rule train_candidate:
         mem_mb=train_mem_mb,
         runtime=240,
     shell:
-        "lsh search train {params.cfg} --pool {input.pool} --slot {wildcards.s} --data {params.data}"
-        " --out {params.out} --restart --threads {threads} > {log} 2>&1"
+        "lsh search train {params.cfg} --pool {input.pool:q} --slot {wildcards.s:q} --data {params.data:q}"
+        " --out {params.out:q} --restart --threads {threads:q} > {log:q} 2>&1"
 
 
 rule spectra_candidate:
@@ -66,8 +66,8 @@ rule spectra_candidate:
         mem_mb=train_mem_mb,
         runtime=60,
     shell:
-        "lsh search spectra {params.cfg} --pool {input.pool} --slot {wildcards.s} --train {params.train}"
-        " --data {params.data} --out {output} --threads {threads} > {log} 2>&1"
+        "lsh search spectra {params.cfg} --pool {input.pool:q} --slot {wildcards.s:q} --train {params.train:q}"
+        " --data {params.data:q} --out {output:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule rank:
@@ -87,8 +87,8 @@ rule rank:
         mem_mb=2000,
         runtime=10,
     shell:
-        "lsh search rank {params.cfg} --round {wildcards.r} --results {wildcards.root} --dense {params.dense}"
-        " --out {output} > {log} 2>&1"
+        "lsh search rank {params.cfg} --round {wildcards.r:q} --results {wildcards.root:q} --dense {params.dense:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule propose:
@@ -108,4 +108,4 @@ rule propose:
         mem_mb=2000,
         runtime=10,
     shell:
-        "lsh search propose {params.cfg} --round {wildcards.r} --results {wildcards.root} --out {output} > {log} 2>&1"
+        "lsh search propose {params.cfg} --round {wildcards.r:q} --results {wildcards.root:q} --out {output:q} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ rule study_cell:
         str(MAIN.table_cell("{config}", "{k}") / "rows.json"),
     params:
         **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "lyapunov", "space", "final",
-                     "study.space", "study.seeds"),
+                     "study.space"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -23,17 +23,19 @@ rule study_cell:
         mem_mb=train_mem_mb,
         runtime=1440,
     shell:
-        "lsh study cell {params.cfg} --config {wildcards.config} --seed-index {wildcards.k} --data {params.data}"
-        " --out {params.out} --threads {threads} > {log} 2>&1"
+        "lsh study cell {params.cfg} --config {wildcards.config:q} --seed-index {wildcards.k:q} --data {params.data:q}"
+        " --out {params.out:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule study_table:
     input:
-        study_cells,
+        cells=study_cells,
+        data=prepared_files(),
     output:
         expand(f"{MAIN.table}/{{name}}", name=TABLE_FILES),
     params:
-        **lsh_params("seed", "space", "final", "study.space", "study.seeds"),
+        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "lyapunov", "space", "final", "study"),
+        data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
         ENV
@@ -44,7 +46,7 @@ rule study_table:
         mem_mb=2000,
         runtime=10,
     shell:
-        "lsh study table {params.cfg} --cells {input} --out {params.out} > {log} 2>&1"
+        "lsh study table {params.cfg} --cells {input.cells:q} --data {params.data:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule study_replay:
@@ -65,8 +67,8 @@ rule study_replay:
         mem_mb=4000,
         runtime=240,
     shell:
-        "lsh replay {params.cfg} --table {params.table} --replays {output.replays} --anytime {output.anytime}"
-        " --workers {threads} > {log} 2>&1"
+        "lsh replay {params.cfg} --table {params.table:q} --replays {output.replays:q} --anytime {output.anytime:q}"
+        " --workers {threads:q} > {log:q} 2>&1"
 
 
 rule study_ls_samples:
@@ -88,8 +90,8 @@ rule study_ls_samples:
         mem_mb=train_mem_mb,
         runtime=60,
     shell:
-        "lsh study ls-samples {params.cfg} --table {params.table} --data {params.data} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        "lsh study ls-samples {params.cfg} --table {params.table:q} --data {params.data:q} --out {output:q}"
+        " --threads {threads:q} > {log:q} 2>&1"
 
 
 rule study_report:
@@ -113,8 +115,8 @@ rule study_report:
         mem_mb=2000,
         runtime=30,
     shell:
-        "lsh study report {params.cfg} --table {params.table} --replays {input.replays} --anytime {input.anytime}"
-        " --samples {input.samples} --out {params.out} > {log} 2>&1"
+        "lsh study report {params.cfg} --table {params.table:q} --replays {input.replays:q} --anytime {input.anytime:q}"
+        " --samples {input.samples:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule study:

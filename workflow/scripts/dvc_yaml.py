@@ -16,6 +16,7 @@ This is the workflow's, not the package's: the package writes no workflow comman
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ STUDY_HEADER = """\
 
 
 def _stage(targets: list[str], deps: list[str], params: list[str], outs: list[str]) -> dict[str, Any]:
-    return {"cmd": "snakemake --cores all " + " ".join(targets), "deps": deps, "params": params, "outs": outs}
+    # The targets shell-quoted: DVC runs cmd in a shell, and a results folder may hold any character.
+    return {"cmd": "snakemake --cores all " + shlex.join(targets), "deps": deps, "params": params, "outs": outs}
 
 
 def stages(params: Params) -> dict[str, Any]:

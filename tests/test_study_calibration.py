@@ -1,0 +1,67 @@
+"""The calibration of a study regime: have the candidates left the unigram plateau when they are first ranked?"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lsh.study.calibration import criteria, unigram_perplexity
+
+
+def test_a_unigram_model_of_uniform_tokens_scores_the_vocabulary_size():
+    train = np.tile(np.arange(50), 20)
+    assert unigram_perplexity(train, np.arange(50), 50) == pytest.approx(50.0)
+
+
+def test_the_unigram_perplexity_is_the_smoothed_frequencies_cross_entropy():
+    train, valid = np.array([0, 0, 0, 1]), np.array([0, 1, 2])
+    p = np.array([4, 2, 1]) / 7  # add-one counts over a vocabulary of 3
+    assert unigram_perplexity(train, valid, 3) == pytest.approx(math.exp(-np.log(p).mean()))
+
+
+def curves(per_config: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"config": c, "epoch": e, "valid_ppl": v}
+                         for c, values in per_config.items() for e, v in enumerate(values, 1)])
+
+
+def test_a_plateau_regime_fails_every_criterion():
+    """Every configuration near the unigram level at e0 = 2, barely moving, in two trajectories (the
+    study-demo-scale regime at epoch 1-2)."""
+    plateau = curves({f"g{i:02d}": [810.0, 805.0] if i % 2 else [812.0, 806.0] for i in range(24)})
+    found = criteria(plateau, unigram=720.0, e0=2).set_index("criterion")
+    assert not found["holds"].any(), found
+    assert found.loc["left the plateau", "value"] == 0 and found.loc["told apart", "value"] == 2
+
+
+def test_a_learning_regime_holds_every_criterion_and_counts_the_stuck_configurations():
+    learning = {f"g{i:02d}": [700.0 - i, 480.0 - i] for i in range(18)}
+    learning |= {f"g{i:02d}": [720.0 + i, 715.0 + i] for i in range(18, 24)}  # 6 stuck near the unigram level
+    found = criteria(curves(learning), unigram=720.0, e0=2).set_index("criterion")
+    assert found["holds"].all(), found
+    assert found.loc["left the plateau", "value"] == 18 and found.loc["left the plateau", "threshold"] == 18
+    assert found.loc["told apart", "value"] == 24
+    assert found.loc["still learning", "value"] == pytest.approx(1 - np.median([480.0 - i for i in range(18)] +
+                                                                             [715.0 + i for i in range(18, 24)]) /
+                                                                 np.median([700.0 - i for i in range(18)] +
+                                                                           [720.0 + i for i in range(18, 24)]), abs=1e-4)
+
+
+def test_one_configuration_short_of_the_share_fails_the_plateau_criterion():
+    stuck = {f"g{i:02d}": [700.0 - i, 480.0 - i] for i in range(17)}
+    stuck |= {f"g{i:02d}": [720.0 + i, 715.0 + i] for i in range(17, 24)}
+    found = criteria(curves(stuck), unigram=720.0, e0=2).set_index("criterion")
+    assert found.loc["left the plateau", "value"] == 17 and not found.loc["left the plateau", "holds"]
+
+
+def test_trajectories_equal_to_six_digits_are_one():
+    same = {f"g{i:02d}": [700.0 + 1e-9 * i, 480.0] for i in range(24)}
+    found = criteria(curves(same), unigram=720.0, e0=2).set_index("criterion")
+    assert found.loc["told apart", "value"] == 1
+
+
+def test_a_calibration_short_of_e0_says_which_epochs_are_missing():
+    with pytest.raises(ValueError, match=r"epochs 1..3; missing \[3\]"):
+        criteria(curves({"g00": [700.0, 500.0]}), unigram=720.0, e0=3)
