@@ -215,21 +215,39 @@ def test_a_replay_proposes_only_the_tables_configurations():
             assert outcome.config in dict(table.configs)  # table.config_id raised otherwise
 
 
-def test_the_loss_replay_ranks_by_the_gap_and_the_ls_replay_by_the_spectrum():
+def test_the_ls_replay_ranks_by_the_spectrum():
     params = small_params()
     table = synthetic_table(params)
-    dense_loss = table.losses(DENSE, params.seed)[1]
-    for ranker in ("loss", "ls"):
-        search = dataclasses.replace(params.search, ranker=ranker, n=8)
-        outcome = replay(table, Strategy(ranker, "lsh", search), params.space, repeats=1, base_seed=params.seed)[0]
-        first = [outcome.candidates[c] for c in outcome.rounds[0]]
-        assert sorted(first) == [cid for cid, _ in table.configs]
-        if ranker == "loss":
-            gaps = {cid: table.losses(cid, params.seed)[1] - dense_loss for cid in first}
-            assert first == sorted(first, key=gaps.get)
-        else:  # the spectrum drifts from the dense one in proportion to a configuration's index
-            assert first[:2] == ["g00", "g01"]
-        assert outcome.config == "g00" and outcome.test_ppl == 106.0
+    search = dataclasses.replace(params.search, ranker="ls", n=8)
+    outcome = replay(table, Strategy("ls", "lsh", search), params.space, repeats=1, base_seed=params.seed)[0]
+    first = [outcome.candidates[c] for c in outcome.rounds[0]]
+    assert sorted(first) == [cid for cid, _ in table.configs]
+    assert first[:2] == ["g00", "g01"]  # the spectrum drifts from the dense one in proportion to a configuration's index
+    assert outcome.config == "g00" and outcome.test_ppl == 106.0
+
+
+@pytest.mark.parametrize("age", ["own", "common"])
+@pytest.mark.parametrize("ranker", ["loss", "loss_gap", "tse"])
+def test_the_loss_replays_rank_a_mixed_age_pool_by_their_signal_at_the_scored_epoch(ranker, age):
+    """Round 1 holds survivors at epoch 2 and a newcomer at epoch 1: each is read at its own epoch, or all at 1."""
+    params = small_params()
+    table = synthetic_table(params)
+    seed = params.seed
+    search = dataclasses.replace(params.search, ranker=ranker, age=age, n=6, proposer="grid")
+    outcome = replay(table, Strategy(ranker, "lsh", search), params.space, repeats=1, base_seed=seed)[0]
+    dense = table.losses(DENSE, seed)
+    survivors = set(outcome.rounds[0][:3])
+
+    def signal(candidate: str) -> float:
+        cid = outcome.candidates[candidate]
+        epoch = 1 if age == "common" or candidate not in survivors else 2
+        rows = [table.row(cid, seed, e) for e in range(1, epoch + 1)]
+        loss = float(rows[-1]["valid_loss"])
+        return {"loss": loss, "loss_gap": loss - dense[epoch],
+                "tse": sum(float(r["train_loss"]) for r in rows)}[ranker]
+
+    second = outcome.rounds[1]
+    assert len(second) == 4 and second == sorted(second, key=lambda c: (signal(c), second.index(c)))
 
 
 def test_replays_are_reproducible_and_repeats_draw_other_pools():
@@ -1088,3 +1106,20 @@ def test_the_report_gives_signals_per_seed_and_pooled_and_methods_over_training_
     assert ("interval over training seeds" in text) and "| seeds |" in text
     assert headline["seeds"] == seeds and math.isfinite(headline["ls_spearman"])
     assert "labels alone" in (report / "summary.md").read_text()
+
+
+def test_a_replay_records_the_dense_epochs_it_needs_its_finalists_age_and_the_newcomers_it_kept():
+    params = small_params()
+    table = synthetic_table(params)
+    search = dataclasses.replace(params.search, n=6, proposer="grid")  # round 0: 6 -> 3 (+1 new); round 1: 4 -> 2
+    for ranker, needs_dense in (("ls", True), ("loss_gap", True), ("loss", False), ("tse", False)):
+        for age in ("own", "common"):
+            strategy = Strategy(ranker, "lsh", dataclasses.replace(search, ranker=ranker, age=age))
+            outcome = replay(table, strategy, params.space, repeats=1, base_seed=params.seed)[0]
+            newcomer = set(outcome.rounds[1]) - set(outcome.rounds[0])
+            assert len(newcomer) == 1, outcome.rounds
+            kept = newcomer <= set(outcome.rounds[1][:2])
+            assert outcome.newcomers_kept == (1.0 if kept else 0.0), (ranker, age)
+            assert outcome.finalist_epoch == pytest.approx((1 + 2) / 2 if kept else 2.0), (ranker, age)
+            scored = 2 if age == "own" else 1  # round 1 mixes epochs 2 (survivors) and 1 (the newcomer)
+            assert outcome.dense_epochs == (scored if needs_dense else 0), (ranker, age)

@@ -65,3 +65,44 @@ def test_trajectories_equal_to_six_digits_are_one():
 def test_a_calibration_short_of_e0_says_which_epochs_are_missing():
     with pytest.raises(ValueError, match=r"epochs 1..3; missing \[3\]"):
         criteria(curves({"g00": [700.0, 500.0]}), unigram=720.0, e0=3)
+
+
+def _epoch_line(epoch: int, valid_ppl: float) -> dict:
+    return {"epoch": epoch, "train_loss": 6.0, "train_ppl": 400.0, "valid_loss": math.log(valid_ppl),
+            "valid_ppl": valid_ppl, "averaging": False, "lr": 20.0, "tokens_per_s": 1000.0, "status": "ok",
+            "seconds": 10.0 + epoch}
+
+
+def test_a_calibration_of_the_cells_trained_so_far_says_it_is_partial_and_names_the_rest(tmp_path, ptb_small):
+    import json
+
+    from lsh import config, layout
+    from lsh.config import Params
+    from lsh.stages.table import calibrate
+    from lsh.study.cells import cell_ids
+
+    from conftest import SMOKE
+
+    raw = config.load_params(SMOKE)
+    raw["data"]["train_tokens"] = 12_000
+    raw["search"]["e0"] = 2
+    params = Params.from_dict(config.validate(raw))
+    ids = cell_ids(params)
+    trained = ids[:6]  # the dense reference and five configurations reached e0; one more is still at epoch 1
+    for i, cid in enumerate(ids[:7]):
+        folder = layout.cell_folder(tmp_path / "cells", cid, 0)
+        folder.mkdir(parents=True)
+        epochs = range(params.search.e0 + 1) if cid in trained else range(2)
+        rows = {str(e): {"train_loss": None, "train_ppl": None, "valid_loss": None,
+                         "valid_ppl": None if e == 0 else 700.0 - 100 * e - i, "test_ppl": 1.0, "status": "ok",
+                         "clipped": 0} for e in epochs}
+        (folder / "rows.json").write_text(json.dumps({"config": cid, "seed": params.seed, "rows": rows,
+                                                      "spectra": {e: None for e in rows}}))
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(_epoch_line(e, rows[str(e)]["valid_ppl"])) + "\n"
+                                                      for e in epochs if e))
+    found = calibrate(params, tmp_path / "cells", 0, ptb_small, tmp_path / "out").set_index("criterion")
+    assert found.loc["told apart", "value"] == 5
+    text = (tmp_path / "out" / "calibration.md").read_text()
+    assert f"**Partial**: {len(ids) - 6} of {len(ids)} cells not trained yet ({ids[6]}, " in text
+    frame = pd.read_csv(tmp_path / "out" / "calibration.csv")
+    assert set(frame["config"]) == set(trained) and frame["seconds"].dropna().tolist()[:2] == [11.0, 12.0]

@@ -286,7 +286,7 @@ def _method_table(methods: pd.DataFrame, columns: list[str]) -> str:
         md[key] = md.apply(lambda r, k=key: _interval(r, k), axis=1)
     columns = [c for c in columns if c in md.columns]
     return markdown_table(md[columns], digits={"candidate_epochs": 1, "candidate_epochs_with_dense": 1,
-                                               "selects_best": 2})
+                                               "finalist_epoch": 1, "newcomers_kept": 2, "selects_best": 2})
 
 
 def _write_methods(params: Params, replays: pd.DataFrame, seeds: int, out: Path) -> pd.DataFrame:
@@ -298,11 +298,15 @@ def _write_methods(params: Params, replays: pd.DataFrame, seeds: int, out: Path)
     files.write_text(out / "methods.md", "# Methods\n\nBudgets are in candidate-epochs (one candidate trained for one "
                      "epoch) and listed per strategy: the strategies do not all spend the same. Final test perplexity "
                      "of the selection and its regret against the table's best: "
-                     f"{_seed_interval_words(seeds)}. `seeds`: the training seeds a row rests on; the share of repeats "
-                     "selecting the table's best; the repeats that selected nothing.\n\n"
+                     f"{_seed_interval_words(seeds)}. `seeds`: the training seeds a row rests on; "
+                     "`candidate_epochs_with_dense`: with the dense reference's epochs the strategy needs (a user "
+                     "without a dense model pays them); `finalist_epoch`: the finalists' mean epoch when selection "
+                     "ends (their age); `newcomers_kept`: the share of candidates inserted after the first round that "
+                     "survive their round; the share of repeats selecting the table's best; the repeats that selected "
+                     "nothing.\n\n"
                      + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret",
-                                               "candidate_epochs", "candidate_epochs_with_dense", "selects_best",
-                                               "nothing_selected"]))
+                                               "candidate_epochs", "candidate_epochs_with_dense", "finalist_epoch",
+                                               "newcomers_kept", "selects_best", "nothing_selected"]))
     plot_methods(methods, out / "methods.png")
     return methods
 

@@ -190,13 +190,23 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     valid = corpus.valid if params.train.eval_tokens is None else corpus.valid[: params.train.eval_tokens]
     unigram = unigram_perplexity(corpus.train, valid, len(corpus.vocab))
-    curves = []
+    curves, missing = [], []
     for cid in cell_ids(params):
         folder = layout.cell_folder(cells_root, cid, seed_index)
+        if not (folder / layout.CELL_ROWS).is_file():
+            missing.append(cid)  # not trained yet: the calibration so far, said to be partial
+            continue
         cell = read_cell(folder / layout.CELL_ROWS)
-        seconds = {e.epoch: e.seconds for e in records.read_lines(folder / "metrics.jsonl", records.Epoch)}
+        if str(params.search.e0) not in cell["rows"] and not any(r["status"] == "diverged" for r in cell["rows"].values()):
+            missing.append(cid)  # still training towards e0
+            continue
+        metrics = folder / layout.METRICS  # the epochs' times, where the cell's folder kept them
+        seconds = {e.epoch: e.seconds for e in records.read_lines(metrics, records.Epoch)} if metrics.is_file() else {}
         curves += [{"config": cid, "epoch": int(epoch), "valid_ppl": row["valid_ppl"], "seconds": seconds.get(int(epoch))}
                    for epoch, row in sorted(cell["rows"].items(), key=lambda kv: int(kv[0]))]
+    if len(set(cell_ids(params)) - set(missing) - {DENSE}) < 2:
+        raise LshError(f"{cells_root}: fewer than 2 configurations have cells with seed index {seed_index}: "
+                       "train them first (lsh study cell --until E)")
     frame = pd.DataFrame(curves)
     table = criteria(frame[(frame.config != DENSE) & (frame.epoch > 0)], unigram, params.search.e0)
     out = Path(out)
@@ -211,6 +221,8 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
         f"Unigram perplexity of the training tokens on the validation tokens: {unigram:.1f}. Seconds per "
         f"sparse epoch: median {per_epoch.median():.1f} (min {per_epoch.min():.1f}, max {per_epoch.max():.1f}).",
         "",
+        *([f"**Partial**: {len(missing)} of {len(cell_ids(params))} cells not trained yet ({', '.join(missing)}); "
+           "the thresholds are shares of the configurations present.", ""] if missing else []),
         markdown_table(table, digits={"value": 3, "threshold": 3}),
         "",
         "Validation perplexity by epoch:",

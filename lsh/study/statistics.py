@@ -84,8 +84,9 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
 def summarise_methods(replays: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Per strategy and pool size: final test perplexity and regret, the mean over training seeds of each
     seed's mean over its repeats, with a 95 % interval from the seed bootstrap (seed_bootstrap_mean: nan
-    with one training seed); `seeds` counts the training seeds a row rests on; mean candidate-epochs (and
-    candidate_epochs_with_dense where the replays have it); the share of repeats selecting the table's best."""
+    with one training seed); `seeds` counts the training seeds a row rests on; mean candidate-epochs (and,
+    where the replays have them, with the dense model's, the finalists' epoch when selection ends and the
+    share of newcomers kept); the share of repeats selecting the table's best."""
     rows = []
     for (strategy, n), group in replays.groupby(["strategy", "n"], sort=False):
         training = group["seed"].to_numpy()
@@ -95,8 +96,9 @@ def summarise_methods(replays: pd.DataFrame, seed: int) -> pd.DataFrame:
                "repeats": len(group), "test_ppl": ppl, "test_ppl_low": ppl_low, "test_ppl_high": ppl_high,
                "regret": regret, "regret_low": reg_low, "regret_high": reg_high,
                "candidate_epochs": float(group["candidate_epochs"].mean())}
-        if "candidate_epochs_with_dense" in group:
-            row["candidate_epochs_with_dense"] = float(group["candidate_epochs_with_dense"].mean())
+        for extra in ("candidate_epochs_with_dense", "finalist_epoch", "newcomers_kept"):  # where the replays have them
+            if extra in group:
+                row[extra] = float(group[extra].mean()) if group[extra].notna().any() else math.nan
         row.update({"selects_best": float(group["selects_best"].mean()),
                     "nothing_selected": int(group["config"].isna().sum())})
         rows.append(row)

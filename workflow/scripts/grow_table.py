@@ -1,14 +1,15 @@
 """Grow a study's committed table across sessions: train the cells that study.cells lacks, one job at a
 time (one thread: run it in the background beside other work), and copy each finished cell's rows.json
-into study.cells, where the study target reuses it. Commit that folder as cells arrive.
+(and its metrics.jsonl, the epochs' times) into study.cells, where the study target reuses it. Commit
+that folder as cells arrive.
 
-    python workflow/scripts/grow_table.py --params workflow/presets/study.yaml --until 2 --seeds 0
     python workflow/scripts/grow_table.py --params workflow/presets/study.yaml
 
-With --until, every cell is trained only to that epoch first (a calibration's look at all configurations
-before the rest is paid for); a later call without it continues each from its last checkpoint. The
-work folders (checkpoints) are under <results>/study/grow/; a killed call loses at most the epoch it
-was training.
+Seed by seed, each cell to the end, so that every finished cell can be committed (a checkpoint is too
+large to keep, so a cell left half-trained when the machine goes is trained again). With --until,
+every cell is trained only to that epoch first (a quick look at all configurations on one machine); a
+later call without it continues each from its last checkpoint. The work folders (checkpoints) are
+under <results>/study/grow/; a killed call loses at most the epoch it was training.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def main() -> int:
                 read_cell(out / layout.CELL_ROWS, params.final_epochs)  # complete: to final.epochs or a divergence
             except LshError:
                 continue  # trained only --until: not finished
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            files.atomic_write(kept, lambda f, src=out / layout.CELL_ROWS: f.write(src.read_bytes()))
+            for name in (layout.METRICS, layout.CELL_ROWS):  # rows.json last: it marks the cell finished
+                files.atomic_write(kept.parent / name, lambda f, src=out / name: f.write(src.read_bytes()))
             print(f"finished: {kept}", flush=True)
     return 0
 
