@@ -26,7 +26,7 @@ from lsh import sparse as sparse_training
 from lsh import training
 from lsh.config import Params, TrainConfig
 from lsh.data import Corpus
-from lsh.device import resolve_device
+from lsh.device import float32_precision, resolve_device
 from lsh.models import LanguageModel, ModelConfig, build_model, check_fits
 
 # Model sizes measured: the demo's own model and the paper's 2 x 1500 LSTM.
@@ -312,8 +312,73 @@ def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, com
     return out
 
 
+# torch.nn cells measured beside the LSTM language model (module_spectrum): name -> (class, keyword arguments)
+CELLS = {"gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
+
+
+def bench_cell_spectrum(params: Params, cell: str, model_params: dict, repeats: int) -> dict:
+    """Seconds per spectrum of a torch.nn GRU or RNN (lsh.module_spectrum) at one size, as
+    bench_spectrum_size measures the LSTM: the analytic path, its floor (the same J Q products and QRs
+    on random matrices), the generic autograd path (full Jacobian) and, for a stack with all exponents,
+    autograd with the same per-layer blocks and the analytic path on the full Jacobian; interleaved,
+    medians of `repeats` after one warm-up run each. Inputs: standard normal [warmup + T, K, emb].
+    State h (the cells have no other); k = the params' exponents, capped at the state size."""
+    from lsh import lyapunov
+    from lsh.lyapunov import modules
+
+    ly = params.lyapunov
+    device = resolve_device(ly.device, "lyapunov.device")
+    dtype = lyapunov.resolve_dtype(ly.dtype)
+    K, T, W = ly.samples, ly.steps, ly.warmup
+    emb, H, n = model_params["emb"], model_params["hidden"], model_params["layers"]
+    name, extra = CELLS[cell]
+    torch.manual_seed(params.seed)
+    module = getattr(nn, name)(emb, H, num_layers=n, **extra).to(device).eval()
+    g = torch.Generator().manual_seed(params.seed)
+    xs = torch.randn(W + T, K, emb, generator=g).to(device=device, dtype=dtype)
+    k = min(ly.exponents or n * H, n * H)
+    per_layer = n > 1 and k == n * H  # module_spectrum's choice for state h
+    kwargs = dict(warmup=W, exponents=k, dtype=ly.dtype, qr_every=ly.qr_every, min_exponent=ly.min_exponent,
+                  log_base=ly.log_base)
+
+    def spectrum(method: str) -> Callable[[], object]:
+        return lambda: lyapunov.module_spectrum(module, xs, method=method, **kwargs)
+
+    def tangent(method: str, blocks: bool):
+        net = copy.deepcopy(module).to(dtype=dtype).requires_grad_(False) if method == "autograd" else module
+        return modules.module_tangent(net, xs, method=method, per_layer=blocks)
+
+    def loop(method: str, blocks: bool) -> Callable[[], object]:  # what module_spectrum runs, per_layer chosen
+        def run() -> object:
+            with torch.no_grad(), float32_precision(False), modules.plain_rnn_kernels(method == "autograd"):
+                return lyapunov.qr_loop(tangent(method, blocks), W, T, k, ly.qr_every, dtype, device, ly.min_exponent)
+        return run
+
+    runs = {
+        "analytic": _timed(spectrum("analytic"), device),
+        "floor": _timed(spectrum_floor(tangent("analytic", per_layer), k, T, ly.qr_every, dtype, device), device),
+        "autograd": _timed(loop("autograd", False), device),  # the generic path: full Jacobian, one basis
+    }
+    if per_layer:
+        runs["autograd_blocks"] = _timed(spectrum("autograd"), device)  # method autograd: the same blocks
+        runs["analytic_full"] = _timed(loop("analytic", False), device)
+    for run in runs.values():  # warm-up: allocator, kernels, caches
+        run()
+    medians = _interleaved(runs, repeats)
+    out = {"model": {"type": cell, "emb": emb, "hidden": H, "layers": n}, "exponents": k, "per_layer": per_layer}
+    out.update({f"{key}_s": float(f"{v:.4g}") for key, v in medians.items()})
+    out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
+    # with the same settings the two methods compute the same quantity: their spectra agree
+    out["max_abs_diff_analytic_autograd"] = float((spectrum("analytic")() - spectrum("autograd")()).abs().max())
+    out["ratio_autograd_over_analytic"] = round(medians["autograd"] / medians["analytic"], 3)
+    if per_layer:
+        out["ratio_autograd_blocks_over_analytic"] = round(medians["autograd_blocks"] / medians["analytic"], 3)
+    return out
+
+
 def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size: dict | None = None) -> dict:
-    """`lsh bench spectrum`: analytic vs autograd vs floor at hidden 256 x 2 layers (or `size`), plus
+    """`lsh bench spectrum`: analytic vs autograd vs floor at hidden 256 x 2 layers (or `size`), for the
+    LSTM language model and (`cells`) a torch.nn GRU and RNN (tanh, relu) of the same size, plus
     seconds per spectrum at the params' (demo) model size and at the paper's 2 x 1500 LSTM (one
     run: about 10 s on 2 cores), all with the params' lyapunov settings (K, T, warm-up, dtype)."""
     ly = params.lyapunov
@@ -339,6 +404,9 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
         result[name]["seconds_per_spectrum"] = measured["analytic_s"]
         result[name]["floor_seconds"] = measured["floor_s"]
         result[name]["ratio_over_floor"] = measured["ratio_analytic_over_floor"]
+    # nested, not beside the LSTM's keys: benchmarks/check.py's targets are the LSTM's
+    result["cells"] = {cell: bench_cell_spectrum(params, cell, {**SPECTRUM_SIZE, **(size or {})}, repeats)
+                       for cell in CELLS}
     return result
 
 

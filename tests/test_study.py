@@ -337,7 +337,7 @@ def test_the_study_compares_every_method_at_every_pool_size():
     assert methods == {f"{r}-{p}" for r in rankers for p in ("grid", "tpe", "atpe", "rand")} | {
         f"{r}-{params.search.proposer} common-age" for r in rankers} | {
         "i-Epoch", "optuna-TPE-hyperband", "optuna-TPE-halving", "optuna-TPE-hyperband matched",
-        "optuna-TPE-halving matched", "random", "full-training"}
+        "optuna-TPE-halving matched", "optuna-TPE-lyapunov", "random", "full-training"}
     by_name = {s.name: s for group, s, n in strategies if group == "methods"}
     assert by_name["loss-tpe"].search.ranker == "loss" and by_name["loss-gap-tpe"].search.ranker == "loss_gap"
     assert by_name["TSE-grid common-age"].search.age == "common" and by_name["LSH-tpe"].search.age == "own"
@@ -1123,3 +1123,75 @@ def test_a_replay_records_the_dense_epochs_it_needs_its_finalists_age_and_the_ne
             assert outcome.finalist_epoch == pytest.approx((1 + 2) / 2 if kept else 2.0), (ranker, age)
             scored = 2 if age == "own" else 1  # round 1 mixes epochs 2 (survivors) and 1 (the newcomer)
             assert outcome.dense_epochs == (scored if needs_dense else 0), (ranker, age)
+
+
+# --- Optuna's TPE with the Lyapunov pruner (lsh.pruner) ---------------------------------------------
+
+
+def lyapunov_strategy(params: Params, **kwargs) -> Strategy:
+    search = dataclasses.replace(params.search, n=6)  # rounds at epochs 1 and 2: the pruner's rungs
+    budget = kwargs.pop("budget", lsh_budget(search, params.final_epochs))
+    return Strategy("optuna-TPE-lyapunov", "optuna_ls", search, budget=budget, **{"startup": 1, **kwargs})
+
+
+def test_the_lyapunov_pruned_optuna_replay_spends_at_most_its_budget_and_compares_the_dense_epochs_of_its_rungs():
+    params = small_params()
+    table = synthetic_table(params)
+    strategy = lyapunov_strategy(params)
+    for outcome in replay(table, strategy, params.space, repeats=4, base_seed=params.seed):
+        assert 0 < outcome.candidate_epochs <= strategy.budget == 16
+        assert len(outcome.incumbent) == outcome.candidate_epochs and outcome.config in dict(table.configs)
+        assert outcome.dense_epochs == 2, "the last rung compared: the LSH schedule's last round"
+    generous = lyapunov_strategy(params, budget=1000)  # the space runs out: no configuration's epoch paid twice
+    for outcome in replay(table, generous, params.space, repeats=2, base_seed=params.seed):
+        assert outcome.candidate_epochs <= len(table.configs) * table.final_epochs
+
+
+def test_the_lyapunov_pruned_optuna_replay_is_reproducible():
+    params = small_params()
+    table = synthetic_table(params)
+    strategy = lyapunov_strategy(params, startup=None)
+    runs = [replay(table, strategy, params.space, repeats=3, base_seed=params.seed) for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_the_lyapunov_pruned_optuna_replay_prunes_the_trials_farther_from_the_dense_spectra(monkeypatch):
+    """On the synthetic table a configuration's spectrum drifts from the dense one in proportion to its
+    index: the distances at a rung follow the index, and a trial is pruned there exactly when it is not
+    among the nearer half of the trials measured there before it."""
+    import optuna
+
+    from lsh.pruner import rung_distances
+
+    studies = []
+    create = optuna.create_study
+    monkeypatch.setattr(optuna, "create_study", lambda **kw: studies.append(create(**kw)) or studies[-1])
+    params = small_params()
+    table = synthetic_table(params)
+    replay(table, lyapunov_strategy(params, budget=40), params.space, repeats=2, base_seed=params.seed)
+    index = lambda t: int(table.config_id(t.params)[1:])  # noqa: E731
+    pruned_by_ls = 0
+    for study in studies:
+        trials = study.trials
+        assert all(set(rung_distances(t)) <= {1, 2} for t in trials)
+        at_one = {index(t): rung_distances(t)[1] for t in trials if 1 in rung_distances(t)}
+        assert len(at_one) >= 4 and stats.spearmanr(list(at_one), list(at_one.values()))[0] > 0.9
+        for rung in (1, 2):
+            measured = []
+            for t in trials:
+                if f"lsh_spectrum_{rung}" not in t.user_attrs:
+                    continue
+                measured.append((rung_distances(t)[rung], t.number))
+                kept = len(measured) - len(measured) // 2
+                beyond = len(measured) >= 2 and sorted(measured).index(measured[-1]) >= kept
+                by_ls = f"at rung {rung}:" in t.user_attrs.get("lsh_pruned", "")
+                assert beyond == by_ls, (rung, t.number, measured)
+                pruned_by_ls += by_ls
+    assert pruned_by_ls > 0
+
+
+def test_the_summary_names_the_lyapunov_pruned_optuna_search_among_the_alternatives():
+    row = lambda strategy, ppl: {"strategy": strategy, "n": 6, "test_ppl": ppl, "test_ppl_low": ppl - 1,  # noqa: E731
+                                 "test_ppl_high": ppl + 1, "candidate_epochs": 16.0}
+    words = alternatives_words(pd.DataFrame([row("LSH-grid", 110), row("optuna-TPE-lyapunov", 120)]), 6, "grid")
+    assert "Worse than LSH by more than the intervals: Optuna's TPE with the Lyapunov pruner" in words

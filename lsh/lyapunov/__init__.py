@@ -61,27 +61,34 @@ the K samples are one batch throughout. With a dense square Q, Q stays in the fa
 form geqrf returns and J Q is one ormqr (see `qr_loop`).
 
     qr.py        the QR loop, both layouts, the floor (qr_loop, finish, Spectrum)
-    lstm.py      the stacked LSTM's analytic Jacobian (LSTMJacobian)
+    lstm.py      the stacked LSTM's analytic Jacobian (LSTMJacobian; a model's or a torch.nn.LSTM's)
     rhn.py       the RHN's analytic Jacobian (RHNJacobian)
+    stacked.py   stacked one-state cells: torch.nn weights per layer, the layer-by-layer h Jacobian
+    gru.py       torch.nn.GRU's analytic Jacobian (GRUJacobian)
+    rnn.py       torch.nn.RNN's analytic Jacobian, tanh or relu (RNNJacobian)
     autograd.py  any step function by torch.func (AutogradJacobian, spectrum_of_map)
     spectrum.py  a model's spectrum and the validation sequences (model_spectra, METHODS)
+    modules.py   the spectrum of a user's torch.nn.LSTM, GRU or RNN on given inputs (module_spectrum)
 """
 
 from lsh.config import LyapunovConfig
 from lsh.lyapunov.autograd import AutogradJacobian, spectrum_of_map
+from lsh.lyapunov.gru import GRUJacobian
 from lsh.lyapunov.lstm import LSTMJacobian
 from lsh.lyapunov.qr import (
     DTYPES, LAYOUTS, MIN_EXPONENT, Spectrum, Tangent, finish, qr_loop, resolve_dtype, row_scaled_sum,
 )
 from lsh.lyapunov.rhn import RHNJacobian
+from lsh.lyapunov.rnn import RNNJacobian
 from lsh.lyapunov.spectrum import (
     METHODS, STATES, make_tangent, model_jacobian, model_spectra, model_spectrum, sample_offsets, state_size,
     uses_per_layer, validation_tokens,
 )
+from lsh.lyapunov.modules import module_spectrum
 
 __all__ = [
     "LyapunovConfig", "AutogradJacobian", "spectrum_of_map", "LSTMJacobian", "DTYPES", "LAYOUTS", "MIN_EXPONENT",
     "Spectrum", "Tangent", "finish", "qr_loop", "resolve_dtype", "row_scaled_sum", "RHNJacobian", "METHODS",
     "STATES", "make_tangent", "model_jacobian", "model_spectra", "model_spectrum", "sample_offsets", "state_size",
-    "uses_per_layer", "validation_tokens",
+    "uses_per_layer", "validation_tokens", "GRUJacobian", "RNNJacobian", "module_spectrum",
 ]

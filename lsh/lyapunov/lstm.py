@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lsh.errors import LshError
 from lsh.lyapunov.qr import Shape, Tangent, row_scaled_sum
+from lsh.lyapunov.stacked import layer_weights
 from lsh.models import LSTMLanguageModel
 
 
@@ -28,22 +31,26 @@ class LSTMJacobian(Tangent):
     With state hc the rows of c' are added (dc'/dh_l = sum_g diag(b_g) U_g,
     dc'/dc = diag(s(f)), dh'/dc = diag(dtc s(f))); the state vector is
     [h_1 .. h_n, c_1 .. c_n].
+
+    `model`: a language model of this project or a unidirectional torch.nn.LSTM without
+    projection (proj_size 0); xs [T, K, input] are its inputs (the embedded tokens).
     """
 
-    def __init__(self, model: LSTMLanguageModel, xs: Tensor, *, state: str = "h", per_layer: bool = False) -> None:
-        cfg = model.config
-        self.n, self.H = n, H = cfg.layers, cfg.hidden
+    def __init__(self, model: Union[LSTMLanguageModel, nn.LSTM], xs: Tensor, *, state: str = "h",
+                 per_layer: bool = False) -> None:
+        lstm = model.lstm if isinstance(model, LSTMLanguageModel) else model
+        self.n, self.H = n, H = lstm.num_layers, lstm.hidden_size
         self.state_kind, self.per_layer = state, per_layer
         if per_layer and state != "h":
             raise LshError(f"per-layer blocks need state h, not {state!r}")
         dtype, device = xs.dtype, xs.device
-        w = {k: v.detach().to(device=device, dtype=dtype) for k, v in model.recurrent_weights().items()}
+        w = layer_weights(lstm, dtype, device)  # per layer (weight_ih, weight_hh, bias_ih, bias_hh)
         # step operands, transposed views: gates [K, 4H] = x @ W^T + h @ U^T + b
-        self.Ut = [w[f"lstm.weight_hh_l{l}"].t() for l in range(n)]
-        self.Wt = [w[f"lstm.weight_ih_l{l}"].t() for l in range(n)]
-        self.bias = [w[f"lstm.bias_ih_l{l}"] + w[f"lstm.bias_hh_l{l}"] for l in range(n)]
-        U = [w[f"lstm.weight_hh_l{l}"].view(4, H, H) for l in range(n)]  # [gate, H, H]
-        W = [w[f"lstm.weight_ih_l{l}"].view(4, H, -1) for l in range(n)]  # [gate, H, in_l]
+        self.Ut = [w_hh.t() for _, w_hh, _, _ in w]
+        self.Wt = [w_ih.t() for w_ih, _, _, _ in w]
+        self.bias = [b_ih + b_hh for _, _, b_ih, b_hh in w]
+        U = [w_hh.view(4, H, H) for _, w_hh, _, _ in w]  # [gate, H, H]
+        W = [w_ih.view(4, H, -1) for w_ih, _, _, _ in w]  # [gate, H, in_l]
         if per_layer:
             self.U_all = torch.stack(U, dim=1)  # [gate, n, H, H]
         elif state == "h":

@@ -30,35 +30,40 @@ def check_choice(name: str, value: Any, allowed: tuple | dict) -> None:
         raise LshError(f"{name} = {value!r}: allowed are {', '.join(map(str, allowed))}")
 
 
-def check_floor(value: Any) -> None:
+# `key`: how an error names the option (the params' lyapunov.* keys by default; a library
+# function's own argument names otherwise)
+
+
+def check_floor(value: Any, key: str = "lyapunov.min_exponent") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e4 <= value < 0:
-        raise LshError(f"lyapunov.min_exponent = {value!r}: must be a negative number of nats per step (default {MIN_EXPONENT})")
+        raise LshError(f"{key} = {value!r}: must be a negative number of nats per step (default {MIN_EXPONENT})")
 
 
-def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+def resolve_dtype(dtype: Union[str, torch.dtype], key: str = "lyapunov.dtype") -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise LshError(f"lyapunov.dtype = {dtype}: allowed are {', '.join(DTYPES)}")
+            raise LshError(f"{key} = {dtype}: allowed are {', '.join(DTYPES)}")
         return dtype
-    check_choice("lyapunov.dtype", dtype, tuple(DTYPES))
+    check_choice(key, dtype, tuple(DTYPES))
     return DTYPES[dtype]
 
 
-def exponent_count(exponents: Optional[int], L: int, what: str) -> int:
+def exponent_count(exponents: Optional[int], L: int, what: str, key: str = "lyapunov.exponents",
+                   all_: str = "null") -> int:
     if exponents is None:
         return L
     if isinstance(exponents, bool) or not isinstance(exponents, int) or not 1 <= exponents <= L:
-        raise LshError(f"lyapunov.exponents = {exponents!r}: the {what} state has {L} dimensions; "
-                       f"allowed are 1..{L} or null (all)")
+        raise LshError(f"{key} = {exponents!r}: the {what} state has {L} dimensions; "
+                       f"allowed are 1..{L} or {all_} (all)")
     return exponents
 
 
-def log_base(value: Any) -> Union[str, int]:
+def log_base(value: Any, key: str = "lyapunov.log_base") -> Union[str, int]:
     if value == "e":
         return "e"
     if value in (2, "2") and not isinstance(value, bool):
         return 2
-    raise LshError(f"lyapunov.log_base = {value!r}: allowed are e, 2")
+    raise LshError(f"{key} = {value!r}: allowed are e, 2")
 
 
 def row_scaled_sum(coef: Tensor, mats: Tensor, out: Tensor) -> Tensor:

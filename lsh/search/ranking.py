@@ -195,3 +195,44 @@ def dense_trajectory(spectra: Mapping[int, Any], upto: int, source: str, layout:
         raise LshError(f"{source}: the dense spectrum of epoch {bad} failed (status {records[bad].status}); "
                        "the LS ranking has no reference")
     return np.array([r.exponents if layout is None else r.layouts[layout] for r in records], dtype=float)
+
+def _spectra_matrix(value: Any, what: str) -> np.ndarray:
+    """A spectra argument (numpy array, torch tensor or nested list) as a float array [epochs, L]."""
+    if hasattr(value, "detach"):  # a torch tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    try:
+        points = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise LshError(f"{what}: expected spectra as an array [epochs, exponents] of numbers ({e})") from None
+    if points.ndim != 2 or points.shape[0] == 0 or points.shape[1] == 0:
+        raise LshError(f"{what}: expected spectra as an array [epochs, exponents] (row e: the spectrum of epoch e), "
+                       f"got shape {tuple(points.shape)}")
+    return points
+
+
+def ls_distance(dense: Any, candidate: Any, *, embedding: str = "pca", distance: str = "l2", fit: str = "pair",
+                seed: int = 0) -> float:
+    """A candidate's distance to the dense reference in LS space at the candidate's epoch E, by the very
+    code the pipeline ranks with (ls_distances).
+
+    dense: [E' + 1, L], the dense reference's spectra of epochs 0..E' (row e: epoch e, epoch 0 the
+    initialisation); candidate: [E + 1, L], the candidate's spectra of epochs 0..E, E <= E'. Numpy arrays,
+    torch tensors or lists. `embedding` (pca | raw | tsne), `distance` (l2 | cosine) and `fit` (pair: the
+    dense and this candidate's trajectories over 0..E are embedded together, the paper's formula; pool
+    is the same for one candidate) as in the params' search section. Shapes that do not match, and
+    spectra that are not finite, are an LshError naming them.
+    """
+    d, c = _spectra_matrix(dense, "ls_distance: dense"), _spectra_matrix(candidate, "ls_distance: candidate")
+    if d.shape[1] != c.shape[1]:
+        raise LshError(f"ls_distance: the dense spectra (shape {d.shape}) have {d.shape[1]} exponents but the "
+                       f"candidate's (shape {c.shape}) have {c.shape[1]}: compare spectra of the same length")
+    if len(c) > len(d):
+        raise LshError(f"ls_distance: the candidate's spectra (shape {c.shape}) reach epoch {len(c) - 1} but the dense "
+                       f"reference's (shape {d.shape}) only epoch {len(d) - 1}: the dense reference needs epochs "
+                       f"0..{len(c) - 1}")
+    for what, points in (("dense", d), ("candidate", c)):
+        if not np.all(np.isfinite(points)):
+            epoch = int(np.argwhere(~np.isfinite(points))[0, 0])
+            raise LshError(f"ls_distance: the {what} spectrum of epoch {epoch} is not finite (shape {points.shape}): "
+                           "a model that diverged has no LS distance")
+    return ls_distances(d, {"candidate": c}, embedding=embedding, distance=distance, fit=fit, seed=seed)["candidate"]

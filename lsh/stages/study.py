@@ -1,9 +1,9 @@
 """The study: every selection strategy replayed on the benchmark table, and what the evidence says.
 
 `replay_all` runs the strategy set (LSH and its loss-based counterpart with every proposer, the
-LS ranker's options, Optuna's TPE with Hyperband and with successive halving, random search and
-the full-training search, at each pool size of `study.pools`) `study.repeats` times each and
-writes replays.csv and anytime.csv. `write_study` turns the table and the replays into
+LS ranker's options, Optuna's TPE with Hyperband, with successive halving and with the LS pruner,
+random search and the full-training search, at each pool size of `study.pools`) `study.repeats`
+times each and writes replays.csv and anytime.csv. `write_study` turns the table and the replays into
 <results>/study/: summary.md (the verdict in plain words), early_signals, methods, schedules and
 ls_samples as Markdown and CSV, and the figures signals.png, methods.png, anytime.png.
 """
@@ -80,8 +80,9 @@ RANKER_LABELS = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TS
 def method_strategies(search: SearchConfig, layout: str, budget: int) -> list[Strategy]:
     """The methods compared at one pool size: every ranker with every proposer (each candidate at its own
     epoch, the paper), every ranker at the pool's common epoch with the run's proposer, i-Epoch, Optuna's
-    TPE with Hyperband and successive halving (its default start-up and hyperopt's), random search at
-    the LSH budget, and the full-training search."""
+    TPE with Hyperband and successive halving (its default start-up and hyperopt's), Optuna's TPE with
+    the LyapunovPruner at the LSH schedule's rungs (hyperopt's start-up), random search at the LSH
+    budget, and the full-training search."""
     out = []
     for ranker, label in RANKER_LABELS.items():
         out += [Strategy(f"{label}-{p}", "lsh", dataclasses.replace(search, ranker=ranker, proposer=p), layout=layout)
@@ -93,6 +94,7 @@ def method_strategies(search: SearchConfig, layout: str, budget: int) -> list[St
         out.append(Strategy(f"optuna-TPE-{label}", "optuna", search, pruner=pruner, budget=budget))
         out.append(Strategy(f"optuna-TPE-{label} matched", "optuna", search, pruner=pruner, budget=budget,
                             startup=TPE_STARTUP))
+    out.append(Strategy("optuna-TPE-lyapunov", "optuna_ls", search, layout=layout, budget=budget, startup=TPE_STARTUP))
     out.append(Strategy("random", "random", search, budget=budget))
     out.append(Strategy("full-training", "full", dataclasses.replace(search, mode="full", ranker="loss", proposer="rand")))
     return out
@@ -218,7 +220,7 @@ def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime:
     best = float(np.mean([table.best(s)[1] for s in table.seeds]))  # as the methods' means: over training seeds
     n0 = headline_pool(params)
     curves = [f"LSH-{params.search.proposer}", f"loss-{params.search.proposer}", "optuna-TPE-hyperband",
-              "optuna-TPE-halving", "random", "full-training"]
+              "optuna-TPE-halving", "optuna-TPE-lyapunov", "random", "full-training"]
     plot_anytime(anytime[(anytime["n"] == n0) & anytime["strategy"].isin(curves)], curves, out / "anytime.png", best)
     headline = _verdict(params, signals, methods, default_ls, epochs, best)
     notes = [alternatives_words(methods, n0, params.search.proposer),
@@ -376,6 +378,7 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
 
 ALTERNATIVES = {"random": "random search", "optuna-TPE-hyperband": "Optuna's TPE with Hyperband",
                 "optuna-TPE-halving": "Optuna's TPE with successive halving",
+                "optuna-TPE-lyapunov": "Optuna's TPE with the Lyapunov pruner (lsh.LyapunovPruner)",
                 "full-training": "training all n candidates to the end"}
 
 

@@ -14,6 +14,8 @@ STRATEGIES maps a strategy's kind to its replay function (table, spec, seed) -> 
               trained to the end, until the budget is spent
     optuna    Optuna's TPESampler with a pruner (HyperbandPruner or SuccessiveHalvingPruner),
               each trial reporting the table's validation loss after every epoch, at a budget
+    optuna_ls Optuna's TPESampler with lsh.pruner.LyapunovPruner (LS distance at the LSH
+              schedule's rungs), each trial reporting its loss and spectrum every epoch, at a budget
 
 An Outcome holds the selected configuration, its final test perplexity, the candidate-epochs
 spent, and the incumbent after every candidate-epoch: the final test perplexity of the
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lsh.config import SearchConfig, SpaceConfig
+from lsh.errors import LshError
 from lsh.search.proposers import propose
 from lsh.search.ranking import rank, round_scores, scored_epochs
 from lsh.search.schedule import plan
@@ -50,9 +53,9 @@ class Strategy:
     kind: str  # a key of STRATEGIES
     search: SearchConfig  # the schedule (n, e0, ei, ...) and, for lsh, the ranker and proposer
     layout: str = "blocks"  # the spectrum layout the LS ranker compares
-    pruner: str = ""  # optuna: hyperband | successive_halving
-    budget: int | None = None  # random and optuna: candidate-epochs (None: the matching LSH budget)
-    startup: int | None = None  # optuna: TPESampler's n_startup_trials (None: the library's default, 10)
+    pruner: str = ""  # optuna: hyperband | successive_halving (optuna_ls: the LyapunovPruner, always)
+    budget: int | None = None  # random, optuna and optuna_ls: candidate-epochs (None: the matching LSH budget)
+    startup: int | None = None  # optuna, optuna_ls: TPESampler's n_startup_trials (None: the library's default, 10)
 
 
 @dataclass
@@ -209,17 +212,63 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
     finished trial by validation perplexity (a run in which no trial finished selects nothing)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruners = {
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=table.final_epochs),
         "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
     }
+    ledger = Ledger(table, seed)
+    _, finished = _run_optuna(table, strategy, space, seed, proposer_seed, pruners[strategy.pruner](), ledger)
+    selected, final = _best_finished(table, seed, finished)
+    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
+                   ledger.incumbent)
+
+
+def replay_optuna_ls(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
+    """Optuna's TPE with the LyapunovPruner (lsh.pruner), as a user of `lsh` would run it: each trial
+    reports the table's validation loss and spectrum (in the strategy's layout) after every epoch, its
+    spectrum of epoch 0 before training; at the rungs of the LSH schedule (e0, e0 + ei, .., the last
+    round's epoch) a trial is pruned when its LS distance to the table's dense reference (the search's
+    embedding, distance and PCA fit) is beyond the fraction 1 - search.eliminate of the distances of the
+    trials measured there (at least 2). Charged as replay_optuna (per epoch, never twice for a
+    configuration's epoch), at its budget; `dense_epochs` is the last rung at which a trial was compared."""
+    from lsh.pruner import LyapunovPruner, report_spectrum, rung_distances
+
+    search = strategy.search
+    rungs = [r.max_epoch for r in plan(search).rounds]
+    dense = table.trajectory(DENSE, seed, max(rungs, default=0), strategy.layout)
+    if dense is None:
+        raise LshError(f"the table's dense rows of seed {seed} have no finite spectra of every epoch 0.."
+                       f"{max(rungs, default=0)}: the LS pruner has no reference")
+    pruner = LyapunovPruner(dense, rungs=rungs, keep=1.0 - search.eliminate, embedding=search.embedding,
+                            distance=search.distance, fit=search.pca_fit, seed=seed)
+    nan = np.full(dense.shape[1], np.nan)
+
+    def report(trial, cid: str, epoch: int) -> None:
+        points = table.trajectory(cid, seed, epoch, strategy.layout)  # None past a divergence
+        report_spectrum(trial, nan if points is None else points[-1], epoch)
+
+    ledger = Ledger(table, seed)
+    study, finished = _run_optuna(table, strategy, space, seed, proposer_seed, pruner, ledger, report)
+    compared = [r for t in study.trials for r in rung_distances(t)]
+    selected, final = _best_finished(table, seed, finished)
+    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
+                   ledger.incumbent, dense_epochs=max(compared, default=0))
+
+
+def _run_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int, pruner,
+                ledger: Ledger, report: Callable | None = None) -> tuple:
+    """Optuna's TPESampler with `pruner`, trial after trial until the budget is spent (or the space is
+    exhausted); each trial reports the table's validation loss after every epoch and, with `report`
+    (trial, configuration id, epoch), whatever else the pruner reads, from epoch 0 on. Returns the study
+    and the configurations trained to the end, in order."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     # named by the seed: Hyperband assigns trials to brackets by a hash of the name, random if unnamed
     startup = {} if strategy.startup is None else {"n_startup_trials": strategy.startup}
     study = optuna.create_study(study_name=f"lsh-replay-{proposer_seed}", direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=proposer_seed % 2**32, **startup),
-                                pruner=pruners[strategy.pruner]())
-    ledger = Ledger(table, seed)
+                                pruner=pruner)
     choices = {k: list(getattr(space, k)) for k in CONFIG_KEYS[:4]}
     rates = sorted({c["death_rate"] for _, c in table.configs})
     finished: list[str] = []
@@ -231,6 +280,8 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         cid = table.config_id(config)
         losses = table.losses(cid, seed)
         value = math.inf
+        if report is not None:
+            report(trial, cid, 0)
         for epoch in range(1, table.final_epochs + 1):
             if epoch > trained.get(cid, 0):
                 if ledger.spent >= strategy.budget:
@@ -239,6 +290,8 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
                 trained[cid] = epoch
             value = losses[epoch] if losses[epoch] is not None else 1e12
             trial.report(value, epoch)
+            if report is not None:
+                report(trial, cid, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         if cid not in finished:
@@ -251,9 +304,7 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         spent = ledger.spent
         study.optimize(objective, n_trials=1)
         stalled = stalled + 1 if ledger.spent == spent else 0
-    selected, final = _best_finished(table, seed, finished)
-    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
-                   ledger.incumbent)
+    return study, finished
 
 
 STALL_TRIALS = 200  # optuna: trials in a row that train nothing new (the space is exhausted) end the search
@@ -264,6 +315,7 @@ STRATEGIES: dict[str, Callable[[Table, Strategy, SpaceConfig, int, int], Outcome
     "full": replay_lsh,  # search.mode full: the same code without rounds
     "random": replay_random,
     "optuna": replay_optuna,
+    "optuna_ls": replay_optuna_ls,
 }
 
 

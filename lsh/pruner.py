@@ -1,0 +1,266 @@
+"""An Optuna pruner that eliminates trials by the LS distance, as LSH's rounds do (the only module that
+imports optuna).
+
+In the objective, beside the usual `trial.report(loss, epoch)`, report the model's Lyapunov spectrum
+of every epoch 0 (the initialisation), 1, 2, ... with `report_spectrum(trial, spectrum, epoch)`. At
+each rung (by default the paper's e0 = 2 and then every ei = 2 epochs), `LyapunovPruner` measures the
+trial's LS distance to the dense reference (`lsh.ls_distance` of its spectra of epochs 0..rung against
+the dense model's) and prunes it when it is beyond the kept fraction (the nearer half by default) of
+the distances of every trial that reported a spectrum at that rung: complete, pruned or running.
+
+Everything lives in the study's storage, as trial user attributes: the spectra (`lsh_spectrum_<epoch>`,
+a list of floats, None where an exponent is not finite), each rung's distance (`lsh_distance_<rung>`,
+None when not finite) and why a trial was pruned (`lsh_pruned`: its rung and distance, or the epoch
+whose spectrum was not finite). So
+the pruner works with an in-memory study, with an RDB storage (SQLite) shared by several worker
+processes (each decides from every worker's trials), and with any sampler; a new pruner on the same
+storage decides as the old one did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+
+from lsh.errors import LshError
+from lsh.search.ranking import DISTANCES, EMBEDDINGS, PCA_FITS, ls_distances
+
+SPECTRUM = "lsh_spectrum_"  # + epoch: a trial's spectrum of that epoch
+DISTANCE = "lsh_distance_"  # + rung: its LS distance at that rung
+PRUNED = "lsh_pruned"  # why the pruner pruned it (its rung and distance, or a spectrum that is not finite)
+COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+
+
+def _spectrum(value: Any, what: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        out = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise LshError(f"{what}: expected a spectrum, a 1-D array of exponents ({e})") from None
+    if out.ndim != 1 or out.size == 0:
+        raise LshError(f"{what}: expected a spectrum, a 1-D array of exponents, got shape {tuple(out.shape)}")
+    return out
+
+
+def _epoch(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise LshError(f"{what}: an epoch is a whole number >= 0 (0: the initialisation), got {value!r}")
+    return int(value)
+
+
+def report_spectrum(trial: optuna.trial.Trial, spectrum: Any, epoch: int) -> None:
+    """Store `trial`'s Lyapunov spectrum (1-D: numpy array, torch tensor or list) of `epoch` (0: the
+    initialisation) in the study's storage, as the user attribute `lsh_spectrum_<epoch>` (a list of
+    floats, None where an exponent is not finite), for LyapunovPruner. Call it every epoch from 0 on,
+    beside `trial.report(value, epoch)`. A spectrum whose length differs from the study's
+    LyapunovPruner's dense reference is refused."""
+    epoch = _epoch(epoch, f"report_spectrum (trial {trial.number})")
+    values = _spectrum(spectrum, f"report_spectrum (trial {trial.number}, epoch {epoch})")
+    pruner = getattr(getattr(trial, "study", None), "pruner", None)
+    if isinstance(pruner, LyapunovPruner) and len(values) != pruner.exponents:
+        raise LshError(f"report_spectrum (trial {trial.number}, epoch {epoch}): a spectrum of {len(values)} exponents, "
+                       f"but the pruner's dense reference has {pruner.exponents}: compute both alike")
+    trial.set_user_attr(f"{SPECTRUM}{epoch}", [float(v) if math.isfinite(v) else None for v in values])
+
+
+def _dense_array(dense: Any) -> np.ndarray:
+    """The dense reference's spectra as [epochs, L], row e the spectrum of epoch e."""
+    if isinstance(dense, Mapping):
+        epochs = {_epoch(e, "LyapunovPruner: the dense reference") for e in dense}
+        missing = [e for e in range(max(epochs, default=0) + 1) if e not in epochs]
+        if missing or not epochs:
+            raise LshError(f"LyapunovPruner: the dense reference has no spectrum of epoch {missing[0] if epochs else 0} "
+                           "(it needs every epoch from 0, the initialisation, on)")
+        rows = [_spectrum(dense[e], f"LyapunovPruner: the dense spectrum of epoch {e}") for e in sorted(epochs)]
+        lengths = {len(r) for r in rows}
+        if len(lengths) > 1:
+            raise LshError(f"LyapunovPruner: the dense spectra have different lengths ({sorted(lengths)})")
+        points = np.array(rows)
+    else:
+        if hasattr(dense, "detach"):
+            dense = dense.detach().cpu().numpy()
+        try:
+            points = np.asarray(dense, dtype=float)
+        except (TypeError, ValueError) as e:
+            raise LshError(f"LyapunovPruner: the dense reference is neither a mapping epoch -> spectrum nor an array "
+                           f"[epochs, exponents] ({e})") from None
+        if points.ndim != 2 or 0 in points.shape:
+            raise LshError(f"LyapunovPruner: the dense reference must be an array [epochs, exponents] (row e: epoch e) "
+                           f"or a mapping epoch -> spectrum, got shape {tuple(points.shape)}")
+    bad = np.argwhere(~np.isfinite(points))
+    if len(bad):
+        raise LshError(f"LyapunovPruner: the dense spectrum of epoch {int(bad[0, 0])} is not finite")
+    return points
+
+
+class LyapunovPruner(optuna.pruners.BasePruner):
+    """Prune a trial at a rung when its LS distance to the dense reference is beyond the kept fraction of
+    the distances of every trial that reported a spectrum at that rung (LSH's elimination, asynchronous).
+
+    dense: the dense reference's spectra by epoch, a mapping epoch -> spectrum or an array whose row e is
+    epoch e (epoch 0: the initialisation), every epoch up to the last rung. rungs: the epochs at which
+    trials are compared (default: the paper's e0 = 2 and every ei = 2 epochs after, 2, 4, 6, ..., as far
+    as the dense reference goes). keep: the fraction kept at a rung (0.5: LSH's default elimination of
+    the farther half; of m trials measured, m - floor(m (1 - keep)) are kept, ties to the earlier trial).
+    min_trials: no trial is pruned at a rung until that many trials (itself included) were measured
+    there. embedding, distance, fit, seed: the LS distance's options (lsh.ls_distance; fit `pool` embeds
+    every trial measured at the rung together, so its distances are recomputed from the stored spectra).
+
+    A trial is judged once at each rung, at the first `should_prune()` once it has reached it (its
+    epoch: the last `trial.report` step or its last reported spectrum, whichever is later); a trial
+    that reported a spectrum that is not finite is pruned at once. Why a trial was pruned is in its
+    `lsh_pruned` user attribute (and a trial pruned once is pruned whenever asked again). Refused
+    (LshError): a rung with no dense spectrum, a reached rung with a spectrum missing for an epoch
+    0..rung, a spectrum of another length than the dense reference's.
+    """
+
+    def __init__(self, dense: Any, *, rungs: Iterable[int] | None = None, keep: float = 0.5, min_trials: int = 2,
+                 embedding: str = "pca", distance: str = "l2", fit: str = "pair", seed: int = 0) -> None:
+        self.dense = _dense_array(dense)
+        last = len(self.dense) - 1
+        self.rungs = list(range(2, last + 1, 2)) if rungs is None else [_epoch(r, "LyapunovPruner: rungs") for r in rungs]
+        if any(r < 1 for r in self.rungs) or self.rungs != sorted(set(self.rungs)):
+            raise LshError(f"LyapunovPruner: rungs {self.rungs} must be epochs >= 1 in increasing order")
+        beyond = [r for r in self.rungs if r > last]
+        if beyond:
+            raise LshError(f"LyapunovPruner: rung {beyond[0]} has no dense reference (the dense spectra are of epochs "
+                           f"0..{last}): train the dense reference to epoch {self.rungs[-1]} or drop the rung")
+        if not 0.0 < keep < 1.0:
+            raise LshError(f"LyapunovPruner: keep {keep!r} must be a fraction strictly between 0 and 1")
+        if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 1:
+            raise LshError(f"LyapunovPruner: min_trials {min_trials!r} must be a whole number >= 1")
+        for name, value, allowed in (("embedding", embedding, EMBEDDINGS), ("distance", distance, DISTANCES),
+                                     ("fit", fit, PCA_FITS)):
+            if value not in allowed:
+                raise LshError(f"LyapunovPruner: {name} {value!r}: allowed are {', '.join(allowed)}")
+        self.keep, self.min_trials = float(keep), min_trials
+        self.embedding, self.distance, self.fit, self.seed = embedding, distance, fit, seed
+        self._cache: dict[tuple, float] = {}  # (storage, trial id, rung) -> a finished trial's distance
+
+    @property
+    def exponents(self) -> int:
+        """The spectrum's length (the dense reference's)."""
+        return int(self.dense.shape[1])
+
+    # --- what a trial reported -------------------------------------------------------------------
+
+    def _spectra(self, trial: optuna.trial.FrozenTrial) -> dict[int, list | None]:
+        out = {}
+        for key, value in trial.user_attrs.items():
+            if key.startswith(SPECTRUM) and key[len(SPECTRUM):].isdigit():
+                out[int(key[len(SPECTRUM):])] = value
+        return out
+
+    def _trajectory(self, trial: optuna.trial.FrozenTrial, spectra: dict, rung: int, strict: bool) -> np.ndarray | None:
+        """The trial's spectra of epochs 0..rung [rung + 1, L] (NaN where not finite); None when one is
+        missing, or (strict: the trial being judged) an LshError naming it."""
+        missing = [e for e in range(rung + 1) if e not in spectra]
+        if missing:
+            if strict:
+                raise LshError(f"LyapunovPruner: trial {trial.number} reached rung {rung} but reported no spectrum of "
+                               f"epoch {missing[0]}: call lsh.report_spectrum(trial, spectrum, epoch) for every epoch "
+                               f"0..{rung} before trial.should_prune()")
+            return None
+        rows = [np.array([math.nan if v is None else v for v in spectra[e]], dtype=float) for e in range(rung + 1)]
+        wrong = next((e for e, r in enumerate(rows) if r.shape != (self.exponents,)), None)
+        if wrong is not None:
+            raise LshError(f"LyapunovPruner: trial {trial.number}'s spectrum of epoch {wrong} has {rows[wrong].size} "
+                           f"exponents, but the dense reference has {self.exponents}")
+        return np.array(rows)
+
+    def _distance_of(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial, rung: int) -> float | None:
+        """Another trial's distance at a rung from the storage: stored where the pruner judged it there,
+        else from its stored spectra (pair fit); None when it reported no spectrum of some epoch 0..rung."""
+        key = f"{DISTANCE}{rung}"
+        if key in trial.user_attrs:
+            value = trial.user_attrs[key]
+            return math.inf if value is None else float(value)
+        cached = (id(study._storage), trial._trial_id, rung)
+        if cached in self._cache:
+            return self._cache[cached]
+        points = self._trajectory(trial, self._spectra(trial), rung, strict=False)
+        if points is None:
+            return None
+        value = self._pair_distance(points)
+        if trial.state.is_finished():  # its spectra change no more
+            self._cache[cached] = value
+        return value
+
+    def _pair_distance(self, points: np.ndarray) -> float:
+        if not np.all(np.isfinite(points)):
+            return math.inf
+        return ls_distances(self.dense, {"t": points}, embedding=self.embedding, distance=self.distance, fit="pair",
+                            seed=self.seed)["t"]
+
+    # --- the decision ----------------------------------------------------------------------------
+
+    def prune(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        trials = study.get_trials(deepcopy=False, states=COUNTED)
+        me = next((t for t in trials if t._trial_id == trial._trial_id), trial)  # fresh from the storage
+        if PRUNED in me.user_attrs:  # asked again: the same answer
+            return True
+        judged = {k for k in me.user_attrs if k.startswith(DISTANCE)}
+        spectra = self._spectra(me)
+        if not spectra and trial.last_step is None:
+            return False
+        epoch = max([*spectra, trial.last_step if trial.last_step is not None else 0])
+        bad = next((e for e in sorted(spectra) if any(v is None for v in spectra[e])), None)
+        if bad is not None:
+            self._store(study, me, PRUNED, f"the spectrum of epoch {bad} is not finite (the model diverged?)")
+            for rung in self.rungs:  # it counts, as inf, at a rung it reached: a diverged candidate ranks last
+                if rung in spectra and f"{DISTANCE}{rung}" not in judged:
+                    self._store(study, me, f"{DISTANCE}{rung}", None)
+            return True
+        for rung in self.rungs:
+            if rung > epoch:
+                break
+            if f"{DISTANCE}{rung}" in judged:  # judged at this rung already
+                continue
+            points = self._trajectory(me, spectra, rung, strict=True)
+            if self.fit == "pool":
+                distances = self._pool_distances(trials, me, points, rung)
+            else:
+                distances = {t.number: self._distance_of(study, t, rung) for t in trials
+                             if t._trial_id != me._trial_id}
+                distances[me.number] = self._pair_distance(points)
+            distances = {n: d for n, d in distances.items() if d is not None}
+            mine = distances[me.number]
+            self._store(study, me, f"{DISTANCE}{rung}", mine if math.isfinite(mine) else None)
+            measured = len(distances)
+            if measured < self.min_trials:
+                continue
+            kept = measured - math.floor(measured * (1.0 - self.keep) + 1e-9)
+            order = sorted(distances, key=lambda n: (not math.isfinite(distances[n]),
+                                                     distances[n] if math.isfinite(distances[n]) else 0.0, n))
+            if order.index(me.number) >= kept:
+                self._store(study, me, PRUNED, f"LS distance {mine:.6g} at rung {rung}: not among the nearest "
+                            f"{kept} of the {measured} trials measured there")
+                return True
+        return False
+
+    def _pool_distances(self, trials: list, me: optuna.trial.FrozenTrial, points: np.ndarray,
+                        rung: int) -> dict[int, float]:
+        """fit `pool`: every trial measured at the rung embedded together with the dense trajectory."""
+        pool = {me.number: points}
+        for t in trials:
+            if t._trial_id != me._trial_id:
+                other = self._trajectory(t, self._spectra(t), rung, strict=False)
+                if other is not None:
+                    pool[t.number] = other
+        return ls_distances(self.dense, {n: p if np.all(np.isfinite(p)) else None for n, p in pool.items()},
+                            embedding=self.embedding, distance=self.distance, fit="pool", seed=self.seed)
+
+    @staticmethod
+    def _store(study: optuna.study.Study, trial: optuna.trial.FrozenTrial, key: str, value: Any) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def rung_distances(trial: optuna.trial.FrozenTrial) -> dict[int, float]:
+    """A trial's LS distance at each rung the pruner judged it at (inf where its spectrum was not finite)."""
+    return {int(k[len(DISTANCE):]): math.inf if v is None else float(v) for k, v in trial.user_attrs.items()
+            if k.startswith(DISTANCE) and k[len(DISTANCE):].isdigit()}
