@@ -128,15 +128,18 @@ def test_dvc_shows_the_stages_and_dry_runs_prepare(project: Path):
 
 
 @pytest.mark.slow
-def test_loss_ranker_orders_a_round_by_the_loss_gap_to_the_dense_model(smoke_runs: list[Path]):
+def test_the_loss_rankers_order_a_round_by_the_loss_and_by_its_gap_to_the_dense_model(smoke_runs: list[Path]):
     results = smoke_runs[0] / "results"
-    params = Params.from_dict(config.load_params(smoke_runs[0] / SMOKE, ["search.ranker=loss"]))
-    ranking = rank.rank_round(params, Layout(results), 0)
     dense = rank.epoch_losses(results / "dense")
-    gaps = [math.log(row.valid_ppl) - dense[row.epoch] for row in ranking.itertuples()]
-    assert list(ranking["score"]) == pytest.approx(gaps, abs=1e-9)
-    assert list(ranking["score"]) == sorted(ranking["score"])
-    assert ranking["kept"].sum() == plan(params.search).rounds[0].survivors
+    for ranker in ("loss", "loss_gap"):
+        params = Params.from_dict(config.load_params(smoke_runs[0] / SMOKE, [f"search.ranker={ranker}"]))
+        ranking = rank.rank_round(params, Layout(results), 0)
+        losses = [math.log(row.valid_ppl) for row in ranking.itertuples()]
+        gaps = [loss - dense[row.epoch] for loss, row in zip(losses, ranking.itertuples())]
+        assert list(ranking["score"]) == pytest.approx(losses if ranker == "loss" else gaps, abs=1e-9), ranker
+        assert list(ranking["loss_gap"]) == pytest.approx(gaps, abs=1e-9)
+        assert list(ranking["score"]) == sorted(ranking["score"])
+        assert ranking["kept"].sum() == plan(params.search).rounds[0].survivors
     ls = rank.rank_round(Params.from_dict(config.load_params(smoke_runs[0] / SMOKE)), Layout(results), 0)
     assert list(ls["distance"]) == sorted(ls["distance"]), "the LS ranker orders by distance"
 

@@ -233,6 +233,7 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
     ]
     files.write_text(out / "calibration.md", "\n".join(lines))
     held = "holds" if table["holds"].all() else "fails"
-    log.info("%s: the regime %s the criteria (%s)", out, held,
+    log.info("%s: the regime %s the criteria%s (%s)", out, held,
+             f" so far ({len(missing)} cells not trained yet)" if missing else "",
              "; ".join(f"{r.criterion} {r.value} vs {r.threshold}" for r in table.itertuples()))
     return table
