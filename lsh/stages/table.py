@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lsh import data, files, layout
-from lsh.config import Params
+from lsh.config import Params, differences
 from lsh.errors import LshError
 from lsh.search.space import CONFIG_KEYS
 from lsh.study.cells import DENSE, cell_ids, table_configs, training_seeds
@@ -104,15 +104,13 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
 def check_cell_run(params: Params, cell: dict, path: Path, corpus: data.Corpus) -> None:
     """Refuse a cell trained otherwise than these params would train it (a committed cell of another
     study, or of a changed preset), naming the settings that differ."""
-    from lsh.training.checkpoints import describe_difference
-
     expected = {"run": cell_spec(params, cell["config"], cell["seed"]).run_config(corpus),
                 "lyapunov": dataclasses.asdict(params.lyapunov)}
     for part, want in expected.items():
         if part not in cell:
             raise LshError(f"{path}: no record of its {part} settings, so it cannot be checked against these params: "
                            "train it again (lsh study cell)")
-        if changed := describe_difference(cell[part], want, f"{part}."):
+        if changed := differences(cell[part], want, f"{part}."):
             raise LshError(f"{path}: trained otherwise than these params train it ({', '.join(changed[:4])} differ): "
                            "a cell of another study; train it again or point study.cells elsewhere")
 

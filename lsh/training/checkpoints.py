@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lsh import files, layout, numerics
+from lsh.config import differences as describe_difference  # noqa: F401  (the dotted keys two run configs differ in)
 from lsh.data import Corpus
 from lsh.errors import LshError
 from lsh.models import LanguageModel, ModelConfig, build_model, check_fits
@@ -117,16 +118,3 @@ def fingerprint(corpus: Corpus) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(corpus.train).tobytes())
     digest.update(np.ascontiguousarray(corpus.valid).tobytes())
     return digest.hexdigest()[:16]
-
-
-def describe_difference(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """The dotted keys in which two run configs differ."""
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += describe_difference(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}")
-    return out
