@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 LOCK := requirements.lock
 LOCK_VENV := .venv-lock
 
-.PHONY: run test test-fast lint setup slurm-packages lock
+.PHONY: run test test-fast lint setup slurm-packages lock push pull
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,16 @@ slurm-packages:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
 	else echo "slurm-wlm/munge missing and not root: the SLURM test will be skipped"; fi
+
+# Share a versioned run through the DVC remote (docs/remote.md): REMOTE=<name> for another than
+# the default. push needs the run recorded in dvc.lock (dvc repro); pull checks every fetched file
+# against its hash before it checks anything out, and then marks the run current for Snakemake.
+REMOTE ?=
+push: setup
+	$(BIN)/python workflow/scripts/versioned.py push $(if $(REMOTE),--remote $(REMOTE))
+
+pull: setup
+	$(BIN)/python workflow/scripts/versioned.py pull $(if $(REMOTE),--remote $(REMOTE))
 
 lint: setup
 	$(BIN)/snakemake --lint

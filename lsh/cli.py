@@ -290,7 +290,7 @@ def cmd_study_calibration(args: argparse.Namespace, params: Params) -> int:
 def cmd_study_table(args: argparse.Namespace, params: Params) -> int:
     from lsh.stages import table
 
-    table.build_table(params, [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results, params),
+    table.build_table(params, [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results or params.results, params),
                       Path(args.out), Path(args.data) if args.data else None)
     return 0
 
@@ -410,7 +410,9 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="DIR")
     q = step("table", "gather the cells into the table (table.csv, spectra.npz, table.json)", cmd_study_table)
-    q.add_argument("--results", default="results", metavar="DIR", help="the results folder holding study/table/")
+    q.add_argument("--results", metavar="DIR",
+                   help="the results folder whose study/table/ cells to gather when --cells is not given "
+                        "(default: the params' results)")
     q.add_argument("--cells", nargs="+", metavar="FILE", help="the cells' rows.json (default: every cell under RESULTS)")
     q.add_argument("--data", metavar="DIR",
                    help="prepared data: check that every cell was trained as these params train on it")

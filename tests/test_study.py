@@ -9,13 +9,14 @@ import csv
 import dataclasses
 import json
 import math
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import BIN, SMOKE, copy_project, run, run_lsh
+from conftest import BIN, REPO, SMOKE, copy_project, run, run_lsh
 from lsh import config, data
 from lsh.config import Params
 from lsh.errors import LshError
@@ -811,7 +812,37 @@ def test_the_command_line_names_a_damaged_cell_in_one_line(tmp_path):
     assert f"{cells[2]} is not valid JSON" in out.stderr, out.stderr
 
 
+def test_the_table_of_given_cells_ignores_a_run_in_the_working_folders_results(tmp_path):
+    """`lsh study table --cells` reads no run: a results/ of other params where it is called is not its."""
+    params = small_params()
+    cells = write_cells(synthetic_table(params), tmp_path / "cells")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "resolved-params.yaml").write_text((REPO / "params.yaml").read_text())
+    out = subprocess.run([str(BIN / "lsh"), "study", "table", "--params", str(REPO / SMOKE), "--set", "final.epochs=4",
+                          "--set", f"space={json.dumps(SMALL_SPACE)}", "--cells", *map(str, cells),
+                          "--out", str(tmp_path / "table")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "table" / "table.json").is_file()
+
+
 # --- a cell, and the table against a live run -----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_finished_cell_whose_rows_were_deleted_is_trained_again_to_the_same_rows(ptb_small, tmp_path):
+    """Snakemake deletes a job's rows.json before it reruns it; the cell keeps only its last checkpoint,
+    so it cannot continue: it trains again from the start, never ends without its rows."""
+    from lsh.stages.table import train_cell
+
+    raw = config.load_params(SMOKE)
+    raw["final"]["epochs"] = 2
+    raw["data"]["train_tokens"] = 12_000  # ptb_small's
+    params = Params.from_dict(config.validate(raw))
+    first = train_cell(params, "g05", 0, tmp_path / "cell", ptb_small)
+    (tmp_path / "cell" / "rows.json").unlink()
+    again = train_cell(params, "g05", 0, tmp_path / "cell", ptb_small)
+    assert (tmp_path / "cell" / "rows.json").is_file()
+    assert again["rows"] == first["rows"] and again["spectra"] == first["spectra"]
 
 
 @pytest.mark.slow

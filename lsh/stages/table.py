@@ -54,6 +54,7 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
     from lsh.device import resolve_device
     from lsh.stages.spectra import spectrum_record
     from lsh.training import batchify, evaluate, load_checkpoint, model_from_checkpoint, perplexity, train
+    from lsh.training.checkpoints import list_checkpoints
 
     out = Path(out)
     seed = cell_seed(params, seed_index)
@@ -73,7 +74,15 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
     for epoch in range(last + 1):
         if str(epoch) in record["rows"]:
             continue
-        summary = train(spec, corpus, out, epoch, resume=True, restart=epoch == 0, keep="last", progress=False)
+        # Rows lost while a later checkpoint is kept (rows.json deleted: Snakemake does so before it
+        # reruns the job): the earlier epochs' checkpoints are gone (keep last), so the cell is
+        # trained again from the start, to the same rows (one seed).
+        later = [e for e in list_checkpoints(out) if e > epoch]
+        if later:
+            log.warning("%s: no rows for epoch %d but a checkpoint of epoch %d: training the cell again from "
+                        "the start", out, epoch, max(later))
+        summary = train(spec, corpus, out, epoch, resume=not later, restart=epoch == 0 or bool(later), keep="last",
+                        progress=False)
         checkpoint = layout.checkpoint(out, epoch)
         if not checkpoint.exists():  # it diverged in an earlier epoch: training stopped there
             break

@@ -19,6 +19,10 @@ from lsh.layout import CELL_ROWS, STUDY_REPORT_FILES, TABLE_FILES, Layout, cell_
 from lsh.search.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 
+sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "scripts"))
+# what each job reads (params keys, code), shared with the DVC stages
+import rule_reads
+
 
 # One schema for Snakemake and the `lsh` command line (lsh/config.py reads the same file).
 # The package's check comes first only for its messages: one line per bad key, naming
@@ -35,6 +39,7 @@ validate(config, "../schemas/params.schema.yaml")
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 ENV = "../envs/lsh.yaml"
 
+PROJECT = os.path.abspath(os.path.join(workflow.current_basedir, "..", ".."))  # the package's sources: PROJECT/lsh
 PREPARED = config["data"]["prepared"]
 SPLITS = ["train", "valid", "test"]
 MAIN = Layout(config["results"])
@@ -98,18 +103,21 @@ def run_of(wildcards):
     return RUNS[getattr(wildcards, "root", str(MAIN.root))]
 
 
-def lsh_params(*keys):
+def lsh_params(rule):
     """A rule's params for a job that runs `lsh`: `cfg` hands it its run's resolved params
-    file, `reads` the sections (or keys) it reads, so Snakemake reruns it exactly when one
-    of them changes (params are a rerun trigger).
+    file, `reads` the params keys the rule reads (workflow/scripts/rule_reads.py) and `code` a
+    hash of the package sources its command runs, so that Snakemake reruns it exactly when one
+    of them changes (params are a rerun trigger), as DVC reruns its stage.
 
     `cfg` is the flag and the shell-quoted path, so the rules write {params.cfg} without :q.
     It takes `output` (unused) so that Snakemake counts it as derived and leaves it out of the
     rerun trigger: the path names the results folder, and a new `results:` must not rerun what
     does not depend on it (the shared prepared data). What a job reads is `reads`."""
+    keys = rule_reads.keys(rule, config)
     return {
         "cfg": lambda wildcards, output: f"--params {shlex.quote(str(run_of(wildcards).resolved))}",
         "reads": lambda w: run_of(w).reads(*keys),
+        "code": rule_reads.code_hash(PROJECT, rule_reads.RULES[rule].module),
     }
 
 
@@ -141,12 +149,6 @@ def train_mem_mb(wildcards, attempt):
     layers = m["layers"] if m["type"] == "lstm" else 2 * m["depth"]
     weights = 10_000 * m["emb"] * 2 + layers * 8 * m["hidden"] ** 2
     return int(1500 + weights * 4 * 8 / 1e6) * attempt
-
-
-def candidate_keys():
-    """What a candidate's training reads; final.epochs only when it sets the death-rate decay."""
-    return ["seed", "data.train_tokens", "model", "train", "sparse",
-            *(["final"] if config["sparse"]["decay_epochs"] is None else [])]
 
 
 def slot_train_summaries(run, r):

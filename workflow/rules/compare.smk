@@ -10,7 +10,7 @@ rule compare:
     output:
         str(MAIN.compare_report / "table1.md"),
     params:
-        **lsh_params("seed", "model", "sparse", "search", "final", "report"),
+        **lsh_params("compare"),
         results=lambda w, input: str(Path(input.selected).parents[1]),
         dense=lambda w, input: os.path.dirname(input.dense[0]) if PLAN.rounds else str(DENSE),
         runs=[str(MAIN.compare(m).root) for m in COMPARISON],  # a list: {params.runs:q} quotes each

@@ -5,7 +5,7 @@ rule prepare:
     output:
         kept_if_failed(prepared_files()),
     params:
-        **lsh_params("seed", "data"),
+        **lsh_params("prepare"),
     conda:
         ENV
     log:
@@ -25,7 +25,7 @@ rule environment:
     output:
         str(P.environment),
     params:
-        **lsh_params("numerics"),
+        **lsh_params("environment"),
     conda:
         ENV
     log:

@@ -13,7 +13,7 @@ rule train_dense:
         curves=str(DENSE / "curves.json"),
         summary=dense_outputs()["summary"],
     params:
-        **lsh_params("seed", "data.train_tokens", "model", "train"),
+        **lsh_params("train_dense"),
         epochs=DENSE_EPOCHS,
         data=lambda w, input: os.path.dirname(input[0]),
         out=lambda w, output: os.path.dirname(output.summary),
@@ -37,7 +37,7 @@ rule spectra_dense:
     output:
         dense_outputs()["spectra"],
     params:
-        **lsh_params("seed", "lyapunov"),
+        **lsh_params("spectra_dense"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         train=lambda w, input: os.path.dirname(input.train),
         epochs=DENSE_EPOCHS,
@@ -61,7 +61,7 @@ rule train_dense_final:
     output:
         str(MAIN.dense_final / "summary.json"),
     params:
-        **lsh_params("seed", "data.train_tokens", "model", "train", "final"),
+        **lsh_params("train_dense_final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         init=lambda w, input: f"{os.path.dirname(input.dense)}/epoch-{DENSE_EPOCHS:03d}.pt",
         out=lambda w, output: os.path.dirname(output[0]),

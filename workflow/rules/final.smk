@@ -8,7 +8,7 @@ rule final_pool:
     output:
         str(P.final_pool),
     params:
-        **lsh_params("seed", "space", "search", "final"),
+        **lsh_params("final_pool"),
     conda:
         ENV
     log:
@@ -28,7 +28,7 @@ rule train_final:
     output:
         str(P.final_train("{f}") / "summary.json"),
     params:
-        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "final"),
+        **lsh_params("train_final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -50,7 +50,7 @@ rule select:
     output:
         str(P.selected),
     params:
-        **lsh_params("seed", "search", "sparse"),
+        **lsh_params("select"),
         dense=lambda w, input: os.path.dirname(input.dense) if "dense" in input.keys() else str(DENSE),
     conda:
         ENV
@@ -72,7 +72,7 @@ rule train_correlation:
     output:
         str(MAIN.correlation_train("{c}") / "summary.json"),
     params:
-        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "final"),
+        **lsh_params("train_correlation"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         train=lambda w, input: os.path.dirname(input.train),
         out=lambda w, output: os.path.dirname(output[0]),

@@ -35,7 +35,7 @@ rule report:
     output:
         **REPORT_OUTPUTS,
     params:
-        **lsh_params("seed", "model", "sparse", "search", "final", "report"),
+        **lsh_params("report"),
         results=lambda w, input: str(Path(input.selected).parents[1]),
         dense=lambda w, input: os.path.dirname(input.dense[0]) if PLAN.rounds else str(DENSE),
         out=lambda w, output: os.path.dirname(output.summary),

@@ -9,7 +9,7 @@ rule pool:
     output:
         str(P.pool("{r}")),
     params:
-        **lsh_params("seed", "space", "search"),
+        **lsh_params("pool"),
     conda:
         ENV
     log:
@@ -30,7 +30,7 @@ rule train_candidate:
     output:
         str(P.slot_train("{r}", "{s}") / "summary.json"),
     params:
-        **lsh_params(*candidate_keys()),
+        **lsh_params("train_candidate"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -54,7 +54,7 @@ rule spectra_candidate:
     output:
         str(P.slot_spectra("{r}", "{s}")),
     params:
-        **lsh_params("seed", "lyapunov"),
+        **lsh_params("spectra_candidate"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         train=lambda w, input: os.path.dirname(input.train),
     conda:
@@ -76,7 +76,7 @@ rule rank:
     output:
         str(P.ranking("{r}")),
     params:
-        **lsh_params("seed", "search"),
+        **lsh_params("rank"),
         dense=lambda w, input: os.path.dirname(input.dense),
     conda:
         ENV
@@ -98,7 +98,7 @@ rule propose:
     output:
         str(P.proposals("{r}")),
     params:
-        **lsh_params("seed", "space", "search"),
+        **lsh_params("propose"),
     conda:
         ENV
     log:

@@ -10,8 +10,7 @@ rule study_cell:
     output:
         str(MAIN.table_cell("{config}", "{k}") / "rows.json"),
     params:
-        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "lyapunov", "space", "final",
-                     "study.space"),
+        **lsh_params("study_cell"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -34,7 +33,7 @@ rule study_table:
     output:
         expand(f"{MAIN.table}/{{name}}", name=TABLE_FILES),
     params:
-        **lsh_params("seed", "data.train_tokens", "model", "train", "sparse", "lyapunov", "space", "final", "study"),
+        **lsh_params("study_table"),
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
@@ -56,7 +55,7 @@ rule study_replay:
         replays=str(MAIN.replays),
         anytime=str(MAIN.anytime),
     params:
-        **lsh_params("seed", "space", "search", "lyapunov.layout", "study"),
+        **lsh_params("study_replay"),
         table=lambda w, input: os.path.dirname(input[0]),
     conda:
         ENV
@@ -78,7 +77,7 @@ rule study_ls_samples:
     output:
         str(MAIN.ls_samples),
     params:
-        **lsh_params("seed", "lyapunov", "study.ls_samples"),
+        **lsh_params("study_ls_samples"),
         table=lambda w, input: os.path.dirname(input[0]),
         data=lambda w, input: os.path.dirname(input.data[0]),
     conda:
@@ -103,7 +102,7 @@ rule study_report:
     output:
         expand(f"{MAIN.study_report}/{{name}}", name=STUDY_REPORT_FILES),
     params:
-        **lsh_params("seed", "search", "lyapunov.layout", "study", "model", "data.train_tokens"),
+        **lsh_params("study_report"),
         table=lambda w, input: os.path.dirname(input[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:

@@ -1,0 +1,358 @@
+"""Snakemake and DVC over one pipeline: either order, the same change impact, a versioned run that
+another clone pulls and continues. All on the smoke preset, in copies of one finished run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, REPO, SMOKE, copy_project, run
+
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+import rule_reads  # noqa: E402
+import versioned  # noqa: E402
+
+CHANGE_TABLE = REPO / "docs" / "what-a-change-recomputes.md"
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    """Every artifact of the run (prepared data and results, logs aside): modification time, content hash."""
+    files = {}
+    for base in ("data/prepared", "results"):
+        for p in (root / base).rglob("*"):
+            rel = str(p.relative_to(root))
+            if p.is_file() and not rel.startswith("results/logs/") and p.name != ".gitignore":
+                files[rel] = (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return files
+
+
+@dataclass(frozen=True)
+class Impact:
+    rewritten: frozenset[str]  # written by the run: in place or new
+    changed: frozenset[str]  # of those, the ones whose content differs (or new)
+    deleted: frozenset[str]
+    kept: frozenset[str]
+
+
+def impact(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> Impact:
+    return Impact(frozenset(f for f in after if before.get(f) != after[f]),
+                  frozenset(f for f in after if f not in before or before[f][1] != after[f][1]),
+                  frozenset(set(before) - set(after)), frozenset(f for f in after if before.get(f) == after[f]))
+
+
+def ok(out: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run([*GIT, *args], cwd=project, check=True, capture_output=True)
+
+
+def nothing_to_do(project: Path) -> bool:
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1"], project)
+    return "Nothing to be done" in out.stdout + out.stderr
+
+
+def dvc_clean(project: Path) -> bool:
+    out = ok(run([str(BIN / "dvc"), "status", "--json", "dvc.yaml"], project))
+    return json.loads(out.stdout or "{}") == {}
+
+
+def set_params(project: Path, **changes: object) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+    """The smoke preset as params.yaml, in a git repository, run to the end by Snakemake alone."""
+    project = copy_project(tmp_path_factory.mktemp("finished"), ptb_raw)
+    (project / "params.yaml").write_text((project / SMOKE).read_text())
+    shutil.copy2(REPO / ".gitignore", project / ".gitignore")  # results, prepared data, .snakemake: not in git
+    ok(run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project))
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "smoke")
+    ok(run([str(BIN / "snakemake"), "--cores", "2"], project, timeout=1800))
+    return project
+
+
+def clone_of(finished: Path, dest: Path) -> Path:
+    """A copy of the finished run with its files' times and Snakemake's records."""
+    shutil.copytree(finished, dest, symlinks=True)
+    return dest
+
+
+@pytest.mark.slow
+def test_dvc_repro_after_a_snakemake_run_adopts_it_and_rewrites_nothing(finished: Path, tmp_path: Path):
+    project = clone_of(finished, tmp_path / "p")
+    before = snapshot(project)
+    ok(run([str(BIN / "dvc"), "repro"], project, timeout=1200))
+    moved = impact(before, snapshot(project))
+    assert not moved.rewritten and not moved.deleted, sorted(moved.rewritten | moved.deleted)[:10]
+    assert "Data and pipelines are up to date" in ok(run([str(BIN / "dvc"), "repro"], project)).stdout
+    assert nothing_to_do(project) and dvc_clean(project)
+    assert versioned.bad_cache_objects(project / ".dvc" / "cache") == []
+
+
+@pytest.mark.slow
+def test_an_interrupted_dvc_repro_deletes_no_finished_output(finished: Path, tmp_path: Path):
+    project = clone_of(finished, tmp_path / "p")
+    before = snapshot(project)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    time.sleep(12)  # inside its stages: each asks Snakemake, which finds its work done
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    moved = impact(before, snapshot(project))
+    assert not moved.deleted and not moved.rewritten, sorted(moved.deleted | moved.rewritten)[:10]
+
+
+@pytest.mark.slow
+def test_a_run_made_with_another_config_file_is_not_recorded_as_params_yamls(finished: Path, tmp_path: Path):
+    project = clone_of(finished, tmp_path / "p")
+    ranking = project / "results" / "rounds" / "r00" / "ranking.csv"
+    own = ranking.read_text()
+    other = yaml.safe_load((project / "params.yaml").read_text())
+    other["search"]["ranker"] = "loss"
+    (project / "other.yaml").write_text(yaml.safe_dump(other))
+    ok(run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "other.yaml"], project, timeout=1200))
+    assert ranking.read_text() != own, "the other config ranks otherwise"
+    ok(run([str(BIN / "dvc"), "repro"], project, timeout=1200))
+    assert ranking.read_text() == own, "dvc repro recorded params.yaml's run, recomputed"
+    assert nothing_to_do(project) and dvc_clean(project)
+
+
+# --- what a change recomputes, under both engines -----------------------------------------------
+
+KEPT_BY_ALL = ("data/prepared/*",)
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    params: dict
+    edit: str | None = None  # a package source appended to
+    kept: tuple[str, ...] = ()  # patterns (fnmatch) of artifacts that must survive untouched
+    rewritten: tuple[str, ...] = ()  # artifacts that must be recomputed
+    new_dvc_yaml: bool = False  # the stages change: regenerate dvc.yaml first (as its header says)
+
+
+DENSE_AND_ROUND0 = ("results/dense/*", "results/dense-final/*", "results/rounds/r00/s*")
+EVERY_CHECKPOINT = "*/epoch-*.pt"
+CHANGES = [
+    Change("search.embedding: pca -> raw", {"search.embedding": "raw"},
+           kept=DENSE_AND_ROUND0, rewritten=("results/rounds/r00/ranking.csv",)),
+    Change("search.ranker: ls -> loss", {"search.ranker": "loss"},
+           kept=DENSE_AND_ROUND0, rewritten=("results/rounds/r00/ranking.csv",)),
+    Change("lyapunov.samples: 2 -> 3", {"lyapunov.samples": 3},
+           kept=("results/dense-final/*", "results/dense/epoch-*.pt", "results/rounds/r00/s*/train/*"),
+           rewritten=("results/dense/spectra.json", "results/rounds/r00/s00/spectra.json")),
+    Change("final.epochs: 3 -> 4", {"final.epochs": 4},
+           kept=("results/dense/*", "results/rounds/*"),
+           rewritten=("results/final/f00/epoch-004.pt", "results/final/selected.json")),
+    Change("report.correlation_candidates: 0 -> 1", {"report.correlation_candidates": 1}, new_dvc_yaml=True,
+           kept=("results/dense*", "results/rounds/*", "results/final/*"),
+           rewritten=("results/correlation/c00/summary.json", "results/report/summary.md")),
+    Change("an edit to lsh/report/figures.py", {}, edit="lsh/report/figures.py",
+           kept=("results/dense*", "results/rounds/*", "results/final/*", "results/correlation/*"),
+           rewritten=("results/report/summary.md",)),
+    Change("an edit to lsh/training/loop.py", {}, edit="lsh/training/loop.py", kept=(EVERY_CHECKPOINT,),
+           rewritten=("results/dense/summary.json", "results/rounds/r00/s00/train/summary.json")),
+]
+
+
+def superseded(deleted: frozenset[str], rewritten: frozenset[str]) -> bool:
+    """Deleted files are only checkpoints replaced by a later epoch's in their folder (`--keep last`)."""
+    return all(fnmatch(f, EVERY_CHECKPOINT) and any(
+        fnmatch(g, EVERY_CHECKPOINT) and Path(g).parent == Path(f).parent and g > f for g in rewritten) for f in deleted)
+
+
+def apply(change: Change, project: Path) -> None:
+    if change.params:
+        set_params(project, **change.params)
+    if change.edit:
+        with (project / change.edit).open("a") as f:
+            f.write(f"# {change.name}\n")
+    if change.new_dvc_yaml:
+        ok(run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project))
+
+
+def jobs_run(log: str) -> int:
+    """The jobs one Snakemake run executed, from its log."""
+    return sum(line.startswith(("rule ", "localrule ")) for line in log.splitlines())
+
+
+def table_rows(rows: list[tuple[str, int, Impact, Impact]]) -> str:
+    lines = ["| change | Snakemake jobs | files written (Snakemake / DVC) | of them changed or new | files kept "
+             "(Snakemake) | checkpoints kept |", "|---|---|---|---|---|---|"]
+    for name, jobs, s, d in rows:
+        pts = [f for f in s.kept | s.rewritten if f.endswith(".pt")]
+        kept_pts = sum(f in s.kept for f in pts)
+        lines.append(f"| {name} | {jobs} | {len(s.rewritten)} / {len(d.rewritten)} | {len(s.changed)} | {len(s.kept)} "
+                     f"| {kept_pts} of {len(pts)} |")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+def test_each_change_recomputes_the_same_artifacts_under_snakemake_and_dvc(finished: Path, tmp_path: Path):
+    """The same sequence of changes in two copies of one finished run: Snakemake in one, DVC (dvc repro,
+    and dvc exp run -S for the first) in the other. After each, both rewrote exactly the same files,
+    kept what the change does not touch, and both engines see the DVC copy as up to date."""
+    snake, dvc = clone_of(finished, tmp_path / "snakemake"), clone_of(finished, tmp_path / "dvc")
+    ok(run([str(BIN / "dvc"), "repro"], dvc, timeout=1200))  # adopt the run
+    rows = []
+    for i, change in enumerate(CHANGES):
+        moved, before = {}, {}
+        for engine, project in (("snakemake", snake), ("dvc", dvc)):
+            before[engine] = snapshot(project)
+            if engine == "dvc" and i == 0:
+                out = ok(run([str(BIN / "dvc"), "exp", "run", *(f"-S{k}={v}" for k, v in change.params.items())],
+                             project, timeout=1800))
+            else:
+                apply(change, project)
+                command = ["snakemake", "--cores", "2"] if engine == "snakemake" else ["dvc", "repro"]
+                out = ok(run([str(BIN / command[0]), *command[1:]], project, timeout=1800))
+            if engine == "snakemake":
+                jobs = jobs_run(out.stdout + out.stderr)
+            moved[engine] = impact(before[engine], snapshot(project))
+        s, d = moved["snakemake"], moved["dvc"]
+        # The same artifacts recomputed. Snakemake alone may also rewrite a file to the same content
+        # where DVC does not: in one invocation a job after a rerun job reruns whatever that job
+        # writes, while a DVC stage's Snakemake sees the previous stage's outputs and compares their
+        # content (pool.json after a retraining that ranks the same).
+        assert s.changed == d.changed, (change.name, sorted(s.changed ^ d.changed)[:10])
+        assert d.rewritten <= s.rewritten, (change.name, sorted(d.rewritten - s.rewritten)[:10])
+        assert s.deleted == d.deleted and superseded(s.deleted, s.rewritten), (change.name, sorted(s.deleted)[:10])
+        for pattern in (*KEPT_BY_ALL, *change.kept):
+            touched = sorted(f for f in s.rewritten | s.deleted | d.rewritten
+                             if fnmatch(f, pattern) and f in before["snakemake"])
+            assert not touched, (change.name, pattern, touched[:10])
+        for path in change.rewritten:
+            assert path in s.rewritten, (change.name, path)
+        assert nothing_to_do(dvc), change.name
+        assert dvc_clean(dvc), change.name
+        rows.append((change.name, jobs, s, d))
+    assert versioned.bad_cache_objects(dvc / ".dvc" / "cache") == [], "a cached file was changed in place"
+    text = table_rows(rows)
+    if os.environ.get("LSH_WRITE_CHANGE_TABLE"):
+        current = CHANGE_TABLE.read_text()
+        head, _, rest = current.partition("<!-- table -->\n")
+        _, _, tail = rest.partition("<!-- end -->\n")
+        CHANGE_TABLE.write_text(f"{head}<!-- table -->\n{text}<!-- end -->\n{tail}")
+    assert text in CHANGE_TABLE.read_text(), (
+        f"{CHANGE_TABLE} is not what this test measured: rerun it with LSH_WRITE_CHANGE_TABLE=1\n{text}")
+
+
+# --- a versioned run, pushed and pulled ----------------------------------------------------------
+
+
+def versioned(finished: Path, tmp_path: Path, remote: bool = True) -> Path:
+    """A copy of the finished run recorded by `dvc repro` and committed, with a directory remote."""
+    project = clone_of(finished, tmp_path / "p")
+    ok(run([str(BIN / "dvc"), "repro"], project, timeout=1200))
+    if remote:
+        ok(run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(tmp_path / "remote")], project))
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "the smoke run, versioned")
+    return project
+
+
+@pytest.mark.slow
+def test_a_pushed_run_pulled_into_another_clone_is_up_to_date_for_both_engines(finished: Path, tmp_path: Path):
+    project = versioned(finished, tmp_path)
+    ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "push"], project))
+
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
+    out = ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other, timeout=1200))
+    assert "up to date" in out.stdout
+    assert (other / "results" / "final" / "selected.json").read_text() == (project / "results" / "final" / "selected.json").read_text()
+    assert nothing_to_do(other) and dvc_clean(other)
+
+
+@pytest.mark.slow
+def test_pull_checks_out_an_earlier_commits_run_from_the_cache(finished: Path, tmp_path: Path):
+    project = versioned(finished, tmp_path)
+    ranking = project / "results" / "rounds" / "r00" / "ranking.csv"
+    first = ranking.read_text()
+    set_params(project, **{"search.ranker": "loss"})
+    ok(run([str(BIN / "dvc"), "repro"], project, timeout=1200))
+    assert ranking.read_text() != first
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "ranker loss")
+    git(project, "checkout", "-q", "HEAD~1")
+    ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], project, timeout=1200))
+    assert ranking.read_text() == first
+    assert nothing_to_do(project) and dvc_clean(project)
+
+
+@pytest.mark.slow
+def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touches_nothing(finished: Path, tmp_path: Path):
+    project = versioned(finished, tmp_path, remote=False)
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
+    out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "no default DVC remote" in out.stderr
+    assert not (other / "results").exists()
+
+    ok(run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(tmp_path / "remote")], project))
+    ok(run([str(BIN / "dvc"), "push", "dvc.yaml"], project))
+    damaged = next(p for p in sorted((tmp_path / "remote" / "files" / "md5").glob("*/*")) if not p.name.endswith(".dir"))
+    damaged.chmod(0o644)
+    damaged.write_bytes(damaged.read_bytes() + b"damage")
+    ok(run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(tmp_path / "remote")], other))
+    out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other, timeout=1200)
+    assert out.returncode == 2 and "do not match their hash" in out.stderr, out.stdout + out.stderr
+    assert not (other / "results").exists(), "nothing checked out"
+
+
+def test_every_rule_that_runs_lsh_takes_its_params_and_code_from_the_shared_table():
+    """The rules' params and the DVC stages' come from workflow/scripts/rule_reads.py: every rule
+    calling lsh_params names itself, and every rule of the table is a rule of the workflow."""
+    import re
+
+    named = {}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        rule = None
+        for line in smk.read_text().splitlines():
+            if m := re.match(r"rule (\w+):", line):
+                rule = m.group(1)
+            if m := re.search(r'lsh_params\("(\w+)"\)', line):
+                named[rule] = m.group(1)
+    assert named and all(rule == name for rule, name in named.items()), named
+    assert set(named) == set(rule_reads.RULES)
+
+
+def test_a_rules_code_is_the_import_closure_of_its_command(tmp_path: Path):
+    report = rule_reads.code_files(str(REPO), "lsh.stages.report")
+    train = rule_reads.code_files(str(REPO), "lsh.stages.train")
+    assert "lsh/report/figures.py" in report and "lsh/report/figures.py" not in train
+    assert "lsh/training/loop.py" in train and "lsh/training/loop.py" not in report
+    assert {"lsh/cli.py", "lsh/config.py", "lsh/params.schema.yaml"} <= set(report) & set(train)
+    project = copy_project(tmp_path)
+    before = rule_reads.code_hash(str(project), "lsh.stages.report")
+    with (project / "lsh" / "report" / "figures.py").open("a") as f:
+        f.write("# an edit\n")
+    rule_reads.code_hash.cache_clear()
+    assert rule_reads.code_hash(str(project), "lsh.stages.report") != before
+    assert rule_reads.code_hash(str(project), "lsh.stages.train") == rule_reads.code_hash(str(REPO), "lsh.stages.train")

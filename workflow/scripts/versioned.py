@@ -1,0 +1,135 @@
+"""Share a versioned run through a DVC remote: `make push` after a run, `make pull` to continue it
+elsewhere (another clone, another machine, or an earlier commit of this one).
+
+    python workflow/scripts/versioned.py push [--remote NAME]
+    python workflow/scripts/versioned.py pull [--remote NAME]
+
+push: the run must be recorded in dvc.lock first (`dvc repro`, which adopts a finished Snakemake
+run without recomputing), then its artifacts go to the remote.
+
+pull: fetch dvc.lock's artifacts into the cache, check every cached file against its hash, check
+them out (DVC refuses to overwrite a file that no cache holds), check that `dvc status` is clean,
+and only then mark the outputs up to date for Snakemake (`snakemake --touch`): a checkout writes
+files in no particular order, and Snakemake would otherwise rerun jobs whose inputs look newer.
+Any failure stops with one line, before Snakemake's view is touched.
+
+Only the main pipeline (dvc.yaml): the study's stages (workflow/study/dvc.yaml) are pulled with
+`dvc pull workflow/study/dvc.yaml` once they have run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+PIPELINE = "dvc.yaml"
+
+
+class Stop(Exception):
+    """One line for the user; nothing after the failed step was done."""
+
+
+def _run(*command: str, check: str | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run(command, capture_output=True, text=True)
+    if check and out.returncode:
+        lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+        raise Stop(f"{check}: {lines[-1] if lines else 'exit status ' + str(out.returncode)}")
+    return out
+
+
+def remote_args(name: str | None) -> list[str]:
+    """`-r NAME`, or nothing when DVC has a default remote; a clear stop when it has none."""
+    if name:
+        if name not in _run(str(BIN / "dvc"), "remote", "list").stdout.split():
+            raise Stop(f"no DVC remote named {name!r}: `dvc remote list` shows the configured ones")
+        return ["-r", name]
+    if _run(str(BIN / "dvc"), "remote", "default").returncode:  # exit status 1: "No default remote set"
+        raise Stop("no default DVC remote: add one with `dvc remote add -d <name> <url>` "
+                   "(docs/remote.md), or name one with REMOTE=<name>")
+    return []
+
+
+def bad_cache_objects(cache: Path) -> list[Path]:
+    """Cached files whose content does not hash to their name (DVC names objects by MD5)."""
+    bad = []
+    for path in sorted((cache / "files" / "md5").glob("*/*")):
+        if path.name.endswith(".unpacked") or not path.is_file():
+            continue
+        digest = hashlib.md5()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if path.parent.name + path.name.removesuffix(".dir") != digest.hexdigest():
+            bad.append(path)
+    return bad
+
+
+def status_clean() -> bool:
+    out = _run(str(BIN / "dvc"), "status", "--json", PIPELINE, check="dvc status failed")
+    return json.loads(out.stdout or "{}") == {}
+
+
+def push(remote: str | None) -> str:
+    where = remote_args(remote)
+    if not status_clean():
+        raise Stop("dvc.lock does not record the run as it is: run `dvc repro` first (it adopts a finished "
+                   "Snakemake run without recomputing), then push")
+    _run(str(BIN / "dvc"), "push", *where, PIPELINE, check="dvc push failed")
+    return "pushed the run's artifacts"
+
+
+def pull(remote: str | None) -> str:
+    where = remote_args(remote)
+    _run(str(BIN / "dvc"), "fetch", *where, PIPELINE, check="dvc fetch failed (nothing checked out)")
+    bad = bad_cache_objects(Path(_run(str(BIN / "dvc"), "cache", "dir").stdout.strip() or ".dvc/cache"))
+    if bad:
+        raise Stop(f"{len(bad)} cached file(s) do not match their hash, e.g. {bad[0]}: nothing checked out; "
+                   "remove them and pull again, or repair the remote")
+    _run(str(BIN / "dvc"), "checkout", PIPELINE, check="dvc checkout failed (Snakemake's view left as it is)")
+    if not status_clean():
+        raise Stop("after the checkout, `dvc status dvc.yaml` still lists changes: Snakemake's view left as it is")
+    # Snakemake's records of how the previous outputs were made (params, code) are not the pulled
+    # ones': dvc.lock vouches for these, so drop the records and mark the outputs current.
+    outs = [o["path"] for stage in _lock_stages().values() for o in stage.get("outs", [])]
+    cleaned = _run(str(BIN / "snakemake"), "--cleanup-metadata", *_files_under(outs), "--cores", "1")
+    if cleaned.returncode and "metadata was not present" not in cleaned.stderr + cleaned.stdout:
+        raise Stop("snakemake --cleanup-metadata failed: " + (cleaned.stderr.strip().splitlines() or ["?"])[-1])
+    # (files that no job declares, such as checkpoints, have no records: Snakemake lists them and fails)
+    _run(str(BIN / "snakemake"), "--touch", "--cores", "1", check="snakemake --touch failed")
+    return "pulled and checked out the run; Snakemake and DVC both see it up to date"
+
+
+def _lock_stages() -> dict:
+    import yaml
+
+    lock = Path("dvc.lock")
+    return (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
+
+
+def _files_under(paths: list[str]) -> list[str]:
+    files = []
+    for p in map(Path, paths):
+        files.extend(str(f) for f in (sorted(p.rglob("*")) if p.is_dir() else [p]) if f.is_file())
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["push", "pull"])
+    parser.add_argument("--remote", metavar="NAME", help="a configured DVC remote (default: the default remote)")
+    args = parser.parse_args(argv)
+    try:
+        print(f"make {args.action}: " + (push if args.action == "push" else pull)(args.remote))
+    except Stop as e:
+        print(f"make {args.action}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
