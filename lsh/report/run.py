@@ -98,7 +98,7 @@ def _offer_history(cand: Candidate, history: list[dict], source: str) -> None:
 
 def load_run(params: Params, results_dir: str | Path, dense: str | Path | None = None,
              compared: list[str | Path] = ()) -> Run:
-    """Everything the report needs from a run's results folder (see README, "The search"); `dense` is the
+    """Everything the report needs from a run's results folder (see docs/method.md, "The search"); `dense` is the
     dense reference's folder (default the run's own), `compared` the results folders of other runs
     of a comparison set (this run itself is left out of them)."""
     root = Path(results_dir)

@@ -132,7 +132,7 @@ def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, d
                    f"(report.correlation_candidates: {k}).")
         if run.plan.rounds:
             fix = ("The study answers this question with confidence intervals over a whole grid of configurations "
-                   "(`snakemake --cores all study`, the README's section The study, its results in docs/results/); "
+                   "(`snakemake --cores all study`, docs/study.md, its results in docs/results/); "
                    f"for this run's own points, raise report.correlation_candidates (up to search.n = {params.search.n}) "
                    "to train more round-0 candidates to final.epochs.")
         else:

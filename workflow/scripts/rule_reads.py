@@ -129,7 +129,7 @@ def code_files(root: str, module: str) -> tuple[str, ...]:
         lazy = name == "lsh.cli" or path.name == "__init__.py"
         todo.extend(_imports(base, name, path, follow_functions=not lazy))
     paths = {str(_module_file(base, m).relative_to(base)) for m in seen}
-    return tuple(sorted(paths | set(PACKAGE_DATA)))
+    return tuple(sorted(paths | {f for f in PACKAGE_DATA if (base / f).is_file()}))
 
 
 @lru_cache(maxsize=None)
