@@ -265,7 +265,7 @@ def test_each_change_recomputes_the_same_artifacts_under_snakemake_and_dvc(finis
 # --- a versioned run, pushed and pulled ----------------------------------------------------------
 
 
-def versioned(finished: Path, tmp_path: Path, remote: bool = True) -> Path:
+def versioned_copy(finished: Path, tmp_path: Path, remote: bool = True) -> Path:
     """A copy of the finished run recorded by `dvc repro` and committed, with a directory remote."""
     project = clone_of(finished, tmp_path / "p")
     ok(run([str(BIN / "dvc"), "repro"], project, timeout=1200))
@@ -278,7 +278,7 @@ def versioned(finished: Path, tmp_path: Path, remote: bool = True) -> Path:
 
 @pytest.mark.slow
 def test_a_pushed_run_pulled_into_another_clone_is_up_to_date_for_both_engines(finished: Path, tmp_path: Path):
-    project = versioned(finished, tmp_path)
+    project = versioned_copy(finished, tmp_path)
     ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "push"], project))
 
     other = tmp_path / "other"
@@ -291,7 +291,7 @@ def test_a_pushed_run_pulled_into_another_clone_is_up_to_date_for_both_engines(f
 
 @pytest.mark.slow
 def test_pull_checks_out_an_earlier_commits_run_from_the_cache(finished: Path, tmp_path: Path):
-    project = versioned(finished, tmp_path)
+    project = versioned_copy(finished, tmp_path)
     ranking = project / "results" / "rounds" / "r00" / "ranking.csv"
     first = ranking.read_text()
     set_params(project, **{"search.ranker": "loss"})
@@ -307,7 +307,7 @@ def test_pull_checks_out_an_earlier_commits_run_from_the_cache(finished: Path, t
 
 @pytest.mark.slow
 def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touches_nothing(finished: Path, tmp_path: Path):
-    project = versioned(finished, tmp_path, remote=False)
+    project = versioned_copy(finished, tmp_path, remote=False)
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
     out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other)
