@@ -96,10 +96,11 @@ def pull(remote: str | None) -> str:
     # Snakemake's records of how the previous outputs were made (params, code) are not the pulled
     # ones': dvc.lock vouches for these, so drop the records and mark the outputs current.
     outs = [o["path"] for stage in _lock_stages().values() for o in stage.get("outs", [])]
+    # Files that no job declares (checkpoints) have no records: Snakemake cleans the others, then
+    # lists those and exits 1, which is no failure here.
     cleaned = _run(str(BIN / "snakemake"), "--cleanup-metadata", *_files_under(outs), "--cores", "1")
     if cleaned.returncode and "metadata was not present" not in cleaned.stderr + cleaned.stdout:
         raise Stop("snakemake --cleanup-metadata failed: " + (cleaned.stderr.strip().splitlines() or ["?"])[-1])
-    # (files that no job declares, such as checkpoints, have no records: Snakemake lists them and fails)
     _run(str(BIN / "snakemake"), "--touch", "--cores", "1", check="snakemake --touch failed")
     return "pulled and checked out the run; Snakemake and DVC both see it up to date"
 
