@@ -67,4 +67,5 @@ pull: setup
 	$(BIN)/python workflow/scripts/versioned.py pull $(if $(REMOTE),--remote $(REMOTE))
 
 lint: setup
+	$(BIN)/ruff check
 	$(BIN)/snakemake --lint

@@ -12,6 +12,10 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# The first page of `snakemake --report`: the selected configuration against the dense model, then the figures
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 

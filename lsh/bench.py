@@ -16,6 +16,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,10 +25,13 @@ from torch import nn
 
 from lsh import sparse as sparse_training
 from lsh import training
-from lsh.config import Params, TrainConfig
+from lsh.config import LyapunovConfig, ModelParams, Params, TrainConfig
 from lsh.data import Corpus
 from lsh.device import float32_precision, resolve_device
 from lsh.models import LanguageModel, ModelConfig, build_model, check_fits
+
+if TYPE_CHECKING:  # imported where used: lsh.lyapunov is not needed to benchmark training
+    from lsh.lyapunov import Tangent
 
 # Model sizes measured: the demo's own model and the paper's 2 x 1500 LSTM.
 PAPER_LSTM = {"type": "lstm", "emb": 1500, "hidden": 1500, "layers": 2, "depth": 1, "tied": False}
@@ -69,18 +73,11 @@ def _interleaved(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return {name: statistics.median(values) for name, values in results.items()}
 
 
-def bench_train_size(params: Params, model_params: dict, steps: int, repeats: int) -> dict:
-    """tokens/s of the bare loop and of the Trainer (SGD and averaging phases) for one model size."""
-    model = dataclasses.replace(params.model, **model_params)
+def _train_runs(params: Params, init: LanguageModel, corpus: Corpus,
+                device: torch.device) -> dict[str, Callable[[], float]]:
+    """The loops measured, each on its own copy of `init` (so none trains another's weights): the bare loop,
+    the Trainer in its SGD and averaging phases and, with the params' sparse section, the sparse Trainer."""
     cfg = params.train
-    device = resolve_device(cfg.device, "train.device")
-    vocab = 10_000
-    corpus = _synthetic_corpus((steps * cfg.bptt + 1) * cfg.batch_size, vocab, params.seed)
-    config = ModelConfig.from_params(model, vocab)
-    check_fits(config, cfg.batch_size, cfg.bptt, device)
-    torch.manual_seed(params.seed)
-    init = build_model(config).to(device)
-
     bare_model = copy.deepcopy(init)
     data = training.batchify(corpus.train, cfg.batch_size, device)
 
@@ -103,13 +100,15 @@ def bench_train_size(params: Params, model_params: dict, steps: int, repeats: in
     if params.sparse.density < 1:  # the params' candidate, at the run's density
         sparse = trainer(False, True)
         runs["sparse"] = lambda: sparse.train_epoch(progress=False)[1]
-    for run in runs.values():  # warm-up: allocator, kernels, caches
-        run()
-    medians = _interleaved(runs, repeats)
-    n_params = sum(p.numel() for p in init.parameters())
+    return runs
+
+
+def _train_record(model: ModelParams, init: LanguageModel, vocab: int, cfg: TrainConfig, steps: int, repeats: int,
+                  medians: dict[str, float]) -> dict:
+    """One size's figures: the medians (tokens/s) and the Trainer's cost over the bare loop."""
     out = {
         "model": {k: getattr(model, k) for k in ("type", "emb", "hidden", "layers", "depth", "tied")},
-        "parameters": n_params,
+        "parameters": sum(p.numel() for p in init.parameters()),
         "vocab": vocab,
         "batch_size": cfg.batch_size,
         "bptt": cfg.bptt,
@@ -125,6 +124,23 @@ def bench_train_size(params: Params, model_params: dict, steps: int, repeats: in
         out["sparse_over_dense"] = round(medians["sparse"] / medians["dense"], 4)
         out["sparse_over_bare"] = round(medians["sparse"] / medians["bare"], 4)
     return out
+
+
+def bench_train_size(params: Params, model_params: dict, steps: int, repeats: int) -> dict:
+    """tokens/s of the bare loop and of the Trainer (SGD and averaging phases) for one model size."""
+    model = dataclasses.replace(params.model, **model_params)
+    cfg = params.train
+    device = resolve_device(cfg.device, "train.device")
+    vocab = 10_000
+    corpus = _synthetic_corpus((steps * cfg.bptt + 1) * cfg.batch_size, vocab, params.seed)
+    config = ModelConfig.from_params(model, vocab)
+    check_fits(config, cfg.batch_size, cfg.bptt, device)
+    torch.manual_seed(params.seed)
+    init = build_model(config).to(device)
+    runs = _train_runs(params, init, corpus, device)
+    for run in runs.values():  # warm-up: allocator, kernels, caches
+        run()
+    return _train_record(model, init, vocab, cfg, steps, repeats, _interleaved(runs, repeats))
 
 
 def bench_train(params: Params, *, demo_steps: int = 40, paper_steps: int | None = None, repeats: int = 5,
@@ -233,7 +249,7 @@ class _FloorTangent:
         return q.clone()
 
 
-def spectrum_floor(tangent, k: int, steps: int, qr_every: int, dtype: torch.dtype,
+def spectrum_floor(tangent: Tangent, k: int, steps: int, qr_every: int, dtype: torch.dtype,
                    device: torch.device) -> Callable[[], object]:
     """The linear algebra a spectrum cannot skip: `steps` steps of the QR loop with the J Q products
     (same count and shapes) and QR factorisations of `tangent`, on random matrices."""
@@ -241,6 +257,49 @@ def spectrum_floor(tangent, k: int, steps: int, qr_every: int, dtype: torch.dtyp
 
     floor = _FloorTangent(tangent, k, dtype, device)
     return lambda: qr_loop(floor, 0, steps, k, qr_every, dtype, device)
+
+
+def _spectrum_inputs(model_params: dict, ly: LyapunovConfig, seed: int,
+                     device: torch.device) -> tuple[LanguageModel, torch.Tensor]:
+    """The model at this size and random token ids [warmup + T, K] on `device`: speed does not depend
+    on the text."""
+    vocab = 10_000
+    model = _spectrum_model(model_params, vocab, seed)
+    rng = np.random.default_rng(seed)
+    tokens = torch.from_numpy(rng.integers(0, vocab, size=(ly.warmup + ly.steps, ly.samples), dtype=np.int64))
+    return model, tokens.to(device)
+
+
+def _model_spectrum_call(model: LanguageModel, tokens: torch.Tensor, ly: LyapunovConfig,
+                         device: torch.device) -> Callable[..., Callable[[], object]]:
+    """spectrum(**extra) -> a call of model_spectrum with the params' lyapunov settings, `extra` overriding."""
+    from lsh import lyapunov
+
+    kwargs = dict(warmup=ly.warmup, exponents=ly.exponents, state=ly.state, log_base=ly.log_base, dtype=ly.dtype,
+                  qr_every=ly.qr_every, device=device, min_exponent=ly.min_exponent)
+
+    def spectrum(**extra) -> Callable[[], object]:
+        return lambda: lyapunov.model_spectrum(model, tokens, **{**kwargs, **extra})
+
+    return spectrum
+
+
+def _timings(medians: dict[str, float]) -> dict:
+    """The medians in seconds (4 significant digits) and the analytic path over its floor."""
+    out = {f"{name}_s": float(f"{v:.4g}") for name, v in medians.items()}
+    out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
+    return out
+
+
+def _methods_agree(spectrum: Callable[..., Callable[[], object]], medians: dict[str, float]) -> dict:
+    """With the same settings the two methods compute the same quantity: their spectra agree; and the
+    autograd paths' cost over the analytic one."""
+    out = {"max_abs_diff_analytic_autograd": float((spectrum(method="analytic")() - spectrum(method="autograd")())
+                                                   .abs().max()),
+           "ratio_autograd_over_analytic": round(medians["autograd"] / medians["analytic"], 3)}
+    if "autograd_blocks" in medians:
+        out["ratio_autograd_blocks_over_analytic"] = round(medians["autograd_blocks"] / medians["analytic"], 3)
+    return out
 
 
 def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, compare: bool = True,
@@ -255,24 +314,15 @@ def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, com
     ly = params.lyapunov
     device = resolve_device(ly.device, "lyapunov.device")
     dtype = lyapunov.resolve_dtype(ly.dtype)
-    K, T, W = ly.samples, ly.steps, ly.warmup
-    vocab = 10_000
-    model = _spectrum_model(model_params, vocab, params.seed)
-    rng = np.random.default_rng(params.seed)
-    tokens = torch.from_numpy(rng.integers(0, vocab, size=(W + T, K), dtype=np.int64)).to(device)
-    kwargs = dict(warmup=W, exponents=ly.exponents, state=ly.state, log_base=ly.log_base, dtype=ly.dtype,
-                  qr_every=ly.qr_every, device=device, min_exponent=ly.min_exponent)
-
-    def spectrum(**extra) -> Callable[[], object]:
-        return lambda: lyapunov.model_spectrum(model, tokens, **{**kwargs, **extra})
-
+    model, tokens = _spectrum_inputs(model_params, ly, params.seed, device)
+    spectrum = _model_spectrum_call(model, tokens, ly, device)
     k = ly.exponents or lyapunov.state_size(model, ly.state)
     per_layer = lyapunov.uses_per_layer(model, ly.state, k)
     xs = model.embed(tokens.cpu()).to(device=device, dtype=dtype)
     tangent, _ = lyapunov.make_tangent(model, xs, state=ly.state, method="analytic", exponents=ly.exponents)
     runs = {
         "analytic": _timed(spectrum(method="analytic"), device),
-        "floor": _timed(spectrum_floor(tangent, k, T, ly.qr_every, dtype, device), device),
+        "floor": _timed(spectrum_floor(tangent, k, ly.steps, ly.qr_every, dtype, device), device),
     }
     if compare:
         # the generic path knows nothing of the LSTM's layers: full Jacobian, one basis
@@ -285,35 +335,50 @@ def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, com
         for run in runs.values():  # warm-up: allocator, kernels, caches
             run()
     medians = _interleaved(runs, repeats)
-    out = {
-        "model": {k_: model_params[k_] for k_ in ("type", "emb", "hidden", "layers", "depth")},
-        "hidden": model_params["hidden"],
-        "layers": model_params["layers"],
-        "samples": K,
-        "steps": T,
-        "warmup": W,
-        "exponents": k,
-        "state": ly.state,
-        "dtype": ly.dtype,
-        "qr_every": ly.qr_every,
-        "per_layer": per_layer,
-        "repeats": repeats,
-    }
-    out.update({f"{name}_s": float(f"{v:.4g}") for name, v in medians.items()})  # 4 significant digits
-    out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
-    if compare:
-        # with the same settings the two methods compute the same quantity: their spectra agree
-        a = spectrum(method="analytic")()
-        b = spectrum(method="autograd")()
-        out["max_abs_diff_analytic_autograd"] = float((a - b).abs().max())
-        out["ratio_autograd_over_analytic"] = round(medians["autograd"] / medians["analytic"], 3)
-        if "autograd_blocks" in medians:
-            out["ratio_autograd_blocks_over_analytic"] = round(medians["autograd_blocks"] / medians["analytic"], 3)
-    return out
+    out = {"model": {k_: model_params[k_] for k_ in ("type", "emb", "hidden", "layers", "depth")},
+           "hidden": model_params["hidden"], "layers": model_params["layers"], "samples": ly.samples,
+           "steps": ly.steps, "warmup": ly.warmup, "exponents": k, "state": ly.state, "dtype": ly.dtype,
+           "qr_every": ly.qr_every, "per_layer": per_layer, "repeats": repeats, **_timings(medians)}
+    return {**out, **_methods_agree(spectrum, medians)} if compare else out
 
 
 # torch.nn cells measured beside the LSTM language model (module_spectrum): name -> (class, keyword arguments)
 CELLS = {"gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
+
+
+def _cell_inputs(params: Params, cell: str, model_params: dict, device: torch.device,
+                 dtype: torch.dtype) -> tuple[nn.Module, torch.Tensor]:
+    """The torch.nn cell at this size (eval mode) and standard normal inputs [warmup + T, K, emb]."""
+    ly, emb = params.lyapunov, model_params["emb"]
+    name, extra = CELLS[cell]
+    torch.manual_seed(params.seed)
+    module = getattr(nn, name)(emb, model_params["hidden"], num_layers=model_params["layers"], **extra)
+    module = module.to(device).eval()
+    g = torch.Generator().manual_seed(params.seed)
+    xs = torch.randn(ly.warmup + ly.steps, ly.samples, emb, generator=g).to(device=device, dtype=dtype)
+    return module, xs
+
+
+def _cell_tangent(module: nn.Module, xs: torch.Tensor, method: str, blocks: bool, dtype: torch.dtype) -> Tangent:
+    """The tangent module_spectrum builds (autograd: on a copy in `dtype`), with per_layer chosen."""
+    from lsh.lyapunov import modules
+
+    net = copy.deepcopy(module).to(dtype=dtype).requires_grad_(False) if method == "autograd" else module
+    return modules.module_tangent(net, xs, method=method, per_layer=blocks)
+
+
+def _cell_loop(module: nn.Module, xs: torch.Tensor, method: str, blocks: bool, k: int, ly: LyapunovConfig,
+               dtype: torch.dtype, device: torch.device) -> Callable[[], object]:
+    """What module_spectrum runs, with per_layer chosen (module_spectrum itself chooses it)."""
+    from lsh import lyapunov
+    from lsh.lyapunov import modules
+
+    def run() -> object:
+        with torch.no_grad(), float32_precision(False), modules.plain_rnn_kernels(method == "autograd"):
+            tangent = _cell_tangent(module, xs, method, blocks, dtype)
+            return lyapunov.qr_loop(tangent, ly.warmup, ly.steps, k, ly.qr_every, dtype, device, ly.min_exponent)
+
+    return run
 
 
 def bench_cell_spectrum(params: Params, cell: str, model_params: dict, repeats: int) -> dict:
@@ -324,56 +389,35 @@ def bench_cell_spectrum(params: Params, cell: str, model_params: dict, repeats: 
     medians of `repeats` after one warm-up run each. Inputs: standard normal [warmup + T, K, emb].
     State h (the cells have no other); k = the params' exponents, capped at the state size."""
     from lsh import lyapunov
-    from lsh.lyapunov import modules
 
     ly = params.lyapunov
     device = resolve_device(ly.device, "lyapunov.device")
     dtype = lyapunov.resolve_dtype(ly.dtype)
-    K, T, W = ly.samples, ly.steps, ly.warmup
+    module, xs = _cell_inputs(params, cell, model_params, device, dtype)
     emb, H, n = model_params["emb"], model_params["hidden"], model_params["layers"]
-    name, extra = CELLS[cell]
-    torch.manual_seed(params.seed)
-    module = getattr(nn, name)(emb, H, num_layers=n, **extra).to(device).eval()
-    g = torch.Generator().manual_seed(params.seed)
-    xs = torch.randn(W + T, K, emb, generator=g).to(device=device, dtype=dtype)
     k = min(ly.exponents or n * H, n * H)
     per_layer = n > 1 and k == n * H  # module_spectrum's choice for state h
-    kwargs = dict(warmup=W, exponents=k, dtype=ly.dtype, qr_every=ly.qr_every, min_exponent=ly.min_exponent,
+    kwargs = dict(warmup=ly.warmup, exponents=k, dtype=ly.dtype, qr_every=ly.qr_every, min_exponent=ly.min_exponent,
                   log_base=ly.log_base)
 
     def spectrum(method: str) -> Callable[[], object]:
         return lambda: lyapunov.module_spectrum(module, xs, method=method, **kwargs)
 
-    def tangent(method: str, blocks: bool):
-        net = copy.deepcopy(module).to(dtype=dtype).requires_grad_(False) if method == "autograd" else module
-        return modules.module_tangent(net, xs, method=method, per_layer=blocks)
-
-    def loop(method: str, blocks: bool) -> Callable[[], object]:  # what module_spectrum runs, per_layer chosen
-        def run() -> object:
-            with torch.no_grad(), float32_precision(False), modules.plain_rnn_kernels(method == "autograd"):
-                return lyapunov.qr_loop(tangent(method, blocks), W, T, k, ly.qr_every, dtype, device, ly.min_exponent)
-        return run
-
+    tangent = _cell_tangent(module, xs, "analytic", per_layer, dtype)
+    floor = spectrum_floor(tangent, k, ly.steps, ly.qr_every, dtype, device)
     runs = {
         "analytic": _timed(spectrum("analytic"), device),
-        "floor": _timed(spectrum_floor(tangent("analytic", per_layer), k, T, ly.qr_every, dtype, device), device),
-        "autograd": _timed(loop("autograd", False), device),  # the generic path: full Jacobian, one basis
+        "floor": _timed(floor, device),
+        "autograd": _timed(_cell_loop(module, xs, "autograd", False, k, ly, dtype, device), device),  # full Jacobian
     }
     if per_layer:
         runs["autograd_blocks"] = _timed(spectrum("autograd"), device)  # method autograd: the same blocks
-        runs["analytic_full"] = _timed(loop("analytic", False), device)
+        runs["analytic_full"] = _timed(_cell_loop(module, xs, "analytic", False, k, ly, dtype, device), device)
     for run in runs.values():  # warm-up: allocator, kernels, caches
         run()
     medians = _interleaved(runs, repeats)
     out = {"model": {"type": cell, "emb": emb, "hidden": H, "layers": n}, "exponents": k, "per_layer": per_layer}
-    out.update({f"{key}_s": float(f"{v:.4g}") for key, v in medians.items()})
-    out["ratio_analytic_over_floor"] = round(medians["analytic"] / medians["floor"], 3)
-    # with the same settings the two methods compute the same quantity: their spectra agree
-    out["max_abs_diff_analytic_autograd"] = float((spectrum("analytic")() - spectrum("autograd")()).abs().max())
-    out["ratio_autograd_over_analytic"] = round(medians["autograd"] / medians["analytic"], 3)
-    if per_layer:
-        out["ratio_autograd_blocks_over_analytic"] = round(medians["autograd_blocks"] / medians["analytic"], 3)
-    return out
+    return {**out, **_timings(medians), **_methods_agree(spectrum, medians)}
 
 
 def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size: dict | None = None) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lsh import config, numerics
+from lsh import config, layout, numerics
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout
@@ -133,7 +133,7 @@ def cmd_spectrum(args: argparse.Namespace, params: Params) -> int:
     import dataclasses
 
     from lsh import files
-    from lsh.stages.spectra import checkpoint_spectrum
+    from lsh.spectra import checkpoint_spectrum
 
     _set_threads(args.threads)
     overrides = {k: v for k, v in (("method", args.method), ("samples", args.samples), ("steps", args.steps),
@@ -430,12 +430,14 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--out", required=True, metavar="DIR")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsh", description="LS-based hyperpruning of recurrent language models.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
+def _schema_choices(section: str, key: str) -> list:
+    """A params key's allowed values as the schema defines them: the one definition of the choices (the
+    library's tables are held equal to it), readable without importing torch before the numerics caps."""
+    return list(config.load_schema()["properties"][section]["properties"][key]["enum"])
 
+
+def _add_params_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """params, environment, prepare: the commands that train nothing."""
     p = sub.add_parser("params", parents=[common], help="print the validated params")
     p.set_defaults(func=cmd_params)
 
@@ -449,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default: data.prepared)")
     p.set_defaults(func=cmd_prepare)
 
+
+def _add_train_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", parents=[common], help="train the params' model (dense, or sparse with a sparse section)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: epoch-NNN.pt, metrics.jsonl, summary.json")
     p.add_argument("--epochs", required=True, type=EPOCHS, metavar="N", help="train until N epochs in total")
@@ -457,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out (nothing to do once it is at --epochs); another run's checkpoints are refused")
     p.add_argument("--restart", action="store_true",
                    help="delete the checkpoints in --out and start over (with --resume: only another run's)")
-    p.add_argument("--keep", choices=["all", "last"], default="all", help="checkpoints kept: every epoch, or the last and the best")
+    p.add_argument("--keep", choices=layout.KEEP, default="all", help="checkpoints kept: every epoch, or the last and the best")
     p.add_argument("--test", action="store_true", help="also compute the test perplexity at the end")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dense", action="store_true", help="ignore the params' sparse section: train the dense reference")
@@ -466,15 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also leave the spectra of the checkpoints beside them (the params' lyapunov settings)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_plan_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("plan", parents=[common], help="the search's rounds and budget, known before any training")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=cmd_plan)
 
+
+def _add_spectrum_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("spectrum", parents=[common], help="Lyapunov spectrum of a checkpoint (flags override the params' lyapunov section)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (its evaluation weights are used)")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON record to write")
     p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
-    p.add_argument("--method", choices=["analytic", "autograd"], help="Jacobians: analytic or torch.func")
+    p.add_argument("--method", choices=_schema_choices("lyapunov", "method"), help="Jacobians: analytic or torch.func")
     p.add_argument("--samples", type=_count(1, "--samples"), metavar="K", help="validation sequences")
     p.add_argument("--steps", type=_count(1, "--steps"), metavar="T", help="accumulated steps")
     p.add_argument("--warmup", type=_count(0, "--warmup"), metavar="W", help="warm-up steps")
@@ -482,16 +490,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_spectrum)
 
+
+def _add_bench_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", parents=[common], help="benchmarks behind the README's performance figures")
     p.add_argument("what", choices=["train", "spectrum", "numerics"],
                    help="what to measure (numerics: portable against native, a training epoch and a spectrum)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--repeats", type=_count(1, "--repeats"), default=5, metavar="N", help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to run both benchmarks (default: train.device and lyapunov.device)")
+    # one choice list for both benchmarks: train.device and lyapunov.device allow the same devices
+    p.add_argument("--device", choices=_schema_choices("train", "device"),
+                   help="where to run both benchmarks (default: train.device and lyapunov.device)")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_report_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", parents=[common], help="the run's report: tables and figures (results/report/)")
     p.add_argument("--results", default="results", metavar="DIR", help="the run's results folder (default: results)")
     p.add_argument("--out", default="results/report", metavar="DIR", help="report folder (default: results/report)")
@@ -499,12 +513,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs="*", default=[], metavar="DIR", help="results folders of runs to table beside this one")
     p.set_defaults(func=cmd_report)
 
+
+def _add_step_groups(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """search and study: commands whose steps are the workflow's rules."""
     p = sub.add_parser("search", help="the LSH search's steps (what the workflow rules call)")
     _search_steps(p, common)
 
     p = sub.add_parser("study", help="the evidence study's steps: the benchmark table and its report")
     _study_steps(p, common)
 
+
+def _add_replay_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("replay", parents=[common], help="replay every selection strategy study.repeats times on a table")
     p.add_argument("--table", required=True, metavar="DIR", help="the table's folder (table.csv, spectra.npz, table.json)")
     p.add_argument("--replays", required=True, metavar="FILE", help="every replay's outcome (CSV)")
@@ -512,6 +531,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_count(1, "--repeats"), metavar="R", help="override study.repeats")
     p.add_argument("--workers", type=THREADS, default=1, metavar="N", help="processes replaying in parallel")
     p.set_defaults(func=cmd_replay)
+
+
+# The commands in the order `lsh --help` lists them
+_COMMAND_GROUPS = (_add_params_commands, _add_train_command, _add_plan_command, _add_spectrum_command,
+                   _add_bench_command, _add_report_command, _add_step_groups, _add_replay_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; built for every call, so it imports nothing heavy (see numerics)."""
+    parser = argparse.ArgumentParser(prog="lsh", description="LS-based hyperpruning of recurrent language models.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+    for add in _COMMAND_GROUPS:
+        add(sub, common)
     return parser
 
 

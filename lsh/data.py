@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import logging
 import os
 import urllib.error
@@ -164,17 +163,8 @@ class Corpus:
         return len(self.vocab)
 
 
-def prepare(
-    raw_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    verify: bool = True,
-    allow_download: bool = True,
-    url: str = PTB_URL,
-    train_tokens: int | None = None,
-) -> dict:
-    """Turn the raw splits into arrays, vocabulary and meta; returns the meta."""
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+def _raw_files(raw_dir: Path, allow_download: bool, url: str) -> dict[str, Path]:
+    """Each split's raw file, the missing ones downloaded first when allowed (refused by name otherwise)."""
     found = find_raw(raw_dir)
     missing = [s for s, p in found.items() if p is None]
     if missing:
@@ -182,7 +172,12 @@ def prepare(
             raise DataError(_where_to_put(raw_dir, missing) + " (data.download is false)")
         download(raw_dir, url, missing)
         found = find_raw(raw_dir)
+    return found
 
+
+def _read_texts(found: dict[str, Path], verify: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Each split's text and the sha256 of its bytes, checked against the canonical PTB with `verify`:
+    another corpus passed off as PTB would give numbers that do not compare with the paper's."""
     texts, hashes = {}, {}
     for split, path in found.items():
         data = read_raw(path)
@@ -199,18 +194,38 @@ def prepare(
         except UnicodeDecodeError as e:
             raise DataError(f"{path}: not UTF-8 text ({e})") from None
         log.info("read %s (sha256 %s%s)", path, hashes[split][:12], ", verified" if verify else "")
+    return texts, hashes
 
+
+def _write_prepared(out_dir: Path, arrays: dict[str, np.ndarray], vocab: list[str], meta: dict) -> None:
+    """The arrays, the vocabulary and, after what it describes, meta.json."""
+    for split, ids in arrays.items():
+        files.write_npy(out_dir / f"{split}.npy", ids)
+        log.info("%s: %d tokens", split, len(ids))
+    files.write_text(out_dir / "vocab.txt", "".join(f"{w}\n" for w in vocab))
+    files.write_json(out_dir / "meta.json", meta)
+    log.info("vocabulary: %d types; wrote %s", len(vocab), out_dir)
+
+
+def prepare(
+    raw_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    verify: bool = True,
+    allow_download: bool = True,
+    url: str = PTB_URL,
+    train_tokens: int | None = None,
+) -> dict:
+    """Turn the raw splits into arrays, vocabulary and meta; returns the meta."""
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    found = _raw_files(raw_dir, allow_download, url)
+    texts, hashes = _read_texts(found, verify)
     lines = {split: tokenize(texts[split]) for split in SPLITS}
     vocab = build_vocab(lines["train"])
     arrays = {split: encode(lines[split], vocab, str(found[split])) for split in SPLITS}
     total_train = len(arrays["train"])
     if train_tokens is not None:
         arrays["train"] = arrays["train"][:train_tokens]
-
-    for split, ids in arrays.items():
-        files.write_npy(out_dir / f"{split}.npy", ids)
-        log.info("%s: %d tokens", split, len(ids))
-    files.write_text(out_dir / "vocab.txt", "".join(f"{w}\n" for w in vocab))
     meta = {
         "made_by": {"train_tokens": train_tokens},  # the data params that shape the arrays (see check_prepared)
         "tokens": {split: int(len(ids)) for split, ids in arrays.items()},
@@ -220,8 +235,7 @@ def prepare(
         "verified": verify,
         "files": {split: str(found[split]) for split in SPLITS},
     }
-    files.write_json(out_dir / "meta.json", meta)
-    log.info("vocabulary: %d types; wrote %s", len(vocab), out_dir)
+    _write_prepared(out_dir, arrays, vocab, meta)
     return meta
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-
 from lsh.errors import LshError
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 # File names inside a training folder and a round
 CHECKPOINT = "epoch-{epoch:03d}.pt"
+KEEP = ("all", "last")  # the checkpoints a training folder keeps: every epoch, or the last and the best
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CURVES = "curves.json"  # the same records as one JSON list: DVC plots cannot read JSON lines
@@ -45,7 +46,8 @@ SELECTED = "selected.json"
 RESOLVED_PARAMS = "resolved-params.yaml"
 ENVIRONMENT = "environment.json"
 CELL_ROWS = "rows.json"  # a table cell's epochs, recorded as they are trained
-TABLE_FILES = ("table.csv", "spectra.npz", "table.json")  # the benchmark table: rows, spectra, description
+TABLE_ROWS, TABLE_SPECTRA, TABLE_META = "table.csv", "spectra.npz", "table.json"  # the benchmark table
+TABLE_FILES = (TABLE_ROWS, TABLE_SPECTRA, TABLE_META)
 STUDY_REPORT_FILES = (  # the study's report: the verdict, then each part as Markdown, CSV and a figure
     "summary.md", "early_signals.md", "early_signals.csv", "early_signals_points.csv", "signals.png", "methods.md",
     "methods.csv", "methods.png", "anytime.png", "ls_options.md", "ls_options.csv", "schedules.md", "schedules.csv",

@@ -58,31 +58,30 @@ def _fail(where: str, expected: str, value: Any) -> RecordError:
     return RecordError(f"{where}: expected {expected}, found {_show(value)}")
 
 
-def check(value: Any, hint: Any, where: str) -> Any:
-    """`value` as the type `hint` describes it, or a RecordError naming `where`."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Annotated:
-        value = check(value, args[0], where)
-        for extra in args[1:]:
-            if callable(extra):
-                extra(value, where)
-        return value
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return check(value, option, where)
-            except RecordError as e:
-                errors.append(e)
-        raise errors[0] if len(errors) == 1 else _fail(where, " or ".join(_name(a) for a in args), value)
-    if origin is Literal:
-        if value not in args:
-            raise _fail(where, "one of " + ", ".join(map(str, args)), value)
-        return value
+def _check_annotated(value: Any, args: tuple, where: str) -> Any:
+    """Annotated[T, check, ...]: the value as T, then each callable's own check (a range, a pattern)."""
+    value = check(value, args[0], where)
+    for extra in args[1:]:
+        if callable(extra):
+            extra(value, where)
+    return value
+
+
+def _check_union(value: Any, args: tuple, where: str) -> Any:
+    """The first option the value fits; one option's own message when there is only one to name."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for option in (a for a in args if a is not type(None)):
+        try:
+            return check(value, option, where)
+        except RecordError as e:
+            errors.append(e)
+    raise errors[0] if len(errors) == 1 else _fail(where, " or ".join(_name(a) for a in args), value)
+
+
+def _check_scalar(value: Any, hint: type, where: str) -> Any:
+    """bool, int, float (finite unless a Measure) or str; JSON's true is not a number here."""
     if hint is bool:
         if not isinstance(value, bool):
             raise _fail(where, "true or false", value)
@@ -91,28 +90,54 @@ def check(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(where, "a whole number", value)
         return value
-    if hint in (float, Measure):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(where, "a number", value)
-        if hint is float and not math.isfinite(value):
-            raise _fail(where, "a finite number", value)
-        return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise _fail(where, "text", value)
         return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, "a number", value)
+    if hint is float and not math.isfinite(value):
+        raise _fail(where, "a finite number", value)
+    return float(value)
+
+
+def _check_dict(value: Any, args: tuple, where: str) -> dict:
+    """A JSON object; for dict[K, V] each key and value checked, a value's place named by its key."""
+    if not isinstance(value, dict):
+        raise _fail(where, "an object", value)
+    if not args:
+        return value
+    return {check(k, args[0], f"{where} key"): check(v, args[1], f"{where}.{k}") for k, v in value.items()}
+
+
+def _check_list(value: Any, origin: type, args: tuple, where: str) -> list | tuple:
+    """A JSON list, as a list or (for a tuple hint) a tuple, each item checked."""
+    if not isinstance(value, list):
+        raise _fail(where, "a list", value)
+    item = args[0] if args else Any
+    checked = [check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(checked) if origin is tuple else checked
+
+
+def check(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the type `hint` describes it, or a RecordError naming `where`."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        return _check_annotated(value, args, where)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        return _check_union(value, args, where)
+    if origin is Literal:
+        if value not in args:
+            raise _fail(where, "one of " + ", ".join(map(str, args)), value)
+        return value
+    if hint in (bool, int, float, Measure, str):
+        return _check_scalar(value, hint, where)
     if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise _fail(where, "an object", value)
-        if not args:
-            return value
-        return {check(k, args[0], f"{where} key"): check(v, args[1], f"{where}.{k}") for k, v in value.items()}
+        return _check_dict(value, args, where)
     if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise _fail(where, "a list", value)
-        item = args[0] if args else Any
-        checked = [check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(checked) if origin is tuple else checked
+        return _check_list(value, origin, args, where)
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)
     raise TypeError(f"no check for {hint!r}")  # a record with a field type this module does not know

@@ -6,7 +6,6 @@ import importlib.util
 import json
 
 import pytest
-
 from conftest import REPO, run_lsh
 
 spec = importlib.util.spec_from_file_location("check", REPO / "benchmarks" / "check.py")

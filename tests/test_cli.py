@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import subprocess
@@ -11,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, run_lsh
 
 from lsh.cli import build_parser
-
-from conftest import REPO, run_lsh
 
 
 def test_python_dash_m_lsh_runs_the_same_command_line():
@@ -461,3 +461,43 @@ def test_a_broken_file_or_impossible_value_is_one_short_message_naming_it(finish
     assert named.replace("{ws}", ws) in err, err
     assert "Traceback" not in err and len(err) < 1500, err
     assert len([line for line in err.splitlines() if line.strip()]) <= 2, err
+
+
+# -----------------------------------------------------------------------------
+# Choices: the command line offers what the library has, from the one definition
+
+
+def _choices(parser: argparse.ArgumentParser, command: str = "") -> dict[str, list]:
+    """Every option's choices in the parser, by command and option: {"spectrum --method": [...]}."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(_choices(sub, f"{command} {name}".strip()))
+        elif action.choices is not None:
+            found[f"{command} {(action.option_strings or [action.dest])[0]}"] = list(action.choices)
+    return found
+
+
+def test_the_command_lines_choices_are_the_librarys_tables():
+    from lsh import config, device, layout, lyapunov
+
+    choices = _choices(build_parser())
+    assert choices["spectrum --method"] == list(lyapunov.METHODS)
+    assert choices["train --keep"] == list(layout.KEEP)
+    assert choices["bench --device"] == list(device.DEVICES)
+    # --device sets both benchmarks' devices: one list serves both keys
+    assert config.load_schema()["properties"]["lyapunov"]["properties"]["device"]["enum"] == list(device.DEVICES)
+
+
+def test_the_command_lines_choices_follow_the_schema_not_a_typed_copy(monkeypatch):
+    """A choice list typed into the parser would drift from the library: the parser reads the schema's
+    (torch-free; tests/test_config.py holds the library's tables equal to it), so changing it changes them."""
+    from lsh import config
+
+    schema = copy.deepcopy(config.load_schema())
+    for section, key in (("lyapunov", "method"), ("train", "device")):
+        schema["properties"][section]["properties"][key]["enum"].append("added")
+    monkeypatch.setattr(config, "load_schema", lambda: schema)
+    choices = _choices(build_parser())
+    assert choices["spectrum --method"][-1] == "added" and choices["bench --device"][-1] == "added"

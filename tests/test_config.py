@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from lsh import config
-
-from conftest import REPO
 
 PRESETS = [REPO / "params.yaml", *sorted((REPO / "workflow" / "presets").glob("*.yaml"))]
 
@@ -256,6 +255,13 @@ def test_every_schema_choice_has_its_function_and_no_more():
     assert enum("lyapunov", "state") == set(lyapunov.STATES)
     assert enum("lyapunov", "layout") == set(lyapunov.LAYOUTS)
     assert enum("lyapunov", "dtype") == set(lyapunov.DTYPES)
+    from lsh.search.ranking import AGES, RANKERS
+    from lsh.study import cells, table
+
+    assert enum("search", "ranker") == set(RANKERS)
+    assert enum("search", "age") == set(AGES)
+    assert enum("study", "space") == set(cells.SPACES)
+    assert set(table.LAYOUTS) == set(lyapunov.LAYOUTS), "the study reads spectra in the layouts lyapunov makes"
 
 
 def test_params_become_frozen_sections_with_the_decay_resolved(params):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BIN, REPO, SMOKE, copy_project, run
 
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))

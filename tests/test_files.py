@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_lsh
 
 from lsh import files
 from lsh.errors import LshError
-
-from conftest import REPO, run_lsh
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 

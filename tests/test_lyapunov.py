@@ -11,16 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, run_lsh
 
 from lsh import bench, config, data, lyapunov, training
 from lsh.config import LyapunovConfig, Params
 from lsh.device import resolve_device
-from lsh.stages.slot import dense_spec
-from lsh.stages.spectra import checkpoint_spectrum
 from lsh.errors import LshError
 from lsh.models import ModelConfig, build_model
-
-from conftest import REPO, run_lsh
+from lsh.spectra import checkpoint_spectrum
+from lsh.training import dense_spec
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 F64 = dict(dtype="float64", device="cpu")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
 import lsh
@@ -17,8 +18,6 @@ from lsh.config import Params
 from lsh.errors import LshError
 from lsh.lyapunov.modules import module_tangent
 from lsh.models import ModelConfig, build_model
-
-from conftest import REPO
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -93,7 +92,7 @@ def test_gru_and_rnn_analytic_jacobians_equal_autograd_of_the_modules_forward(ki
     step = flat_step(module)
     for i in range(K):
         h_i = h[:, i].reshape(-1)
-        reference = torch.autograd.functional.jacobian(lambda z: step(z[None], xs[T - 1, i : i + 1])[0], h_i)
+        reference = torch.autograd.functional.jacobian(lambda z, i=i: step(z[None], xs[T - 1, i : i + 1])[0], h_i)
         torch.testing.assert_close(analytic[i], reference, rtol=0, atol=1e-10)
     if kind == "rnn_relu":  # the check bites on the relu mask: some units are off
         assert bool((analytic.abs().sum(-1) == 0).any())
@@ -117,7 +116,8 @@ def test_gru_without_biases_matches_autograd():
         _, h = module(xs[:4])
     step = flat_step(module)
     for i in range(2):
-        reference = torch.autograd.functional.jacobian(lambda z: step(z[None], xs[4, i : i + 1])[0], h[:, i].reshape(-1))
+        reference = torch.autograd.functional.jacobian(lambda z, i=i: step(z[None], xs[4, i : i + 1])[0],
+                                                       h[:, i].reshape(-1))
         torch.testing.assert_close(analytic[i], reference, rtol=0, atol=1e-10)
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import BIN, REPO, SMOKE, synthetic_corpus
+
 from lsh import numerics
-from lsh.config import load_params, Params
+from lsh.config import Params, load_params
 from lsh.errors import LshError
 from lsh.training import load_checkpoint, save_checkpoint
 from lsh.training.run import RunSpec, train

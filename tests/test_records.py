@@ -12,9 +12,7 @@ import pytest
 
 from lsh import records
 from lsh.errors import LshError
-from lsh.records import (
-    Epoch, Pool, PoolEntry, Proposals, RankingRow, Selection, Spectra, Summary, Tried,
-)
+from lsh.records import Epoch, Pool, Proposals, RankingRow, Selection, Spectra, Summary
 
 CONFIG = {"init": "ER", "death": "SET", "growth": "random", "redistribution": "none", "death_rate": 0.8}
 SPECTRUM = {"exponents": [-0.1, -0.5], "layouts": {"blocks": [-0.1, -0.5], "sorted": [-0.1, -0.5]}, "clipped": 0,

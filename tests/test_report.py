@@ -10,18 +10,17 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 import yaml
+from conftest import BIN, SMOKE, copy_project, run
 from scipy import stats
 
 from lsh import config
 from lsh.config import Params
 from lsh.report.correlation import MIN_CORRELATION, distance_table, final_perplexities
 from lsh.report.figures import ls_curve_candidates
-from lsh.report.run import load_run, method_name
+from lsh.report.run import load_run
 from lsh.report.tables import parse_markdown_table
 from lsh.search.schedule import plan
 from lsh.stages.report import build_report, report_files
-
-from conftest import BIN, SMOKE, copy_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -209,12 +208,6 @@ def test_compared_runs_get_table1_rows_and_this_run_is_not_repeated(smoke: dict,
     assert table.loc["loss-TPE", "wall_seconds"] == 12.5
 
 
-def test_method_names_follow_ranker_proposer_and_mode():
-    assert method_name({"mode": "lsh", "ranker": "ls", "proposer": "tpe"}) == "LSH-TPE"
-    assert method_name({"mode": "lsh", "ranker": "loss", "proposer": "atpe"}) == "loss-ATPE"
-    assert method_name({"mode": "full", "ranker": "loss", "proposer": "grid"}) == "full-training-GRID"
-
-
 def test_snakemake_report_embeds_the_figures_and_tables(smoke: dict):
     out = run([str(BIN / "snakemake"), "all", "report", "--report", "results/report.html", "--configfile", "smoke6.yaml"],
               smoke["project"])
@@ -224,6 +217,12 @@ def test_snakemake_report_embeds_the_figures_and_tables(smoke: dict):
                  "correlation.png", "table1.csv", "budget.md"):
         assert name in html, name
     assert "Lyapunov spectra" in html, "the captions are in"
+    # the first page (the Snakefile's `report:`): the selection against the dense model, links to the figures
+    sel = smoke["selected"]
+    assert "Selected configuration" in html and f"Candidate <strong>{sel['candidate']}</strong>" in html
+    assert f"<td>selected {sel['candidate']}</td>" in html and f"<td>{sel['test_ppl']:.2f}</td>" in html
+    assert "<td>dense reference</td>" in html
+    assert "showResultInfo('results/report/perplexity_curves.png')" in html
 
 
 def test_the_summary_lists_the_diverged_candidates_and_an_unselected_run(smoke: dict, tmp_path: Path):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
-
-import dataclasses
+from conftest import run_lsh
 
 from lsh.config import DeathRateRange, Params, SearchConfig, SpaceConfig
+from lsh.errors import LshError
 from lsh.layout import Layout
 from lsh.records import Pool, PoolEntry, Spectra
 from lsh.search import proposers, ranking
@@ -18,9 +19,6 @@ from lsh.search.proposers import propose
 from lsh.search.schedule import Plan, plan
 from lsh.stages import pool as stage_pool
 from lsh.stages.select import select
-from lsh.errors import LshError
-
-from conftest import run_lsh
 
 
 def schedule(n: int, e0: int = 3, ei: int = 3, eliminate: float = 0.5, insert: float = 0.25, final_pool: int = 2) -> Plan:
@@ -97,9 +95,9 @@ def test_plan_table_is_printed_by_default():
 # Ranking on synthetic spectra whose answer is known
 
 import numpy as np  # noqa: E402
+from conftest import REPO  # noqa: E402
 
 from lsh import config  # noqa: E402
-from conftest import REPO  # noqa: E402
 
 
 def synthetic_spectra(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BIN, SMOKE, copy_project, run
 from slurm.cluster import Cluster, available
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, SYNTHETIC_VOCAB, synthetic_corpus
 
 from lsh import config, sparse, training
 from lsh.config import Params
 from lsh.models import ModelConfig, build_model
-from lsh.stages.slot import candidate_spec
-
-from conftest import REPO, SYNTHETIC_VOCAB, synthetic_corpus
+from lsh.training import candidate_spec
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 VOCAB = SYNTHETIC_VOCAB

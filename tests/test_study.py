@@ -14,19 +14,21 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BIN, REPO, SMOKE, copy_project, run, run_lsh
 from scipy import stats
 
-from conftest import BIN, REPO, SMOKE, copy_project, run, run_lsh
 from lsh import config, data
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT_FILES
+from lsh.report.study import alternatives_words, ties_words
 from lsh.search.schedule import plan
-from lsh.stages.study import alternatives_words, replay_all, study_strategies, ties_words, write_study
+from lsh.stages.study import replay_all, write_study
 from lsh.study.cells import DENSE, cell_ids, table_configs
-from lsh.study.replay import Strategy, lsh_budget, replay
+from lsh.study.replay import replay
 from lsh.study.signals import signal_points, signal_table
 from lsh.study.statistics import coefficient_with_interval, summarise_methods, top_quarter_recall
+from lsh.study.strategies import Strategy, lsh_budget, study_strategies
 from lsh.study.table import CELL_FIELDS, COLUMNS, LAYOUTS, Table
 
 SMALL_SPACE = {"init": ["uniform", "ER"], "death": ["magnitude", "SET"], "growth": ["random"],
@@ -70,7 +72,6 @@ def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1, 
     meta = {"space": kind, "seeds": [params.seed + k for k in range(seeds)], "final_epochs": params.final_epochs,
             "configs": [[cid, c] for cid, c in configs]}
     table = Table(pd.DataFrame(rows, columns=list(COLUMNS)), {"blocks": spectra, "sorted": np.sort(spectra)[:, ::-1]}, meta)
-    table.index()
     return table
 
 
@@ -142,22 +143,22 @@ def test_every_strategy_spends_the_budget_it_claims():
     assert (the_plan.total_candidate_epochs, the_plan.last_epoch, budget) == (10, 2, 10 + 2 * 3)
     spent = set()
     for ranker, proposer in (("ls", "grid"), ("loss", "tpe")):
-        strategy = Strategy(ranker, "lsh", dataclasses.replace(search, ranker=ranker, proposer=proposer))
+        strategy = Strategy(kind="lsh", search=dataclasses.replace(search, ranker=ranker, proposer=proposer))
         for outcome in replay(table, strategy, params.space, repeats=6, base_seed=params.seed):
             assert 10 + 2 * 2 <= outcome.candidate_epochs <= budget and len(outcome.incumbent) == outcome.candidate_epochs
             spent.add(outcome.candidate_epochs)
     assert spent == {14, 15}, "a newcomer among the finalists trains from e0, a survivor from epoch 2"
     for strategy, expected in (
-        (Strategy("random", "random", search, budget=budget), budget // table.final_epochs * table.final_epochs),
-        (Strategy("full", "full", dataclasses.replace(search, mode="full", proposer="rand")), 6 * table.final_epochs),
-        (Strategy("i-Epoch", "iepoch", dataclasses.replace(search, proposer="rand")), 6 * 1 + 2 * (4 - 1)),
+        (Strategy(kind="random", search=search, budget=budget), budget // table.final_epochs * table.final_epochs),
+        (Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="rand")), 6 * table.final_epochs),
+        (Strategy(kind="iepoch", search=dataclasses.replace(search, proposer="rand")), 6 * 1 + 2 * (4 - 1)),
     ):
         for outcome in replay(table, strategy, params.space, repeats=3, base_seed=params.seed):
             assert outcome.candidate_epochs == expected == len(outcome.incumbent), strategy
             assert outcome.config in dict(table.configs), strategy
     for pruner in ("hyperband", "successive_halving"):  # up to the budget; short of it only once the
         for startup in (None, 1):  # sampler keeps proposing configurations it has trained (not paid again)
-            strategy = Strategy("optuna", "optuna", search, pruner=pruner, budget=budget, startup=startup)
+            strategy = Strategy(kind="optuna", search=search, pruner=pruner, budget=budget, startup=startup)
             for outcome in replay(table, strategy, params.space, repeats=3, base_seed=params.seed):
                 assert 0 < outcome.candidate_epochs <= budget and len(outcome.incumbent) == outcome.candidate_epochs
                 assert outcome.config in dict(table.configs), strategy
@@ -169,7 +170,7 @@ def test_optuna_never_pays_twice_for_an_epoch_of_a_configuration_it_trained():
     params = small_params()
     table = synthetic_table(params)
     search = dataclasses.replace(params.search, n=6)
-    strategy = Strategy("optuna", "optuna", search, pruner="hyperband", budget=1000, startup=1)
+    strategy = Strategy(kind="optuna", search=search, pruner="hyperband", budget=1000, startup=1)
     for outcome in replay(table, strategy, params.space, repeats=2, base_seed=params.seed):
         assert outcome.candidate_epochs <= len(table.configs) * table.final_epochs
 
@@ -178,7 +179,7 @@ def test_i_epoch_keeps_the_best_by_validation_loss_at_epoch_i_and_trains_them_to
     params = small_params()
     table = synthetic_table(params)
     search = dataclasses.replace(params.search, n=8, proposer="grid", e0=2, final_pool=3)
-    outcome = replay(table, Strategy("i-Epoch", "iepoch", search), params.space, 1, params.seed)[0]
+    outcome = replay(table, Strategy(kind="iepoch", search=search), params.space, 1, params.seed)[0]
     seed = table.seeds[0]
     at_two = sorted((table.losses(cid, seed)[2] if table.losses(cid, seed)[2] is not None else math.inf, i, cid)
                     for i, (cid, _) in enumerate(table.configs))
@@ -195,11 +196,11 @@ def test_the_incumbent_after_the_last_candidate_epoch_is_the_selection():
     search = dataclasses.replace(params.search, n=6)
     budget = lsh_budget(search, table.final_epochs)
     for strategy in (
-        Strategy("LSH", "lsh", dataclasses.replace(search, proposer="tpe")),
-        Strategy("loss", "lsh", dataclasses.replace(search, ranker="loss", proposer="grid")),
-        Strategy("optuna", "optuna", search, pruner="hyperband", budget=budget),
-        Strategy("random", "random", search, budget=budget),
-        Strategy("full", "full", dataclasses.replace(search, mode="full", proposer="rand")),
+        Strategy(kind="lsh", search=dataclasses.replace(search, proposer="tpe")),
+        Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss", proposer="grid")),
+        Strategy(kind="optuna", search=search, pruner="hyperband", budget=budget),
+        Strategy(kind="random", search=search, budget=budget),
+        Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="rand")),
     ):
         for outcome in replay(table, strategy, params.space, repeats=4, base_seed=params.seed):
             assert outcome.config is not None, strategy.name
@@ -212,7 +213,7 @@ def test_a_replay_proposes_only_the_tables_configurations():
     table = synthetic_table(params)
     for proposer in ("tpe", "atpe", "rand"):
         search = dataclasses.replace(params.search, proposer=proposer, n=4)
-        for outcome in replay(table, Strategy(proposer, "lsh", search), params.space, repeats=4, base_seed=5):
+        for outcome in replay(table, Strategy(kind="lsh", search=search), params.space, repeats=4, base_seed=5):
             assert outcome.config in dict(table.configs)  # table.config_id raised otherwise
 
 
@@ -220,7 +221,7 @@ def test_the_ls_replay_ranks_by_the_spectrum():
     params = small_params()
     table = synthetic_table(params)
     search = dataclasses.replace(params.search, ranker="ls", n=8)
-    outcome = replay(table, Strategy("ls", "lsh", search), params.space, repeats=1, base_seed=params.seed)[0]
+    outcome = replay(table, Strategy(kind="lsh", search=search), params.space, repeats=1, base_seed=params.seed)[0]
     first = [outcome.candidates[c] for c in outcome.rounds[0]]
     assert sorted(first) == [cid for cid, _ in table.configs]
     assert first[:2] == ["g00", "g01"]  # the spectrum drifts from the dense one in proportion to a configuration's index
@@ -235,7 +236,7 @@ def test_the_loss_replays_rank_a_mixed_age_pool_by_their_signal_at_the_scored_ep
     table = synthetic_table(params)
     seed = params.seed
     search = dataclasses.replace(params.search, ranker=ranker, age=age, n=6, proposer="grid")
-    outcome = replay(table, Strategy(ranker, "lsh", search), params.space, repeats=1, base_seed=seed)[0]
+    outcome = replay(table, Strategy(kind="lsh", search=search), params.space, repeats=1, base_seed=seed)[0]
     dense = table.losses(DENSE, seed)
     survivors = set(outcome.rounds[0][:3])
 
@@ -254,7 +255,7 @@ def test_the_loss_replays_rank_a_mixed_age_pool_by_their_signal_at_the_scored_ep
 def test_replays_are_reproducible_and_repeats_draw_other_pools():
     params = small_params()
     table = synthetic_table(params)
-    strategy = Strategy("lsh", "lsh", dataclasses.replace(params.search, n=4))
+    strategy = Strategy(kind="lsh", search=dataclasses.replace(params.search, n=4))
     one = replay(table, strategy, params.space, repeats=4, base_seed=params.seed)
     assert one == replay(table, strategy, params.space, repeats=4, base_seed=params.seed)
     pools = {frozenset(o.candidates[c] for c in o.rounds[0]) for o in one}
@@ -268,10 +269,10 @@ def test_repeats_cycle_over_the_training_seeds_and_read_only_that_seeds_rows():
     table = synthetic_table(params, seeds=2)
     search = dataclasses.replace(params.search, n=6)
     budget = lsh_budget(search, table.final_epochs)
-    for strategy in (Strategy("lsh", "lsh", search), Strategy("loss", "lsh", dataclasses.replace(search, ranker="loss")),
-                     Strategy("optuna", "optuna", search, pruner="hyperband", budget=budget),
-                     Strategy("random", "random", search, budget=budget),
-                     Strategy("full", "full", dataclasses.replace(search, mode="full", proposer="rand"))):
+    for strategy in (Strategy(kind="lsh", search=search), Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss")),
+                     Strategy(kind="optuna", search=search, pruner="hyperband", budget=budget),
+                     Strategy(kind="random", search=search, budget=budget),
+                     Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="rand"))):
         outcomes = replay(table, strategy, params.space, repeats=4, base_seed=params.seed)
         assert [o.seed for o in outcomes] == [params.seed, params.seed + 1] * 2, strategy
         for o in outcomes:
@@ -295,7 +296,7 @@ def test_a_quantised_table_holds_every_death_rate_and_its_replays_propose_them()
     table = synthetic_table(params, kind="quantised")
     search = dataclasses.replace(params.search, n=6, proposer="tpe")
     seen = set()
-    for outcome in replay(table, Strategy("lsh", "lsh", search), params.space, repeats=4, base_seed=params.seed):
+    for outcome in replay(table, Strategy(kind="lsh", search=search), params.space, repeats=4, base_seed=params.seed):
         assert outcome.config in dict(table.configs)
         seen |= set(outcome.candidates.values())
     assert len({round(dict(table.configs)[cid]["death_rate"], 6) for cid in seen}) > 1, "death rates are searched"
@@ -324,7 +325,7 @@ def test_optuna_replays_are_reproducible_with_either_pruner():
     search = dataclasses.replace(params.search, n=6)
     budget = lsh_budget(search, table.final_epochs)
     for pruner in ("hyperband", "successive_halving"):
-        strategy = Strategy("optuna", "optuna", search, pruner=pruner, budget=budget)
+        strategy = Strategy(kind="optuna", search=search, pruner=pruner, budget=budget)
         runs = [replay(table, strategy, params.space, repeats=6, base_seed=params.seed) for _ in range(3)]
         assert runs[0] == runs[1] == runs[2], pruner
 
@@ -332,7 +333,7 @@ def test_optuna_replays_are_reproducible_with_either_pruner():
 def test_the_study_compares_every_method_at_every_pool_size():
     params = small_params()
     table = synthetic_table(params)
-    strategies = study_strategies(params, table)
+    strategies = study_strategies(params, table.final_epochs)
     methods = {s.name for group, s, n in strategies if group == "methods"}
     rankers = ("LSH", "loss", "loss-gap", "TSE")
     assert methods == {f"{r}-{p}" for r in rankers for p in ("grid", "tpe", "atpe", "rand")} | {
@@ -347,9 +348,9 @@ def test_the_study_compares_every_method_at_every_pool_size():
     assert (1, 1) in schedules and all(plan(dataclasses.replace(params.search, e0=a, ei=b)).last_epoch <= 4
                                        for a, b in schedules)
     with pytest.raises(Exception, match="study.pools: n = 2"):
-        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(2,))), table)
+        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(2,))), table.final_epochs)
     with pytest.raises(Exception, match="study.pools: n = 12 takes the search to epoch 5, past the table's final.epochs"):
-        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table)
+        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table.final_epochs)
 
 
 def test_the_summary_says_which_alternatives_beat_lsh_and_which_it_beats():
@@ -678,9 +679,9 @@ def test_a_one_configuration_table_is_refused(tmp_path):
 def write_cells(table: Table, folder) -> list:
     """The table as its cells' rows.json (what `lsh study cell` writes), in the table's row order."""
     paths = []
-    for (cid, seed), run in table.rows.groupby(["config", "seed"], sort=False):
+    for (cid, seed), cell in table.rows.groupby(["config", "seed"], sort=False):
         rows, spectra = {}, {}
-        for i, r in run.iterrows():
+        for i, r in cell.iterrows():
             rows[str(r["epoch"])] = {k: None if pd.isna(r[k]) else r[k] if k == "status" else
                                      int(r[k]) if k == "clipped" else float(r[k]) for k in CELL_FIELDS}
             spectra[str(r["epoch"])] = ({k: table.spectra[k][i].tolist() for k in LAYOUTS} if r["status"] == "ok"
@@ -883,7 +884,7 @@ def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round
     results = project / "results"
     table = Table.load(results / "study" / "table")
     assert [cid for cid, _ in table.configs] == cell_ids(params)[1:] and len(table.configs) == 8
-    outcome = replay(table, Strategy("LSH-grid", "lsh", params.search), params.space, repeats=1, base_seed=params.seed)[0]
+    outcome = replay(table, Strategy(kind="lsh", search=params.search), params.space, repeats=1, base_seed=params.seed)[0]
     for r in range(len(plan(params.search).rounds)):
         live = list(csv.DictReader(open(results / "rounds" / f"r{r:02d}" / "ranking.csv")))
         assert [row["candidate"] for row in live] == outcome.rounds[r], f"round {r}"
@@ -910,7 +911,7 @@ def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round
     fair = Params.from_dict(config.validate(raw))
     out = run([str(BIN / "snakemake"), "all", "--cores", "2", "--configfile", "common.yaml"], project, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    outcome = replay(table, Strategy("fair", "lsh", fair.search), fair.space, repeats=1, base_seed=fair.seed)[0]
+    outcome = replay(table, Strategy(kind="lsh", search=fair.search), fair.space, repeats=1, base_seed=fair.seed)[0]
     rankings = [list(csv.DictReader(open(project / "common" / "rounds" / f"r{r:02d}" / "ranking.csv")))
                 for r in range(len(plan(fair.search).rounds))]
     assert len({row["epoch"] for row in rankings[-1]}) > 1, "the last round mixes ages"
@@ -1135,7 +1136,7 @@ def test_the_report_gives_signals_per_seed_and_pooled_and_methods_over_training_
     assert text.startswith("# Methods\n") and "equal budget" not in text and "candidate-epochs" in text
     assert ("no interval over training seeds exists" in text) == (seeds == 1)
     assert ("interval over training seeds" in text) and "| seeds |" in text
-    assert headline["seeds"] == seeds and math.isfinite(headline["ls_spearman"])
+    assert headline["seeds"] == seeds and math.isfinite(headline["ls_spearman_value"])
     assert "labels alone" in (report / "summary.md").read_text()
 
 
@@ -1145,7 +1146,7 @@ def test_a_replay_records_the_dense_epochs_it_needs_its_finalists_age_and_the_ne
     search = dataclasses.replace(params.search, n=6, proposer="grid")  # round 0: 6 -> 3 (+1 new); round 1: 4 -> 2
     for ranker, needs_dense in (("ls", True), ("loss_gap", True), ("loss", False), ("tse", False)):
         for age in ("own", "common"):
-            strategy = Strategy(ranker, "lsh", dataclasses.replace(search, ranker=ranker, age=age))
+            strategy = Strategy(kind="lsh", search=dataclasses.replace(search, ranker=ranker, age=age))
             outcome = replay(table, strategy, params.space, repeats=1, base_seed=params.seed)[0]
             newcomer = set(outcome.rounds[1]) - set(outcome.rounds[0])
             assert len(newcomer) == 1, outcome.rounds
@@ -1162,7 +1163,7 @@ def test_a_replay_records_the_dense_epochs_it_needs_its_finalists_age_and_the_ne
 def lyapunov_strategy(params: Params, **kwargs) -> Strategy:
     search = dataclasses.replace(params.search, n=6)  # rounds at epochs 1 and 2: the pruner's rungs
     budget = kwargs.pop("budget", lsh_budget(search, params.final_epochs))
-    return Strategy("optuna-TPE-lyapunov", "optuna_ls", search, budget=budget, **{"startup": 1, **kwargs})
+    return Strategy(kind="optuna_ls", search=search, budget=budget, **{"startup": 1, **kwargs})
 
 
 def test_the_lyapunov_pruned_optuna_replay_spends_at_most_its_budget_and_compares_the_dense_epochs_of_its_rungs():

@@ -76,12 +76,12 @@ def _epoch_line(epoch: int, valid_ppl: float) -> dict:
 def test_a_calibration_of_the_cells_trained_so_far_says_it_is_partial_and_names_the_rest(tmp_path, ptb_small):
     import json
 
+    from conftest import SMOKE
+
     from lsh import config, layout
     from lsh.config import Params
     from lsh.stages.table import calibrate
     from lsh.study.cells import cell_ids
-
-    from conftest import SMOKE
 
     raw = config.load_params(SMOKE)
     raw["data"]["train_tokens"] = 12_000

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, run_lsh, synthetic_corpus
 
 from lsh import config, data, training
 from lsh.config import Params
-from lsh.models import ModelConfig, build_model
-from lsh.stages.slot import candidate_spec, dense_spec
-from lsh.training import RunSpec
 from lsh.errors import LshError
-
-from conftest import REPO, run_lsh, synthetic_corpus
+from lsh.models import ModelConfig, build_model
+from lsh.training import RunSpec, candidate_spec, dense_spec
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 

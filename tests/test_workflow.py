@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import BIN, REPO, SMOKE, copy_project, run
 
 from lsh import config, numerics
 from lsh.config import ModelParams, Params
@@ -21,8 +22,6 @@ from lsh.layout import Layout
 from lsh.search.schedule import plan
 from lsh.search.space import CONFIG_KEYS, config_key
 from lsh.stages import propose, rank
-
-from conftest import BIN, REPO, SMOKE, copy_project, run
 
 
 def test_snakemake_lint_is_clean():

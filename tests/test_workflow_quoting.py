@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BIN, REPO, SMOKE, copy_project, run
 
 from lsh import config
-
-from conftest import BIN, REPO, SMOKE, copy_project, run
 
 # A results folder with a space, a command substitution, a quote and non-ASCII letters: quoted, it is
 # one argument of every command; unquoted, the shell splits it and runs `touch INJECTED`.

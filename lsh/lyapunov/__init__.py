@@ -75,16 +75,32 @@ from lsh.config import LyapunovConfig
 from lsh.lyapunov.autograd import AutogradJacobian, spectrum_of_map
 from lsh.lyapunov.gru import GRUJacobian
 from lsh.lyapunov.lstm import LSTMJacobian
+from lsh.lyapunov.modules import module_spectrum
 from lsh.lyapunov.qr import (
-    DTYPES, LAYOUTS, MIN_EXPONENT, Spectrum, Tangent, finish, qr_loop, resolve_dtype, row_scaled_sum,
+    DTYPES,
+    LAYOUTS,
+    MIN_EXPONENT,
+    Spectrum,
+    Tangent,
+    finish,
+    qr_loop,
+    resolve_dtype,
+    row_scaled_sum,
 )
 from lsh.lyapunov.rhn import RHNJacobian
 from lsh.lyapunov.rnn import RNNJacobian
 from lsh.lyapunov.spectrum import (
-    METHODS, STATES, make_tangent, model_jacobian, model_spectra, model_spectrum, sample_offsets, state_size,
-    uses_per_layer, validation_tokens,
+    METHODS,
+    STATES,
+    make_tangent,
+    model_jacobian,
+    model_spectra,
+    model_spectrum,
+    sample_offsets,
+    state_size,
+    uses_per_layer,
+    validation_tokens,
 )
-from lsh.lyapunov.modules import module_spectrum
 
 __all__ = [
     "LyapunovConfig", "AutogradJacobian", "spectrum_of_map", "LSTMJacobian", "DTYPES", "LAYOUTS", "MIN_EXPONENT",

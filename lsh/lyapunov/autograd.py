@@ -53,7 +53,7 @@ class AutogradJacobian(Tangent):
         return [] if k == Lb else [((K, nb, Lb, Lb), (K, nb, Lb, k))]
 
 
-def _lstm_flat_step(model: LSTMLanguageModel, state: str) -> Callable:
+def lstm_flat_step(model: LSTMLanguageModel, state: str) -> Callable:
     """model.step on flat states: h [K, nH] (aux c [K, nH]) or hc [K, 2nH] (aux empty)."""
     n, H = model.config.layers, model.config.hidden
 

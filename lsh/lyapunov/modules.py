@@ -17,7 +17,16 @@ from lsh.lyapunov.autograd import AutogradJacobian
 from lsh.lyapunov.gru import GRUJacobian
 from lsh.lyapunov.lstm import LSTMJacobian
 from lsh.lyapunov.qr import (
-    LAYOUTS, MIN_EXPONENT, Tangent, check_choice, check_floor, check_int, exponent_count, finish, qr_loop, resolve_dtype,
+    LAYOUTS,
+    MIN_EXPONENT,
+    Tangent,
+    check_choice,
+    check_floor,
+    check_int,
+    exponent_count,
+    finish,
+    qr_loop,
+    resolve_dtype,
 )
 from lsh.lyapunov.qr import log_base as check_log_base
 from lsh.lyapunov.rnn import NONLINEARITIES, RNNJacobian
@@ -174,20 +183,57 @@ def _language_model_spectrum(model: LanguageModel, tokens: Tensor, h0: State, **
     return model_spectrum(model, tokens.reshape(tokens.shape[0], -1), device=device, **options)
 
 
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """module_spectrum's options, each checked before any work (a bad value is named by its argument,
+    not met mid-run), with the dtype resolved."""
+    check_choice("layout", options["layout"], LAYOUTS)
+    check_choice("method", options["method"], METHODS)
+    check_choice("state", options["state"], STATES)
+    check_log_base(options["log_base"], "log_base")
+    dtype = resolve_dtype(options["dtype"], "dtype")
+    check_floor(options["min_exponent"], "min_exponent")
+    check_int("qr_every", options["qr_every"], 1)
+    check_int("warmup", options["warmup"], 0)
+    return {**options, "dtype": dtype}
+
+
+def _module_qr(module: Module, inputs: Tensor, h0: State, options: dict[str, Any]) -> tuple[Tensor, Tensor, int]:
+    """The QR loop on a torch.nn module's tangent dynamics: (per-sample exponents, which met the floor,
+    blocks), for `finish`. The module runs in eval mode and gets its own mode back, whatever happens."""
+    state, method, warmup, dt = options["state"], options["method"], options["warmup"], options["dtype"]
+    kind = _kind(module)
+    if state != "h" and kind != "LSTM":
+        raise LshError(f"state = {state!r}: only an LSTM has a cell state; the {kind} has one state vector (use h)")
+    xs = _time_first(module, inputs)
+    T, K = xs.shape[:2]
+    steps = T - warmup
+    if steps < 1 or K < 1:
+        raise LshError(f"inputs: {T} steps of {K} samples leave no step after {warmup} warm-up steps")
+    n, H = module.num_layers, module.hidden_size
+    L = n * H * (2 if state == "hc" else 1)
+    k = exponent_count(options["exponents"], L, f"{kind}'s {state}", key="exponents", all_="None")
+    per_layer = n > 1 and state == "h" and k == L  # as the pipeline: the diagonal blocks give all exponents
+    device = next(module.parameters()).device
+    xs = xs.to(device=device, dtype=dt)
+    h0_ = _initial_state(module, h0, K, inputs.dim() == 2, dt, device)
+    was_training = module.training
+    module.eval()
+    try:
+        with float32_precision(False), plain_rnn_kernels(method == "autograd"):  # IEEE float32 on a GPU
+            net = copy.deepcopy(module).to(dtype=dt).requires_grad_(False) if method == "autograd" else module
+            tangent = module_tangent(net, xs, state=state, method=method, per_layer=per_layer, h0=h0_)
+            per_sample, floored = qr_loop(tangent, warmup, steps, k, options["qr_every"], dt, device,
+                                          options["min_exponent"])
+    finally:
+        module.train(was_training)
+    return per_sample, floored, tangent.blocks
+
+
 @torch.no_grad()
 def module_spectrum(
-    module: Union[Module, LanguageModel],
-    inputs: Tensor,
-    *,
-    exponents: Optional[int] = None,
-    warmup: int = 0,
-    qr_every: int = 1,
-    dtype: Union[str, torch.dtype] = "float64",
-    min_exponent: float = MIN_EXPONENT,
-    layout: str = "blocks",
-    state: str = "h",
-    method: str = "analytic",
-    log_base: Union[str, int] = "e",
+    module: Union[Module, LanguageModel], inputs: Tensor, *, exponents: Optional[int] = None, warmup: int = 0,
+    qr_every: int = 1, dtype: Union[str, torch.dtype] = "float64", min_exponent: float = MIN_EXPONENT,
+    layout: str = "blocks", state: str = "h", method: str = "analytic", log_base: Union[str, int] = "e",
     h0: State = None,
 ) -> Tensor:
     """The Lyapunov spectrum of a torch.nn.LSTM, GRU or RNN (tanh or relu; any number of layers;
@@ -217,40 +263,10 @@ def module_spectrum(
     An lsh.models language model is accepted as well, with token ids [T, K] (or [T]) as inputs:
     the pipeline's own spectrum of it (lsh.lyapunov.model_spectrum, on the model's device).
     """
-    check_choice("layout", layout, LAYOUTS)
-    check_choice("method", method, METHODS)
-    check_choice("state", state, STATES)
-    check_log_base(log_base, "log_base")
-    dt = resolve_dtype(dtype, "dtype")
-    check_floor(min_exponent, "min_exponent")
-    check_int("qr_every", qr_every, 1)
-    check_int("warmup", warmup, 0)
-    options = dict(exponents=exponents, warmup=warmup, qr_every=qr_every, dtype=dt, min_exponent=min_exponent,
-                   layout=layout, state=state, method=method, log_base=log_base)
+    options = _checked_options(dict(exponents=exponents, warmup=warmup, qr_every=qr_every, dtype=dtype,
+                                    min_exponent=min_exponent, layout=layout, state=state, method=method,
+                                    log_base=log_base))
     if isinstance(module, LanguageModel):
         return _language_model_spectrum(module, inputs, h0, **options)
-    kind = _kind(module)
-    if state != "h" and kind != "LSTM":
-        raise LshError(f"state = {state!r}: only an LSTM has a cell state; the {kind} has one state vector (use h)")
-    xs = _time_first(module, inputs)
-    T, K = xs.shape[:2]
-    steps = T - warmup
-    if steps < 1 or K < 1:
-        raise LshError(f"inputs: {T} steps of {K} samples leave no step after {warmup} warm-up steps")
-    n, H = module.num_layers, module.hidden_size
-    L = n * H * (2 if state == "hc" else 1)
-    k = exponent_count(exponents, L, f"{kind}'s {state}", key="exponents", all_="None")
-    per_layer = n > 1 and state == "h" and k == L  # as the pipeline: the diagonal blocks give all exponents
-    device = next(module.parameters()).device
-    xs = xs.to(device=device, dtype=dt)
-    h0_ = _initial_state(module, h0, K, inputs.dim() == 2, dt, device)
-    was_training = module.training
-    module.eval()
-    try:
-        with float32_precision(False), plain_rnn_kernels(method == "autograd"):  # IEEE float32 on a GPU
-            net = copy.deepcopy(module).to(dtype=dt).requires_grad_(False) if method == "autograd" else module
-            tangent = module_tangent(net, xs, state=state, method=method, per_layer=per_layer, h0=h0_)
-            per_sample, floored = qr_loop(tangent, warmup, steps, k, qr_every, dt, device, min_exponent)
-    finally:
-        module.train(was_training)
-    return finish(per_sample, floored, tangent.blocks, log_base)[layout]
+    per_sample, floored, blocks = _module_qr(module, inputs, h0, options)
+    return finish(per_sample, floored, blocks, log_base)[layout]

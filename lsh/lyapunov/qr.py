@@ -136,6 +136,18 @@ class Spectrum:
         return self.layouts[layout]
 
 
+def _columns_per_block(tangent: Tangent, k: int, qr_every: int, min_exponent: float) -> int:
+    """The loop's settings checked once, before the steps; the columns of each block's Q: k, or with
+    several blocks (all exponents) k / blocks."""
+    if not (isinstance(qr_every, int) and qr_every >= 1):
+        raise LshError(f"lyapunov.qr_every = {qr_every!r}: must be an integer >= 1")
+    check_floor(min_exponent)
+    if tangent.blocks > 1:
+        assert k == tangent.blocks * tangent.block_size, "per-block propagation gives all exponents only"
+        return tangent.block_size
+    return k
+
+
 def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dtype: torch.dtype,
             device: torch.device, min_exponent: float = MIN_EXPONENT) -> tuple[Tensor, Tensor]:
     """Per-sample exponents, unsorted, and which met the floor: ([K, k] float64 in natural log
@@ -147,13 +159,8 @@ def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dt
     without forming Q (householder_product) and then multiplying, about 30 % fewer flops per step.
     Each QR's log r is floored at `min_exponent` per step it covers (see the module docstring).
     """
-    if not (isinstance(qr_every, int) and qr_every >= 1):
-        raise LshError(f"lyapunov.qr_every = {qr_every!r}: must be an integer >= 1")
-    check_floor(min_exponent)
+    k = _columns_per_block(tangent, k, qr_every, min_exponent)
     K, nb, Lb = tangent.samples, tangent.blocks, tangent.block_size
-    if nb > 1:
-        assert k == nb * Lb, "per-block propagation gives all exponents only"
-        k = Lb
     factored = tangent.dense and k == Lb
     for t in range(warmup):
         tangent.advance(t)

@@ -12,10 +12,18 @@ from torch import Tensor
 
 from lsh.device import float32_precision, resolve_device
 from lsh.errors import LshError
-from lsh.lyapunov.autograd import AutogradJacobian, _lstm_flat_step
+from lsh.lyapunov.autograd import AutogradJacobian, lstm_flat_step
 from lsh.lyapunov.lstm import LSTMJacobian
 from lsh.lyapunov.qr import (
-    MIN_EXPONENT, Spectrum, Tangent, check_choice, check_int, exponent_count, finish, qr_loop, resolve_dtype,
+    MIN_EXPONENT,
+    Spectrum,
+    Tangent,
+    check_choice,
+    check_int,
+    exponent_count,
+    finish,
+    qr_loop,
+    resolve_dtype,
 )
 from lsh.lyapunov.rhn import RHNJacobian
 from lsh.models import LanguageModel, LSTMLanguageModel, RHNLanguageModel
@@ -56,7 +64,7 @@ def autograd_tangent(model: LanguageModel, xs: Tensor, state: str, per_layer: bo
     if isinstance(model, LSTMLanguageModel):
         aux = zeros.clone() if state == "h" else zeros[:, :0]
         blocks = model.config.layers if per_layer else 1
-        return AutogradJacobian(_lstm_flat_step(model, state), zeros, aux, xs, blocks)
+        return AutogradJacobian(lstm_flat_step(model, state), zeros, aux, xs, blocks)
     s0 = model.init_state(K)
     if not isinstance(s0, Tensor):
         raise LshError(f"method autograd: {type(model).__name__}'s state is not one tensor; wrap its step for spectrum_of_map")

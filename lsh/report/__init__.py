@@ -5,6 +5,7 @@
     correlation.py  distances over epochs, early measures against final perplexity
     figures.py      the paper's figures
     summary.py      summary.md and metrics.json
+    study.py        the study's Markdown and its verdict in words
 
-`lsh.stages.report` writes the files.
+`lsh.stages.report` and `lsh.stages.study` write the files.
 """

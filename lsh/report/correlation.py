@@ -11,7 +11,7 @@ import pandas as pd
 
 from lsh.lyapunov.qr import LAYOUTS
 from lsh.report.run import Candidate, Run
-from lsh.report.tables import _num
+from lsh.report.tables import number_or_nan
 from lsh.search.ranking import ls_distances
 
 MIN_CORRELATION = 5  # candidates with a final perplexity needed for the correlation study
@@ -27,7 +27,7 @@ def trajectory(cand: Candidate, upto: int, layout: str | None = None) -> np.ndar
     return np.array(points, dtype=float)
 
 
-def _complete_epochs(cand: Candidate, last: int) -> list[int]:
+def complete_epochs(cand: Candidate, last: int) -> list[int]:
     """Epochs E <= last for which the spectra of 0..E all exist (a candidate's trajectory so far)."""
     out = []
     for e in range(last + 1):
@@ -49,7 +49,7 @@ def distance_table(run: Run, layout: str | None = None) -> pd.DataFrame:
     search, seed = run.params.search, run.params.seed
     kw = dict(embedding=search.embedding, distance=search.distance, fit=search.pca_fit, seed=seed)
     last = len(dense) - 1
-    epochs = {c: _complete_epochs(cand, last) for c, cand in run.candidates.items()}
+    epochs = {c: complete_epochs(cand, last) for c, cand in run.candidates.items()}
     rows = []
     if search.pca_fit == "pool":
         for E in range(last + 1):
@@ -67,23 +67,14 @@ def distance_table(run: Run, layout: str | None = None) -> pd.DataFrame:
     return df.sort_values(["candidate", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def perplexity_table(run: Run) -> pd.DataFrame:
-    """Validation perplexity of every candidate per epoch, from its latest metrics.jsonl."""
-    rows = []
-    for c, cand in run.candidates.items():
-        for h in cand.history:
-            rows.append({"candidate": c, "epoch": int(h["epoch"]), "valid_ppl": _num(h.get("valid_ppl"))})
-    return pd.DataFrame(rows, columns=["candidate", "epoch", "valid_ppl"])
-
-
 def final_perplexities(run: Run) -> pd.DataFrame:
     """Candidates with a final (test) perplexity: finalists, then correlation candidates, one row per id."""
     rows = []
     for c, cand in run.candidates.items():
         for source, summary in (("final", cand.final), ("correlation", cand.correlation)):
-            if summary and summary.get("status") == "ok" and summary.get("test_ppl") is not None:
-                rows.append({"candidate": c, "source": source, "final_test_ppl": float(summary["test_ppl"]),
-                             "final_valid_ppl": _num(summary.get("best_valid_ppl"))})
+            if summary and summary.ok and summary.test_ppl is not None:
+                rows.append({"candidate": c, "source": source, "final_test_ppl": float(summary.test_ppl),
+                             "final_valid_ppl": number_or_nan(summary.best_valid_ppl)})
                 break  # a finalist's own final training wins over its correlation copy
     return pd.DataFrame(rows, columns=["candidate", "source", "final_test_ppl", "final_valid_ppl"])
 
@@ -105,7 +96,7 @@ def correlation_points(run: Run, distances: dict[str, pd.DataFrame], epochs: lis
     dist = {name: {(r.candidate, int(r.epoch)): r.distance for r in df.itertuples()} for name, df in distances.items()}
     rows = []
     for f in finals.itertuples():
-        ppl = {int(h["epoch"]): _num(h.get("valid_ppl")) for h in run.candidates[f.candidate].history}
+        ppl = {h.epoch: number_or_nan(h.valid_ppl) for h in run.candidates[f.candidate].history}
         for E in epochs:
             row = {"candidate": f.candidate, "source": f.source, "epoch": E}
             row.update({f"distance_{name}": dist.get(name, {}).get((f.candidate, E), math.nan) for name in LAYOUTS})

@@ -11,15 +11,17 @@ import numpy as np
 import pandas as pd
 
 from lsh import files
-from lsh.report.correlation import MEASURES, _complete_epochs, trajectory
+from lsh.records import Epoch
+from lsh.report.correlation import MEASURES, complete_epochs, trajectory
 from lsh.report.run import Candidate, Run
-from lsh.report.tables import _num
+from lsh.report.tables import number_or_nan
 from lsh.search.space import CONFIG_KEYS
 
 DPI = 120
 
 
-def _plt():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display), imported when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,11 +31,13 @@ def _plt():
 
 
 def save_figure(fig: Any, path: Path) -> None:
+    """The figure as a PNG, written atomically, then closed (a report draws many)."""
     files.atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight", dpi=DPI))
-    _plt().close(fig)
+    pyplot().close(fig)
 
 
 def config_label(config: dict) -> str:
+    """A configuration in a legend: its values in CONFIG_KEYS order."""
     parts = [str(config.get(k)) for k in CONFIG_KEYS if k in config]
     return ", ".join(parts)
 
@@ -73,7 +77,7 @@ def _exponent_axis(run: Run, ax: Any, n: int) -> str:
 
 def plot_ls_curves(run: Run, path: Path) -> None:
     """Paper Fig. 1A: spectra at epochs 0, 1 and the last compared epoch, one panel per epoch."""
-    plt = _plt()
+    plt = pyplot()
     last = len(run.dense_spectra) - 1
     epochs = sorted({e for e in (0, 1, last) if e <= last})
     picks = ls_curve_candidates(run)
@@ -119,7 +123,7 @@ def _survivor_styles(run: Run) -> dict[str, dict]:
     """Line styles of the final pool: a color and a legend entry each, the selected one thickest.
     A pool too large for a readable legend (a full-training run) keeps colors for the selected one only."""
     finalists = [c for c in run.candidates.values() if c.finalist]
-    selected_id = run.selected.get("candidate")
+    selected_id = run.selected.candidate
     styles, many, labelled = {}, len(finalists) > len(SURVIVOR_COLORS), False
     for i, cand in enumerate(finalists):
         selected = cand.id == selected_id
@@ -143,7 +147,7 @@ def plot_distance_curves(run: Run, distances: pd.DataFrame, path: Path) -> None:
     """Fig. 1B: distance to the dense reference over epochs, the final pool highlighted."""
     from matplotlib.lines import Line2D
 
-    plt = _plt()
+    plt = pyplot()
     styles = _survivor_styles(run)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for c, group in distances.groupby("candidate", sort=False):
@@ -175,16 +179,38 @@ def plot_distance_curves(run: Run, distances: pd.DataFrame, path: Path) -> None:
 
 def plot_perplexity_curves(run: Run, path: Path) -> None:
     """Fig. 1C: validation perplexity over epochs; the final pool highlighted, the dense reference in black."""
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import LogFormatter
-
-    plt = _plt()
-    styles = _survivor_styles(run)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    extended = _plot_candidate_perplexities(ax, run, _survivor_styles(run))
+    handles, labels = ax.get_legend_handles_labels()
+    _add_perplexity_legend_extras(ax, run, extended, handles, labels)
+    if run.rounds and run.plan.last_epoch > 0:
+        ax.axvline(run.plan.last_epoch, color="0.3", ls="-.", lw=0.8)
+        ax.text(run.plan.last_epoch, 0.98, " end of\n selection", transform=ax.get_xaxis_transform(),
+                fontsize=8, va="top", ha="left", color="0.3")
+    ax.legend(handles, labels, title="final pool" if run.rounds else "candidates", loc="upper left",
+              bbox_to_anchor=(1.02, 1), fontsize=8, title_fontsize=9, frameon=False)
+    _log_perplexity_axis(ax)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation perplexity (log scale)")
+    ax.set_title("Validation perplexity over training")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, which="both")
+    save_figure(fig, path)
+
+
+def _finite_perplexities(history: list[Epoch]) -> list[tuple[int, float]]:
+    """(epoch, validation perplexity) of the epochs that have a finite one."""
+    points = [(h.epoch, number_or_nan(h.valid_ppl)) for h in history]
+    return [(e, p) for e, p in points if math.isfinite(p)]
+
+
+def _plot_candidate_perplexities(ax: Any, run: Run, styles: dict[str, dict]) -> bool:
+    """Each candidate's curve: the final pool in its style, the others gray up to their elimination and
+    dotted beyond it where the correlation study trained them on (returns whether any was)."""
     extended = False
     for c, cand in run.candidates.items():
-        h = [(int(r["epoch"]), _num(r.get("valid_ppl"))) for r in cand.history]
-        h = [(e, p) for e, p in h if math.isfinite(p)]
+        h = _finite_perplexities(cand.history)
         if not h:
             continue
         e, p = map(np.array, zip(*h))
@@ -197,9 +223,14 @@ def plot_perplexity_curves(run: Run, path: Path) -> None:
                 first = max(int(np.argmax(~sel)) - 1, 0)
                 ax.plot(e[first:], p[first:], ls=":", **ELIMINATED)
                 extended = True
-    handles, labels = ax.get_legend_handles_labels()
-    dense = [(int(r["epoch"]), _num(r.get("valid_ppl"))) for r in run.dense_history]
-    dense = [(e, p) for e, p in dense if math.isfinite(p)]
+    return extended
+
+
+def _add_perplexity_legend_extras(ax: Any, run: Run, extended: bool, handles: list, labels: list) -> None:
+    """The dense reference's curve (first in the legend) and the legend entries of the gray lines."""
+    from matplotlib.lines import Line2D
+
+    dense = _finite_perplexities(run.dense_history)
     if dense:
         (line,) = ax.plot(*zip(*dense), color="black", lw=1.8, ls="--", zorder=5)
         handles.insert(0, line)
@@ -210,32 +241,26 @@ def plot_perplexity_curves(run: Run, path: Path) -> None:
     if extended:
         handles.append(Line2D([], [], ls=":", **ELIMINATED))
         labels.append("trained on for the correlation study")
-    if run.rounds and run.plan.last_epoch > 0:
-        ax.axvline(run.plan.last_epoch, color="0.3", ls="-.", lw=0.8)
-        ax.text(run.plan.last_epoch, 0.98, " end of\n selection", transform=ax.get_xaxis_transform(),
-                fontsize=8, va="top", ha="left", color="0.3")
-    ax.legend(handles, labels, title="final pool" if run.rounds else "candidates", loc="upper left",
-              bbox_to_anchor=(1.02, 1), fontsize=8, title_fontsize=9, frameon=False)
+
+
+def _log_perplexity_axis(ax: Any) -> None:
+    """A log y-axis labelled with plain numbers (1200, not 1.2 x 10^3)."""
+    from matplotlib.ticker import LogFormatter
+
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # 1200, not 1.2 x 10^3
+    ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
     ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.tick_params(axis="y", which="both", labelsize=9)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation perplexity (log scale)")
-    ax.set_title("Validation perplexity over training")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3, which="both")
-    save_figure(fig, path)
 
 
 def ls_space(run: Run) -> dict | None:
     """The dense and the selected candidate's trajectories in a 2-D PCA fit on both (epochs both have)."""
     from sklearn.decomposition import PCA
 
-    cand = run.candidates.get(run.selected.get("candidate") or "")
+    cand = run.candidates.get(run.selected.candidate or "")
     if cand is None or run.dense_spectra is None:
         return None
-    epochs = _complete_epochs(cand, len(run.dense_spectra) - 1)
+    epochs = complete_epochs(cand, len(run.dense_spectra) - 1)
     if not epochs:
         return None
     E = epochs[-1]
@@ -255,7 +280,7 @@ def plot_ls_space(run: Run, space: dict, path: Path) -> None:
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.lines import Line2D
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
     epochs = space["epochs"]
     t = np.linspace(0, 1, len(epochs)) if len(epochs) > 1 else np.zeros(1)
@@ -294,7 +319,7 @@ def plot_ls_space(run: Run, space: dict, path: Path) -> None:
 
 def placeholder_figure(path: Path, message: str) -> None:
     """A small figure that says why the real one is missing (the workflow's outputs are static)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 2.0))
     ax.axis("off")
     ax.text(0.5, 0.5, "\n".join(textwrap.wrap(message, 70)), ha="center", va="center", fontsize=10)
@@ -304,7 +329,7 @@ def placeholder_figure(path: Path, message: str) -> None:
 def plot_correlation(points: pd.DataFrame, table: pd.DataFrame, path: Path, missing: str | None = None) -> None:
     """Supplement Fig. 1: early distance in each layout (top rows) and early perplexity (bottom) against
     final perplexity."""
-    plt = _plt()
+    plt = pyplot()
     if missing:
         placeholder_figure(path, "No correlation figure: " + missing)
         return

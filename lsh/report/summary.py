@@ -7,30 +7,31 @@ from typing import Any
 
 import pandas as pd
 
+from lsh.records import Selection
 from lsh.report.run import Run
-from lsh.report.tables import _cell, _num, correlation_study_cost, dense_reference, markdown_table
+from lsh.report.tables import correlation_study_cost, dense_reference, format_cell, markdown_table, number_or_nan
 from lsh.search.space import CONFIG_KEYS
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
-    return _cell(_num(x) if isinstance(x, (int, float)) or x is None else x, digits)
+    return format_cell(number_or_nan(x) if isinstance(x, (int, float)) or x is None else x, digits)
 
 
 def metrics(run: Run, correlation: pd.DataFrame | None) -> dict:
     """A flat JSON of the run's final numbers, for `dvc metrics show`."""
-    sel, budget = run.selected, run.selected["budget"]
+    sel, budget = run.selected, run.selected.budget
     dense = dense_reference(run) or {}
     out: dict[str, Any] = {
-        "selected_valid_ppl": sel.get("valid_ppl"), "selected_test_ppl": sel.get("test_ppl"),
+        "selected_valid_ppl": sel.valid_ppl, "selected_test_ppl": sel.test_ppl,
         "dense_valid_ppl": _json(dense.get("valid_ppl")), "dense_test_ppl": _json(dense.get("test_ppl")),
-        "density": sel.get("density"),
-        "planned_selection_candidate_epochs": budget["planned_selection_candidate_epochs"],
-        "candidate_epochs_selection": budget["candidate_epochs"]["selection"],
-        "candidate_epochs_final": budget["candidate_epochs"]["final"],
-        "candidate_epochs_total": budget["total_candidate_epochs"],
-        "wall_seconds_total": budget["total_wall_seconds"],
+        "density": sel.density,
+        "planned_selection_candidate_epochs": budget.planned_selection_candidate_epochs,
+        "candidate_epochs_selection": budget.candidate_epochs["selection"],
+        "candidate_epochs_final": budget.candidate_epochs["final"],
+        "candidate_epochs_total": budget.total_candidate_epochs,
+        "wall_seconds_total": budget.total_wall_seconds,
     }
-    out.update({f"wall_seconds_{k}": v for k, v in budget["wall_seconds"].items()})
+    out.update({f"wall_seconds_{k}": v for k, v in budget.wall_seconds.items()})
     if correlation is not None:
         for row in correlation.itertuples():
             for coef in ("pearson", "spearman"):
@@ -45,51 +46,14 @@ def _json(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
-def summary_markdown(run: Run, budget: pd.DataFrame, seconds: pd.DataFrame, correlation: pd.DataFrame | None,
-                     notes: list[str], written: list[str]) -> str:
-    sel, p = run.selected, run.params
-    dense = dense_reference(run)
-    density = sel.get("density", p.sparse.density)
-    lines = [f"# Report: {run.method}", ""]
-    model = p.model
-    size = f"{model.layers} x {model.hidden}" if model.type == "lstm" else f"depth {model.depth}, {model.hidden} units"
-    lines += [f"Search mode `{sel.get('mode')}`, ranker `{sel.get('ranker')}`, proposer `{sel.get('proposer')}`; "
-              f"model {model.type.upper()} ({size}); density {density} (pruning ratio {1 - density:.2f}); "
-              f"seed {p.seed}.", ""]
-    lines += ["## Selected configuration", ""]
-    if sel.get("candidate"):
-        cfg = sel["config"]
-        lines += [f"Candidate **{sel['candidate']}**, best epoch {sel.get('best_epoch')} of {p.final_epochs}:", ""]
-        lines += ["| " + " | ".join(CONFIG_KEYS) + " |", "| " + " | ".join("---" for _ in CONFIG_KEYS) + " |",
-                  "| " + " | ".join(str(cfg.get(k)) for k in CONFIG_KEYS) + " |", ""]
-        rows = [("selected " + sel["candidate"], sel.get("valid_ppl"), sel.get("test_ppl"))]
-        if dense:
-            rows.append(("dense reference", dense["valid_ppl"], dense["test_ppl"]))
-            rows.append(("selected - dense", _diff(sel.get("valid_ppl"), dense["valid_ppl"]),
-                         _diff(sel.get("test_ppl"), dense["test_ppl"])))
-        lines += ["| model | validation perplexity | test perplexity |", "| --- | --- | --- |"]
-        lines += [f"| {name} | {_fmt(v)} | {_fmt(t)} |" for name, v, t in rows]
-        lines.append("")
-        if not dense:
-            lines += ["No dense reference trained to final.epochs in this run (dense-final/): nothing to compare with.", ""]
-    else:
-        lines += [f"No candidate was selected: {sel.get('status')}.", ""]
-    if sel.get("diverged"):
-        lines += ["## Diverged candidates", "",
-                  "Ranked last in their round and never selected while another candidate remained:", ""]
-        lines += [f"- {d['candidate']} ({d['where']}, epoch {d['epoch']}): {d.get('reason') or 'diverged'}"
-                  for d in sel["diverged"]]
-        lines.append("")
-    lines += ["## Budget", ""]
-    b = run.selected["budget"]
-    lines += [f"Candidate-epochs: selection {b['candidate_epochs']['selection']} "
-              f"(planned {b['planned_selection_candidate_epochs']}), final training {b['candidate_epochs']['final']}, "
-              f"total {b['total_candidate_epochs']}; per round in budget.md.", ""]
-    lines.append(markdown_table(seconds, digits={"wall_seconds": 3}, headers={"wall_seconds": "wall seconds"}))
-    cost = correlation_study_cost(run)
-    if cost[0]:
-        lines += [f"The correlation study (report only, not part of the search) trained {cost[0]} more "
-                  f"candidate-epochs in {cost[1]} s.", ""]
+def summary_markdown(run: Run, seconds: pd.DataFrame, correlation: pd.DataFrame | None, notes: list[str],
+                     written: list[str]) -> str:
+    """summary.md: what was searched, the selection against the dense reference, the budget, the
+    correlation, the environment, the files and the notes (why a part of the report is missing)."""
+    lines = _search_lines(run)
+    lines += _selection_lines(run, dense_reference(run))
+    lines += _diverged_lines(run.selected)
+    lines += _budget_lines(run, seconds)
     if correlation is not None and len(correlation):
         lines += ["## Correlation with final perplexity", ""]
         lines.append(markdown_table(correlation, digits={"pearson": 3, "spearman": 3}))
@@ -100,6 +64,63 @@ def summary_markdown(run: Run, budget: pd.DataFrame, seconds: pd.DataFrame, corr
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def _search_lines(run: Run) -> list[str]:
+    """The title and the search: mode, ranker, proposer, model, density, seed."""
+    sel, p, model = run.selected, run.params, run.params.model
+    size = f"{model.layers} x {model.hidden}" if model.type == "lstm" else f"depth {model.depth}, {model.hidden} units"
+    return [f"# Report: {run.method}", "",
+            f"Search mode `{sel.mode}`, ranker `{sel.ranker}`, proposer `{sel.proposer}`; "
+            f"model {model.type.upper()} ({size}); density {sel.density} (pruning ratio {1 - sel.density:.2f}); "
+            f"seed {p.seed}.", ""]
+
+
+def _selection_lines(run: Run, dense: dict | None) -> list[str]:
+    """The selected configuration and its perplexities against the dense reference's (or why there are none)."""
+    sel = run.selected
+    lines = ["## Selected configuration", ""]
+    if not sel.candidate:
+        return lines + [f"No candidate was selected: {sel.status}.", ""]
+    cfg = sel.config or {}
+    lines += [f"Candidate **{sel.candidate}**, best epoch {sel.best_epoch} of {run.params.final_epochs}:", ""]
+    lines += ["| " + " | ".join(CONFIG_KEYS) + " |", "| " + " | ".join("---" for _ in CONFIG_KEYS) + " |",
+              "| " + " | ".join(str(cfg.get(k)) for k in CONFIG_KEYS) + " |", ""]
+    rows = [("selected " + sel.candidate, sel.valid_ppl, sel.test_ppl)]
+    if dense:
+        rows.append(("dense reference", dense["valid_ppl"], dense["test_ppl"]))
+        rows.append(("selected - dense", _diff(sel.valid_ppl, dense["valid_ppl"]), _diff(sel.test_ppl, dense["test_ppl"])))
+    lines += ["| model | validation perplexity | test perplexity |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {_fmt(v)} | {_fmt(t)} |" for name, v, t in rows]
+    lines.append("")
+    if not dense:
+        lines += ["No dense reference trained to final.epochs in this run (dense-final/): nothing to compare with.", ""]
+    return lines
+
+
+def _diverged_lines(sel: Selection) -> list[str]:
+    """Every diverged candidate, where and why (nothing when none diverged)."""
+    if not sel.diverged:
+        return []
+    return (["## Diverged candidates", "",
+             "Ranked last in their round and never selected while another candidate remained:", ""]
+            + [f"- {d.candidate} ({d.where}, epoch {d.epoch}): {d.reason or 'diverged'}" for d in sel.diverged]
+            + [""])
+
+
+def _budget_lines(run: Run, seconds: pd.DataFrame) -> list[str]:
+    """Candidate-epochs spent against planned, wall seconds per stage, and the correlation study's extra cost."""
+    b = run.selected.budget
+    lines = ["## Budget", "",
+             f"Candidate-epochs: selection {b.candidate_epochs['selection']} "
+             f"(planned {b.planned_selection_candidate_epochs}), final training {b.candidate_epochs['final']}, "
+             f"total {b.total_candidate_epochs}; per round in budget.md.", ""]
+    lines.append(markdown_table(seconds, digits={"wall_seconds": 3}, headers={"wall_seconds": "wall seconds"}))
+    cost = correlation_study_cost(run)
+    if cost[0]:
+        lines += [f"The correlation study (report only, not part of the search) trained {cost[0]} more "
+                  f"candidate-epochs in {cost[1]} s.", ""]
+    return lines
 
 
 def environment_markdown(env: dict | None) -> list[str]:
@@ -121,7 +142,7 @@ def environment_markdown(env: dict | None) -> list[str]:
 
 
 def _diff(a: Any, b: Any) -> float:
-    return _num(a) - _num(b)
+    return number_or_nan(a) - number_or_nan(b)
 
 
 FILE_DESCRIPTIONS = {

@@ -4,41 +4,50 @@ and the wall seconds per stage, and Markdown without a tabulate dependency."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lsh import layout as names
-from lsh.report.run import Run, method_name, summary_dict
+from lsh import records
+from lsh.layout import Layout
+from lsh.records import Selection, Summary
+from lsh.report.run import Run, method_name
 
 
-def _num(x: Any) -> float:
-    """A JSON number (or null) as a float, NaN for null."""
+def number_or_nan(x: Any) -> float:
+    """A JSON number (or null) as a float, NaN for null: a missing value stays visible as NaN in a table."""
     return float(x) if x is not None else math.nan
 
 
-def _budget_numbers(selected: dict) -> tuple[float, float]:
-    budget = selected.get("budget") or {}
-    return _num(budget.get("total_candidate_epochs")), _num(budget.get("total_wall_seconds"))
+def _budget_numbers(selected: Selection) -> tuple[float, float]:
+    return (number_or_nan(selected.budget.total_candidate_epochs),
+            number_or_nan(selected.budget.total_wall_seconds))
+
+
+def _dense_final_summary(run: Run) -> tuple[Summary | None, Path]:
+    """The run's dense-final/summary.json, else the first compared run's (a full-training run has none)."""
+    source = Layout(run.dense_dir.parent).dense_final
+    if run.dense_final is not None:
+        return run.dense_final, source
+    for folder, _ in run.compared:
+        final = records.read_if(Layout(folder).dense_final / names.SUMMARY, Summary)
+        if final is not None:
+            return final, Layout(folder).dense_final
+    return None, source
 
 
 def dense_reference(run: Run) -> dict | None:
     """The dense reference trained to final.epochs: its perplexities, epochs and wall seconds."""
-    final = run.dense_final
-    source = run.dense_dir.parent / "dense-final"
-    if final is None:  # e.g. a full-training run: take a compared run's reference if one has it
-        for folder, _ in run.compared:
-            final = summary_dict(folder / "dense-final" / names.SUMMARY)
-            if final is not None:
-                source = folder / "dense-final"
-                break
+    final, source = _dense_final_summary(run)
     if final is None:
         return None
-    first = summary_dict(source.parent / "dense" / names.SUMMARY) or {}
+    first = records.read_if(source.parent / "dense" / names.SUMMARY, Summary)
     return {
-        "valid_ppl": _num(final.get("best_valid_ppl")), "test_ppl": _num(final.get("test_ppl")),
-        "epochs": final.get("epochs"), "wall_seconds": round(first.get("seconds", 0.0) + final.get("seconds", 0.0), 3),
+        "valid_ppl": number_or_nan(final.best_valid_ppl), "test_ppl": number_or_nan(final.test_ppl),
+        "epochs": final.epochs, "wall_seconds": round((first.seconds if first else 0.0) + final.seconds, 3),
         "source": str(source),
     }
 
@@ -53,8 +62,8 @@ def table1(run: Run) -> pd.DataFrame:
                      "wall_seconds": dense["wall_seconds"], "source": dense["source"]})
     for folder, selected in [(run.root, run.selected), *run.compared]:
         epochs, seconds = _budget_numbers(selected)
-        rows.append({"method": method_name(selected), "candidate": selected.get("candidate"),
-                     "valid_ppl": _num(selected.get("valid_ppl")), "test_ppl": _num(selected.get("test_ppl")),
+        rows.append({"method": method_name(selected), "candidate": selected.candidate,
+                     "valid_ppl": number_or_nan(selected.valid_ppl), "test_ppl": number_or_nan(selected.test_ppl),
                      "candidate_epochs": epochs, "wall_seconds": seconds,
                      "source": str(folder / "final" / "selected.json")})
     df = pd.DataFrame(rows, columns=["method", "candidate", "valid_ppl", "test_ppl", "candidate_epochs",
@@ -65,43 +74,44 @@ def table1(run: Run) -> pd.DataFrame:
 
 def budget_table(run: Run) -> pd.DataFrame:
     """Candidate-epochs per round (planned by `lsh plan` against spent), the final training, totals."""
-    budget = run.selected["budget"]
+    budget = run.selected.budget
     rows, cumulative = [], 0
-    for rnd in budget["rounds"]:
-        cumulative += rnd["spent_candidate_epochs"]
-        rows.append({"stage": f"round {rnd['round']}", "pool": rnd["pool"],
-                     "planned": rnd["planned_candidate_epochs"], "spent": rnd["spent_candidate_epochs"],
-                     "cumulative": cumulative})
-    selection_planned = budget["planned_selection_candidate_epochs"]
-    if budget["rounds"]:
+    for rnd in budget.rounds:
+        cumulative += rnd.spent_candidate_epochs
+        rows.append({"stage": f"round {rnd.round}", "pool": rnd.pool, "planned": rnd.planned_candidate_epochs,
+                     "spent": rnd.spent_candidate_epochs, "cumulative": cumulative})
+    selection_planned = budget.planned_selection_candidate_epochs
+    if budget.rounds:
         rows.append({"stage": "selection", "pool": None, "planned": selection_planned,
-                     "spent": budget["candidate_epochs"]["selection"], "cumulative": cumulative})
-    finals = [e for e in run.final_pool["slots"] if e is not None]
-    final_planned = sum(e["epochs_after"] - e["epochs_before"] for e in finals)
-    cumulative += budget["candidate_epochs"]["final"]
+                     "spent": budget.candidate_epochs["selection"], "cumulative": cumulative})
+    finals = run.final_pool.entries
+    final_planned = sum(e.epochs_after - e.epochs_before for e in finals)
+    cumulative += budget.candidate_epochs["final"]
     rows.append({"stage": "final training", "pool": len(finals), "planned": final_planned,
-                 "spent": budget["candidate_epochs"]["final"], "cumulative": cumulative})
+                 "spent": budget.candidate_epochs["final"], "cumulative": cumulative})
     rows.append({"stage": "total", "pool": None, "planned": selection_planned + final_planned,
-                 "spent": budget["total_candidate_epochs"], "cumulative": cumulative})
+                 "spent": budget.total_candidate_epochs, "cumulative": cumulative})
     df = pd.DataFrame(rows)
     df["pool"] = df["pool"].astype("Int64")
     return df
 
 
 def seconds_table(run: Run) -> pd.DataFrame:
-    budget = run.selected["budget"]
-    rows = [{"stage": k, "wall_seconds": v} for k, v in budget["wall_seconds"].items()]
-    rows.append({"stage": "total", "wall_seconds": budget["total_wall_seconds"]})
+    """Wall seconds per stage as selected.json's budget records them, and their total."""
+    budget = run.selected.budget
+    rows = [{"stage": k, "wall_seconds": v} for k, v in budget.wall_seconds.items()]
+    rows.append({"stage": "total", "wall_seconds": budget.total_wall_seconds})
     return pd.DataFrame(rows)
 
 
 def correlation_study_cost(run: Run) -> tuple[int, float]:
     """Candidate-epochs and seconds of the correlation study (the report's extra, not the search's)."""
     summaries = [c.correlation for c in run.candidates.values() if c.correlation]
-    return (sum(s.get("epochs_trained", 0) for s in summaries), round(sum(s.get("seconds", 0.0) for s in summaries), 3))
+    return (sum(s.epochs_trained for s in summaries), round(sum(s.seconds for s in summaries), 3))
 
 
-def _cell(x: Any, digits: int) -> str:
+def format_cell(x: Any, digits: int) -> str:
+    """A table cell as text: floats with `digits` decimals, a missing value (None, NaN, NA) as "-"."""
     if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
         return "-"
     if isinstance(x, (float, np.floating)):
@@ -115,7 +125,7 @@ def markdown_table(df: pd.DataFrame, digits: dict[str, int] | None = None, heade
     cols = list(df.columns)
     lines = ["| " + " | ".join(headers.get(c, c) for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c], digits.get(c, 2)) for c in cols) + " |")
+        lines.append("| " + " | ".join(format_cell(row[c], digits.get(c, 2)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -131,5 +141,3 @@ def parse_markdown_table(text: str) -> pd.DataFrame:
         raise ValueError("no markdown table")
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block]
     return pd.DataFrame(cells[2:], columns=cells[0])
-
-

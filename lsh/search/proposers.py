@@ -18,9 +18,16 @@ import numpy as np
 from lsh.config import SpaceConfig
 from lsh.errors import LshError
 from lsh.search.space import (
-    config_key, config_to_vals, derived_seed, discrete_space, grid_points, hyperopt_space, vals_to_config,
+    config_key,
+    config_to_vals,
+    derived_seed,
+    discrete_space,
+    grid_points,
+    hyperopt_space,
+    vals_to_config,
 )
 
+DIVERGED_SCORE = 1e12  # a diverged candidate in a history: a large but finite loss, as hyperopt needs numbers
 TPE_STARTUP = 1  # TPE's default 20 random start-up trials would ignore a round's history of a few candidates
 _EPOCH = datetime.datetime(2000, 1, 1)
 FALLBACK = "fallback"  # the source of a proposal drawn at random because the algorithm kept repeating

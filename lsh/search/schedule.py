@@ -11,9 +11,12 @@ this module as it loads, so it imports nothing heavy.)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from lsh.config import SearchConfig
 from lsh.errors import LshError
+
+if TYPE_CHECKING:  # config validates a schedule with plan(): a run-time import back would be a cycle
+    from lsh.config import SearchConfig
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,18 @@ def plan(search: SearchConfig) -> Plan:
         pool, carried = survivors + new, survivors
 
 
+
+
+def pool_epochs(search: SearchConfig, r: int, survivor_epochs: list[int], newcomers: int,
+                final_epochs: int) -> list[tuple[int, int]]:
+    """Round r's pool (r = the number of rounds: the final pool) as (epochs before, epochs after) per slot,
+    in slot order: the previous round's survivors, best first, continue from their epoch for ei more
+    epochs (in the final pool: to final.epochs), then the newcomers train from scratch for e0 (in
+    `search.mode: full` the initial candidates train straight to final.epochs). The live search's
+    pools and the study's replay are both built with it, so that a replay follows the live run."""
+    rounds = len(plan(search).rounds)
+    if r == 0:
+        return [(0, final_epochs if search.mode == "full" else search.e0)] * newcomers
+    if r == rounds:
+        return [(e, final_epochs) for e in survivor_epochs]
+    return [(e, e + search.ei) for e in survivor_epochs] + [(0, search.e0)] * newcomers

@@ -79,7 +79,7 @@ def jacobian_sensitivity(model: LanguageModel, tokens: Tensor, approx_tokens: Te
         h_prev, rebuild = split(states[S - u])  # J_{S-u}: the step that reads token S-u
         x = model.embed(tokens[S - u])
 
-        def step_h(h: Tensor) -> Tensor:
+        def step_h(h: Tensor, rebuild=rebuild, x=x) -> Tensor:  # bound now: called within this iteration
             return first(model.step(rebuild(h), x))
 
         _, jv = torch.autograd.functional.jvp(step_h, h_prev, torch.ones_like(h_prev), create_graph=True)

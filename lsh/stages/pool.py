@@ -16,7 +16,7 @@ from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout, checkpoint
 from lsh.records import Pool, PoolEntry, Proposals, RankingRow, Tried
-from lsh.search.schedule import plan
+from lsh.search.schedule import plan, pool_epochs
 from lsh.search.space import candidate_id, derived_seed
 
 log = logging.getLogger("lsh.stages")
@@ -37,26 +37,26 @@ def initial_pool(params: Params) -> Pool:
 
 
 def next_pool(params: Params, layout: Layout, r: int) -> Pool:
-    """Round r's pool (r >= 1) or the final pool (r = number of rounds): survivors first, then the new."""
-    search = params.search
-    prev = r - 1
-    ranking = records.read_rows(layout.ranking(prev), RankingRow)
-    pool = records.read(layout.pool(prev), Pool)
-    last = r == len(plan(search).rounds)
+    """Round r's pool (r >= 1) or the final pool (r = number of rounds): survivors first, then the new,
+    their epochs by the rule the study's replay also follows (schedule.pool_epochs)."""
+    search, prev = params.search, r - 1
+    rounds = plan(search).rounds
+    last = r == len(rounds)
+    survivors = sorted((row for row in records.read_rows(layout.ranking(prev), RankingRow) if row.kept),
+                       key=lambda row: row.rank)
+    proposals = [] if last else list(records.read(layout.proposals(prev), Proposals).proposals)
+    epochs = pool_epochs(search, r, [row.epoch for row in survivors], len(proposals), params.final_epochs)
     slots: list[PoolEntry | None] = []
-    for row in sorted((row for row in ranking if row.kept), key=lambda row: row.rank):
-        E = row.epoch
-        parent = str(checkpoint(layout.slot_train(prev, row.slot), E))
-        after = params.final_epochs if last else E + search.ei
-        slots.append(PoolEntry(len(slots), row.candidate, row.config, parent, E, after))
-    tried, next_id = list(pool.tried), pool.next_id
+    for row, (before, after) in zip(survivors, epochs):
+        parent = str(checkpoint(layout.slot_train(prev, row.slot), before))
+        slots.append(PoolEntry(len(slots), row.candidate, row.config, parent, before, after))
+    for p, (before, after) in zip(proposals, epochs[len(survivors):]):
+        slots.append(PoolEntry(len(slots), p.candidate, p.config, None, before, after))
+    pool = records.read(layout.pool(prev), Pool)
+    tried = (*pool.tried, *(Tried(p.candidate, p.config) for p in proposals))
     if not last:
-        for p in records.read(layout.proposals(prev), Proposals).proposals:
-            slots.append(PoolEntry(len(slots), p.candidate, p.config, None, 0, search.e0))
-            tried.append(Tried(p.candidate, p.config))
-            next_id += 1
-        slots += [None] * (plan(search).rounds[r].pool - len(slots))
-    return Pool("final" if last else r, tuple(slots), tuple(tried), next_id)
+        slots += [None] * (rounds[r].pool - len(slots))
+    return Pool("final" if last else r, tuple(slots), tried, pool.next_id + len(proposals))
 
 
 def build(params: Params, layout: Layout, round_: int | str) -> Pool:
@@ -70,5 +70,6 @@ def build(params: Params, layout: Layout, round_: int | str) -> Pool:
 
 
 def write(pool: Pool, out: Path) -> None:
+    """pool.json through its record, and the slots in the log."""
     records.write(out, pool)
     log.info("%s: %d slots (%s)", out, len(pool.slots), ", ".join(e.candidate if e else "empty" for e in pool.slots))

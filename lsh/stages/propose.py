@@ -11,13 +11,12 @@ from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import Pool, Proposals, RankingRow
-from lsh.search.proposers import propose
+from lsh.search.proposers import DIVERGED_SCORE, propose
 from lsh.search.schedule import plan
 from lsh.search.space import candidate_id, derived_seed
 
 log = logging.getLogger("lsh.stages")
 
-DIVERGED_SCORE = 1e12  # a diverged candidate in the history: a large but finite loss, as hyperopt needs numbers
 
 
 def propose_round(params: Params, layout: Layout, r: int) -> dict:
@@ -39,5 +38,6 @@ def _finite(score: float) -> float:
 
 
 def write(proposals: dict, out: Path) -> None:
+    """proposals.json through its record, and the newcomers in the log."""
     records.write(out, Proposals.from_json(proposals))
     log.info("%s: %s", out, ", ".join(f"{p['candidate']} {p['config']} ({p['source']})" for p in proposals["proposals"]) or "none")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lsh import layout as names, records
+from lsh import layout as names
+from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Spectra, Summary
@@ -23,8 +24,6 @@ from lsh.search.ranking import Observed, dense_trajectory, rank, round_scores
 from lsh.search.schedule import plan
 
 log = logging.getLogger("lsh.stages")
-
-COLUMNS = RANKING_COLUMNS
 
 
 def epoch_losses(train_dir: Path) -> dict[int, float | None]:
@@ -90,9 +89,10 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
             "epoch": epochs[c], "distance": distance[c], "loss_gap": gaps[c], "valid_ppl": valid_ppl[c],
             "score": scores[c], "status": summaries[c].status, "kept": position < keep,
         })
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
 
 
 def write(ranking: pd.DataFrame, out: Path) -> None:
+    """ranking.csv through its record (records.RankingRow: the columns, and floats that read back exactly)."""
     records.write_rows(out, ranking.to_dict("records"), RankingRow)
     log.info("%s:\n%s", out, ranking[["rank", "candidate", "distance", "loss_gap", "valid_ppl", "kept"]].to_string(index=False))

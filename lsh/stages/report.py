@@ -25,6 +25,7 @@ the coefficients table is empty, the figure says why, and so does summary.md.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -33,15 +34,32 @@ from lsh import files
 from lsh.config import Params
 from lsh.lyapunov.qr import LAYOUTS
 from lsh.report.correlation import (
-    MIN_CORRELATION, correlation_points, correlation_table, distance_table, early_epochs, final_perplexities,
+    MIN_CORRELATION,
+    correlation_points,
+    correlation_table,
+    distance_table,
+    early_epochs,
+    final_perplexities,
 )
 from lsh.report.figures import (
-    placeholder_figure, plot_correlation, plot_distance_curves, plot_ls_curves, plot_ls_space, plot_perplexity_curves,
     ls_space,
+    placeholder_figure,
+    plot_correlation,
+    plot_distance_curves,
+    plot_ls_curves,
+    plot_ls_space,
+    plot_perplexity_curves,
 )
-from lsh.report.run import load_run
+from lsh.report.run import Run, load_run
 from lsh.report.summary import metrics, summary_markdown
-from lsh.report.tables import budget_table, correlation_study_cost, dense_reference, markdown_table, seconds_table, table1
+from lsh.report.tables import (
+    budget_table,
+    correlation_study_cost,
+    dense_reference,
+    markdown_table,
+    seconds_table,
+    table1,
+)
 
 log = logging.getLogger("lsh.stages")
 
@@ -57,31 +75,63 @@ def report_files(has_rounds: bool) -> list[str]:
     return [*ALWAYS, *(FIGURES_NEEDING_ROUNDS if has_rounds else ())]
 
 
+@dataclass
+class _Folder:
+    """The report folder as it is written: the files so far and the notes summary.md will list."""
+
+    path: Path
+    written: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def text(self, name: str, text: str) -> None:
+        """A text file of the report, written atomically and listed."""
+        files.write_text(self.path / name, text)
+        self.written.append(name)
+
+
 def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, dense: str | Path | None = None,
                  compared: list[str | Path] = ()) -> dict:
     """Write the report of the run in `results_dir` to `out_dir`; returns {"files": [...], "notes": [...]}.
     `dense`: the dense reference's folder (default the run's own); `compared`: other runs' results folders."""
     run = load_run(params, results_dir, dense, compared)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    written: list[str] = []
+    out = _Folder(Path(out_dir))
+    out.path.mkdir(parents=True, exist_ok=True)
+    _write_table1(run, out)
+    seconds = seconds_table(run)
+    _write_budget(run, budget_table(run), seconds, out)
+    if dense_reference(run) is None:
+        out.notes.append("No dense reference trained to final.epochs (dense-final/): Table 1 and this summary have no dense row.")
+    if run.plan.rounds:  # the workflow expects these three whenever the params imply rounds
+        _write_ls_figures(run, out)
+    else:
+        out.notes.append(f"{', '.join(FIGURES_NEEDING_ROUNDS)} are skipped: search.mode is full, so there are no "
+                         "selection rounds and no spectra.")
+    plot_perplexity_curves(run, out.path / "perplexity_curves.png")
+    out.written.append("perplexity_curves.png")
+    correlation = _write_correlation(run, out)
+    files.write_json(out.path / "metrics.json", metrics(run, correlation))
+    out.written.append("metrics.json")
+    listed = sorted({*out.written, "summary.md"}, key=_order)
+    out.text("summary.md", summary_markdown(run, seconds, correlation, out.notes, listed))
+    return {"files": listed, "notes": out.notes}
 
-    def put_text(name: str, text: str) -> None:
-        files.write_text(out / name, text)
-        written.append(name)
 
+def _write_table1(run: Run, out: _Folder) -> None:
+    """table1.csv at full precision, table1.md rounded for reading."""
     table = table1(run)
-    put_text("table1.csv", table.to_csv(index=False))
-    put_text("table1.md", "# Table 1\n\n" + markdown_table(
+    out.text("table1.csv", table.to_csv(index=False))
+    out.text("table1.md", "# Table 1\n\n" + markdown_table(
         table.drop(columns=["source"]), digits={"wall_seconds": 1},
         headers={"valid_ppl": "validation perplexity", "test_ppl": "test perplexity",
                  "candidate_epochs": "candidate-epochs", "wall_seconds": "wall seconds"})
         + "\nCandidate-epochs and wall seconds of a search count every stage it ran (for LSH the dense reference's "
           "selection epochs and spectra too); the dense row counts the reference's own epochs and seconds.\n")
-    budget, seconds = budget_table(run), seconds_table(run)
+
+
+def _write_budget(run: Run, budget: pd.DataFrame, seconds: pd.DataFrame, out: _Folder) -> None:
+    """budget.md: candidate-epochs per stage planned against spent, wall seconds, the correlation study's cost."""
     cost = correlation_study_cost(run)
-    put_text("budget.md", "# Budget\n\nCandidate-epochs per stage: planned (`lsh plan`; for the final training, "
+    out.text("budget.md", "# Budget\n\nCandidate-epochs per stage: planned (`lsh plan`; for the final training, "
              "from final/pool.json) against spent.\n\n"
              + markdown_table(budget, headers={"planned": "planned candidate-epochs", "spent": "spent candidate-epochs",
                                                "cumulative": "cumulative spent"})
@@ -89,68 +139,66 @@ def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, d
              + markdown_table(seconds, digits={"wall_seconds": 3}, headers={"wall_seconds": "wall seconds"})
              + (f"\nNot part of the search: the correlation study trained {cost[0]} candidate-epochs in {cost[1]} s.\n"
                 if cost[0] else ""))
-    if dense_reference(run) is None:
-        notes.append("No dense reference trained to final.epochs (dense-final/): Table 1 and this summary have no dense row.")
 
-    distances = distance_table(run)
-    by_layout = {name: distance_table(run, name) for name in LAYOUTS}
-    if run.plan.rounds:  # the workflow expects these three whenever the params imply rounds
-        if run.rounds and run.dense_spectra is not None:
-            plot_ls_curves(run, out / "ls_curves.png")
-            plot_distance_curves(run, distances, out / "distance_curves.png")
-        else:
-            why = "the run has no finished selection rounds or dense spectra"
-            notes.append(f"ls_curves.png and distance_curves.png are empty: {why}.")
-            for name in ("ls_curves.png", "distance_curves.png"):
-                placeholder_figure(out / name, why)
-        space = ls_space(run)
-        if space is not None:
-            plot_ls_space(run, space, out / "ls_space.png")
-        else:
-            why = "the selected candidate has no spectra (did no candidate finish?)"
-            notes.append(f"ls_space.png is empty: {why}.")
-            placeholder_figure(out / "ls_space.png", why)
-        written += list(FIGURES_NEEDING_ROUNDS)
+
+def _write_ls_figures(run: Run, out: _Folder) -> None:
+    """ls_curves, distance_curves and ls_space: each drawn, or a placeholder that says why it cannot be
+    (the workflow's outputs are static), with a note."""
+    if run.rounds and run.dense_spectra is not None:
+        plot_ls_curves(run, out.path / "ls_curves.png")
+        plot_distance_curves(run, distance_table(run), out.path / "distance_curves.png")
     else:
-        notes.append(f"{', '.join(FIGURES_NEEDING_ROUNDS)} are skipped: search.mode is full, so there are no "
-                     "selection rounds and no spectra.")
-    plot_perplexity_curves(run, out / "perplexity_curves.png")
-    written.append("perplexity_curves.png")
+        why = "the run has no finished selection rounds or dense spectra"
+        out.notes.append(f"ls_curves.png and distance_curves.png are empty: {why}.")
+        for name in ("ls_curves.png", "distance_curves.png"):
+            placeholder_figure(out.path / name, why)
+    space = ls_space(run)
+    if space is not None:
+        plot_ls_space(run, space, out.path / "ls_space.png")
+    else:
+        why = "the selected candidate has no spectra (did no candidate finish?)"
+        out.notes.append(f"ls_space.png is empty: {why}.")
+        placeholder_figure(out.path / "ls_space.png", why)
+    out.written += list(FIGURES_NEEDING_ROUNDS)
 
-    epochs = early_epochs(run)
-    points = correlation_points(run, by_layout, epochs)
+
+def _write_correlation(run: Run, out: _Folder) -> pd.DataFrame | None:
+    """correlation.png, .csv and _points.csv; the coefficients (None: too few candidates, with a note why)."""
+    by_layout = {name: distance_table(run, name) for name in LAYOUTS}
+    points = correlation_points(run, by_layout, early_epochs(run))
     finals = final_perplexities(run)
     correlation: pd.DataFrame | None = None
     if len(finals) >= MIN_CORRELATION:
         correlation = correlation_table(points)
-        plot_correlation(points, correlation, out / "correlation.png")
+        plot_correlation(points, correlation, out.path / "correlation.png")
     else:
-        k = params.correlation_candidates
-        missing = (f"only {len(finals)} candidates have a final perplexity ({MIN_CORRELATION} needed): "
-                   f"{(finals['source'] == 'final').sum()} of the final pool and "
-                   f"{(finals['source'] == 'correlation').sum()} more from the correlation study "
-                   f"(report.correlation_candidates: {k}).")
-        if run.plan.rounds:
-            fix = ("The study answers this question with confidence intervals over a whole grid of configurations "
-                   "(`snakemake --cores all study`, docs/study.md, its results in docs/results/); "
-                   f"for this run's own points, raise report.correlation_candidates (up to search.n = {params.search.n}) "
-                   "to train more round-0 candidates to final.epochs.")
-        else:
-            fix = "In search.mode full every initial candidate trains to the end: raise search.n."
-        notes.append(f"The correlation is missing: {missing} {fix}")
-        plot_correlation(points, pd.DataFrame(), out / "correlation.png", missing=missing)
-    written.append("correlation.png")
-    put_text("correlation.csv", (correlation if correlation is not None else correlation_table(points.iloc[0:0])).to_csv(index=False))
-    put_text("correlation_points.csv", points.to_csv(index=False))
+        missing, fix = _too_few_final_perplexities(run, finals)
+        out.notes.append(f"The correlation is missing: {missing} {fix}")
+        plot_correlation(points, pd.DataFrame(), out.path / "correlation.png", missing=missing)
+    out.written.append("correlation.png")
+    out.text("correlation.csv", (correlation if correlation is not None else correlation_table(points.iloc[0:0])).to_csv(index=False))
+    out.text("correlation_points.csv", points.to_csv(index=False))
     if correlation is not None and not run.rounds:
-        notes.append("Without selection rounds there are no early LS distances: the correlation has the early "
-                     "validation perplexity only.")
+        out.notes.append("Without selection rounds there are no early LS distances: the correlation has the early "
+                         "validation perplexity only.")
+    return correlation
 
-    files.write_json(out / "metrics.json", metrics(run, correlation))
-    written.append("metrics.json")
-    listed = sorted({*written, "summary.md"}, key=_order)
-    put_text("summary.md", summary_markdown(run, budget, seconds, correlation, notes, listed))
-    return {"files": listed, "notes": notes}
+
+def _too_few_final_perplexities(run: Run, finals: pd.DataFrame) -> tuple[str, str]:
+    """Why the correlation is missing (how many candidates have a final perplexity, from where), and the fix."""
+    params = run.params
+    missing = (f"only {len(finals)} candidates have a final perplexity ({MIN_CORRELATION} needed): "
+               f"{(finals['source'] == 'final').sum()} of the final pool and "
+               f"{(finals['source'] == 'correlation').sum()} more from the correlation study "
+               f"(report.correlation_candidates: {params.correlation_candidates}).")
+    if run.plan.rounds:
+        fix = ("The study answers this question with confidence intervals over a whole grid of configurations "
+               "(`snakemake --cores all study`, docs/study.md, its results in docs/results/); "
+               f"for this run's own points, raise report.correlation_candidates (up to search.n = {params.search.n}) "
+               "to train more round-0 candidates to final.epochs.")
+    else:
+        fix = "In search.mode full every initial candidate trains to the end: raise search.n."
+    return missing, fix
 
 
 def _order(name: str) -> int:

@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lsh import files, layout as names, records
+from lsh import files, records
+from lsh import layout as names
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import Pool, PoolEntry, RankingRow, Selection, Spectra, Summary
@@ -97,6 +98,7 @@ def spent_budget(params: Params, layout: Layout, finals: list[tuple[PoolEntry, S
 
 
 def write(selected: dict[str, Any], out: Path) -> None:
-    records.write(out, Selection.from_json(selected))  # the record checks what the report will read
+    """selected.json through its record: a field the report will read that does not fit stops here."""
+    records.write(out, Selection.from_json(selected))
     log.info("selected %s %s: valid ppl %s, test ppl %s", selected["candidate"], selected["config"],
              selected["valid_ppl"], selected["test_ppl"])

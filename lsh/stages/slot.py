@@ -10,27 +10,16 @@ the pool) gets a summary that says so.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from lsh import data, files, layout
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.records import Pool, PoolEntry, Summary
-from lsh.stages import spectra
-from lsh.training import RunSpec, train
+from lsh.spectra import new_epochs, write_cache
+from lsh.training import candidate_spec, train
 
 log = logging.getLogger("lsh.stages")
-
-
-def candidate_spec(params: Params, config: dict) -> RunSpec:
-    """The run a candidate is: the params' model and training, its configuration in the sparse section."""
-    return RunSpec(params.seed, params.model, params.train, replace(params.sparse, **config))
-
-
-def dense_spec(params: Params) -> RunSpec:
-    """The dense reference: the same model and training, no sparse section."""
-    return RunSpec(params.seed, params.model, params.train, None)
 
 
 def train_entry(params: Params, entry: PoolEntry | None, out: Path, data_dir: Path, *, final: bool = False,
@@ -45,11 +34,10 @@ def train_entry(params: Params, entry: PoolEntry | None, out: Path, data_dir: Pa
                        f"{params.final_epochs}: its pool was not made with these params; rebuild it (lsh search pool)")
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     summary = train(candidate_spec(params, entry.config), corpus, out, entry.epochs_after, resume=True, restart=restart,
-                    keep="last" if final else "all", test=final, init=entry.parent)
-    summary = replace(summary, candidate=entry.candidate, config=entry.config)
-    if not final:  # the selection measures its spectra: compute them while the job holds torch (see stages.spectra)
-        spectra.write_cache(out, spectra.new_epochs(entry, out), data_dir, params.lyapunov, params.seed)
-    files.write_json(out / layout.SUMMARY, summary.to_json())
+                    keep="last" if final else "all", test=final, init=entry.parent,
+                    candidate=(entry.candidate, entry.config))
+    if not final:  # the selection measures its spectra: compute them while the job holds torch (see lsh.spectra)
+        write_cache(out, new_epochs(entry, out), data_dir, params.lyapunov, params.seed)
     log.info("%s: %s %s, %d epochs trained", out, entry.candidate, summary.status, summary.epochs_trained)
     return summary
 

@@ -29,7 +29,7 @@ log = logging.getLogger("lsh.stages")
 def cell_spec(params: Params, config_id: str, seed: int):
     """The run a cell is: the dense reference or a configuration of the table, with training seed `seed`
     (the same spec a live run trains for that configuration when `seed` is the run's seed)."""
-    from lsh.stages.slot import candidate_spec, dense_spec
+    from lsh.training import candidate_spec, dense_spec
 
     seeded = dataclasses.replace(params, seed=seed)
     if config_id == DENSE:
@@ -51,9 +51,7 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
                until: int | None = None) -> dict:
     """Train a cell to final.epochs (or only to epoch `until`: a calibration's first epochs, or a table
     grown across sessions; a later call continues it), recording each epoch as it is trained."""
-    from lsh.device import resolve_device
-    from lsh.stages.spectra import spectrum_record
-    from lsh.training import batchify, evaluate, load_checkpoint, model_from_checkpoint, perplexity, train
+    from lsh.training import train
     from lsh.training.checkpoints import list_checkpoints
 
     out = Path(out)
@@ -61,15 +59,9 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
     spec = cell_spec(params, config_id, seed)
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     rows_path = out / layout.CELL_ROWS
-    try:
-        record = read_cell(rows_path) if rows_path.is_file() else None
-    except LshError as e:
-        raise LshError(f"{e} (delete it to train the cell again)") from None
-    made = {"config": config_id, "seed": seed, "run": spec.run_config(corpus),
-            "lyapunov": dataclasses.asdict(params.lyapunov)}
-    if record is None or any(record.get(k) != v for k, v in made.items()):
-        record = {**made, "rows": {}, "spectra": {}}
-    device, test = resolve_device(params.train.device, "train.device"), None
+    record = _recorded(rows_path, {"config": config_id, "seed": seed, "run": spec.run_config(corpus),
+                                   "lyapunov": dataclasses.asdict(params.lyapunov)})
+    measure = _EpochMeasure(params, corpus, seed)
     last = params.final_epochs if until is None else min(until, params.final_epochs)
     for epoch in range(last + 1):
         if str(epoch) in record["rows"]:
@@ -86,28 +78,55 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
         checkpoint = layout.checkpoint(out, epoch)
         if not checkpoint.exists():  # it diverged in an earlier epoch: training stopped there
             break
-        state = load_checkpoint(checkpoint)
-        history = state["history"][epoch - 1] if epoch else {}
-        spectrum = spectrum_record(state, str(checkpoint), corpus.valid, params.lyapunov, seed)
-        ok = state["status"] == "ok"
-        test_ppl = None
-        if ok:
-            if test is None:
-                test = batchify(corpus.test, params.train.eval_batch_size, device)
-            model = model_from_checkpoint(state, device)
-            test_ppl = files.finite_or_none(perplexity(evaluate(model, test, params.train.bptt)))
-        record["rows"][str(epoch)] = {
-            "train_loss": history.get("train_loss"), "train_ppl": history.get("train_ppl"),
-            "valid_loss": history.get("valid_loss"), "valid_ppl": history.get("valid_ppl"),
-            "test_ppl": test_ppl, "status": state["status"], "clipped": spectrum["clipped"],
-        }
-        record["spectra"][str(epoch)] = spectrum["layouts"]
+        row, record["spectra"][str(epoch)] = measure(checkpoint, epoch)
+        record["rows"][str(epoch)] = row
         files.write_json(rows_path, record)
         log.info("%s: %s seed %d epoch %d | valid ppl %s | test ppl %s | %s", out, config_id, seed, epoch,
-                 history.get("valid_ppl"), test_ppl, summary.status)
-        if not ok:
+                 row["valid_ppl"], row["test_ppl"], summary.status)
+        if row["status"] != "ok":
             break
     return record
+
+
+def _recorded(rows_path: Path, made: dict) -> dict:
+    """The cell's rows.json so far, or a fresh record when there is none or it was made otherwise."""
+    try:
+        record = read_cell(rows_path) if rows_path.is_file() else None
+    except LshError as e:
+        raise LshError(f"{e} (delete it to train the cell again)") from None
+    if record is None or any(record.get(k) != v for k, v in made.items()):
+        record = {**made, "rows": {}, "spectra": {}}
+    return record
+
+
+class _EpochMeasure:
+    """What a cell records of a checkpoint: its row (the epoch's losses, its test perplexity, its status)
+    and its spectrum in both layouts (None where it could not be computed)."""
+
+    def __init__(self, params: Params, corpus: data.Corpus, seed: int) -> None:
+        from lsh.device import resolve_device
+
+        self.params, self.corpus, self.seed = params, corpus, seed
+        self.device, self.test = resolve_device(params.train.device, "train.device"), None
+
+    def __call__(self, checkpoint: Path, epoch: int) -> tuple[dict, dict | None]:
+        from lsh.spectra import spectrum_record
+        from lsh.training import batchify, evaluate, load_checkpoint, model_from_checkpoint, perplexity
+
+        params = self.params
+        state = load_checkpoint(checkpoint)
+        history = state["history"][epoch - 1] if epoch else {}
+        spectrum = spectrum_record(state, str(checkpoint), self.corpus.valid, params.lyapunov, self.seed)
+        test_ppl = None
+        if state["status"] == "ok":
+            if self.test is None:
+                self.test = batchify(self.corpus.test, params.train.eval_batch_size, self.device)
+            model = model_from_checkpoint(state, self.device)
+            test_ppl = files.finite_or_none(perplexity(evaluate(model, self.test, params.train.bptt)))
+        row = {"train_loss": history.get("train_loss"), "train_ppl": history.get("train_ppl"),
+               "valid_loss": history.get("valid_loss"), "valid_ppl": history.get("valid_ppl"),
+               "test_ppl": test_ppl, "status": state["status"], "clipped": spectrum["clipped"]}
+        return row, spectrum["layouts"]
 
 
 def check_cell_run(params: Params, cell: dict, path: Path, corpus: data.Corpus) -> None:
@@ -131,7 +150,6 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
     seeds = training_seeds(params)
     corpus = None if data_dir is None else data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     rows, spectra = [], {name: [] for name in LAYOUTS}
-    width = None
     for path in cells:
         cell = read_cell(path, params.final_epochs)  # checked, and complete: 0..final.epochs or up to a divergence
         if cell["config"] != DENSE and cell["config"] not in configs:
@@ -146,18 +164,9 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
         for epoch in sorted(cell["rows"], key=int):
             rows.append({"config": cell["config"], **config, "seed": cell["seed"], "epoch": int(epoch),
                          **{k: cell["rows"][epoch][k] for k in CELL_FIELDS}})
-            layouts = cell["spectra"][epoch]
             for name in LAYOUTS:
-                values = None if layouts is None else layouts[name]
-                if values and width and len(values) != width:
-                    raise LshError(f"{path}: the spectrum of epoch {epoch} has {len(values)} exponents, the cells "
-                                   f"before it {width}: every cell's spectra come from the same lyapunov settings")
-                width = width or (len(values) if values else None)
-                spectra[name].append(values)
-    if width is None:
-        raise LshError("the table has no spectrum: every cell diverged at once")
-    arrays = {name: np.array([v if v is not None else [np.nan] * width for v in values], dtype=float)
-              for name, values in spectra.items()}
+                spectra[name].append((path, epoch, None if cell["spectra"][epoch] is None else cell["spectra"][epoch][name]))
+    arrays = _spectra_arrays(spectra)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     out = Path(out)
     meta = {
@@ -168,15 +177,29 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
         "decay_epochs": params.sparse.decay_epochs, "train_tokens": params.data.train_tokens, "seed": params.seed,
     }
     try:  # what Table.load will check: refused here, before anything is written
-        check_table(check_rows(frame, out / "table.csv"), arrays, meta, out)
+        check_table(check_rows(frame, out / layout.TABLE_ROWS), arrays, meta, out)
     except LshError as e:
         raise LshError(f"the {len(cells)} cells do not make a valid table, so none is written: {e}") from None
-    files.write_text(out / "table.csv", frame.to_csv(index=False))
-    files.atomic_write(out / "spectra.npz", lambda f: np.savez(f, **arrays))
-    files.write_json(out / "table.json", meta)
+    files.write_text(out / layout.TABLE_ROWS, frame.to_csv(index=False))
+    files.atomic_write(out / layout.TABLE_SPECTRA, lambda f: np.savez(f, **arrays))
+    files.write_json(out / layout.TABLE_META, meta)
     log.info("%s: %d rows (%d configurations x %d seeds and the dense reference, epochs 0..%d)", out, len(frame),
              len(configs), params.study.seeds, params.final_epochs)
     return frame
+
+
+def _spectra_arrays(spectra: dict[str, list[tuple[Path, str, list | None]]]) -> dict[str, np.ndarray]:
+    """Each layout's spectra, row by row, as one array (NaN where a row has none); every spectrum of one width."""
+    width = None
+    for path, epoch, values in (item for items in spectra.values() for item in items):
+        if values and width and len(values) != width:
+            raise LshError(f"{path}: the spectrum of epoch {epoch} has {len(values)} exponents, the cells "
+                           f"before it {width}: every cell's spectra come from the same lyapunov settings")
+        width = width or (len(values) if values else None)
+    if width is None:
+        raise LshError("the table has no spectrum: every cell diverged at once")
+    return {name: np.array([v if v is not None else [np.nan] * width for _, _, v in items], dtype=float)
+            for name, items in spectra.items()}
 
 
 def cell_rows(root: str | Path, params: Params) -> list[Path]:
@@ -190,13 +213,28 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
     """The calibration of a study regime (lsh.study.calibration) from the cells under `cells_root`
     trained at least to epoch search.e0 (`lsh study cell --until`): calibration.csv (each cell's
     validation perplexity and seconds per epoch), criteria.csv and calibration.md in `out`."""
-    from lsh import records
-    from lsh.report.tables import markdown_table
     from lsh.study.calibration import criteria, unigram_perplexity
 
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     valid = corpus.valid if params.train.eval_tokens is None else corpus.valid[: params.train.eval_tokens]
     unigram = unigram_perplexity(corpus.train, valid, len(corpus.vocab))
+    frame, missing = _calibration_curves(params, cells_root, seed_index)
+    table = criteria(frame[(frame.config != DENSE) & (frame.epoch > 0)], unigram, params.search.e0)
+    out = Path(out)
+    files.write_text(out / "calibration.csv", frame.to_csv(index=False))
+    files.write_text(out / "criteria.csv", table.to_csv(index=False))
+    files.write_text(out / "calibration.md", _calibration_markdown(params, seed_index, frame, table, unigram, missing))
+    held = "holds" if table["holds"].all() else "fails"
+    log.info("%s: the regime %s the criteria%s (%s)", out, held,
+             f" so far ({len(missing)} cells not trained yet)" if missing else "",
+             "; ".join(f"{r.criterion} {r.value} vs {r.threshold}" for r in table.itertuples()))
+    return table
+
+
+def _calibration_curves(params: Params, cells_root: Path, seed_index: int) -> tuple[pd.DataFrame, list[str]]:
+    """Every cell's validation perplexity and seconds by epoch, and the cells not (yet) trained to e0."""
+    from lsh import records
+
     curves, missing = [], []
     for cid in cell_ids(params):
         folder = layout.cell_folder(cells_root, cid, seed_index)
@@ -214,11 +252,14 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
     if len(set(cell_ids(params)) - set(missing) - {DENSE}) < 2:
         raise LshError(f"{cells_root}: fewer than 2 configurations have cells with seed index {seed_index}: "
                        "train them first (lsh study cell --until E)")
-    frame = pd.DataFrame(curves)
-    table = criteria(frame[(frame.config != DENSE) & (frame.epoch > 0)], unigram, params.search.e0)
-    out = Path(out)
-    files.write_text(out / "calibration.csv", frame.to_csv(index=False))
-    files.write_text(out / "criteria.csv", table.to_csv(index=False))
+    return pd.DataFrame(curves), missing
+
+
+def _calibration_markdown(params: Params, seed_index: int, frame: pd.DataFrame, table: pd.DataFrame, unigram: float,
+                          missing: list[str]) -> str:
+    """calibration.md: the regime, the criteria against their thresholds, and every cell's curve."""
+    from lsh.report.tables import markdown_table
+
     wide = frame[frame.epoch > 0].pivot(index="config", columns="epoch", values="valid_ppl")
     per_epoch = frame[(frame.epoch > 0) & (frame.config != DENSE)]["seconds"]
     lines = [
@@ -238,9 +279,4 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
                        digits={f"epoch {e}": 1 for e in wide.columns}),
         "",
     ]
-    files.write_text(out / "calibration.md", "\n".join(lines))
-    held = "holds" if table["holds"].all() else "fails"
-    log.info("%s: the regime %s the criteria%s (%s)", out, held,
-             f" so far ({len(missing)} cells not trained yet)" if missing else "",
-             "; ".join(f"{r.criterion} {r.value} vs {r.threshold}" for r in table.itertuples()))
-    return table
+    return "\n".join(lines)

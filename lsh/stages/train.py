@@ -9,8 +9,7 @@ from pathlib import Path
 from lsh import data
 from lsh.config import Params
 from lsh.records import Summary
-from lsh.stages.slot import candidate_spec, dense_spec
-from lsh.training import train
+from lsh.training import candidate_spec, dense_spec, train
 
 log = logging.getLogger("lsh.stages")
 
@@ -24,7 +23,7 @@ def run(params: Params, data_dir: Path, out: Path, epochs: int, *, dense: bool =
     spec = dense_spec(params) if dense else candidate_spec(params, {})
     summary = train(spec, corpus, out, epochs, resume=resume, restart=restart, keep=keep, test=test, init=init)
     if spectra:
-        from lsh.stages.spectra import write_cache
+        from lsh.spectra import write_cache
         from lsh.training import list_checkpoints
 
         write_cache(out, [e for e in list_checkpoints(out) if e <= epochs], data_dir, params.lyapunov, params.seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsh.report.figures import _plt, save_figure
+from lsh.report.figures import pyplot, save_figure
 from lsh.study.signals import POOLED
 
 
@@ -17,7 +17,7 @@ def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str]
     per early epoch: the rows pooled over training seeds where the table has per-seed rows too."""
     if "seeds" in table.columns:
         table = table[table["seeds"] == POOLED]
-    plt = _plt()
+    plt = pyplot()
     coefficients = ("spearman", "pearson")
     fig, axes = plt.subplots(1, len(coefficients), figsize=(6.2 * len(coefficients), 4.0), sharey=True, squeeze=False)
     epochs = sorted(table["epoch"].unique())
@@ -47,7 +47,7 @@ def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str]
 def plot_anytime(anytime: pd.DataFrame, strategies: list[str], path: Path, best: float) -> None:
     """The incumbent's final test perplexity against candidate-epochs spent: the median over repeats
     and the band between the 25th and 75th percentiles, per strategy."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.0, 4.6))
     colors = plt.get_cmap("tab10")
     for i, strategy in enumerate(strategies):
@@ -74,7 +74,7 @@ def plot_methods(methods: pd.DataFrame, path: Path) -> None:
     """Mean final test perplexity and its 95 % interval over training seeds per strategy and pool size, one
     strategy per row (a dozen strategies side by side would squeeze their names); with one training seed
     there is no interval, and the title says so."""
-    plt = _plt()
+    plt = pyplot()
     pools = sorted(methods["n"].unique())
     strategies = list(dict.fromkeys(methods["strategy"]))
     fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(strategies) + 1.6))

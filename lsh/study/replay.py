@@ -28,40 +28,29 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from lsh.config import SearchConfig, SpaceConfig
+from lsh.config import SpaceConfig
 from lsh.errors import LshError
-from lsh.search.proposers import propose
+from lsh.search.proposers import DIVERGED_SCORE, propose
 from lsh.search.ranking import rank, round_scores, scored_epochs
-from lsh.search.schedule import plan
+from lsh.search.schedule import plan, pool_epochs
 from lsh.search.space import CONFIG_KEYS, candidate_id, derived_seed
 from lsh.study.cells import DENSE
+from lsh.study.strategies import NEEDS_DENSE, Strategy
 from lsh.study.table import Table
 
 
-NEEDS_DENSE = ("ls", "loss_gap")  # rankers that compare with the dense reference (charged its epochs)
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """One strategy of the study: a name for the tables, its kind, and its settings."""
-
-    name: str
-    kind: str  # a key of STRATEGIES
-    search: SearchConfig  # the schedule (n, e0, ei, ...) and, for lsh, the ranker and proposer
-    layout: str = "blocks"  # the spectrum layout the LS ranker compares
-    pruner: str = ""  # optuna: hyperband | successive_halving (optuna_ls: the LyapunovPruner, always)
-    budget: int | None = None  # random, optuna and optuna_ls: candidate-epochs (None: the matching LSH budget)
-    startup: int | None = None  # optuna, optuna_ls: TPESampler's n_startup_trials (None: the library's default, 10)
-
-
-@dataclass
+@dataclass(kw_only=True)
 class Outcome:
+    """What one replay of a strategy selected and spent."""
+
     strategy: str
-    repeat: int
+    repeat: int = 0
     seed: int  # the training seed whose table rows were read
     config: str | None  # the selected configuration's id (None: nothing finished)
     test_ppl: float
@@ -106,60 +95,90 @@ def _best_finished(table: Table, seed: int, configs: list[str]) -> tuple[str | N
 
 def replay_lsh(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
     """The LSH search on the table, as `lsh search` would run it (candidate ids, pools, rankings)."""
-    search, the_plan = strategy.search, plan(strategy.search)
-    ledger = Ledger(table, seed)
-    proposals = propose(search.proposer, space, [], [], search.n, derived_seed(proposer_seed, 0))
-    ids = {candidate_id(i): p.config for i, p in enumerate(proposals)}
-    pool = [(c, 0, search.e0) for c in ids]  # (candidate, epochs before, epochs after)
-    tried = list(ids.values())
-    dense_losses = table.losses(DENSE, seed)
-    rounds, dense_upto, newcomers, kept_newcomers = [], 0, 0, 0
-    for r, rnd in enumerate(the_plan.rounds):
-        for c, before, after in pool:
-            ledger.spend(after - before)
+    run = _LshReplay(table, strategy, space, seed)
+    search, rounds = strategy.search, plan(strategy.search).rounds
+    pool = run.next_pool(0, [], run.propose([], search.n, derived_seed(proposer_seed, 0)))
+    for r, rnd in enumerate(rounds):
+        order, scores, epochs = run.rank(pool)
+        survivors = order[: rnd.survivors]
+        if r > 0:
+            run.count_newcomers(pool, survivors)
+        fresh = []
+        if rnd.new:
+            history = [(run.ids[c], scores[c] if math.isfinite(scores[c]) else DIVERGED_SCORE)
+                       for c in (order if search.history == "all" else survivors)]
+            fresh = run.propose(history, rnd.new, derived_seed(proposer_seed, r + 1))
+        pool = run.next_pool(r + 1, [(c, epochs[c]) for c in survivors], fresh)
+    return run.finish(pool, bool(rounds))
+
+
+class _LshReplay:
+    """The state of one LSH replay: the candidates proposed so far, the candidate-epochs spent, the
+    rankings, and the counts its Outcome reports."""
+
+    def __init__(self, table: Table, strategy: Strategy, space: SpaceConfig, seed: int) -> None:
+        self.table, self.strategy, self.space, self.seed = table, strategy, space, seed
+        self.ledger = Ledger(table, seed)
+        self.ids: dict[str, dict] = {}  # candidate id -> configuration, in the order proposed
+        self.rounds: list[list[str]] = []
+        self.dense_upto, self.newcomers, self.kept_newcomers = 0, 0, 0
+        self.dense_losses = table.losses(DENSE, seed)
+
+    def propose(self, history: list[tuple[dict, float]], k: int, seed: int) -> list[str]:
+        """k new candidates from the proposer, ids continuing the run's numbering."""
+        new = propose(self.strategy.proposer, self.space, history, list(self.ids.values()), k, seed)
+        start = len(self.ids)
+        for i, p in enumerate(new):
+            self.ids[candidate_id(start + i)] = p.config
+        return [candidate_id(start + i) for i in range(len(new))]
+
+    def next_pool(self, r: int, survivors: list[tuple[str, int]], fresh: list[str]) -> list[tuple[str, int, int]]:
+        """(candidate, epochs before, epochs after) of round r's pool, as the live pool job builds it."""
+        epochs = pool_epochs(self.strategy.search, r, [e for _, e in survivors], len(fresh), self.table.final_epochs)
+        return [(c, *span) for c, span in zip([c for c, _ in survivors] + fresh, epochs)]
+
+    def rank(self, pool: list[tuple[str, int, int]]) -> tuple[list[str], dict[str, float], dict[str, int]]:
+        """Train the pool (spend its epochs) and rank it as the live rank job does: the order, the scores
+        and each candidate's epoch."""
+        table, strategy, seed, search = self.table, self.strategy, self.seed, self.strategy.search
+        for _, before, after in pool:
+            self.ledger.spend(after - before)
         epochs = {c: after for c, _, after in pool}
-        cid = {c: table.config_id(ids[c]) for c in epochs}
+        cid = {c: table.config_id(self.ids[c]) for c in epochs}
         seen = {c: table.observed(cid[c], seed, epochs[c], strategy.layout) for c in epochs}
         if search.ranker in NEEDS_DENSE:
-            dense_upto = max(dense_upto, *scored_epochs(epochs, search.age).values())
-        scores = round_scores(search.ranker, search.age, seen, dense_losses,
+            self.dense_upto = max(self.dense_upto, *scored_epochs(epochs, search.age).values())
+        scores = round_scores(search.ranker, search.age, seen, self.dense_losses,
                               table.trajectory(DENSE, seed, max(epochs.values()), strategy.layout),
                               embedding=search.embedding, distance=search.distance, fit=search.pca_fit, seed=seed,
                               source="the table's dense rows")
         order = rank(scores, [c for c, _, _ in pool])
-        rounds.append(order)
-        ledger.believe(cid[order[0]])
-        survivors = order[: rnd.survivors]
-        if r > 0:
-            fresh = [c for c, before, _ in pool if before == 0]
-            newcomers, kept_newcomers = newcomers + len(fresh), kept_newcomers + len(set(fresh) & set(survivors))
-        if rnd.new:
-            history_rows = order if search.history == "all" else survivors
-            history = [(ids[c], scores[c] if math.isfinite(scores[c]) else 1e12) for c in history_rows]
-            new = propose(search.proposer, space, history, tried, rnd.new, derived_seed(proposer_seed, r + 1))
-            start = len(ids)
-            for i, p in enumerate(new):
-                ids[candidate_id(start + i)] = p.config
-            tried += [p.config for p in new]
-            pool = [(c, epochs[c], epochs[c] + search.ei) for c in survivors]
-            pool += [(candidate_id(start + i), 0, search.e0) for i in range(len(new))]
-        else:
-            pool = [(c, epochs[c], table.final_epochs) for c in survivors]
-    if not the_plan.rounds:  # search.mode full: the initial pool straight to the end
-        pool = [(c, 0, table.final_epochs) for c in ids]
-    ages = [before for _, before, _ in pool]
-    finished: list[str] = []
-    for c, before, after in pool:
-        for _ in range(after - before):
-            ledger.spend(1)
-        finished.append(table.config_id(ids[c]))
-        best, _ = _best_finished(table, seed, finished)
-        ledger.believe(best)
-    selected, final = _best_finished(table, seed, finished)
-    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, rounds,
-                   ledger.incumbent, {c: table.config_id(config) for c, config in ids.items()}, dense_epochs=dense_upto,
-                   finalist_epoch=float(np.mean(ages)) if the_plan.rounds else math.nan,
-                   newcomers_kept=kept_newcomers / newcomers if newcomers else math.nan)
+        self.rounds.append(order)
+        self.ledger.believe(cid[order[0]])
+        return order, scores, epochs
+
+    def count_newcomers(self, pool: list[tuple[str, int, int]], survivors: list[str]) -> None:
+        fresh = [c for c, before, _ in pool if before == 0]
+        self.newcomers += len(fresh)
+        self.kept_newcomers += len(set(fresh) & set(survivors))
+
+    def finish(self, pool: list[tuple[str, int, int]], had_rounds: bool) -> Outcome:
+        """Train the final pool to the end, epoch by epoch, and select the best finished."""
+        table, seed = self.table, self.seed
+        finished: list[str] = []
+        for c, before, after in pool:
+            for _ in range(after - before):
+                self.ledger.spend(1)
+            finished.append(table.config_id(self.ids[c]))
+            self.ledger.believe(_best_finished(table, seed, finished)[0])
+        selected, final = _best_finished(table, seed, finished)
+        return Outcome(
+            strategy=self.strategy.name, seed=seed, config=selected, test_ppl=final["test_ppl"],
+            valid_ppl=final["valid_ppl"], candidate_epochs=self.ledger.spent, rounds=self.rounds,
+            incumbent=self.ledger.incumbent, candidates={c: table.config_id(cfg) for c, cfg in self.ids.items()},
+            dense_epochs=self.dense_upto,
+            finalist_epoch=float(np.mean([before for _, before, _ in pool])) if had_rounds else math.nan,
+            newcomers_kept=self.kept_newcomers / self.newcomers if self.newcomers else math.nan)
 
 
 def replay_iepoch(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
@@ -184,8 +203,9 @@ def replay_iepoch(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         finished.append(cid)
         ledger.believe(_best_finished(table, seed, finished)[0])
     selected, final = _best_finished(table, seed, finished)
-    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent,
-                   [[configs[p] for p in order]], ledger.incumbent, finalist_epoch=float(i))
+    return Outcome(strategy=strategy.name, seed=seed, config=selected, test_ppl=final["test_ppl"],
+                   valid_ppl=final["valid_ppl"], candidate_epochs=ledger.spent, rounds=[[configs[p] for p in order]],
+                   incumbent=ledger.incumbent, finalist_epoch=float(i))
 
 
 def replay_random(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
@@ -201,8 +221,8 @@ def replay_random(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
         finished.append(configs[i])
         ledger.believe(_best_finished(table, seed, finished)[0])
     selected, final = _best_finished(table, seed, finished)
-    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
-                   ledger.incumbent)
+    return Outcome(strategy=strategy.name, seed=seed, config=selected, test_ppl=final["test_ppl"],
+                   valid_ppl=final["valid_ppl"], candidate_epochs=ledger.spent, incumbent=ledger.incumbent)
 
 
 def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
@@ -219,8 +239,8 @@ def replay_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
     ledger = Ledger(table, seed)
     _, finished = _run_optuna(table, strategy, space, seed, proposer_seed, pruners[strategy.pruner](), ledger)
     selected, final = _best_finished(table, seed, finished)
-    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
-                   ledger.incumbent)
+    return Outcome(strategy=strategy.name, seed=seed, config=selected, test_ppl=final["test_ppl"],
+                   valid_ppl=final["valid_ppl"], candidate_epochs=ledger.spent, incumbent=ledger.incumbent)
 
 
 def replay_optuna_ls(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int) -> Outcome:
@@ -251,8 +271,9 @@ def replay_optuna_ls(table: Table, strategy: Strategy, space: SpaceConfig, seed:
     study, finished = _run_optuna(table, strategy, space, seed, proposer_seed, pruner, ledger, report)
     compared = [r for t in study.trials for r in rung_distances(t)]
     selected, final = _best_finished(table, seed, finished)
-    return Outcome(strategy.name, 0, seed, selected, final["test_ppl"], final["valid_ppl"], ledger.spent, [],
-                   ledger.incumbent, dense_epochs=max(compared, default=0))
+    return Outcome(strategy=strategy.name, seed=seed, config=selected, test_ppl=final["test_ppl"],
+                   valid_ppl=final["valid_ppl"], candidate_epochs=ledger.spent, incumbent=ledger.incumbent,
+                   dense_epochs=max(compared, default=0))
 
 
 def _run_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: int, proposer_seed: int, pruner,
@@ -288,7 +309,7 @@ def _run_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: int,
                     raise optuna.TrialPruned()
                 ledger.spend(1)
                 trained[cid] = epoch
-            value = losses[epoch] if losses[epoch] is not None else 1e12
+            value = losses[epoch] if losses[epoch] is not None else DIVERGED_SCORE
             trial.report(value, epoch)
             if report is not None:
                 report(trial, cid, epoch)
@@ -319,17 +340,6 @@ STRATEGIES: dict[str, Callable[[Table, Strategy, SpaceConfig, int, int], Outcome
 }
 
 
-def lsh_budget(search: SearchConfig, final_epochs: int) -> int:
-    """The candidate-epochs an LSH run spends at most: its selection rounds, then the finalists' training
-    to final.epochs, each from the earliest epoch a finalist can have (a candidate inserted in the last
-    round is at e0). The budget of the baselines: at least what LSH spends, never less."""
-    the_plan = plan(search)
-    if not the_plan.rounds:
-        return the_plan.final_pool * final_epochs
-    earliest = min(search.e0, the_plan.last_epoch) if any(r.new for r in the_plan.rounds) else the_plan.last_epoch
-    return the_plan.total_candidate_epochs + the_plan.final_pool * (final_epochs - earliest)
-
-
 def replay(table: Table, strategy: Strategy, space: SpaceConfig, repeats: int, base_seed: int) -> list[Outcome]:
     """`repeats` replays with independent proposer seeds, cycling over the table's training seeds. Repeat 0
     uses `base_seed` itself, so that it is the live run of the params with that seed."""
@@ -342,3 +352,26 @@ def replay(table: Table, strategy: Strategy, space: SpaceConfig, repeats: int, b
         outcome = STRATEGIES[strategy.kind](table, strategy, space, seeds[r % len(seeds)], proposer_seed)
         out.append(dataclasses.replace(outcome, repeat=r))
     return out
+
+
+def _replay_one(job: tuple) -> list[Outcome]:
+    table, strategy, space, repeats, seed, threads = job
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):  # t-SNE's OpenMP threads in every worker would oversubscribe the cores
+        return replay(table if isinstance(table, Table) else Table.load(table), strategy, space, repeats, seed)
+
+
+def replay_strategies(table: Table, strategies: list[Strategy], space: SpaceConfig, repeats: int, base_seed: int,
+                      workers: int = 1) -> list[list[Outcome]]:
+    """Every strategy's replays (`replay`), in `workers` processes (each loads the table from its folder
+    and runs its libraries on one thread), in the strategies' order."""
+    threads = 1 if workers > 1 else None  # None: the libraries' own default
+    if workers > 1 and table.folder is None:
+        raise ValueError("replays in worker processes load the table from its folder: give a loaded table")
+    source: Table | Path = table.folder if workers > 1 else table
+    jobs = [(source, strategy, space, repeats, base_seed, threads) for strategy in strategies]
+    if workers <= 1:
+        return [_replay_one(job) for job in jobs]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_replay_one, jobs))

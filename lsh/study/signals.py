@@ -15,10 +15,17 @@ import pandas as pd
 
 from lsh.search.ranking import ls_distances
 from lsh.search.space import CONFIG_KEYS
-from lsh.study.statistics import (COEFFICIENTS, cluster_coefficient_with_interval, coefficient_with_interval,
-                                  loo_additive_prediction, one_hot_design, partial_spearman, top_quarter_recall,
-                                  within_group_spearman)
 from lsh.study.cells import DENSE
+from lsh.study.statistics import (
+    COEFFICIENTS,
+    cluster_coefficient_with_interval,
+    coefficient_with_interval,
+    loo_additive_prediction,
+    one_hot_design,
+    partial_spearman,
+    top_quarter_recall,
+    within_group_spearman,
+)
 from lsh.study.table import Table
 
 POOLED = "pooled"  # the `seeds` of a row over every training seed

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+
 def _pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return stats.pearsonr(x, y, axis=axis).statistic
 

@@ -23,7 +23,6 @@ before anything is replayed on it: an error names the file, the field or row, an
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import zipfile
@@ -34,16 +33,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsh.config import DeathRateRange, SpaceConfig
 from lsh import files
+from lsh.config import DeathRateRange, SpaceConfig
 from lsh.errors import LshError
-from lsh.layout import TABLE_FILES
+from lsh.layout import TABLE_FILES, TABLE_META, TABLE_ROWS, TABLE_SPECTRA
 from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key
 from lsh.study.cells import DENSE, SPACES
 
 COLUMNS = ("config", *CONFIG_KEYS, "seed", "epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl",
            "status", "clipped")
-LAYOUTS = ("blocks", "sorted")
+LAYOUTS = ("blocks", "sorted")  # lyapunov.LAYOUTS without importing torch (tests/test_config.py holds them equal)
 TEXT = ("config", *CATEGORICAL, "status")  # read as text: blank is missing, never a number
 NUMERIC = tuple(c for c in COLUMNS if c not in TEXT)
 WHOLE = ("seed", "epoch")  # never blank, whole numbers
@@ -71,18 +70,16 @@ class Table:
         for name in TABLE_FILES:
             if not (folder / name).is_file():
                 raise LshError(f"{folder / name} does not exist: build the table first (snakemake study_table)")
-        meta = read_meta(folder / "table.json")
-        rows = read_rows(folder / "table.csv")
-        spectra = read_spectra(folder / "spectra.npz")
+        meta = read_meta(folder / TABLE_META)
+        rows = read_rows(folder / TABLE_ROWS)
+        spectra = read_spectra(folder / TABLE_SPECTRA)
         check_table(rows, spectra, meta, folder)
-        table = cls(rows, spectra, meta, folder)
-        table.index()
-        return table
+        return cls(rows, spectra, meta, folder)
 
     def check_study(self, study_seeds: int) -> None:
         """Refuse a table no study verdict can come from: other training seeds than the params' study.seeds,
         fewer than 2 configurations, or a training seed on which no configuration has a finite outcome."""
-        where = self.folder / "table.json" if self.folder else "the table"
+        where = self.folder / TABLE_META if self.folder else "the table"
         if len(self.seeds) != study_seeds:
             raise LshError(f"{where}: the table was built with {len(self.seeds)} training seed(s) "
                            f"({', '.join(map(str, self.seeds))}) but the params' study.seeds is {study_seeds}: use the "
@@ -91,14 +88,14 @@ class Table:
             raise LshError(f"{where}: the table has {len(self.configs)} configuration(s) "
                            f"({', '.join(cid for cid, _ in self.configs) or 'none'}): a study ranks configurations, "
                            "so it needs at least 2")
-        where = self.folder / "table.csv" if self.folder else "the table"
+        where = self.folder / TABLE_ROWS if self.folder else "the table"
         for seed in self.seeds:
             if not any(math.isfinite(self.final(cid, seed)["test_ppl"]) for cid, _ in self.configs):
                 raise LshError(f"{where}: no configuration has a finite final test perplexity with training seed {seed} "
                                f"(every one diverged before epoch {self.final_epochs}): the study cannot rank anything")
 
-    def index(self) -> None:
-        """Lookups by (config, seed, epoch) -> row number, and configuration -> id."""
+    def __post_init__(self) -> None:
+        """The lookups every replay makes: (config, seed, epoch) -> row number, and configuration -> id."""
         self._row = {(r.config, int(r.seed), int(r.epoch)): i for i, r in enumerate(self.rows.itertuples())}
         self.ids = {config_key(c): cid for cid, c in self.configs}
 
@@ -381,73 +378,139 @@ def check_table(rows: pd.DataFrame, spectra: dict[str, np.ndarray], meta: dict, 
     each row's configuration columns those of its configuration; finite losses and perplexities on every row
     of status ok from epoch 1 on. `rows` as check_rows returns them; names the files in `folder`."""
     folder = Path(folder)
-    csv, npz, js = (folder / name for name in TABLE_FILES)
+    files = _TableFiles(*(folder / name for name in TABLE_FILES), rows)
     final, seeds = int(meta["final_epochs"]), list(meta["seeds"])
     configs = {cid: config for cid, config in meta["configs"]}
-    ids = list(configs)
-    config, seed, epoch = rows["config"].to_numpy(object), rows["seed"].to_numpy(), rows["epoch"].to_numpy()
+    _check_keys(rows, files, list(configs), seeds, final)
+    _check_config_columns(rows, files, configs)
+    _check_runs(rows, files, list(configs), seeds, final)
+    _check_outcomes(rows, files)
+    _check_spectra_shapes(rows, spectra, files)
 
-    def at(i: int) -> str:
-        return f"{csv} line {i + 2} ({config[i]}, seed {seed[i]}, epoch {epoch[i]})"
 
-    def first(mask) -> int | None:
-        hits = np.flatnonzero(np.asarray(mask))
-        return int(hits[0]) if hits.size else None
+@dataclass
+class _TableFiles:
+    """The table's files as its checks name them, and where in table.csv a row is."""
 
-    if (i := first(~rows["config"].isin([DENSE, *ids]))) is not None:
-        raise LshError(f"{csv} line {i + 2}: configuration {config[i]!r} is not in {js}'s configs ({_ids(ids) or 'none'}) "
-                       f"nor {DENSE}: the rows and the description are of different tables; {REBUILD}")
-    if (i := first(~rows["seed"].isin(seeds))) is not None:
-        raise LshError(f"{at(i)}: training seed {seed[i]} is not among {js}'s seeds ({', '.join(map(str, seeds))})")
-    if (i := first((epoch < 0) | (epoch > final))) is not None:
-        raise LshError(f"{at(i)}: epoch {epoch[i]} is outside 0..{final} ({js}'s final_epochs)")
+    csv: Path
+    npz: Path
+    js: Path
+    rows: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        rows = self.rows
+        self.config, self.seed, self.epoch = rows["config"].to_numpy(object), rows["seed"].to_numpy(), rows["epoch"].to_numpy()
+
+    def at(self, i: int) -> str:
+        return f"{self.csv} line {i + 2} ({self.config[i]}, seed {self.seed[i]}, epoch {self.epoch[i]})"
+
+
+def _first(mask) -> int | None:
+    hits = np.flatnonzero(np.asarray(mask))
+    return int(hits[0]) if hits.size else None
+
+
+def _check_keys(rows: pd.DataFrame, f: _TableFiles, ids: list[str], seeds: list[int], final: int) -> None:
+    """Every row of a known configuration and training seed, at an epoch of the table, once."""
+    config, seed, epoch = f.config, f.seed, f.epoch
+    if (i := _first(~rows["config"].isin([DENSE, *ids]))) is not None:
+        raise LshError(f"{f.csv} line {i + 2}: configuration {config[i]!r} is not in {f.js}'s configs "
+                       f"({_ids(ids) or 'none'}) nor {DENSE}: the rows and the description are of different tables; "
+                       f"{REBUILD}")
+    if (i := _first(~rows["seed"].isin(seeds))) is not None:
+        raise LshError(f"{f.at(i)}: training seed {seed[i]} is not among {f.js}'s seeds ({', '.join(map(str, seeds))})")
+    if (i := _first((epoch < 0) | (epoch > final))) is not None:
+        raise LshError(f"{f.at(i)}: epoch {epoch[i]} is outside 0..{final} ({f.js}'s final_epochs)")
     duplicated = rows.duplicated(["config", "seed", "epoch"], keep=False).to_numpy()
-    if (i := first(duplicated)) is not None:
+    if (i := _first(duplicated)) is not None:
         same = np.flatnonzero(duplicated & (config == config[i]) & (seed == seed[i]) & (epoch == epoch[i]))
-        raise LshError(f"{csv}: the row ({config[i]}, seed {seed[i]}, epoch {epoch[i]}) appears {same.size} times "
+        raise LshError(f"{f.csv}: the row ({config[i]}, seed {seed[i]}, epoch {epoch[i]}) appears {same.size} times "
                        f"(lines {', '.join(str(j + 2) for j in same)}): a table has one row per configuration, training "
                        f"seed and epoch, so which one holds is unknown; {REBUILD}")
+
+
+def _check_config_columns(rows: pd.DataFrame, f: _TableFiles, configs: dict[str, dict]) -> None:
+    """Each row's configuration columns are its configuration's (blank for the dense reference)."""
     for key in CONFIG_KEYS:
         expected = rows["config"].map({cid: c[key] for cid, c in configs.items()})  # blank for the dense reference
         actual = rows[key]
         if key == "death_rate":
             expected, actual = expected.astype(float).round(6), actual.astype(float).round(6)
         same = (actual == expected).fillna(False).to_numpy(bool) | (actual.isna() & expected.isna()).to_numpy(bool)
-        if (i := first(~same)) is not None:
+        if (i := _first(~same)) is not None:
             value = rows[key].iat[i]
             value = "blank" if pd.isna(value) else repr(float(value) if key == "death_rate" else str(value))
-            want = ("blank (the dense reference has no configuration)" if config[i] == DENSE
-                    else f"{configs[config[i]][key]!r}, as {js} gives {config[i]}")
-            raise LshError(f"{at(i)}: column {key} is {value}, expected {want}")
+            want = ("blank (the dense reference has no configuration)" if f.config[i] == DENSE
+                    else f"{configs[f.config[i]][key]!r}, as {f.js} gives {f.config[i]}")
+            raise LshError(f"{f.at(i)}: column {key} is {value}, expected {want}")
+
+
+def _check_runs(rows: pd.DataFrame, f: _TableFiles, ids: list[str], seeds: list[int], final: int) -> None:
+    """Every configuration and the dense reference, with every training seed, at epochs 0..final or up to
+    a diverged epoch."""
     status = rows["status"].to_numpy(object)
     runs = rows.groupby(["config", "seed"], sort=False).indices
     for cid in [DENSE, *ids]:
         for s in seeds:
             where = runs.get((cid, s))
             if where is None:
-                raise LshError(f"{csv}: no rows for {cid} with training seed {s}: every configuration of {js} and "
-                               f"{DENSE} have rows for every training seed ({', '.join(map(str, seeds))}) at epochs "
-                               f"0..{final}; {REBUILD} once every cell is trained")
-            order = where[np.argsort(epoch[where], kind="stable")]
-            problem = _run_problem([int(e) for e in epoch[order]], list(status[order]), final)
+                raise LshError(f"{f.csv}: no rows for {cid} with training seed {s}: every configuration of {f.js} "
+                               f"and {DENSE} have rows for every training seed ({', '.join(map(str, seeds))}) at "
+                               f"epochs 0..{final}; {REBUILD} once every cell is trained")
+            order = where[np.argsort(f.epoch[where], kind="stable")]
+            problem = _run_problem([int(e) for e in f.epoch[order]], list(status[order]), final)
             if problem:
-                raise LshError(f"{csv}: {cid} with training seed {s} {problem}")
+                raise LshError(f"{f.csv}: {cid} with training seed {s} {problem}")
+
+
+def _check_outcomes(rows: pd.DataFrame, f: _TableFiles) -> None:
+    """Finite losses and perplexities on every row of status ok from epoch 1 on."""
     values = rows[list(OUTCOMES)].to_numpy(float)
-    trained_ok = ((status == "ok") & (epoch >= 1))[:, None]
+    trained_ok = ((rows["status"].to_numpy(object) == "ok") & (f.epoch >= 1))[:, None]
     bad = np.argwhere(trained_ok & ~np.isfinite(values))
     if bad.size:
         i, j = (int(v) for v in bad[0])
         value = "blank" if math.isnan(values[i, j]) else repr(float(values[i, j]))
-        raise LshError(f"{at(i)}: {OUTCOMES[j]} is {value} on a row of status ok: an epoch that trained has finite "
+        raise LshError(f"{f.at(i)}: {OUTCOMES[j]} is {value} on a row of status ok: an epoch that trained has finite "
                        "losses and perplexities, and one that did not has status diverged")
+
+
+def _check_spectra_shapes(rows: pd.DataFrame, spectra: dict[str, np.ndarray], f: _TableFiles) -> None:
+    """Both layouts' arrays aligned with the rows, of one shape."""
     shapes = {name: spectra[name].shape for name in LAYOUTS}
     for name, shape in shapes.items():
         if shape[0] != len(rows):
-            raise LshError(f"{npz}: array {name} has {shape[0]} rows but {csv} has {len(rows)}: the spectra are "
+            raise LshError(f"{f.npz}: array {name} has {shape[0]} rows but {f.csv} has {len(rows)}: the spectra are "
                            f"aligned with the rows; {REBUILD}")
     if len(set(shapes.values())) > 1:
-        raise LshError(f"{npz}: the arrays {' and '.join(f'{n} {s}' for n, s in shapes.items())} differ in shape: "
+        raise LshError(f"{f.npz}: the arrays {' and '.join(f'{n} {s}' for n, s in shapes.items())} differ in shape: "
                        "expected both [rows, exponents]")
+
+
+def _check_cell_row(path: Path, epoch: str, row: object) -> None:
+    if not isinstance(row, dict):
+        raise LshError(f"{path}: rows[{epoch!r}] is {_kind(row)}: expected an object with {', '.join(CELL_FIELDS)}")
+    if absent := [f for f in CELL_FIELDS if f not in row]:
+        raise LshError(f"{path}: rows[{epoch!r}] has no {', '.join(absent)}: expected {', '.join(CELL_FIELDS)}")
+    for name in CELL_FIELDS:
+        value = row[name]
+        if name == "status" and value not in STATUSES:
+            raise LshError(f"{path}: rows[{epoch!r}].status is {value!r}: allowed are {', '.join(STATUSES)}")
+        if name != "status" and value is not None and not _is_real(value):
+            raise LshError(f"{path}: rows[{epoch!r}].{name} is {value!r}: expected a number or null")
+
+
+def _check_cell_spectra(path: Path, epoch: str, layouts: object) -> None:
+    """null (not computed) or both layouts' exponents, as many in each."""
+    if layouts is None:
+        return
+    if not isinstance(layouts, dict) or not all(
+            isinstance(layouts.get(name), list) and all(map(_is_real, layouts[name])) for name in LAYOUTS):
+        raise LshError(f"{path}: spectra[{epoch!r}] is {_kind(layouts)}: expected null or an object with the lists "
+                       f"of numbers {' and '.join(LAYOUTS)}")
+    if len({len(layouts[name]) for name in LAYOUTS}) > 1 or not layouts[LAYOUTS[0]]:
+        raise LshError(f"{path}: spectra[{epoch!r}] has {' and '.join(f'{len(layouts[n])} {n}' for n in LAYOUTS)} "
+                       "exponents: expected the same number, at least one, in both layouts")
 
 
 def read_cell(path: str | Path, final_epochs: int | None = None) -> dict:
@@ -473,29 +536,11 @@ def read_cell(path: str | Path, final_epochs: int | None = None) -> dict:
     if not isinstance(spectra, dict):
         raise LshError(f"{path}: spectra is {_kind(spectra)}: expected an object of spectra by epoch ('0', '1', ..)")
     for epoch, row in rows.items():
-        if not isinstance(row, dict):
-            raise LshError(f"{path}: rows[{epoch!r}] is {_kind(row)}: expected an object with {', '.join(CELL_FIELDS)}")
-        if absent := [f for f in CELL_FIELDS if f not in row]:
-            raise LshError(f"{path}: rows[{epoch!r}] has no {', '.join(absent)}: expected {', '.join(CELL_FIELDS)}")
-        for name in CELL_FIELDS:
-            value = row[name]
-            if name == "status" and value not in STATUSES:
-                raise LshError(f"{path}: rows[{epoch!r}].status is {value!r}: allowed are {', '.join(STATUSES)}")
-            if name != "status" and value is not None and not _is_real(value):
-                raise LshError(f"{path}: rows[{epoch!r}].{name} is {value!r}: expected a number or null")
+        _check_cell_row(path, epoch, row)
         if epoch not in spectra:
             raise LshError(f"{path}: no spectrum for epoch {epoch} (spectra[{epoch!r}]): every recorded epoch has "
                            "one, null when it could not be computed")
-        layouts = spectra[epoch]
-        if layouts is None:
-            continue
-        if not isinstance(layouts, dict) or not all(
-                isinstance(layouts.get(name), list) and all(map(_is_real, layouts[name])) for name in LAYOUTS):
-            raise LshError(f"{path}: spectra[{epoch!r}] is {_kind(layouts)}: expected null or an object with the lists "
-                           f"of numbers {' and '.join(LAYOUTS)}")
-        if len({len(layouts[name]) for name in LAYOUTS}) > 1 or not layouts[LAYOUTS[0]]:
-            raise LshError(f"{path}: spectra[{epoch!r}] has {' and '.join(f'{len(layouts[n])} {n}' for n in LAYOUTS)} "
-                           "exponents: expected the same number, at least one, in both layouts")
+        _check_cell_spectra(path, epoch, spectra[epoch])
     if final_epochs is not None:
         epochs = sorted(rows, key=int)
         problem = _run_problem([int(e) for e in epochs], [rows[e]["status"] for e in epochs], final_epochs)

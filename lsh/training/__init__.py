@@ -24,13 +24,18 @@ exactly as if it had never stopped.
 
 from lsh.training.averaging import Averager, swapped_in
 from lsh.training.checkpoints import (
-    CHECKPOINT_FORMAT, checkpoint_path, list_checkpoints, load_checkpoint, model_from_checkpoint, save_checkpoint,
+    CHECKPOINT_FORMAT,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
 )
 from lsh.training.loop import Trainer, batchify, divergence, evaluate, perplexity, should_switch_to_asgd, windows
-from lsh.training.run import RunSpec, build_trainer, summarize, train
+from lsh.training.run import RunSpec, build_trainer, candidate_spec, dense_spec, summarize, train
 
 __all__ = [
     "Averager", "swapped_in", "CHECKPOINT_FORMAT", "checkpoint_path", "list_checkpoints", "load_checkpoint",
     "model_from_checkpoint", "save_checkpoint", "Trainer", "batchify", "divergence", "evaluate", "perplexity",
-    "should_switch_to_asgd", "windows", "RunSpec", "build_trainer", "summarize", "train",
+    "should_switch_to_asgd", "windows", "RunSpec", "build_trainer", "candidate_spec", "dense_spec", "summarize", "train",
 ]

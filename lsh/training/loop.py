@@ -18,10 +18,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from lsh.config import TrainConfig
-from lsh.files import finite_or_none
 from lsh.data import Corpus
 from lsh.device import float32_precision
 from lsh.errors import LshError
+from lsh.files import finite_or_none
 from lsh.models import LanguageModel, build_model
 from lsh.training.averaging import Averager, swapped_in
 from lsh.training.checkpoints import CHECKPOINT_FORMAT, rng_state, set_rng_state

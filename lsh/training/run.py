@@ -9,20 +9,25 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from lsh import files, layout, numerics, records
-from lsh.config import ModelParams, SparseConfig, TrainConfig
+from lsh.config import ModelParams, Params, SparseConfig, TrainConfig
 from lsh.data import Corpus
 from lsh.device import resolve_device
 from lsh.errors import LshError
 from lsh.models import ModelConfig, build_model, check_fits
 from lsh.records import Summary
 from lsh.training.checkpoints import (
-    checkpoint_path, describe_difference, fingerprint, list_checkpoints, load_checkpoint, model_from_checkpoint,
+    checkpoint_path,
+    describe_difference,
+    fingerprint,
+    list_checkpoints,
+    load_checkpoint,
+    model_from_checkpoint,
     save_checkpoint,
 )
 from lsh.training.loop import Trainer, batchify, evaluate, perplexity
@@ -47,6 +52,17 @@ class RunSpec:
                 "corpus": fingerprint(corpus)}
 
 
+def candidate_spec(params: Params, config: dict) -> RunSpec:
+    """The run a candidate of a search or a study is: the params' model and training, its configuration
+    in the sparse section."""
+    return RunSpec(params.seed, params.model, params.train, replace(params.sparse, **config))
+
+
+def dense_spec(params: Params) -> RunSpec:
+    """The dense reference: the same model and training, no sparse section."""
+    return RunSpec(params.seed, params.model, params.train, None)
+
+
 def train(
     spec: RunSpec,
     corpus: Corpus,
@@ -59,6 +75,7 @@ def train(
     test: bool = False,
     progress: bool | None = None,
     init: str | os.PathLike | None = None,
+    candidate: tuple[str, dict] | None = None,
 ) -> Summary:
     """Train the spec's model until `epochs` epochs in total are done, checkpointing every epoch.
 
@@ -68,13 +85,11 @@ def train(
     training), as if it were this folder's own last checkpoint. Finished work is never
     deleted unasked: `resume` continues the folder's own run (a no-op once it has reached
     `epochs`) and refuses another run's checkpoints; only `restart` deletes them (and, without
-    `resume`, any checkpoints) to start over. Returns the summary, also `out/summary.json`.
+    `resume`, any checkpoints) to start over. Returns the summary, also `out/summary.json`
+    (with `candidate`, a search slot's id and configuration, in it).
     """
     out = Path(out)
-    if keep not in ("all", "last"):
-        raise LshError(f"--keep {keep!r}: allowed are all, last")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise LshError(f"--epochs {epochs!r}: must be a whole number of epochs >= 0")
+    _check_request(keep, epochs)
     device = resolve_device(spec.train.device, "train.device")
     config = spec.run_config(corpus)
     trainer = build_trainer(spec, corpus, device)
@@ -90,13 +105,13 @@ def train(
         raise LshError(f"--init {init} is already at epoch {trainer.epoch}, past --epochs {epochs}")
     if trainer.epoch >= epochs and start is not None and not continued:
         log.info("%s is already trained to epoch %d (--epochs %d): nothing to train", out, trainer.epoch, epochs)
-        return finish_summary(out, trainer, epochs, test, seconds=0.0, trained=0)
+        return finish_summary(out, trainer, epochs, test, seconds=0.0, trained=0, candidate=candidate)
     if trainer.epoch == 0:
         save_checkpoint(checkpoint_path(out, 0), trainer.state_dict(config))
     started, first_epoch = time.perf_counter(), trainer.epoch
     run_epochs(trainer, out, epochs, config, keep, sys.stderr.isatty() if progress is None else progress)
     return finish_summary(out, trainer, epochs, test, seconds=time.perf_counter() - started,
-                          trained=trainer.epoch - first_epoch)
+                          trained=trainer.epoch - first_epoch, candidate=candidate)
 
 
 def build_trainer(spec: RunSpec, corpus: Corpus, device: torch.device) -> Trainer:
@@ -182,8 +197,18 @@ def run_epochs(trainer: Trainer, out: Path, epochs: int, config: dict, keep: str
             log.warning("epoch %d: %s; the run stops as diverged", trainer.epoch, record["reason"])
 
 
-def finish_summary(out: Path, trainer: Trainer, epochs: int, test: bool, *, seconds: float, trained: int) -> Summary:
-    """Write and return summary.json of the run's first `epochs` epochs (all of them, normally)."""
+def _check_request(keep: str, epochs: int) -> None:
+    """Refuse a bad request before any checkpoint is touched."""
+    if keep not in layout.KEEP:
+        raise LshError(f"--keep {keep!r}: allowed are {', '.join(layout.KEEP)}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise LshError(f"--epochs {epochs!r}: must be a whole number of epochs >= 0")
+
+
+def finish_summary(out: Path, trainer: Trainer, epochs: int, test: bool, *, seconds: float, trained: int,
+                   candidate: tuple[str, dict] | None = None) -> Summary:
+    """Write and return summary.json of the run's first `epochs` epochs (all of them, normally), with the
+    search candidate's id and configuration when it is one (written once, by this job)."""
     history = trainer.history[:epochs]
     status = history[-1]["status"] if history else trainer.status
     summary = summarize(history, status, epochs)
@@ -191,7 +216,8 @@ def finish_summary(out: Path, trainer: Trainer, epochs: int, test: bool, *, seco
     if test and summary.best_epoch is not None:
         test_ppl = files.finite_or_none(best_test_perplexity(out, summary.best_epoch, trainer))
     summary = Summary(**{**asdict(summary), "seconds": round(seconds, 3), "epochs_trained": trained,
-                         "test_ppl": test_ppl, "test_epoch": summary.best_epoch if test_ppl is not None else None})
+                         "test_ppl": test_ppl, "test_epoch": summary.best_epoch if test_ppl is not None else None,
+                         "candidate": candidate[0] if candidate else None, "config": candidate[1] if candidate else None})
     if not (out / layout.METRICS).exists():
         write_metrics(out, trainer.history)
     files.write_json(out / layout.SUMMARY, summary.to_json())

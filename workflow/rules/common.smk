@@ -15,7 +15,7 @@ from snakemake.utils import validate
 
 from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
 from lsh.errors import LshError
-from lsh.layout import CELL_ROWS, STUDY_REPORT_FILES, TABLE_FILES, Layout, cell_folder, two
+from lsh.layout import CELL_ROWS, METRICS, SPECTRA, STUDY_REPORT_FILES, SUMMARY, TABLE_FILES, Layout, cell_folder, two
 from lsh.search.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 
@@ -153,7 +153,7 @@ def train_mem_mb(wildcards, attempt):
 
 def slot_train_summaries(run, r):
     """A slot's training is marked done by its summary.json, written last; its checkpoints live beside it."""
-    return [str(run.layout.slot_train(r, s) / "summary.json") for s in range(run.plan.rounds[int(r)].pool)]
+    return [str(run.layout.slot_train(r, s) / SUMMARY) for s in range(run.plan.rounds[int(r)].pool)]
 
 
 def slot_spectra_files(run, r):
@@ -161,8 +161,8 @@ def slot_spectra_files(run, r):
 
 
 def dense_outputs():
-    return {"spectra": str(DENSE / "spectra.json"), "metrics": str(DENSE / "metrics.jsonl"),
-            "summary": str(DENSE / "summary.json")}
+    return {"spectra": str(DENSE / SPECTRA), "metrics": str(DENSE / METRICS),
+            "summary": str(DENSE / SUMMARY)}
 
 
 def pool_inputs(wildcards):
@@ -183,8 +183,8 @@ def rank_inputs(wildcards):
         "pool": str(run.layout.pool(r)),
         "train": slot_train_summaries(run, r),
         "spectra": [f for q in range(r + 1) for f in slot_spectra_files(run, q)],
-        "dense": str(DENSE / "spectra.json"),
-        "dense_metrics": str(DENSE / "metrics.jsonl"),
+        "dense": str(DENSE / SPECTRA),
+        "dense_metrics": str(DENSE / METRICS),
     }
 
 
@@ -197,7 +197,7 @@ def final_pool_inputs(wildcards):
 
 
 def final_train_summaries(run):
-    return [str(run.layout.final_train(f) / "summary.json") for f in range(run.plan.final_pool)]
+    return [str(run.layout.final_train(f) / SUMMARY) for f in range(run.plan.final_pool)]
 
 
 def select_inputs(wildcards):
@@ -205,7 +205,7 @@ def select_inputs(wildcards):
     inputs = {"pool": str(run.layout.final_pool), "final": final_train_summaries(run)}
     if run.plan.rounds:
         inputs["rankings"] = [str(run.layout.ranking(r)) for r in range(len(run.plan.rounds))]
-        inputs["dense"] = str(DENSE / "spectra.json")
+        inputs["dense"] = str(DENSE / SPECTRA)
     return inputs
 
 
@@ -214,7 +214,7 @@ def correlation_summaries():
     if not PLAN.rounds:
         return []
     k = min(config["report"]["correlation_candidates"], PLAN.rounds[0].pool)
-    return [str(MAIN.correlation_train(c) / "summary.json") for c in range(k)]
+    return [str(MAIN.correlation_train(c) / SUMMARY) for c in range(k)]
 
 
 def report_inputs(wildcards=None):
@@ -229,8 +229,8 @@ def report_inputs(wildcards=None):
         "correlation": correlation_summaries(),
     }
     if PLAN.rounds:
-        inputs["dense"] = [str(DENSE / "summary.json"), str(DENSE / "spectra.json")]
-        inputs["dense_final"] = str(MAIN.dense_final / "summary.json")
+        inputs["dense"] = [str(DENSE / SUMMARY), str(DENSE / SPECTRA)]
+        inputs["dense_final"] = str(MAIN.dense_final / SUMMARY)
         inputs["rounds"] = [
             f
             for r in range(len(PLAN.rounds))
@@ -251,7 +251,7 @@ def root_pattern():
 
 def final_outputs():
     """What `rule all` asks for."""
-    dense_final = [str(MAIN.dense_final / "summary.json")] if PLAN.rounds else []
+    dense_final = [str(MAIN.dense_final / SUMMARY)] if PLAN.rounds else []
     return [str(MAIN.environment), str(MAIN.selected), *dense_final, *correlation_summaries()]
 
 

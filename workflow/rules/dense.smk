@@ -59,7 +59,7 @@ rule train_dense_final:
         data=prepared_files(),
         dense=dense_outputs()["summary"],
     output:
-        str(MAIN.dense_final / "summary.json"),
+        str(MAIN.dense_final / SUMMARY),
     params:
         **lsh_params("train_dense_final"),
         data=lambda w, input: os.path.dirname(input.data[0]),

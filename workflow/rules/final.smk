@@ -26,7 +26,7 @@ rule train_final:
         data=prepared_files(),
         pool=str(P.final_pool),
     output:
-        str(P.final_train("{f}") / "summary.json"),
+        str(P.final_train("{f}") / SUMMARY),
     params:
         **lsh_params("train_final"),
         data=lambda w, input: os.path.dirname(input.data[0]),
@@ -68,9 +68,9 @@ rule train_correlation:
     input:
         data=prepared_files(),
         pool=str(MAIN.pool(0)),
-        train=str(MAIN.slot_train(0, "{c}") / "summary.json"),
+        train=str(MAIN.slot_train(0, "{c}") / SUMMARY),
     output:
-        str(MAIN.correlation_train("{c}") / "summary.json"),
+        str(MAIN.correlation_train("{c}") / SUMMARY),
     params:
         **lsh_params("train_correlation"),
         data=lambda w, input: os.path.dirname(input.data[0]),

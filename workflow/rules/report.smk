@@ -1,5 +1,6 @@
 # The run's report (results/report/): tables and figures from the finished run, embedded
-# in `snakemake --report results/report.html` with the captions of workflow/report/.
+# in `snakemake --report results/report.html` with the captions of workflow/report/; its first
+# page, workflow/report/workflow.rst (the Snakefile's `report:`), shows summary.md's selection.
 REPORT = MAIN.report
 
 # Every file `lsh report` writes (lsh.stages.report.report_files); the LS figures only with

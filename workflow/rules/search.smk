@@ -28,7 +28,7 @@ rule train_candidate:
         pool=str(P.pool("{r}")),
         parents=parent_summaries,
     output:
-        str(P.slot_train("{r}", "{s}") / "summary.json"),
+        str(P.slot_train("{r}", "{s}") / SUMMARY),
     params:
         **lsh_params("train_candidate"),
         data=lambda w, input: os.path.dirname(input.data[0]),
@@ -50,7 +50,7 @@ rule spectra_candidate:
     input:
         data=prepared_files(),
         pool=str(P.pool("{r}")),
-        train=str(P.slot_train("{r}", "{s}") / "summary.json"),
+        train=str(P.slot_train("{r}", "{s}") / SUMMARY),
     output:
         str(P.slot_spectra("{r}", "{s}")),
     params:

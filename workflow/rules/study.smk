@@ -8,7 +8,7 @@ rule study_cell:
     input:
         data=prepared_files(),
     output:
-        str(MAIN.table_cell("{config}", "{k}") / "rows.json"),
+        str(MAIN.table_cell("{config}", "{k}") / CELL_ROWS),
     params:
         **lsh_params("study_cell"),
         data=lambda w, input: os.path.dirname(input.data[0]),

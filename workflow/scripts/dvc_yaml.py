@@ -30,7 +30,7 @@ import yaml
 from lsh import files
 from lsh.config import Params, load_params
 from lsh.errors import LshError
-from lsh.layout import Layout
+from lsh.layout import SUMMARY, Layout
 from lsh.search.schedule import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,7 +100,7 @@ def stages(params: Params) -> dict[str, Any]:
     upstream = [prepared]
     if the_plan.rounds:
         out["dense"] = _stage(
-            [str(run.dense_spectra), str(run.dense_final / "summary.json")],
+            [str(run.dense_spectra), str(run.dense_final / SUMMARY)],
             [prepared, *phase_code("dense", RULES["dense"]), COMPARISON], phase_params("dense", raw),
             [str(run.dense), str(run.dense_final)],
         )
@@ -111,7 +111,7 @@ def stages(params: Params) -> dict[str, Any]:
             out[f"round-{r:02d}"] = _stage(targets, deps, phase_params("round", raw), [str(run.round_dir(r))])
         upstream = [str(run.round_dir(len(the_plan.rounds) - 1))]
     k = min(params.correlation_candidates, the_plan.rounds[0].pool) if the_plan.rounds else 0
-    correlation = [str(run.correlation_train(c) / "summary.json") for c in range(k)]
+    correlation = [str(run.correlation_train(c) / SUMMARY) for c in range(k)]
     out["final"] = _stage(
         [str(run.selected), *correlation],
         [prepared, *upstream, *phase_code("final", RULES["final"])],

@@ -1,0 +1,107 @@
+"""The study's verdict as numbers: the early signals at e0 pooled over the training seeds, and LSH
+against the loss-based search at the headline pool size, each with its interval. The report module
+(lsh/report/study.py) turns it into words; nothing here decides how strongly to say it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from lsh.config import Params
+from lsh.study.signals import LABELS_ONLY, POOLED
+from lsh.study.strategies import method_name
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its 95 % interval (nan bounds: no interval)."""
+
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+
+    @classmethod
+    def of(cls, row: pd.Series, key: str) -> Estimate:
+        return cls(row[key], row[f"{key}_low"], row[f"{key}_high"])
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return (self.low, self.high)
+
+    def overlaps(self, other: Estimate) -> bool | None:
+        """Whether the two intervals overlap; None when either is unknown."""
+        if not all(math.isfinite(v) for v in (*self.interval, *other.interval)):
+            return None
+        return not (self.low > other.high or other.low > self.high)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Signal:
+    """One early signal at e0, pooled over the training seeds."""
+
+    spearman: Estimate
+    pearson: float
+    recall: float  # top-quarter recall
+    within: Estimate  # Spearman within death methods
+    partial: Estimate  # partial Spearman controlling for the choices
+
+    @classmethod
+    def of(cls, row: pd.Series) -> Signal:
+        return cls(spearman=Estimate.of(row, "spearman"), pearson=row["pearson"], recall=row["top_quarter_recall"],
+                   within=Estimate.of(row, "within_death"), partial=Estimate.of(row, "partial_spearman"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """One strategy at the headline pool: its selection's final test perplexity, regret and budget."""
+
+    test_ppl: Estimate
+    regret: float
+    candidate_epochs: float
+
+    @classmethod
+    def of(cls, row: pd.Series) -> Method:
+        return cls(test_ppl=Estimate.of(row, "test_ppl"), regret=row["regret"], candidate_epochs=row["candidate_epochs"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    epoch: int  # e0
+    seeds: int  # training seeds
+    ls: Signal  # the LS distance with the params' ranker options
+    loss_gap: Signal
+    labels_spearman: Estimate  # the labels-only reference
+    lsh: Method
+    loss: Method
+    best: float  # the table's best final test perplexity (the mean over seeds of each seed's best)
+    n: int
+    proposer: str
+
+    def numbers(self) -> dict:
+        """The verdict as one flat record (for a log line)."""
+        def flat(prefix: str, value: object) -> dict:
+            if isinstance(value, dict):
+                return {k: v for key, item in value.items() for k, v in flat(f"{prefix}_{key}", item).items()}
+            return {prefix: value}
+        return {k: v for key, value in asdict(self).items() for k, v in flat(key, value).items()}
+
+
+def headline_pool(params: Params) -> int:
+    """The pool size of the verdict: search.n when the study compares it, else the first of study.pools."""
+    return params.search.n if params.search.n in params.study.pools else params.study.pools[0]
+
+
+def build_verdict(params: Params, signals: pd.DataFrame, methods: pd.DataFrame, default_ls: str, best: float) -> Verdict:
+    """The headline numbers: the signals pooled over training seeds at e0, the methods at the headline pool."""
+    at = signals[signals["seeds"] == POOLED].set_index(["signal", "epoch"])
+    e0 = params.search.e0
+    m = methods.set_index(["strategy", "n"])
+    n0, proposer = headline_pool(params), params.search.proposer
+    return Verdict(
+        epoch=e0, seeds=int(signals.loc[signals["seeds"] != POOLED, "seeds"].nunique()),
+        ls=Signal.of(at.loc[(default_ls, e0)]), loss_gap=Signal.of(at.loc[("loss_gap", e0)]),
+        labels_spearman=Estimate.of(at.loc[(LABELS_ONLY, e0)], "spearman"),
+        lsh=Method.of(m.loc[(method_name("ls", proposer), n0)]), loss=Method.of(m.loc[(method_name("loss", proposer), n0)]),
+        best=best, n=n0, proposer=proposer)

@@ -1,0 +1,104 @@
+"""The study's strategies as data (lsh/study/strategies.py), the replay's next pool shared with the
+live search (lsh/search/schedule.pool_epochs), and the typed verdict (lsh/study/verdict.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+from test_study import small_params, synthetic_table
+
+from lsh.search.proposers import PROPOSERS
+from lsh.search.ranking import RANKERS
+from lsh.search.schedule import plan, pool_epochs
+from lsh.study.replay import replay
+from lsh.study.strategies import (
+    KIND_NAMES,
+    RANKER_LABELS,
+    STUDY_PROPOSERS,
+    Strategy,
+    method_name,
+    optuna_name,
+    study_strategies,
+)
+from lsh.study.verdict import Estimate
+
+
+def test_a_strategy_name_is_derived_from_its_settings():
+    search = small_params().search
+    lsh = Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss_gap", proposer="tpe"))
+    assert lsh.name == "loss-gap-tpe" and lsh.ranker == "loss_gap" and lsh.proposer == "tpe"
+    common = Strategy(kind="lsh", search=dataclasses.replace(search, ranker="tse", age="common", proposer="rand"))
+    assert common.name == "TSE-rand common-age"
+    option = Strategy(kind="lsh", search=dataclasses.replace(search, ranker="ls", proposer="grid", embedding="raw",
+                                                              distance="cosine", pca_fit="pair"),
+                      layout="sorted", shows="options")
+    assert option.name == "LSH-grid raw-cosine-sorted-pair"
+    schedule = Strategy(kind="lsh", search=dataclasses.replace(search, ranker="ls", proposer="grid", e0=3, ei=2),
+                        shows="schedule")
+    assert schedule.name == "LSH-grid e0=3 ei=2"
+    assert Strategy(kind="optuna", search=search, pruner="successive_halving", budget=9).name == "optuna-TPE-halving"
+    assert Strategy(kind="optuna", search=search, pruner="hyperband", budget=9, startup=1).name == \
+        optuna_name("hyperband", matched=True) == "optuna-TPE-hyperband matched"
+    assert Strategy(kind="iepoch", search=search).name == KIND_NAMES["iepoch"] == "i-Epoch"
+
+
+def test_every_ranker_and_proposer_has_its_place_in_the_names():
+    assert set(RANKER_LABELS) == set(RANKERS)
+    assert set(STUDY_PROPOSERS) == set(PROPOSERS) and STUDY_PROPOSERS[0] == "grid"
+    assert method_name("ls", "atpe") == "LSH-atpe"
+
+
+@pytest.mark.parametrize("kind", ["random", "optuna", "optuna_ls"])
+def test_a_strategy_that_spends_a_budget_must_be_given_one(kind):
+    with pytest.raises(ValueError, match="give budget"):
+        Strategy(kind=kind, search=small_params().search, pruner="hyperband")
+
+
+def test_an_unknown_optuna_pruner_or_name_detail_is_refused():
+    search = small_params().search
+    with pytest.raises(ValueError, match="optuna pruner 'median'"):
+        Strategy(kind="optuna", search=search, pruner="median", budget=9)
+    with pytest.raises(ValueError, match="shows 'everything'"):
+        Strategy(kind="lsh", search=search, shows="everything")
+
+
+def test_the_study_names_every_strategy_once_per_group_and_pool():
+    params = small_params()
+    keys = [(group, s.name, n) for group, s, n in study_strategies(params, 4)]
+    assert len(keys) == len(set(keys))
+
+
+def test_the_next_pool_continues_survivors_then_starts_newcomers():
+    search = dataclasses.replace(small_params().search, n=8, e0=2, ei=1, eliminate=0.5, insert=0.25, final_pool=2)
+    rounds = plan(search).rounds
+    assert pool_epochs(search, 0, [], 8, 10) == [(0, 2)] * 8
+    assert pool_epochs(search, 1, [2, 2, 2, 2], 2, 10) == [(2, 3)] * 4 + [(0, 2)] * 2
+    assert pool_epochs(search, len(rounds), [4, 3], 0, 10) == [(4, 10), (3, 10)]
+    full = dataclasses.replace(search, mode="full")
+    assert pool_epochs(full, 0, [], 3, 10) == [(0, 10)] * 3
+
+
+def test_a_round_without_newcomers_is_not_the_final_pool():
+    """With an insert rate that rounds to no newcomers, the rounds go on (the live pool job's rule): the
+    survivors continue for ei, they do not jump to final.epochs after the first round."""
+    params = small_params(n=8, e0=1, ei=1, eliminate=0.5, insert=0.1, final_pool=1)
+    the_plan = plan(params.search)
+    assert len(the_plan.rounds) == 3 and not any(r.new for r in the_plan.rounds)
+    table = synthetic_table(params)
+    outcome = replay(table, Strategy(kind="lsh", search=params.search), params.space, repeats=1,
+                     base_seed=params.seed)[0]
+    assert [len(order) for order in outcome.rounds] == [r.pool for r in the_plan.rounds]
+    last = the_plan.rounds[-1].max_epoch
+    assert outcome.candidate_epochs == the_plan.total_candidate_epochs + (table.final_epochs - last)
+
+
+def test_an_estimate_overlaps_only_with_both_intervals_known():
+    a, b = Estimate(1.0, 0.5, 1.5), Estimate(2.0, 1.4, 2.6)
+    assert a.overlaps(b) and b.overlaps(a)
+    assert not a.overlaps(Estimate(3.0, 2.0, 4.0))
+    assert a.overlaps(Estimate(3.0)) is None
+    row = pd.Series({"x": 1.0, "x_low": math.nan, "x_high": 2.0})
+    assert Estimate.of(row, "x").overlaps(a) is None
