@@ -3,7 +3,6 @@ resuming or continuing where a run left off, and never deleting finished work un
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -233,7 +232,7 @@ def _clear(out: Path, checkpoints: dict[int, Path]) -> None:
 
 def write_metrics(out: Path, history: list[dict]) -> None:
     """Per-epoch records, as JSON lines and as one JSON list (rewritten whole: never half a line)."""
-    files.write_text(out / layout.METRICS, "".join(json.dumps(h) + "\n" for h in history))
+    records.write_lines(out / layout.METRICS, history)  # the lines records.read_lines(.., Epoch) reads
     files.write_json(out / layout.CURVES, history)
 
 
