@@ -2,14 +2,16 @@
 
 Every file one job writes and another reads is a dataclass here: a round's pool, a training's
 summary and per-epoch metrics, a slot's spectra, a round's ranking and proposals, the
-selection. A reader checks the file against the record's fields (their types, the allowed
-configuration values, no missing and no unknown keys), so a truncated, foreign or hand-edited
-file is one error naming the file, the field and what was expected, never a traceback or a
-silently wrong number further on. `to_json` writes the same keys `from_json` reads.
+selection, a study cell's rows. A reader checks the file against the record's fields (their
+types, the allowed configuration values, no missing and no unknown keys), so a truncated,
+foreign or hand-edited file is one error naming the file, the field and what was expected,
+never a traceback or a silently wrong number further on. `to_json` writes the same keys
+`from_json` reads.
 
     read(path, Pool)             a JSON file as its record
     read_lines(path, Epoch)      a JSON-lines file, a record per line
     read_rows(path, RankingRow)  a CSV file, a record per row
+    read_cell(path, final)       a study cell's rows.json, checked complete
     write(path, record)          atomically
 """
 
@@ -24,156 +26,18 @@ import types
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import numpy as np
 
 from lsh import files
 from lsh.errors import LshError
+from lsh.typecheck import Measure, RecordError, at, build, fail, hints, lead, show
 
 R = TypeVar("R")
 
 CONFIG_KEYS = ("init", "death", "growth", "redistribution", "death_rate")
 STATUSES = ("ok", "diverged", "empty")  # empty: a pool slot without a candidate (a grid smaller than the pool)
-
-
-class RecordError(LshError):
-    """A value that does not fit its record: `field` names where, the message what was expected."""
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-# -----------------------------------------------------------------------------
-# Checking values against the type hints of a record's fields
-
-
-class Measure(float):
-    """Marks a float field that may be infinite or NaN (a diverged candidate's distance in a CSV)."""
-
-
-def _fail(where: str, expected: str, value: Any) -> RecordError:
-    return RecordError(f"{where}: expected {expected}, found {_show(value)}")
-
-
-def _check_annotated(value: Any, args: tuple, where: str) -> Any:
-    """Annotated[T, check, ...]: the value as T, then each callable's own check (a range, a pattern)."""
-    value = check(value, args[0], where)
-    for extra in args[1:]:
-        if callable(extra):
-            extra(value, where)
-    return value
-
-
-def _check_union(value: Any, args: tuple, where: str) -> Any:
-    """The first option the value fits; one option's own message when there is only one to name."""
-    if value is None and type(None) in args:
-        return None
-    errors = []
-    for option in (a for a in args if a is not type(None)):
-        try:
-            return check(value, option, where)
-        except RecordError as e:
-            errors.append(e)
-    raise errors[0] if len(errors) == 1 else _fail(where, " or ".join(_name(a) for a in args), value)
-
-
-def _check_scalar(value: Any, hint: type, where: str) -> Any:
-    """bool, int, float (finite unless a Measure) or str; JSON's true is not a number here."""
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _fail(where, "true or false", value)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(where, "a whole number", value)
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise _fail(where, "text", value)
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(where, "a number", value)
-    if hint is float and not math.isfinite(value):
-        raise _fail(where, "a finite number", value)
-    return float(value)
-
-
-def _check_dict(value: Any, args: tuple, where: str) -> dict:
-    """A JSON object; for dict[K, V] each key and value checked, a value's place named by its key."""
-    if not isinstance(value, dict):
-        raise _fail(where, "an object", value)
-    if not args:
-        return value
-    return {check(k, args[0], f"{where} key"): check(v, args[1], f"{where}.{k}") for k, v in value.items()}
-
-
-def _check_list(value: Any, origin: type, args: tuple, where: str) -> list | tuple:
-    """A JSON list, as a list or (for a tuple hint) a tuple, each item checked."""
-    if not isinstance(value, list):
-        raise _fail(where, "a list", value)
-    item = args[0] if args else Any
-    checked = [check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    return tuple(checked) if origin is tuple else checked
-
-
-def check(value: Any, hint: Any, where: str) -> Any:
-    """`value` as the type `hint` describes it, or a RecordError naming `where`."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Annotated:
-        return _check_annotated(value, args, where)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        return _check_union(value, args, where)
-    if origin is Literal:
-        if value not in args:
-            raise _fail(where, "one of " + ", ".join(map(str, args)), value)
-        return value
-    if hint in (bool, int, float, Measure, str):
-        return _check_scalar(value, hint, where)
-    if hint is dict or origin is dict:
-        return _check_dict(value, args, where)
-    if origin in (list, tuple):
-        return _check_list(value, origin, args, where)
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value, where)
-    raise TypeError(f"no check for {hint!r}")  # a record with a field type this module does not know
-
-
-def _name(hint: Any) -> str:
-    return {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "an object",
-            type(None): "null"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls, include_extras=True)
-
-
-def build(cls: type[R], data: Any, where: str) -> R:
-    """An instance of the dataclass `cls` from a JSON object, every field checked against its type."""
-    if not isinstance(data, dict):
-        raise _fail(where, f"an object ({cls.__name__})", data)
-    known = {f.name: f for f in fields(cls)}
-    unknown = [k for k in data if k not in known]
-    if unknown:
-        raise RecordError(f"{where}: unknown field {_show(unknown[0])} (a {cls.__name__} has "
-                          f"{', '.join(known)})")
-    values = {}
-    for name, f in known.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise RecordError(f"{where}: field {name!r} is missing")
-            continue
-        values[name] = check(data[name], _hints(cls)[name], f"{where}.{name}" if where else name)
-    record = cls(**values)
-    validate = getattr(record, "validate", None)
-    if validate is not None:
-        validate(where)
-    return record
 
 
 # -----------------------------------------------------------------------------
@@ -195,14 +59,14 @@ def check_config(config: dict, where: str) -> None:
     if sorted(keys) != sorted(CONFIG_KEYS):
         missing = [k for k in CONFIG_KEYS if k not in config]
         extra = [k for k in keys if k not in CONFIG_KEYS]
-        what = f"lacks {', '.join(missing)}" if missing else f"has the unknown key {_show(extra[0])}"
-        raise RecordError(f"{where}: a configuration {what} (its keys are {', '.join(CONFIG_KEYS)})")
+        what = f"lacks {', '.join(missing)}" if missing else f"has the unknown key {show(extra[0])}"
+        raise RecordError(f"{lead(where)}a configuration {what} (its keys are {', '.join(CONFIG_KEYS)})")
     for key, allowed in _choices().items():
         if config[key] not in allowed:
-            raise _fail(f"{where}.{key}", "one of " + ", ".join(allowed), config[key])
+            raise fail(at(where, key), "one of " + ", ".join(allowed), config[key])
     rate = config["death_rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
-        raise _fail(f"{where}.death_rate", "a number between 0 and 1", rate)
+        raise fail(at(where, "death_rate"), "a number between 0 and 1", rate)
 
 
 Config = Annotated[dict, check_config]
@@ -236,7 +100,7 @@ class PoolEntry(Record):
 
     def validate(self, where: str) -> None:
         if not 0 <= self.epochs_before <= self.epochs_after:
-            raise RecordError(f"{where}: epochs_before {self.epochs_before} and epochs_after {self.epochs_after} "
+            raise RecordError(f"{lead(where)}epochs_before {self.epochs_before} and epochs_after {self.epochs_after} "
                               "must satisfy 0 <= epochs_before <= epochs_after")
 
 
@@ -260,7 +124,7 @@ class Pool(Record):
     def validate(self, where: str) -> None:
         for i, entry in enumerate(self.slots):
             if entry is not None and entry.slot != i:
-                raise RecordError(f"{where}.slots[{i}]: holds slot {entry.slot}; slot numbers must follow the order")
+                raise RecordError(f"{at(where, 'slots')}[{i}]: holds slot {entry.slot}; slot numbers must follow the order")
 
     @property
     def entries(self) -> list[PoolEntry]:
@@ -349,7 +213,7 @@ class Spectra(Record):
     def validate(self, where: str) -> None:
         for epoch in self.spectra:
             if not epoch.isdigit():
-                raise RecordError(f"{where}.spectra: the key {_show(epoch)} is not an epoch number")
+                raise RecordError(f"{at(where, 'spectra')}: the key {show(epoch)} is not an epoch number")
 
     def by_epoch(self) -> dict[int, Spectrum]:
         return {int(e): s for e, s in self.spectra.items()}
@@ -372,6 +236,91 @@ class SpectraCache(Record):
 
     key: str
     spectra: dict[str, CachedSpectrum]
+
+
+LAYOUTS = ("blocks", "sorted")  # lyapunov.LAYOUTS without importing torch (tests/test_config.py holds them equal)
+
+
+def run_problem(epochs: list[int], statuses: list[str], final: int) -> str | None:
+    """What is wrong with one training's recorded epochs (sorted), or None: they are 0..final, or 0..k ending
+    at the first of status diverged (training stopped there). A study cell and the table's runs alike."""
+    for expected, epoch in enumerate(epochs):
+        if epoch != expected:
+            return f"has no row for epoch {expected} (its epochs: {', '.join(map(str, epochs))})"
+    if "diverged" in statuses:
+        k = statuses.index("diverged")
+        if k != len(statuses) - 1:
+            return f"has rows after epoch {epochs[k]}, at which it diverged (training stops there)"
+        return None
+    if not epochs or epochs[-1] != final:
+        return (f"stops at epoch {epochs[-1] if epochs else 'none'} with status ok: expected epochs 0..{final} "
+                "(final_epochs), or up to one of status diverged; was it trained to the end?")
+    return None
+
+
+@dataclass(frozen=True)
+class CellRow(Record):
+    """One epoch of a study cell: what any selection strategy could observe of it (no training at epoch 0,
+    so no losses there; non-finite values only on a diverged row)."""
+
+    train_loss: Measure | None
+    train_ppl: Measure | None
+    valid_loss: Measure | None
+    valid_ppl: Measure | None
+    test_ppl: Measure | None
+    status: Literal["ok", "diverged"]
+    clipped: int | None  # exponents of the spectrum at the floor (lyapunov.min_exponent)
+
+
+CELL_FIELDS = tuple(f.name for f in fields(CellRow))
+
+
+@dataclass(frozen=True)
+class Cell(Record):
+    """A study cell's rows.json: one configuration (or the dense reference) trained with one seed, each
+    recorded epoch's row and spectrum in both layouts (None: not computed, a diverged model), and the
+    run and lyapunov settings it was made with (so a committed cell is reused only by the same study).
+    `lsh study cell` fills it epoch by epoch and rewrites it after each."""
+
+    config: str
+    seed: int
+    rows: dict[str, CellRow]
+    spectra: dict[str, dict[str, list[Measure]] | None]
+    run: dict | None = None
+    lyapunov: dict | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.config.strip():
+            raise fail(at(where, "config"), "a configuration id (dense, g00.., q000..)", self.config)
+        for epoch in self.rows:
+            if not epoch.isdigit():
+                raise RecordError(f"{at(where, 'rows')}: the key {show(epoch)} is not an epoch number")
+            if epoch not in self.spectra:
+                raise RecordError(f"{lead(where)}no spectrum for epoch {epoch} (spectra.{epoch}): every recorded epoch "
+                                  "has one, null when it could not be computed")
+        for epoch, layouts in self.spectra.items():
+            if layouts is None:
+                continue
+            if sorted(layouts) != sorted(LAYOUTS):
+                raise RecordError(f"{at(where, 'spectra')}.{epoch}: has {', '.join(layouts) or 'no layout'}: expected the "
+                                  f"layouts {' and '.join(LAYOUTS)}")
+            if len({len(v) for v in layouts.values()}) > 1 or not layouts[LAYOUTS[0]]:
+                raise RecordError(f"{at(where, 'spectra')}.{epoch}: has "
+                                  f"{' and '.join(f'{len(layouts[n])} {n}' for n in LAYOUTS)} exponents: expected the "
+                                  "same number, at least one, in both layouts")
+
+    @property
+    def epochs(self) -> list[str]:
+        """The recorded epochs' keys, in order."""
+        return sorted(self.rows, key=int)
+
+    def problem(self, final_epochs: int) -> str | None:
+        """Why the cell is not complete (trained to final_epochs, or to a divergence), or None."""
+        return run_problem([int(e) for e in self.epochs], [self.rows[e].status for e in self.epochs], final_epochs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config, "seed": self.seed, "run": self.run, "lyapunov": self.lyapunov,
+                "rows": {e: r.to_json() for e, r in self.rows.items()}, "spectra": self.spectra}
 
 
 @dataclass(frozen=True)
@@ -524,6 +473,17 @@ def read_lines(path: str | os.PathLike, cls: type[R]) -> list[R]:
     return [load(line, cls, f"{path} line {i}") for i, line in enumerate(files.read_jsonl(path), 1)]
 
 
+def read_cell(path: str | os.PathLike, final_epochs: int | None = None) -> Cell:
+    """A study cell's rows.json; with `final_epochs`, also complete: epochs 0..final_epochs, or up to a
+    diverged one."""
+    if not Path(path).is_file():
+        raise LshError(f"{path} does not exist: train the cell first (lsh study cell, or snakemake study_table)")
+    cell = read(path, Cell)
+    if final_epochs is not None and (problem := cell.problem(final_epochs)):
+        raise LshError(f"{path}: the cell ({cell.config}, seed {cell.seed}) {problem}")
+    return cell
+
+
 def write(path: str | os.PathLike, record: Record) -> Path:
     return files.write_json(path, record.to_json())
 
@@ -547,7 +507,7 @@ def _from_text(text: str, hint: Any, where: str) -> Any:
         return text
     if hint is bool:
         if text not in ("True", "False"):
-            raise _fail(where, "True or False", text)
+            raise fail(where, "True or False", text)
         return text == "True"
     try:
         if hint is int:
@@ -557,7 +517,7 @@ def _from_text(text: str, hint: Any, where: str) -> Any:
         if hint is float:
             return float(text)
     except ValueError:
-        raise _fail(where, "a number", text) from None
+        raise fail(where, "a number", text) from None
     return text
 
 
@@ -571,14 +531,14 @@ def read_rows(path: str | os.PathLike, cls: type[R]) -> list[R]:
     if missing or len(header) != len(columns):
         what = f"lacks the column {missing[0]!r}" if missing else f"has other columns than {', '.join(columns)}"
         raise LshError(f"{path} {what}: it is not a file lsh wrote, or was edited; rerun the stage that makes it")
-    hints = _hints(cls)
+    types_of = hints(cls)
     out = []
     for number, row in enumerate(reader, 2):
         where = f"line {number}"
         try:
             if None in row or any(v is None for v in row.values()):
                 raise RecordError(f"{where}: expected {len(columns)} values")
-            values = {c: _from_text(row[c], hints[c], f"{where}.{c}") for c in columns}
+            values = {c: _from_text(row[c], types_of[c], f"{where}.{c}") for c in columns}
             out.append(build(cls, values, where))
         except RecordError as e:
             raise LshError(f"{path}: {e}: the file is truncated, edited or not one lsh wrote; rerun the stage that "

@@ -12,7 +12,9 @@ import pytest
 
 from lsh import records
 from lsh.errors import LshError
-from lsh.records import Epoch, Pool, Proposals, RankingRow, Selection, Spectra, Summary
+from lsh.records import Cell, Epoch, Pool, Proposals, RankingRow, Selection, Spectra, Summary
+
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIG = {"init": "ER", "death": "SET", "growth": "random", "redistribution": "none", "death_rate": 0.8}
 SPECTRUM = {"exponents": [-0.1, -0.5], "layouts": {"blocks": [-0.1, -0.5], "sorted": [-0.1, -0.5]}, "clipped": 0,
@@ -40,6 +42,13 @@ GOOD = {
                            "rounds": [{"round": 0, "pool": 6, "planned_candidate_epochs": 6,
                                        "spent_candidate_epochs": 6}]}},
 }
+CELL_ROW = {"train_loss": 6.6, "train_ppl": 735.1, "valid_loss": 6.5, "valid_ppl": 665.1, "test_ppl": 640.2,
+            "status": "ok", "clipped": 0}
+GOOD[Cell] = {"config": "g03", "seed": 1111, "run": {"seed": 1111}, "lyapunov": {"steps": 35},
+              "rows": {"0": {**CELL_ROW, "train_loss": None, "train_ppl": None, "valid_loss": None, "valid_ppl": None},
+                       "1": CELL_ROW, "2": {**CELL_ROW, "valid_loss": math.inf, "status": "diverged"}},
+              "spectra": {"0": {"blocks": [-0.1, -0.5], "sorted": [-0.1, -0.5]},
+                          "1": {"blocks": [-0.2, -0.4], "sorted": [-0.2, -0.4]}, "2": None}}
 EPOCH = {"epoch": 1, "train_loss": 7.5, "train_ppl": 1800.0, "valid_loss": 7.0, "valid_ppl": 1100.0, "averaging": False,
          "lr": 20, "tokens_per_s": 11000.0, "status": "ok", "seconds": 1.9, "nonzeros": 100, "pruned": 10,
          "regrown": 10, "death_rate": 0.4}
@@ -161,3 +170,55 @@ def test_a_path_that_is_no_file_says_what_it_is(tmp_path: Path, what: str):
     with pytest.raises(LshError, match=said):
         records.read(path, Summary)
 
+
+
+def test_every_committed_study_cell_reads_as_its_record_and_writes_back_byte_for_byte(tmp_path: Path):
+    """The cells committed under docs/results/study/cells were written before the record existed: the
+    record must read each of them and write the very same bytes (a grown table stays one format)."""
+    cells = sorted((REPO / "docs" / "results" / "study" / "cells").glob("*/*/rows.json"))
+    assert cells, "no committed cell"
+    for path in cells:
+        cell = records.read_cell(path)
+        records.write(tmp_path / "rows.json", cell)
+        assert (tmp_path / "rows.json").read_bytes() == path.read_bytes(), path
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda c: c["rows"].pop("1"), "has no row for epoch 1 (its epochs: 0, 2)"),
+    (lambda c: c["rows"]["2"].update(status="ok", valid_loss=1.0), "stops at epoch 2 with status ok: expected epochs 0..3"),
+    (lambda c: c["rows"].update({"3": CELL_ROW}) or c["spectra"].update({"3": None}),
+     "has rows after epoch 2, at which it diverged"),
+])
+def test_an_incomplete_cell_is_refused_naming_what_is_missing(tmp_path: Path, change, said: str):
+    cell = json.loads(json.dumps(GOOD[Cell]))
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(cell))
+    assert records.read_cell(path, 3).config == "g03"  # diverged at epoch 2: complete
+    change(cell)
+    path.write_text(json.dumps(cell))
+    records.read_cell(path)  # well-formed: only incomplete
+    with pytest.raises(LshError) as error:
+        records.read_cell(path, 3)
+    assert f"{path}: the cell (g03, seed 1111) {said}" in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda c: c["spectra"].pop("1"), "no spectrum for epoch 1 (spectra.1)"),
+    (lambda c: c["spectra"]["1"].pop("sorted"), "spectra.1: has blocks: expected the layouts blocks and sorted"),
+    (lambda c: c["spectra"]["1"]["sorted"].pop(), "spectra.1: has 2 blocks and 1 sorted exponents"),
+    (lambda c: c["rows"].update({"x": CELL_ROW}), "rows: the key 'x' is not an epoch number"),
+    (lambda c: c.update(config=" "), "config: expected a configuration id"),
+])
+def test_a_cell_whose_spectra_do_not_match_its_rows_is_refused(tmp_path: Path, change, said: str):
+    cell = json.loads(json.dumps(GOOD[Cell]))
+    change(cell)
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(cell))
+    with pytest.raises(LshError) as error:
+        records.read_cell(path)
+    assert str(path) in str(error.value) and said in str(error.value), str(error.value)
+
+
+def test_a_cell_not_trained_yet_says_how_to_train_it(tmp_path: Path):
+    with pytest.raises(LshError, match="rows.json does not exist: train the cell first"):
+        records.read_cell(tmp_path / "rows.json")

@@ -378,6 +378,21 @@ def test_a_compared_run_is_a_table1_row_and_this_run_is_not_repeated(results: Pa
     assert list(table.index) == ["dense", "LSH-TPE", "loss-TPE"] and table.loc["loss-TPE", "test_ppl"] == 111.0
 
 
+def test_a_run_without_its_own_dense_final_takes_the_first_compared_runs(results: Path, params: Params):
+    """A full-training run of a comparison set trains no dense-final/: Table 1's dense row comes from the
+    first compared run that has one, its wall seconds those of that run's dense/ and dense-final/."""
+    shutil.rmtree(results / "dense-final")
+    other = results / "compare" / "loss-tpe"
+    records.write(Layout(other).selected, Selection.from_json({**_selection().to_json(), "ranker": "loss"}))
+    _training(Layout(other).dense, {1: 310.0}, seconds=4.0)
+    _training(Layout(other).dense_final, {1: 300.0, 2: 95.0}, test_ppl=93.5, seconds=6.0, trained=2)
+    run = load_run(params, results, compared=[other])
+    assert run.dense_reference.source == Layout(other).dense_final
+    dense = table1(run).set_index("method").loc["dense"]
+    assert (dense["test_ppl"], dense["candidate_epochs"], dense["wall_seconds"]) == (93.5, 2, 10.0)
+    assert dense["source"] == str(Layout(other).dense_final)
+
+
 def test_a_run_without_rounds_skips_the_ls_figures_and_says_why(tmp_path: Path):
     full = Params.from_dict(config.load_params(REPO / SMOKE, ["search.mode=full", "search.ranker=loss"]))
     results = tmp_path / "results"

@@ -21,6 +21,7 @@ from lsh import config, data
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT_FILES
+from lsh.records import CELL_FIELDS, LAYOUTS
 from lsh.report.study import alternatives_words, ties_words
 from lsh.search.schedule import plan
 from lsh.stages.study import replay_all, write_study
@@ -29,7 +30,7 @@ from lsh.study.replay import replay
 from lsh.study.signals import signal_points, signal_table
 from lsh.study.statistics import coefficient_with_interval, summarise_methods, top_quarter_recall
 from lsh.study.strategies import Strategy, lsh_budget, study_strategies
-from lsh.study.table import CELL_FIELDS, COLUMNS, LAYOUTS, Table
+from lsh.study.table import COLUMNS, Table
 
 SMALL_SPACE = {"init": ["uniform", "ER"], "death": ["magnitude", "SET"], "growth": ["random"],
                "redistribution": ["none", "magnitude"], "death_rate": {"low": 0.4, "high": 0.9, "q": 0.1},
@@ -707,12 +708,12 @@ def test_cells_gathered_into_a_table_load_back_as_they_were(tmp_path):
 @pytest.mark.parametrize("damage, words", [
     (lambda cell: "{\"config\": \"g01\", \"se", "is not valid JSON"),
     (lambda cell: "", "the file is empty"),
-    (lambda cell: {k: v for k, v in cell.items() if k != "spectra"}, "no spectra"),
+    (lambda cell: {k: v for k, v in cell.items() if k != "spectra"}, "field 'spectra' is missing"),
     (lambda cell: {**cell, "spectra": {k: v for k, v in cell["spectra"].items() if k != "2"}}, "no spectrum for epoch 2"),
     (lambda cell: {**cell, "rows": {**cell["rows"], "1": {k: v for k, v in cell["rows"]["1"].items() if k != "test_ppl"}}},
-     "rows['1'] has no test_ppl"),
+     "rows.1: field 'test_ppl' is missing"),
     (lambda cell: {**cell, "rows": {**cell["rows"], "1": {**cell["rows"]["1"], "valid_ppl": "12.5"}}},
-     "rows['1'].valid_ppl is '12.5': expected a number or null"),
+     "rows.1.valid_ppl: expected a number, found '12.5'"),
     (lambda cell: {**cell, "rows": {k: v for k, v in cell["rows"].items() if k != "4"}}, "stops at epoch 3 with status ok"),
     (lambda cell: {**cell, "config": "g99"}, "config 'g99' is not a configuration of this table"),
     (lambda cell: {**cell, "seed": 12345}, "seed 12345 is not a training seed of these params"),
@@ -843,7 +844,7 @@ def test_a_finished_cell_whose_rows_were_deleted_is_trained_again_to_the_same_ro
     (tmp_path / "cell" / "rows.json").unlink()
     again = train_cell(params, "g05", 0, tmp_path / "cell", ptb_small)
     assert (tmp_path / "cell" / "rows.json").is_file()
-    assert again["rows"] == first["rows"] and again["spectra"] == first["spectra"]
+    assert again.rows == first.rows and again.spectra == first.spectra
 
 
 @pytest.mark.slow
@@ -858,12 +859,12 @@ def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through
     params = Params.from_dict(config.validate(raw))
     straight = train_cell(params, "g05", 0, tmp_path / "straight", ptb_small)
     first = train_cell(params, "g05", 0, tmp_path / "killed", ptb_small, until=1)  # or killed after epoch 1
-    assert sorted(first["rows"], key=int) == ["0", "1"]
+    assert first.epochs == ["0", "1"]
     resumed = train_cell(params, "g05", 0, tmp_path / "killed", ptb_small)
     assert resumed == straight
     kept = {p.name for p in (tmp_path / "killed").glob("*.pt")}  # the last and the best validation epoch's
     assert "epoch-002.pt" in kept and "epoch-000.pt" not in kept and len(kept) <= 2
-    assert straight["rows"]["2"]["test_ppl"] > 0 and len(straight["spectra"]["2"]["blocks"]) == 2 * 32
+    assert straight.rows["2"].test_ppl > 0 and len(straight.spectra["2"]["blocks"]) == 2 * 32
 
 
 @pytest.mark.slow

@@ -38,6 +38,16 @@ class Candidate:
     correlation: Summary | None = None  # correlation/cCC/summary.json
 
 
+@dataclass(frozen=True)
+class DenseReference:
+    """The dense reference trained to final.epochs, and the summary of its selection epochs (their wall
+    seconds count in its cost)."""
+
+    final: Summary  # dense-final/summary.json
+    first: Summary | None  # dense/summary.json beside it
+    source: Path  # the dense-final folder both were read from
+
+
 @dataclass
 class Run:
     """A finished run as the report reads it: the selection, every candidate, the dense reference."""
@@ -49,8 +59,7 @@ class Run:
     rounds: int  # selection rounds found on disk (0 for search.mode full)
     rankings: list[pd.DataFrame]  # each round's ranking.csv, the columns of records.RankingRow
     candidates: dict[str, Candidate]  # in order of first appearance
-    dense_summary: Summary | None  # dense/summary.json (the reference's selection epochs)
-    dense_final: Summary | None  # dense-final/summary.json (the reference trained to final.epochs)
+    dense_reference: DenseReference | None  # the run's own, else the first compared run's (None: never trained)
     dense_history: list[Epoch]  # per-epoch metrics of the dense reference (dense-final's when it exists)
     dense_spectra: np.ndarray | None  # [epochs 0..last, exponents], in the params' layout
     dense_layouts: dict[str, np.ndarray]  # the same in every layout (lyapunov.LAYOUTS)
@@ -178,6 +187,17 @@ def _dense_spectra(dense_dir: Path) -> tuple[np.ndarray | None, dict[str, np.nda
             {name: np.array([r.layouts[name] for r in found], dtype=float) for name in LAYOUTS})
 
 
+def _dense_reference(dense_dir: Path, compared: list[tuple[Path, Selection]]) -> DenseReference | None:
+    """The run's dense-final/ (beside its dense reference's folder), else the first compared run's that
+    has one (a full-training run trains none)."""
+    for folder in [dense_dir.parent, *(f for f, _ in compared)]:
+        where = Layout(folder)
+        final = records.read_if(where.dense_final / names.SUMMARY, Summary)
+        if final is not None:
+            return DenseReference(final, records.read_if(where.dense / names.SUMMARY, Summary), where.dense_final)
+    return None
+
+
 def _compared_selections(root: Path, selected: Selection, compared: list[str | Path]) -> list[tuple[Path, Selection]]:
     """The other runs' selections (a comparison set lists this run too: it is left out)."""
     others = []
@@ -206,12 +226,12 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
         _set_round0_ranks(rankings[0], candidates)
     _gather_correlation(layout, candidates)
     dense_spectra, dense_layouts = _dense_spectra(dense_dir)
+    others = _compared_selections(root, selected, compared)
     return Run(
         params=params, root=root, plan=the_plan, selected=selected, rounds=len(rankings),
         rankings=[ranking_frame(rows) for rows in rankings],
-        candidates=candidates, dense_summary=records.read_if(dense_dir / names.SUMMARY, Summary),
-        dense_final=records.read_if(Layout(dense_dir.parent).dense_final / names.SUMMARY, Summary),
+        candidates=candidates, dense_reference=_dense_reference(dense_dir, others),
         dense_history=read_metrics(Layout(dense_dir.parent).dense_final) or read_metrics(dense_dir),
         dense_spectra=dense_spectra, dense_layouts=dense_layouts, final_pool=final_pool, dense_dir=dense_dir,
-        compared=_compared_selections(root, selected, compared), environment=read_json_if(layout.environment),
+        compared=others, environment=read_json_if(layout.environment),
     )

@@ -4,16 +4,13 @@ and the wall seconds per stage, and Markdown without a tabulate dependency."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lsh import layout as names
-from lsh import records
 from lsh.layout import Layout
-from lsh.records import Selection, Summary
+from lsh.records import Selection
 from lsh.report.run import Run, method_name
 
 
@@ -27,28 +24,16 @@ def _budget_numbers(selected: Selection) -> tuple[float, float]:
             number_or_nan(selected.budget.total_wall_seconds))
 
 
-def _dense_final_summary(run: Run) -> tuple[Summary | None, Path]:
-    """The run's dense-final/summary.json, else the first compared run's (a full-training run has none)."""
-    source = Layout(run.dense_dir.parent).dense_final
-    if run.dense_final is not None:
-        return run.dense_final, source
-    for folder, _ in run.compared:
-        final = records.read_if(Layout(folder).dense_final / names.SUMMARY, Summary)
-        if final is not None:
-            return final, Layout(folder).dense_final
-    return None, source
-
-
 def dense_reference(run: Run) -> dict | None:
     """The dense reference trained to final.epochs: its perplexities, epochs and wall seconds."""
-    final, source = _dense_final_summary(run)
-    if final is None:
+    dense = run.dense_reference
+    if dense is None:
         return None
-    first = records.read_if(source.parent / "dense" / names.SUMMARY, Summary)
+    final = dense.final
     return {
         "valid_ppl": number_or_nan(final.best_valid_ppl), "test_ppl": number_or_nan(final.test_ppl),
-        "epochs": final.epochs, "wall_seconds": round((first.seconds if first else 0.0) + final.seconds, 3),
-        "source": str(source),
+        "epochs": final.epochs, "wall_seconds": round((dense.first.seconds if dense.first else 0.0) + final.seconds, 3),
+        "source": str(dense.source),
     }
 
 
@@ -65,7 +50,7 @@ def table1(run: Run) -> pd.DataFrame:
         rows.append({"method": method_name(selected), "candidate": selected.candidate,
                      "valid_ppl": number_or_nan(selected.valid_ppl), "test_ppl": number_or_nan(selected.test_ppl),
                      "candidate_epochs": epochs, "wall_seconds": seconds,
-                     "source": str(folder / "final" / "selected.json")})
+                     "source": str(Layout(folder).selected)})
     df = pd.DataFrame(rows, columns=["method", "candidate", "valid_ppl", "test_ppl", "candidate_epochs",
                                      "wall_seconds", "source"])
     df["candidate_epochs"] = df["candidate_epochs"].astype("Int64")

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsh import data, files, layout
+from lsh import data, files, layout, records
 from lsh.config import Params, differences
 from lsh.errors import LshError
+from lsh.records import LAYOUTS, Cell, CellRow, read_cell
 from lsh.search.space import CONFIG_KEYS
 from lsh.study.cells import DENSE, cell_ids, table_configs, training_seeds
-from lsh.study.table import CELL_FIELDS, COLUMNS, LAYOUTS, check_rows, check_table, read_cell
+from lsh.study.table import COLUMNS, check_rows, check_table
 
 log = logging.getLogger("lsh.stages")
 
@@ -48,7 +49,7 @@ def cell_seed(params: Params, seed_index: int) -> int:
 
 
 def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_dir: Path,
-               until: int | None = None) -> dict:
+               until: int | None = None) -> Cell:
     """Train a cell to final.epochs (or only to epoch `until`: a calibration's first epochs, or a table
     grown across sessions; a later call continues it), recording each epoch as it is trained."""
     from lsh.training import train
@@ -59,12 +60,12 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
     spec = cell_spec(params, config_id, seed)
     corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     rows_path = out / layout.CELL_ROWS
-    record = _recorded(rows_path, {"config": config_id, "seed": seed, "run": spec.run_config(corpus),
-                                   "lyapunov": dataclasses.asdict(params.lyapunov)})
+    record = _recorded(rows_path, Cell(config=config_id, seed=seed, rows={}, spectra={}, run=spec.run_config(corpus),
+                                       lyapunov=dataclasses.asdict(params.lyapunov)))
     measure = _EpochMeasure(params, corpus, seed)
     last = params.final_epochs if until is None else min(until, params.final_epochs)
     for epoch in range(last + 1):
-        if str(epoch) in record["rows"]:
+        if str(epoch) in record.rows:
             continue
         # Rows lost while a later checkpoint is kept (rows.json deleted: Snakemake does so before it
         # reruns the job): the earlier epochs' checkpoints are gone (keep last), so the cell is
@@ -78,24 +79,25 @@ def train_cell(params: Params, config_id: str, seed_index: int, out: Path, data_
         checkpoint = layout.checkpoint(out, epoch)
         if not checkpoint.exists():  # it diverged in an earlier epoch: training stopped there
             break
-        row, record["spectra"][str(epoch)] = measure(checkpoint, epoch)
-        record["rows"][str(epoch)] = row
-        files.write_json(rows_path, record)
+        row, record.spectra[str(epoch)] = measure(checkpoint, epoch)
+        record.rows[str(epoch)] = row
+        records.write(rows_path, record)
         log.info("%s: %s seed %d epoch %d | valid ppl %s | test ppl %s | %s", out, config_id, seed, epoch,
-                 row["valid_ppl"], row["test_ppl"], summary.status)
-        if row["status"] != "ok":
+                 row.valid_ppl, row.test_ppl, summary.status)
+        if row.status != "ok":
             break
     return record
 
 
-def _recorded(rows_path: Path, made: dict) -> dict:
-    """The cell's rows.json so far, or a fresh record when there is none or it was made otherwise."""
+def _recorded(rows_path: Path, fresh: Cell) -> Cell:
+    """The cell's rows.json so far, or `fresh` (no epoch yet) when there is none or it was made otherwise."""
     try:
         record = read_cell(rows_path) if rows_path.is_file() else None
     except LshError as e:
         raise LshError(f"{e} (delete it to train the cell again)") from None
-    if record is None or any(record.get(k) != v for k, v in made.items()):
-        record = {**made, "rows": {}, "spectra": {}}
+    made = ("config", "seed", "run", "lyapunov")
+    if record is None or any(getattr(record, k) != getattr(fresh, k) for k in made):
+        return fresh
     return record
 
 
@@ -109,7 +111,7 @@ class _EpochMeasure:
         self.params, self.corpus, self.seed = params, corpus, seed
         self.device, self.test = resolve_device(params.train.device, "train.device"), None
 
-    def __call__(self, checkpoint: Path, epoch: int) -> tuple[dict, dict | None]:
+    def __call__(self, checkpoint: Path, epoch: int) -> tuple[CellRow, dict | None]:
         from lsh.spectra import spectrum_record
         from lsh.training import batchify, evaluate, load_checkpoint, model_from_checkpoint, perplexity
 
@@ -123,22 +125,22 @@ class _EpochMeasure:
                 self.test = batchify(self.corpus.test, params.train.eval_batch_size, self.device)
             model = model_from_checkpoint(state, self.device)
             test_ppl = files.finite_or_none(perplexity(evaluate(model, self.test, params.train.bptt)))
-        row = {"train_loss": history.get("train_loss"), "train_ppl": history.get("train_ppl"),
-               "valid_loss": history.get("valid_loss"), "valid_ppl": history.get("valid_ppl"),
-               "test_ppl": test_ppl, "status": state["status"], "clipped": spectrum["clipped"]}
+        row = CellRow(train_loss=history.get("train_loss"), train_ppl=history.get("train_ppl"),
+                      valid_loss=history.get("valid_loss"), valid_ppl=history.get("valid_ppl"), test_ppl=test_ppl,
+                      status=state["status"], clipped=spectrum["clipped"])
         return row, spectrum["layouts"]
 
 
-def check_cell_run(params: Params, cell: dict, path: Path, corpus: data.Corpus) -> None:
+def check_cell_run(params: Params, cell: Cell, path: Path, corpus: data.Corpus) -> None:
     """Refuse a cell trained otherwise than these params would train it (a committed cell of another
     study, or of a changed preset), naming the settings that differ."""
-    expected = {"run": cell_spec(params, cell["config"], cell["seed"]).run_config(corpus),
+    expected = {"run": cell_spec(params, cell.config, cell.seed).run_config(corpus),
                 "lyapunov": dataclasses.asdict(params.lyapunov)}
     for part, want in expected.items():
-        if part not in cell:
+        if getattr(cell, part) is None:
             raise LshError(f"{path}: no record of its {part} settings, so it cannot be checked against these params: "
                            "train it again (lsh study cell)")
-        if changed := differences(cell[part], want, f"{part}."):
+        if changed := differences(getattr(cell, part), want, f"{part}."):
             raise LshError(f"{path}: trained otherwise than these params train it ({', '.join(changed[:4])} differ): "
                            "a cell of another study; train it again or point study.cells elsewhere")
 
@@ -152,20 +154,20 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
     rows, spectra = [], {name: [] for name in LAYOUTS}
     for path in cells:
         cell = read_cell(path, params.final_epochs)  # checked, and complete: 0..final.epochs or up to a divergence
-        if cell["config"] != DENSE and cell["config"] not in configs:
-            raise LshError(f"{path}: config {cell['config']!r} is not a configuration of this table (study.space "
+        if cell.config != DENSE and cell.config not in configs:
+            raise LshError(f"{path}: config {cell.config!r} is not a configuration of this table (study.space "
                            f"{params.study.space}: {DENSE}, {', '.join(list(configs)[:3])}, ..): a cell of another study")
-        if cell["seed"] not in seeds:
-            raise LshError(f"{path}: seed {cell['seed']} is not a training seed of these params "
+        if cell.seed not in seeds:
+            raise LshError(f"{path}: seed {cell.seed} is not a training seed of these params "
                            f"({', '.join(map(str, seeds))}): a cell of another study")
         if corpus is not None:
             check_cell_run(params, cell, path, corpus)
-        config = configs.get(cell["config"], {k: None for k in CONFIG_KEYS})
-        for epoch in sorted(cell["rows"], key=int):
-            rows.append({"config": cell["config"], **config, "seed": cell["seed"], "epoch": int(epoch),
-                         **{k: cell["rows"][epoch][k] for k in CELL_FIELDS}})
+        config = configs.get(cell.config, {k: None for k in CONFIG_KEYS})
+        for epoch in cell.epochs:
+            rows.append({"config": cell.config, **config, "seed": cell.seed, "epoch": int(epoch),
+                         **cell.rows[epoch].to_json()})
             for name in LAYOUTS:
-                spectra[name].append((path, epoch, None if cell["spectra"][epoch] is None else cell["spectra"][epoch][name]))
+                spectra[name].append((path, epoch, None if cell.spectra[epoch] is None else cell.spectra[epoch][name]))
     arrays = _spectra_arrays(spectra)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     out = Path(out)
@@ -233,8 +235,6 @@ def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path,
 
 def _calibration_curves(params: Params, cells_root: Path, seed_index: int) -> tuple[pd.DataFrame, list[str]]:
     """Every cell's validation perplexity and seconds by epoch, and the cells not (yet) trained to e0."""
-    from lsh import records
-
     curves, missing = [], []
     for cid in cell_ids(params):
         folder = layout.cell_folder(cells_root, cid, seed_index)
@@ -242,13 +242,13 @@ def _calibration_curves(params: Params, cells_root: Path, seed_index: int) -> tu
             missing.append(cid)  # not trained yet: the calibration so far, said to be partial
             continue
         cell = read_cell(folder / layout.CELL_ROWS)
-        if str(params.search.e0) not in cell["rows"] and not any(r["status"] == "diverged" for r in cell["rows"].values()):
+        if str(params.search.e0) not in cell.rows and not any(r.status == "diverged" for r in cell.rows.values()):
             missing.append(cid)  # still training towards e0
             continue
         metrics = folder / layout.METRICS  # the epochs' times, where the cell's folder kept them
         seconds = {e.epoch: e.seconds for e in records.read_lines(metrics, records.Epoch)} if metrics.is_file() else {}
-        curves += [{"config": cid, "epoch": int(epoch), "valid_ppl": row["valid_ppl"], "seconds": seconds.get(int(epoch))}
-                   for epoch, row in sorted(cell["rows"].items(), key=lambda kv: int(kv[0]))]
+        curves += [{"config": cid, "epoch": int(e), "valid_ppl": cell.rows[e].valid_ppl, "seconds": seconds.get(int(e))}
+                   for e in cell.epochs]
     if len(set(cell_ids(params)) - set(missing) - {DENSE}) < 2:
         raise LshError(f"{cells_root}: fewer than 2 configurations have cells with seed index {seed_index}: "
                        "train them first (lsh study cell --until E)")

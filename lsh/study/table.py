@@ -15,8 +15,8 @@ One row per (configuration, training seed, epoch 0..final), the dense reference 
     status            ok | diverged (from the diverging epoch on)
     clipped           exponents of the spectrum at the floor (lyapunov.min_exponent)
 
-Every file of the study is read through the readers below (read_meta, read_rows, read_spectra for
-the table, read_cell for a cell's rows.json), and Table.load checks the table's content (check_table)
+The table's files are read through the readers below (read_meta, read_rows, read_spectra; a cell's
+rows.json is a record, lsh.records.Cell), and Table.load checks the table's content (check_table)
 before anything is replayed on it: an error names the file, the field or row, and what was expected.
 """
 
@@ -37,19 +37,18 @@ from lsh import files
 from lsh.config import DeathRateRange, SpaceConfig
 from lsh.errors import LshError
 from lsh.layout import TABLE_FILES, TABLE_META, TABLE_ROWS, TABLE_SPECTRA
+from lsh.records import LAYOUTS, run_problem
 from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key
 from lsh.study.cells import DENSE, SPACES
 
 COLUMNS = ("config", *CONFIG_KEYS, "seed", "epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl",
            "status", "clipped")
-LAYOUTS = ("blocks", "sorted")  # lyapunov.LAYOUTS without importing torch (tests/test_config.py holds them equal)
 TEXT = ("config", *CATEGORICAL, "status")  # read as text: blank is missing, never a number
 NUMERIC = tuple(c for c in COLUMNS if c not in TEXT)
 WHOLE = ("seed", "epoch")  # never blank, whole numbers
 STATUSES = ("ok", "diverged")
 OUTCOMES = ("train_loss", "valid_loss", "valid_ppl", "test_ppl")  # finite on every ok row from epoch 1 on
 META_KEYS = ("configs", "seeds", "final_epochs", "space")
-CELL_FIELDS = ("train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl", "status", "clipped")
 REBUILD = "rebuild the table (lsh study table, or snakemake study_table)"
 
 
@@ -182,8 +181,8 @@ class Table:
 
 # --- reading and validating the study's files ------------------------------------------------------
 #
-# Every file of the study is read here and nowhere else: the table's three files (Table.load) and
-# each cell's rows.json (read_cell). An error names the file, the field and what was expected.
+# The table's three files are read here and nowhere else (Table.load); a cell's rows.json is a
+# record (lsh.records.read_cell). An error names the file, the field and what was expected.
 
 
 def _is_int(value: object) -> bool:
@@ -354,23 +353,6 @@ def read_spectra(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _run_problem(epochs: list[int], statuses: list[str], final: int) -> str | None:
-    """What is wrong with one run's recorded epochs (sorted), or None: they are 0..final, or 0..k ending at
-    the first row of status diverged (training stopped there)."""
-    for expected, epoch in enumerate(epochs):
-        if epoch != expected:
-            return f"has no row for epoch {expected} (its epochs: {', '.join(map(str, epochs))})"
-    if "diverged" in statuses:
-        k = statuses.index("diverged")
-        if k != len(statuses) - 1:
-            return f"has rows after epoch {epochs[k]}, at which it diverged (training stops there)"
-        return None
-    if not epochs or epochs[-1] != final:
-        return (f"stops at epoch {epochs[-1] if epochs else 'none'} with status ok: expected epochs 0..{final} "
-                "(final_epochs), or up to one of status diverged; was it trained to the end?")
-    return None
-
-
 def check_table(rows: pd.DataFrame, spectra: dict[str, np.ndarray], meta: dict, folder: str | Path) -> None:
     """The table's content, as Table.load reads it (so every replay and the report rely on it): the spectra
     aligned with the rows; one row per (config, seed, epoch); every configuration of table.json (and the dense
@@ -458,7 +440,7 @@ def _check_runs(rows: pd.DataFrame, f: _TableFiles, ids: list[str], seeds: list[
                                f"and {DENSE} have rows for every training seed ({', '.join(map(str, seeds))}) at "
                                f"epochs 0..{final}; {REBUILD} once every cell is trained")
             order = where[np.argsort(f.epoch[where], kind="stable")]
-            problem = _run_problem([int(e) for e in f.epoch[order]], list(status[order]), final)
+            problem = run_problem([int(e) for e in f.epoch[order]], list(status[order]), final)
             if problem:
                 raise LshError(f"{f.csv}: {cid} with training seed {s} {problem}")
 
@@ -485,65 +467,3 @@ def _check_spectra_shapes(rows: pd.DataFrame, spectra: dict[str, np.ndarray], f:
     if len(set(shapes.values())) > 1:
         raise LshError(f"{f.npz}: the arrays {' and '.join(f'{n} {s}' for n, s in shapes.items())} differ in shape: "
                        "expected both [rows, exponents]")
-
-
-def _check_cell_row(path: Path, epoch: str, row: object) -> None:
-    if not isinstance(row, dict):
-        raise LshError(f"{path}: rows[{epoch!r}] is {_kind(row)}: expected an object with {', '.join(CELL_FIELDS)}")
-    if absent := [f for f in CELL_FIELDS if f not in row]:
-        raise LshError(f"{path}: rows[{epoch!r}] has no {', '.join(absent)}: expected {', '.join(CELL_FIELDS)}")
-    for name in CELL_FIELDS:
-        value = row[name]
-        if name == "status" and value not in STATUSES:
-            raise LshError(f"{path}: rows[{epoch!r}].status is {value!r}: allowed are {', '.join(STATUSES)}")
-        if name != "status" and value is not None and not _is_real(value):
-            raise LshError(f"{path}: rows[{epoch!r}].{name} is {value!r}: expected a number or null")
-
-
-def _check_cell_spectra(path: Path, epoch: str, layouts: object) -> None:
-    """null (not computed) or both layouts' exponents, as many in each."""
-    if layouts is None:
-        return
-    if not isinstance(layouts, dict) or not all(
-            isinstance(layouts.get(name), list) and all(map(_is_real, layouts[name])) for name in LAYOUTS):
-        raise LshError(f"{path}: spectra[{epoch!r}] is {_kind(layouts)}: expected null or an object with the lists "
-                       f"of numbers {' and '.join(LAYOUTS)}")
-    if len({len(layouts[name]) for name in LAYOUTS}) > 1 or not layouts[LAYOUTS[0]]:
-        raise LshError(f"{path}: spectra[{epoch!r}] has {' and '.join(f'{len(layouts[n])} {n}' for n in LAYOUTS)} "
-                       "exponents: expected the same number, at least one, in both layouts")
-
-
-def read_cell(path: str | Path, final_epochs: int | None = None) -> dict:
-    """A cell's rows.json ({config, seed, rows: {epoch: row}, spectra: {epoch: {blocks, sorted} or null}}),
-    checked; with `final_epochs`, also complete: epochs 0..final_epochs, or up to a diverged one."""
-    path = Path(path)
-    if not path.is_file():
-        raise LshError(f"{path} does not exist: train the cell first (lsh study cell, or snakemake study_table)")
-    what = "the rows.json `lsh study cell` writes: an object with config, seed, rows and spectra by epoch"
-    cell = _read_json(path, what)
-    if not isinstance(cell, dict):
-        raise LshError(f"{path}: {_kind(cell)}, expected {what}")
-    missing = [k for k in ("config", "seed", "rows", "spectra") if k not in cell]
-    if missing:
-        raise LshError(f"{path}: no {', '.join(missing)}: expected {what}")
-    if not isinstance(cell["config"], str) or not cell["config"].strip():
-        raise LshError(f"{path}: config is {cell['config']!r}: expected a configuration id ({DENSE}, g00.., q000..)")
-    if not _is_int(cell["seed"]):
-        raise LshError(f"{path}: seed is {cell['seed']!r}: expected a whole number (the training seed)")
-    rows, spectra = cell["rows"], cell["spectra"]
-    if not isinstance(rows, dict) or not all(isinstance(k, str) and k.isdigit() for k in rows):
-        raise LshError(f"{path}: rows is {_kind(rows)}: expected an object of rows by epoch ('0', '1', ..)")
-    if not isinstance(spectra, dict):
-        raise LshError(f"{path}: spectra is {_kind(spectra)}: expected an object of spectra by epoch ('0', '1', ..)")
-    for epoch, row in rows.items():
-        _check_cell_row(path, epoch, row)
-        if epoch not in spectra:
-            raise LshError(f"{path}: no spectrum for epoch {epoch} (spectra[{epoch!r}]): every recorded epoch has "
-                           "one, null when it could not be computed")
-        _check_cell_spectra(path, epoch, spectra[epoch])
-    if final_epochs is not None:
-        epochs = sorted(rows, key=int)
-        problem = _run_problem([int(e) for e in epochs], [rows[e]["status"] for e in epochs], final_epochs)
-        if problem:
-            raise LshError(f"{path}: the cell ({cell['config']}, seed {cell['seed']}) {problem}")
-    return cell

@@ -79,7 +79,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_config(state: dict, path: str | os.PathLike) -> ModelConfig:
     """The checkpoint's model description, checked field by field (a crafted or foreign one is named)."""
-    from lsh.records import RecordError, build
+    from lsh.typecheck import RecordError, build
 
     try:
         return build(ModelConfig, state["model_config"], "model_config")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from lsh import config, files, layout
 from lsh.errors import LshError
+from lsh.records import read_cell
 from lsh.study.cells import cell_ids
-from lsh.study.table import read_cell
 
 
 def main() -> int:
