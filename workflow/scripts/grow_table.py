@@ -10,19 +10,69 @@ large to keep, so a cell left half-trained when the machine goes is trained agai
 every cell is trained only to that epoch first (a quick look at all configurations on one machine); a
 later call without it continues each from its last checkpoint. The work folders (checkpoints) are
 under <results>/study/grow/; a killed call loses at most the epoch it was training.
+
+Several calls may grow one table side by side (one per core): each claims the cell it trains (a
+lock file in the cell's work folder naming its process) and passes over a cell another live call
+holds, so they share the cells out instead of training one twice; a lock left by a killed call
+is taken over.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from lsh import config, files, layout
 from lsh.errors import LshError
 from lsh.records import read_cell
 from lsh.study.cells import cell_ids
+
+LOCK = "grow.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+@contextlib.contextmanager
+def claimed(folder: Path) -> Iterator[bool]:
+    """Whether this process holds the cell of `folder` (yields False while another live process does);
+    released when the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                yield False
+                return
+            lock.unlink(missing_ok=True)  # left by a killed call
+    else:
+        yield False
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -43,21 +93,32 @@ def main() -> int:
             if kept.is_file():
                 continue
             out = layout.cell_folder(work, cid, k)
-            command = [str(lsh), "study", "cell", "--params", args.params, "--config", cid, "--seed-index", str(k),
-                       "--out", str(out), "--threads", str(args.threads)]
-            if args.until is not None:
-                command += ["--until", str(args.until)]
-            print(" ".join(command), flush=True)
-            if subprocess.run(command).returncode:
-                return 1
-            try:
-                read_cell(out / layout.CELL_ROWS, params.final_epochs)  # complete: to final.epochs or a divergence
-            except LshError:
-                continue  # trained only --until: not finished
-            for name in (layout.METRICS, layout.CELL_ROWS):  # rows.json last: it marks the cell finished
-                files.atomic_write(kept.parent / name, lambda f, src=out / name: f.write(src.read_bytes()))
-            print(f"finished: {kept}", flush=True)
+            with claimed(out) as mine:
+                if not mine:
+                    print(f"{out}: another call trains it", flush=True)
+                    continue
+                if not kept.is_file() and not grow(lsh, args, cid, k, out, kept, params.final_epochs):
+                    return 1
     return 0
+
+
+def grow(lsh: Path, args: argparse.Namespace, cid: str, k: int, out: Path, kept: Path, final_epochs: int) -> bool:
+    """Train one cell (to --until, or to the end) and keep it when finished; False when training failed."""
+    command = [str(lsh), "study", "cell", "--params", args.params, "--config", cid, "--seed-index", str(k),
+               "--out", str(out), "--threads", str(args.threads)]
+    if args.until is not None:
+        command += ["--until", str(args.until)]
+    print(" ".join(command), flush=True)
+    if subprocess.run(command).returncode:
+        return False
+    try:
+        read_cell(out / layout.CELL_ROWS, final_epochs)  # complete: to final.epochs or a divergence
+    except LshError:
+        return True  # trained only --until: not finished
+    for name in (layout.METRICS, layout.CELL_ROWS):  # rows.json last: it marks the cell finished
+        files.atomic_write(kept.parent / name, lambda f, src=out / name: f.write(src.read_bytes()))
+    print(f"finished: {kept}", flush=True)
+    return True
 
 
 if __name__ == "__main__":
