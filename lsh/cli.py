@@ -306,10 +306,10 @@ def cmd_replay(args: argparse.Namespace, params: Params) -> int:
 
 def cmd_study_ls_samples(args: argparse.Namespace, params: Params) -> int:
     from lsh import files
-    from lsh.stages import study
+    from lsh.stages import table
 
     _set_threads(args.threads)
-    files.write_text(Path(args.out), study.ls_samples(params, Path(args.table), _data_dir(args, params)).to_csv(index=False))
+    files.write_text(Path(args.out), table.ls_samples(params, Path(args.table), _data_dir(args, params)).to_csv(index=False))
     return 0
 
 

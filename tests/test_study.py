@@ -868,6 +868,43 @@ def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through
 
 
 @pytest.mark.slow
+def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_was_not_kept(ptb_small, tmp_path, caplog):
+    """Cells kept with the project (study.cells) come without checkpoints: Table 4 trains its best and worst
+    configuration again beside the table, to the very rows kept, and a second call trains nothing."""
+    import logging
+    import shutil
+
+    from lsh import layout
+    from lsh.records import read_cell
+    from lsh.stages.table import build_table, ls_samples, train_cell
+
+    raw = config.load_params(SMOKE)
+    raw["space"], raw["final"]["epochs"], raw["data"]["train_tokens"] = SMALL_SPACE, 2, 12_000
+    raw["study"].update({"seeds": 1, "ls_samples": [2, 3], "cells": str(tmp_path / "kept")})
+    params = Params.from_dict(config.validate(raw))
+    kept = [layout.cell_folder(tmp_path / "kept", cid, 0) / layout.CELL_ROWS for cid in cell_ids(params)]
+    for cid, path in zip(cell_ids(params), kept):
+        train_cell(params, cid, 0, tmp_path / "grow" / cid, ptb_small)
+        path.parent.mkdir(parents=True)
+        shutil.copy(tmp_path / "grow" / cid / layout.CELL_ROWS, path)
+    table_dir = tmp_path / "study" / "table"
+    build_table(params, kept, table_dir, ptb_small)
+    with caplog.at_level(logging.INFO, logger="lsh"):
+        frame = ls_samples(params, table_dir, ptb_small)
+    picked = [c.split(": ")[1] for c in frame["configuration"].unique()]
+    assert len(picked) == 2 and frame["samples"].tolist() == [2, 3, 2, 3]
+    for cid in picked:
+        again = layout.cell_folder(table_dir, cid, 0)
+        assert layout.checkpoint(again, 2).exists()
+        assert read_cell(again / layout.CELL_ROWS).rows == read_cell(kept[cell_ids(params).index(cid)]).rows
+    assert caplog.text.count("a kept cell keeps none") == 2 and "differ" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lsh"):
+        pd.testing.assert_frame_equal(ls_samples(params, table_dir, ptb_small), frame)
+    assert "a kept cell keeps none" not in caplog.text and "epoch 1" not in caplog.text, "nothing trained again"
+
+
+@pytest.mark.slow
 def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round(tmp_path, ptb_raw):
     """The smoke preset on a small grid with the grid proposer, run live by Snakemake, and the study's
     table of the same params: the replay's repeat 0 ranks every round as the live run did and selects

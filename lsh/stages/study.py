@@ -9,9 +9,7 @@ Markdown and CSV, and the figures signals.png, methods.png, anytime.png.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +17,6 @@ import pandas as pd
 
 from lsh import files
 from lsh.config import Params
-from lsh.layout import cell_folder
-from lsh.layout import checkpoint as checkpoint_of
 from lsh.report import study as words
 from lsh.study.replay import replay_strategies
 from lsh.study.signals import LABELS_ONLY, ls_signal_name, signal_points, signal_table
@@ -74,33 +70,6 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
     files.write_text(Path(anytime_out), anytime.to_csv(index=False))
     log.info("the table's best configuration: %s, test perplexity %.2f", *table.best(table.seeds[0]))
     return replays, anytime
-
-
-def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
-    """Table 4: the spectrum's maximum, mean and variance from K = each of study.ls_samples validation
-    sequences, for the table's best and worst configuration (their last checkpoints, which the cells
-    keep beside the table), and the differences from the first K."""
-    from lsh.spectra import checkpoint_spectrum
-
-    samples = list(params.study.ls_samples)
-    table = load_table(params, table_dir)
-    seed = table.seeds[0]
-    finals = sorted((table.final(cid, seed)["test_ppl"], cid) for cid, _ in table.configs
-                    if math.isfinite(table.final(cid, seed)["test_ppl"]))
-    picks = [("best", finals[0][1]), ("worst", finals[-1][1])]
-    rows = []
-    for label, cid in picks:
-        checkpoint = checkpoint_of(cell_folder(table_dir, cid, 0), table.final_epochs)
-        stats = {}
-        for k in samples:
-            record = checkpoint_spectrum(checkpoint, data_dir, dataclasses.replace(params.lyapunov, samples=k), seed)
-            values = np.array(record["exponents"], dtype=float)
-            stats[k] = {"max": float(values.max()), "mean": float(values.mean()), "variance": float(values.var())}
-        for k in samples:
-            row = {"configuration": f"{label}: {cid}", "samples": k, **stats[k]}
-            row.update({f"{key}_difference": stats[k][key] - stats[samples[0]][key] for key in ("max", "mean", "variance")})
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime: pd.DataFrame, samples: pd.DataFrame,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from lsh.errors import LshError
 from lsh.records import LAYOUTS, Cell, CellRow, read_cell
 from lsh.search.space import CONFIG_KEYS
 from lsh.study.cells import DENSE, cell_ids, table_configs, training_seeds
-from lsh.study.table import COLUMNS, check_rows, check_table
+from lsh.study.table import COLUMNS, Table, check_rows, check_table
 
 log = logging.getLogger("lsh.stages")
 
@@ -209,6 +210,52 @@ def cell_rows(root: str | Path, params: Params) -> list[Path]:
     where = layout.Layout(root)
     return [where.table_cell(cid, k) / layout.CELL_ROWS for cid in cell_ids(params) for k in range(params.study.seeds)]
 
+
+
+def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
+    """Table 4: the spectrum's maximum, mean and variance from K = each of study.ls_samples validation
+    sequences, for the table's best and worst configuration (their last checkpoints with the first
+    training seed), and the differences from the first K."""
+    from lsh.spectra import checkpoint_spectrum
+
+    samples = list(params.study.ls_samples)
+    table = Table.load(table_dir)
+    seed = table.seeds[0]
+    finals = sorted((table.final(cid, seed)["test_ppl"], cid) for cid, _ in table.configs
+                    if math.isfinite(table.final(cid, seed)["test_ppl"]))
+    rows = []
+    for label, cid in [("best", finals[0][1]), ("worst", finals[-1][1])]:
+        checkpoint = final_checkpoint(params, table_dir, cid, data_dir)
+        stats = {}
+        for k in samples:
+            record = checkpoint_spectrum(checkpoint, data_dir, dataclasses.replace(params.lyapunov, samples=k), seed)
+            values = np.array(record["exponents"], dtype=float)
+            stats[k] = {"max": float(values.max()), "mean": float(values.mean()), "variance": float(values.var())}
+        for k in samples:
+            row = {"configuration": f"{label}: {cid}", "samples": k, **stats[k]}
+            row.update({f"{key}_difference": stats[k][key] - stats[samples[0]][key] for key in ("max", "mean", "variance")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final_checkpoint(params: Params, table_dir: Path, config_id: str, data_dir: Path) -> Path:
+    """The last checkpoint of a cell with the first training seed, in its folder beside the table. A cell
+    kept with the project (study.cells) comes without one (too large to commit): it is trained again
+    there, the same seed giving the same model, and its rows are compared with the kept ones."""
+    folder = layout.cell_folder(table_dir, config_id, 0)
+    checkpoint = layout.checkpoint(folder, params.final_epochs)
+    if checkpoint.exists():
+        return checkpoint
+    log.info("%s: no checkpoint of epoch %d (a kept cell keeps none): training %s again", folder, params.final_epochs,
+             config_id)
+    trained = train_cell(params, config_id, 0, folder, data_dir)
+    kept = layout.cell_folder(params.study.cells, config_id, 0) / layout.CELL_ROWS if params.study.cells else None
+    if kept is not None and kept.is_file() and read_cell(kept).rows != trained.rows:
+        log.warning("%s: trained again, the cell's rows differ from the kept %s (another machine or library "
+                    "version?): Table 4 uses the model trained here", folder, kept)
+    if not checkpoint.exists():
+        raise LshError(f"{folder}: {config_id} has no checkpoint of epoch {params.final_epochs} after training")
+    return checkpoint
 
 
 def calibrate(params: Params, cells_root: Path, seed_index: int, data_dir: Path, out: Path) -> pd.DataFrame:

@@ -87,7 +87,7 @@ rule study_ls_samples:
     threads: 1
     resources:
         mem_mb=train_mem_mb,
-        runtime=60,
+        runtime=1440,  # kept cells come without checkpoints: two are trained again
     shell:
         "lsh study ls-samples {params.cfg} --table {params.table:q} --data {params.data:q} --out {output:q}"
         " --threads {threads:q} > {log:q} 2>&1"

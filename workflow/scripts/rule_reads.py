@@ -67,7 +67,8 @@ RULES: dict[str, Reads] = {
     "study_cell": Reads((*TABLE, "study.space"), "lsh.stages.table"),
     "study_table": Reads((*TABLE, "study"), "lsh.stages.table"),
     "study_replay": Reads(("seed", "space", "search", "lyapunov.layout", "study"), "lsh.stages.study"),
-    "study_ls_samples": Reads(("seed", "lyapunov", "study.ls_samples"), "lsh.stages.study"),
+    # a kept cell (study.cells) has no checkpoint: the best and the worst are trained again for Table 4
+    "study_ls_samples": Reads((*TABLE, "study.space", "study.ls_samples", "study.cells"), "lsh.stages.table"),
     "study_report": Reads(("seed", "search", "lyapunov.layout", "study", "model", "data.train_tokens"),
                           "lsh.stages.study"),
 }
