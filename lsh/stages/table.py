@@ -220,6 +220,7 @@ def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
 
     samples = list(params.study.ls_samples)
     table = Table.load(table_dir)
+    table.check_study(params.study.seeds)
     seed = table.seeds[0]
     finals = sorted((table.final(cid, seed)["test_ppl"], cid) for cid, _ in table.configs
                     if math.isfinite(table.final(cid, seed)["test_ppl"]))
