@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -47,6 +48,22 @@ def test_the_paper_round_preset_plans_one_round_of_paper_size_jobs(project: Path
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, flags=re.M))
     assert jobs["train_candidate"] == "4" and jobs["train_final"] == "2" and jobs["report"] == "1", jobs
     assert "rank" in jobs and "propose" not in jobs  # one round: nothing proposed after it
+
+
+PRESETS = sorted(p.name for p in (REPO / "workflow" / "presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_command_a_presets_header_shows_plans_without_an_error(project: Path, preset: str):
+    """A user copies the line a preset's header gives: dry-run, it plans (a target after `--configfile`
+    would be read as a second config file)."""
+    header = "\n".join(line for line in (REPO / "workflow" / "presets" / preset).read_text().splitlines()
+                       if line.startswith("#"))
+    commands = re.findall(r"(snakemake [^`\n]*?)\s*$", header, flags=re.M)
+    assert commands and all(f"workflow/presets/{preset}" in c for c in commands), header
+    for command in commands:
+        out = run([str(BIN / "snakemake"), "-n", *shlex.split(command)[1:]], project)
+        assert out.returncode == 0, (command, out.stdout[-1500:] + out.stderr[-1500:])
 
 
 def test_bad_config_stops_snakemake_before_any_job(project: Path):
