@@ -27,28 +27,56 @@ CHANGE_TABLE = REPO / "docs" / "what-a-change-recomputes.md"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    """Every artifact of the run (prepared data and results, logs aside): modification time, content hash."""
+# Timings a job records beside its results: a rerun rewrites them, but whether the new value happens to
+# equal the old one (a 15 ms spectrum, to 0.1 ms) is chance, so "changed" compares results without them.
+TIMINGS = frozenset({"seconds", "mtime_ns", "tokens_per_s", "wall_seconds", "total_wall_seconds"})
+
+
+def _without_timings(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def result_hash(path: Path) -> str:
+    """The content's hash; of a JSON (or JSON-lines) file, without its timings."""
+    data = path.read_bytes()
+    try:
+        if path.suffix == ".json":
+            data = json.dumps(_without_timings(json.loads(data)), sort_keys=True).encode()
+        elif path.suffix == ".jsonl":
+            data = "\n".join(json.dumps(_without_timings(json.loads(line)), sort_keys=True)
+                             for line in data.decode().splitlines() if line.strip()).encode()
+    except ValueError:  # not JSON after all: compared byte for byte
+        pass
+    return hashlib.sha256(data).hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str, str]]:
+    """Every artifact of the run (prepared data and results, logs aside): modification time, content hash,
+    result hash (the content without its timings)."""
     files = {}
     for base in ("data/prepared", "results"):
         for p in (root / base).rglob("*"):
             rel = str(p.relative_to(root))
             if p.is_file() and not rel.startswith("results/logs/") and p.name != ".gitignore":
-                files[rel] = (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+                files[rel] = (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest(), result_hash(p))
     return files
 
 
 @dataclass(frozen=True)
 class Impact:
     rewritten: frozenset[str]  # written by the run: in place or new
-    changed: frozenset[str]  # of those, the ones whose content differs (or new)
+    changed: frozenset[str]  # of those, the ones whose results differ (or new): content, timings aside
     deleted: frozenset[str]
     kept: frozenset[str]
 
 
-def impact(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> Impact:
+def impact(before: dict[str, tuple[int, str, str]], after: dict[str, tuple[int, str, str]]) -> Impact:
     return Impact(frozenset(f for f in after if before.get(f) != after[f]),
-                  frozenset(f for f in after if f not in before or before[f][1] != after[f][1]),
+                  frozenset(f for f in after if f not in before or before[f][2] != after[f][2]),
                   frozenset(set(before) - set(after)), frozenset(f for f in after if before.get(f) == after[f]))
 
 
