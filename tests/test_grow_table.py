@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 
 from conftest import REPO
 
@@ -34,3 +35,15 @@ def test_a_lock_left_by_a_killed_grower_is_taken_over(tmp_path):
     with grow_table.claimed(folder) as mine:
         assert mine
     assert not (folder / grow_table.LOCK).exists()
+
+
+def test_an_empty_lock_just_made_is_held_by_the_grower_writing_it(tmp_path):
+    folder = tmp_path / "g03" / "s1"
+    folder.mkdir(parents=True)
+    (folder / grow_table.LOCK).write_text("")  # created, its maker's pid not written yet
+    with grow_table.claimed(folder) as mine:
+        assert not mine
+    old = time.time() - 3600
+    os.utime(folder / grow_table.LOCK, (old, old))  # an empty lock an hour old: its maker died
+    with grow_table.claimed(folder) as mine:
+        assert mine

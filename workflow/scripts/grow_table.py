@@ -24,6 +24,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +59,10 @@ def claimed(folder: Path) -> Iterator[bool]:
         except FileExistsError:
             try:
                 holder = int(lock.read_text().strip() or 0)
+                fresh = time.time() - lock.stat().st_mtime < 60  # an empty lock being written by its maker
             except (OSError, ValueError):
-                holder = 0
-            if holder and _alive(holder):
+                holder, fresh = 0, False
+            if (holder and _alive(holder)) or (not holder and fresh):
                 yield False
                 return
             lock.unlink(missing_ok=True)  # left by a killed call
