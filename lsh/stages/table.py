@@ -222,8 +222,8 @@ def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
     table = Table.load(table_dir)
     table.check_study(params.study.seeds)
     seed = table.seeds[0]
-    finals = sorted((table.final(cid, seed)["test_ppl"], cid) for cid, _ in table.configs
-                    if math.isfinite(table.final(cid, seed)["test_ppl"]))
+    finals = sorted((test_ppl, cid) for cid, _ in table.configs
+                    if math.isfinite(test_ppl := table.final(cid, seed)["test_ppl"]))
     rows = []
     for label, cid in [("best", finals[0][1]), ("worst", finals[-1][1])]:
         checkpoint = final_checkpoint(params, table_dir, cid, data_dir)

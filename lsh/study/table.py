@@ -29,6 +29,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -37,16 +38,17 @@ from lsh import files
 from lsh.config import DeathRateRange, SpaceConfig
 from lsh.errors import LshError
 from lsh.layout import TABLE_FILES, TABLE_META, TABLE_ROWS, TABLE_SPECTRA
-from lsh.records import LAYOUTS, run_problem
+from lsh.records import LAYOUTS, CellRow, run_problem
 from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key
 from lsh.study.cells import DENSE, SPACES
+from lsh.typecheck import hints
 
 COLUMNS = ("config", *CONFIG_KEYS, "seed", "epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl",
            "status", "clipped")
 TEXT = ("config", *CATEGORICAL, "status")  # read as text: blank is missing, never a number
 NUMERIC = tuple(c for c in COLUMNS if c not in TEXT)
 WHOLE = ("seed", "epoch")  # never blank, whole numbers
-STATUSES = ("ok", "diverged")
+STATUSES = get_args(hints(CellRow)["status"])  # a row's status is its cell row's: ok | diverged
 OUTCOMES = ("train_loss", "valid_loss", "valid_ppl", "test_ppl")  # finite on every ok row from epoch 1 on
 META_KEYS = ("configs", "seeds", "final_epochs", "space")
 REBUILD = "rebuild the table (lsh study table, or snakemake study_table)"
