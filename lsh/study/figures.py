@@ -15,8 +15,10 @@ from lsh.study.signals import POOLED
 def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str], path: Path) -> None:
     """Spearman and Pearson (95 % bootstrap intervals) of each early signal against final test perplexity,
     per early epoch: the rows pooled over training seeds where the table has per-seed rows too."""
+    n_seeds = table["seeds"].nunique() - 1 if "seeds" in table.columns else 1
     if "seeds" in table.columns:
         table = table[table["seeds"] == POOLED]
+    over = f"pooled over {n_seeds} training seeds" if n_seeds > 1 else "one training seed"
     plt = pyplot()
     coefficients = ("spearman", "pearson")
     fig, axes = plt.subplots(1, len(coefficients), figsize=(6.2 * len(coefficients), 4.0), sharey=True, squeeze=False)
@@ -34,7 +36,7 @@ def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str]
                         label=labels.get(signal, signal))
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(np.arange(len(epochs)), [f"epoch {e}" for e in epochs])
-        ax.set_title(f"{coefficient.capitalize()} with final test perplexity\n(pooled over training seeds; "
+        ax.set_title(f"{coefficient.capitalize()} with final test perplexity\n({over}; "
                      "95 % bootstrap interval)", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].set_ylabel("correlation (higher: the signal predicts better)")
