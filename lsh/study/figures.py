@@ -15,8 +15,9 @@ from lsh.study.signals import POOLED
 def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str], path: Path) -> None:
     """Spearman and Pearson (95 % bootstrap intervals) of each early signal against final test perplexity,
     per early epoch: the rows pooled over training seeds where the table has per-seed rows too."""
-    n_seeds = table["seeds"].nunique() - 1 if "seeds" in table.columns else 1
+    n_seeds = 1
     if "seeds" in table.columns:
+        n_seeds = table["seeds"].nunique() - 1  # the seeds' own rows and the pooled one
         table = table[table["seeds"] == POOLED]
     over = f"pooled over {n_seeds} training seeds" if n_seeds > 1 else "one training seed"
     plt = pyplot()
