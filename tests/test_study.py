@@ -22,7 +22,7 @@ from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT_FILES
 from lsh.records import CELL_FIELDS, LAYOUTS
-from lsh.report.study import alternatives_words, ties_words
+from lsh.report.study import alternatives_words, method_words, ties_words
 from lsh.search.schedule import plan
 from lsh.stages.study import replay_all, write_study
 from lsh.study.cells import DENSE, cell_ids, table_configs
@@ -31,6 +31,7 @@ from lsh.study.signals import signal_points, signal_table
 from lsh.study.statistics import coefficient_with_interval, summarise_methods, top_quarter_recall
 from lsh.study.strategies import Strategy, lsh_budget, study_strategies
 from lsh.study.table import COLUMNS, Table
+from lsh.study.verdict import Estimate, Method, Signal, Verdict
 
 SMALL_SPACE = {"init": ["uniform", "ER"], "death": ["magnitude", "SET"], "growth": ["random"],
                "redistribution": ["none", "magnitude"], "death_rate": {"low": 0.4, "high": 0.9, "q": 0.1},
@@ -354,17 +355,23 @@ def test_the_study_compares_every_method_at_every_pool_size():
         study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table.final_epochs)
 
 
-def test_the_summary_says_which_alternatives_beat_lsh_and_which_it_beats():
-    def row(strategy, ppl, half):
-        return {"strategy": strategy, "n": 8, "test_ppl": ppl, "test_ppl_low": ppl - half, "test_ppl_high": ppl + half,
-                "candidate_epochs": 40.0}
-    methods = pd.DataFrame([row("LSH-tpe", 400, 5), row("random", 398, 6), row("optuna-TPE-hyperband", 450, 10),
-                            row("full-training", 380, 3), row("LSH-tpe", 300, 1) | {"n": 6}])
+def test_the_summary_judges_alternatives_by_their_paired_difference_from_lsh():
+    """Their own intervals all overlap LSH's; what decides is the interval of the difference paired within
+    training seeds."""
+    def row(strategy, ppl, gap, half, lower):
+        return {"strategy": strategy, "n": 8, "seeds": 3, "test_ppl": ppl, "test_ppl_low": ppl - 10,
+                "test_ppl_high": ppl + 10, "candidate_epochs": 40.0, "vs_reference": gap,
+                "vs_reference_low": gap - half, "vs_reference_high": gap + half, "lower_seeds": lower}
+    methods = pd.DataFrame([row("LSH-tpe", 400, 0.0, 0.0, 0), row("random", 398, -2.0, 3.0, 2),
+                            row("optuna-TPE-hyperband", 405, 5.0, 1.0, 0), row("full-training", 397, -3.0, 1.0, 3),
+                            row("LSH-tpe", 300, 0.0, 0.0, 0) | {"n": 6}])
     words = alternatives_words(methods, 8, "tpe")
-    assert "random search 398.00 [392.00, 404.00] (40.0 candidate-epochs)" in words
-    assert "Worse than LSH by more than the intervals: Optuna's TPE with Hyperband" in words
-    assert "Better than LSH by more than the intervals: training all n candidates to the end" in words
-    assert "Not distinguishable from LSH (overlapping intervals): random search" in words
+    assert ("random search 398.00 [388.00, 408.00] (40.0 candidate-epochs; minus LSH's: -2.00 [-5.00, 1.00], "
+            "lower on 2 of 3 training seeds)") in words
+    assert "Worse than LSH, the interval of the paired difference clear of zero: Optuna's TPE with Hyperband" in words
+    assert ("Better than LSH, the interval of the paired difference clear of zero: training all n candidates to "
+            "the end") in words
+    assert "Not distinguishable from LSH (the interval of the paired difference includes zero): random search" in words
     assert "successive halving" not in words, "a strategy the study did not replay is not mentioned"
     assert alternatives_words(methods, 10, "tpe") == ""
 
@@ -999,6 +1006,50 @@ def test_the_seed_bootstrap_resamples_each_seeds_repeats_too():
     assert width(noisy) > 10 * width(quiet) > 0
 
 
+def test_the_paired_seed_bootstrap_sees_a_difference_that_each_seeds_luck_hides_in_the_means():
+    """Seeds 20 apart shared by both strategies: their own intervals overlap, their paired difference does not
+    reach zero, and the better one is the lower on every seed."""
+    lsh = seed_replays(20.0, noise=0.5).assign(strategy="LSH-tpe")
+    other = seed_replays(20.0, noise=0.5).assign(strategy="loss-tpe", test_ppl=lambda f: f["test_ppl"] - 1.5)
+    rows = summarise_methods(pd.concat([lsh, other]), seed=0, reference="LSH-tpe").set_index("strategy")
+    assert rows.at["loss-tpe", "test_ppl_low"] < rows.at["LSH-tpe", "test_ppl_high"], "the means' intervals overlap"
+    assert rows.at["loss-tpe", "vs_reference"] == pytest.approx(-1.5)
+    assert rows.at["loss-tpe", "vs_reference_high"] < 0 < rows.at["LSH-tpe", "vs_reference_high"]
+    assert rows.at["loss-tpe", "lower_seeds"] == 3 and rows.at["LSH-tpe", "lower_seeds"] == 0
+    assert rows.at["LSH-tpe", "vs_reference_low"] < 0, "LSH against itself: an interval about zero"
+    assert "vs_reference" not in summarise_methods(lsh, seed=0), "no reference, no difference"
+
+
+def test_the_paired_difference_has_no_interval_with_one_training_seed():
+    lsh = seed_replays(0.0, seeds=1).assign(strategy="LSH-tpe")
+    other = lsh.assign(strategy="random", test_ppl=lambda f: f["test_ppl"] + 2.0)
+    row = summarise_methods(pd.concat([lsh, other]), seed=0, reference="LSH-tpe").set_index("strategy").loc["random"]
+    assert row["vs_reference"] == pytest.approx(2.0) and row["lower_seeds"] == 0
+    assert math.isnan(row["vs_reference_low"]) and math.isnan(row["vs_reference_high"])
+
+
+def verdict_with(gap: Estimate, lower: int, seeds: int = 3) -> Verdict:
+    signal = Signal(spearman=Estimate(0.5, 0.1, 0.8), pearson=0.5, recall=0.5, within=Estimate(0.4),
+                    partial=Estimate(0.1))
+    return Verdict(epoch=2, seeds=seeds, ls=signal, loss_gap=signal, labels_spearman=Estimate(0.7),
+                   lsh=Method(test_ppl=Estimate(191.0, 190.0, 192.5), regret=4.0, candidate_epochs=24.8),
+                   loss=Method(test_ppl=Estimate(190.0, 189.0, 191.0), regret=3.0, candidate_epochs=24.0),
+                   loss_vs_lsh=gap, loss_lower_seeds=lower, best=187.0, n=6, proposer="tpe")
+
+
+def test_the_verdict_on_lsh_against_the_loss_search_rests_on_the_paired_difference():
+    clear = method_words(verdict_with(Estimate(-1.2, -2.1, -0.4), 3))
+    assert "LSH does not do better: paired within training seeds, the loss-based search's selection minus LSH's " \
+           "is -1.20 [-2.10, -0.40]" in clear
+    assert "the lower on 3 of 3 training seeds; the interval of the difference is clear of zero." in clear
+    assert "coarse guide" in clear, "three seeds: the bootstrap's limits are said"
+    unclear = method_words(verdict_with(Estimate(-1.0, -2.0, 0.5), 2))
+    assert "the interval of the difference includes zero: the difference is not established." in unclear
+    one = method_words(verdict_with(Estimate(-1.0), 1, seeds=1))
+    assert "no interval over training seeds exists" in one and "coarse" not in one
+    assert "coarse" not in method_words(verdict_with(Estimate(-1.0, -2.0, 0.5), 6, seeds=10))
+
+
 def test_method_summaries_report_candidate_epochs_with_dense_where_the_replays_have_it():
     replays = seed_replays(1.0)
     assert "candidate_epochs_with_dense" not in summarise_methods(replays, seed=0)
@@ -1261,7 +1312,10 @@ def test_the_lyapunov_pruned_optuna_replay_prunes_the_trials_farther_from_the_de
 
 
 def test_the_summary_names_the_lyapunov_pruned_optuna_search_among_the_alternatives():
-    row = lambda strategy, ppl: {"strategy": strategy, "n": 6, "test_ppl": ppl, "test_ppl_low": ppl - 1,  # noqa: E731
-                                 "test_ppl_high": ppl + 1, "candidate_epochs": 16.0}
+    row = lambda strategy, ppl: {"strategy": strategy, "n": 6, "seeds": 3, "test_ppl": ppl,  # noqa: E731
+                                 "test_ppl_low": ppl - 1, "test_ppl_high": ppl + 1, "candidate_epochs": 16.0,
+                                 "vs_reference": ppl - 110, "vs_reference_low": ppl - 111,
+                                 "vs_reference_high": ppl - 109, "lower_seeds": 0}
     words = alternatives_words(pd.DataFrame([row("LSH-grid", 110), row("optuna-TPE-lyapunov", 120)]), 6, "grid")
-    assert "Worse than LSH by more than the intervals: Optuna's TPE with the Lyapunov pruner" in words
+    assert ("Worse than LSH, the interval of the paired difference clear of zero: Optuna's TPE with the Lyapunov "
+            "pruner") in words

@@ -1,6 +1,8 @@
 """The study's report in words: the Markdown of its tables and the verdict's sentences, from the
 numbers the library computed (lsh/study/verdict.py). No sentence is stronger than its intervals:
-a difference is called established only where the 95 % intervals do not overlap."""
+a difference between two signals is called established only where their 95 % intervals do not
+overlap; between two strategies, only where the 95 % interval of their difference, paired within
+training seeds, excludes zero."""
 
 from __future__ import annotations
 
@@ -73,28 +75,45 @@ def seed_interval_words(seeds: int) -> str:
             "of training noise")
 
 
+def seed_count_words(seeds: int) -> str:
+    """The caveat a bootstrap over few training seeds needs: it can only redraw the seeds it has."""
+    if seeds < 2 or seeds >= 10:
+        return ""
+    return (f"A bootstrap over {seeds} training seeds can only redraw those {seeds}, so its intervals are a coarse "
+            "guide; the count of seeds on which one strategy beats the other is the plainer evidence.")
+
+
 def _method_table(methods: pd.DataFrame, columns: list[str]) -> str:
     md = methods.copy()
-    for key in ("test_ppl", "regret"):
-        md[key] = interval_column(md, key)
+    for key in ("test_ppl", "regret", "vs_reference"):
+        if key in md:
+            md[key] = interval_column(md, key)
+    md = md.rename(columns={"vs_reference": "vs_lsh"})
+    columns = ["vs_lsh" if c == "vs_reference" else c for c in columns]
     columns = [c for c in columns if c in md.columns]
     return markdown_table(md[columns], digits={"candidate_epochs": 1, "candidate_epochs_with_dense": 1,
                                                "finalist_epoch": 1, "newcomers_kept": 2, "selects_best": 2})
 
 
-def methods_markdown(methods: pd.DataFrame, seeds: int) -> str:
-    """methods.md: every strategy at each pool size, its budget and its selection's quality."""
+def methods_markdown(methods: pd.DataFrame, seeds: int, reference: str) -> str:
+    """methods.md: every strategy at each pool size, its budget, its selection's quality, and its difference
+    from LSH (`reference`) paired within training seeds."""
     return ("# Methods\n\nBudgets are in candidate-epochs (one candidate trained for one "
             "epoch) and listed per strategy: the strategies do not all spend the same. Final test perplexity "
             "of the selection and its regret against the table's best: "
-            f"{seed_interval_words(seeds)}. `seeds`: the training seeds a row rests on; "
+            f"{seed_interval_words(seeds)}. `vs_lsh`: the strategy's test perplexity minus {reference}'s at the "
+            "same n, paired within training seeds (both replayed on each seed's table, so the seed's luck cancels), "
+            "with a 95 % interval from the same bootstrap drawing the same seeds for both; negative: it selects "
+            "better than LSH; `lower_seeds`: on how many training seeds its mean is the lower. Two strategies' "
+            "own intervals may overlap while their paired difference is clear of zero. "
+            f"{seed_count_words(seeds)} `seeds`: the training seeds a row rests on; "
             "`candidate_epochs_with_dense`: with the dense reference's epochs the strategy needs (a user "
             "without a dense model pays them); `finalist_epoch`: the finalists' mean epoch when selection "
             "ends (their age); `newcomers_kept`: the share of candidates inserted after the first round that "
             "survive their round; the share of repeats selecting the table's best; the repeats that selected "
             "nothing.\n\n"
-            + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret",
-                                      "candidate_epochs", "candidate_epochs_with_dense", "finalist_epoch",
+            + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret", "vs_reference",
+                                      "lower_seeds", "candidate_epochs", "candidate_epochs_with_dense", "finalist_epoch",
                                       "newcomers_kept", "selects_best", "nothing_selected"]))
 
 
@@ -128,7 +147,8 @@ ALTERNATIVES = {KIND_NAMES["random"]: "random search", optuna_name("hyperband"):
 
 def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
     """LSH against what a practitioner would run instead, at the same n: each one's numbers, then which
-    are worse, better or not distinguishable from LSH by their 95 % intervals (none with one training seed)."""
+    are worse, better or not distinguishable from LSH by the 95 % interval of their difference from LSH,
+    paired within training seeds (`methods` summarised with LSH as the reference; none with one seed)."""
     m = methods.set_index(["strategy", "n"])
     if (method_name("ls", proposer), n) not in m.index:
         return ""
@@ -138,17 +158,18 @@ def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
         if (strategy, n) not in m.index:
             continue
         row = m.loc[(strategy, n)]
+        gap = Estimate.of(row, "vs_reference")
         parts.append(f"{words} {estimate_words(Estimate.of(row, 'test_ppl'))} "
-                     f"({row['candidate_epochs']:.1f} candidate-epochs)")
-        overlap = Estimate.of(lsh, "test_ppl").overlaps(Estimate.of(row, "test_ppl"))
-        worse = "worse" if row["test_ppl"] > lsh["test_ppl"] else "better"
-        verdicts[{True: "same", None: "unknown"}.get(overlap, worse)].append(words)
+                     f"({row['candidate_epochs']:.1f} candidate-epochs; minus LSH's: {estimate_words(gap)}, "
+                     f"lower on {int(row['lower_seeds'])} of {int(row['seeds'])} training seeds)")
+        clear = gap.clear_of_zero()
+        verdicts[{False: "same", None: "unknown"}.get(clear, "worse" if gap.value > 0 else "better")].append(words)
     if not parts:
         return ""
     said = [f"{kind} {', '.join(names)}" for kind, names in (
-        ("worse than LSH by more than the intervals:", verdicts["worse"]),
-        ("better than LSH by more than the intervals:", verdicts["better"]),
-        ("not distinguishable from LSH (overlapping intervals):", verdicts["same"]),
+        ("worse than LSH, the interval of the paired difference clear of zero:", verdicts["worse"]),
+        ("better than LSH, the interval of the paired difference clear of zero:", verdicts["better"]),
+        ("not distinguishable from LSH (the interval of the paired difference includes zero):", verdicts["same"]),
         ("not compared with LSH, for want of an interval over training seeds (one training seed, or too few "
          "finite outcomes):", verdicts["unknown"])) if names]
     return ("Against what a practitioner would run instead, at the same n: " + "; ".join(parts)
@@ -208,8 +229,13 @@ def method_words(v: Verdict) -> str:
         f"{estimate_words(loss.test_ppl)} (regret {fmt(loss.regret, 2)}); the table's best is "
         f"{v.best:.2f}" + (" (the mean over training seeds of each seed's best)" if v.seeds > 1 else "") + ". "
         + ("LSH does better" if lsh.test_ppl.value < loss.test_ppl.value else "LSH does not do better")
-        + {True: ", within overlapping intervals: the difference is not established.",
-           False: ", by more than the intervals.", None: unknown}[lsh.test_ppl.overlaps(loss.test_ppl)]
+        + f": paired within training seeds, the loss-based search's selection minus LSH's is "
+        f"{estimate_words(v.loss_vs_lsh)} in test perplexity, the loss-based search's the lower on "
+        f"{v.loss_lower_seeds} of {v.seeds} training seeds"
+        + {True: "; the interval of the difference is clear of zero.",
+           False: "; the interval of the difference includes zero: the difference is not established.",
+           None: unknown}[v.loss_vs_lsh.clear_of_zero()]
+        + (" " + seed_count_words(v.seeds) if seed_count_words(v.seeds) else "")
     )
 
 

@@ -127,9 +127,10 @@ def _write_methods(params: Params, replays: pd.DataFrame, seeds: int, out: Path)
     """methods.csv / .md and methods.png: the strategies over training seeds and repeats."""
     from lsh.study.figures import plot_methods
 
-    methods = summarise_methods(replays[replays["group"] == "methods"], params.seed)
+    reference = method_name("ls", params.search.proposer)
+    methods = summarise_methods(replays[replays["group"] == "methods"], params.seed, reference=reference)
     files.write_text(out / "methods.csv", methods.to_csv(index=False))
-    files.write_text(out / "methods.md", words.methods_markdown(methods, seeds))
+    files.write_text(out / "methods.md", words.methods_markdown(methods, seeds, reference))
     plot_methods(methods, out / "methods.png")
     return methods
 

@@ -82,12 +82,16 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
-def summarise_methods(replays: pd.DataFrame, seed: int) -> pd.DataFrame:
+def summarise_methods(replays: pd.DataFrame, seed: int, reference: str | None = None) -> pd.DataFrame:
     """Per strategy and pool size: final test perplexity and regret, the mean over training seeds of each
     seed's mean over its repeats, with a 95 % interval from the seed bootstrap (seed_bootstrap_mean: nan
     with one training seed); `seeds` counts the training seeds a row rests on; mean candidate-epochs (and,
     where the replays have them, with the dense model's, the finalists' epoch when selection ends and the
-    share of newcomers kept); the share of repeats selecting the table's best."""
+    share of newcomers kept); the share of repeats selecting the table's best. With a `reference` strategy:
+    `vs_reference`, the test perplexity minus the reference's at the same pool size, paired within training
+    seeds (seed_bootstrap_difference), and `lower_seeds`, the training seeds on which it is the lower. Two
+    strategies' own intervals may overlap while their paired difference is clear of zero: the seed's luck,
+    shared by both, is in the former and cancels in the latter."""
     rows = []
     for (strategy, n), group in replays.groupby(["strategy", "n"], sort=False):
         training = group["seed"].to_numpy()
@@ -97,6 +101,12 @@ def summarise_methods(replays: pd.DataFrame, seed: int) -> pd.DataFrame:
                "repeats": len(group), "test_ppl": ppl, "test_ppl_low": ppl_low, "test_ppl_high": ppl_high,
                "regret": regret, "regret_low": reg_low, "regret_high": reg_high,
                "candidate_epochs": float(group["candidate_epochs"].mean())}
+        if reference is not None:
+            ref = replays[(replays["strategy"] == reference) & (replays["n"] == n)]
+            gap, low, high, _, lower = seed_bootstrap_difference(group["test_ppl"], training, ref["test_ppl"],
+                                                                 ref["seed"].to_numpy(), seed)
+            row.update({"vs_reference": gap, "vs_reference_low": low, "vs_reference_high": high,
+                        "lower_seeds": lower})
         for extra in ("candidate_epochs_with_dense", "finalist_epoch", "newcomers_kept"):  # where the replays have them
             if extra in group:
                 row[extra] = float(group[extra].mean()) if group[extra].notna().any() else math.nan
@@ -113,28 +123,60 @@ def summarise_methods(replays: pd.DataFrame, seed: int) -> pd.DataFrame:
 # the weighted coefficients equal the plain ones on the expanded sample.
 
 
+def _per_seed(values: np.ndarray, groups: np.ndarray) -> dict:
+    """Each training seed's finite values."""
+    values, groups = np.asarray(values, dtype=float), np.asarray(groups)
+    ok = np.isfinite(values)
+    return {g: values[ok][groups[ok] == g] for g in np.unique(groups[ok])}
+
+
+def _resampled_means(per_seed: list[np.ndarray], drawn: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For every resample (row of `drawn`, the seeds drawn), each drawn seed's mean over its repeats drawn
+    with replacement."""
+    means = np.empty(drawn.shape)
+    for k, v in enumerate(per_seed):
+        at = drawn == k
+        means[at] = v[rng.integers(0, len(v), size=(int(at.sum()), len(v)))].mean(axis=1)
+    return means
+
+
 def seed_bootstrap_mean(values: np.ndarray, groups: np.ndarray, seed: int,
                         resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float]:
     """The mean over training seeds of each seed's mean, and its 95 % percentile interval from a two-level
     bootstrap: seeds drawn with replacement, then each drawn seed's repeats with replacement. Non-finite
     values are left out; the interval is nan with fewer than 2 seeds, as it cannot speak of training noise."""
-    values, groups = np.asarray(values, dtype=float), np.asarray(groups)
-    ok = np.isfinite(values)
-    values, groups = values[ok], groups[ok]
-    if not len(values):
+    per_seed = list(_per_seed(values, groups).values())
+    if not per_seed:
         return math.nan, math.nan, math.nan
-    per_seed = [values[groups == g] for g in np.unique(groups)]
     mean = float(np.mean([v.mean() for v in per_seed]))
     if len(per_seed) < 2:
         return mean, math.nan, math.nan
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, len(per_seed), size=(resamples, len(per_seed)))
-    means = np.empty(drawn.shape)
-    for k, v in enumerate(per_seed):
-        at = drawn == k
-        means[at] = v[rng.integers(0, len(v), size=(int(at.sum()), len(v)))].mean(axis=1)
-    low, high = np.percentile(means.mean(axis=1), [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-    return mean, float(low), float(high)
+    return (mean, *_percentile_interval(_resampled_means(per_seed, drawn, rng).mean(axis=1)))
+
+
+def seed_bootstrap_difference(values: np.ndarray, groups: np.ndarray, reference: np.ndarray,
+                              reference_groups: np.ndarray, seed: int,
+                              resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float, int, int]:
+    """How much lower a strategy's mean is than a reference's, paired within training seeds: both were
+    replayed on the same trained table of each seed, so the seed's luck is shared and cancels. Returns the
+    mean over the common seeds of (strategy's seed mean - reference's), its 95 % interval from the
+    two-level bootstrap (the same seeds drawn for both, then each one's repeats within them; nan with fewer
+    than 2 common seeds), the common seeds, and on how many of them the strategy's mean is the lower."""
+    mine, theirs = _per_seed(values, groups), _per_seed(reference, reference_groups)
+    common = [g for g in mine if g in theirs]
+    if not common:
+        return math.nan, math.nan, math.nan, 0, 0
+    a, b = [mine[g] for g in common], [theirs[g] for g in common]
+    gaps = np.array([x.mean() - y.mean() for x, y in zip(a, b)])
+    lower = int((gaps < 0).sum())
+    if len(common) < 2:
+        return float(gaps.mean()), math.nan, math.nan, len(common), lower
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(common), size=(resamples, len(common)))
+    resampled = (_resampled_means(a, drawn, rng) - _resampled_means(b, drawn, rng)).mean(axis=1)
+    return (float(gaps.mean()), *_percentile_interval(resampled), len(common), lower)
 
 
 def resample_weights(clusters: np.ndarray, seed: int, strata: np.ndarray | None = None,

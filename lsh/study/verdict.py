@@ -30,6 +30,12 @@ class Estimate:
     def interval(self) -> tuple[float, float]:
         return (self.low, self.high)
 
+    def clear_of_zero(self) -> bool | None:
+        """Whether the interval excludes zero (a paired difference established); None when unknown."""
+        if not all(math.isfinite(v) for v in self.interval):
+            return None
+        return self.low > 0 or self.high < 0
+
     def overlaps(self, other: Estimate) -> bool | None:
         """Whether the two intervals overlap; None when either is unknown."""
         if not all(math.isfinite(v) for v in (*self.interval, *other.interval)):
@@ -75,6 +81,8 @@ class Verdict:
     labels_spearman: Estimate  # the labels-only reference
     lsh: Method
     loss: Method
+    loss_vs_lsh: Estimate  # the loss-based search's test perplexity minus LSH's, paired within training seeds
+    loss_lower_seeds: int  # the training seeds on which the loss-based search's is the lower
     best: float  # the table's best final test perplexity (the mean over seeds of each seed's best)
     n: int
     proposer: str
@@ -94,14 +102,17 @@ def headline_pool(params: Params) -> int:
 
 
 def build_verdict(params: Params, signals: pd.DataFrame, methods: pd.DataFrame, default_ls: str, best: float) -> Verdict:
-    """The headline numbers: the signals pooled over training seeds at e0, the methods at the headline pool."""
+    """The headline numbers: the signals pooled over training seeds at e0, the methods at the headline pool
+    (`methods` summarised with LSH as the reference, so the loss row's difference is against LSH)."""
     at = signals[signals["seeds"] == POOLED].set_index(["signal", "epoch"])
     e0 = params.search.e0
     m = methods.set_index(["strategy", "n"])
     n0, proposer = headline_pool(params), params.search.proposer
+    loss = m.loc[(method_name("loss", proposer), n0)]  # its vs_reference: against LSH (summarise_methods' reference)
     return Verdict(
         epoch=e0, seeds=int(signals.loc[signals["seeds"] != POOLED, "seeds"].nunique()),
         ls=Signal.of(at.loc[(default_ls, e0)]), loss_gap=Signal.of(at.loc[("loss_gap", e0)]),
         labels_spearman=Estimate.of(at.loc[(LABELS_ONLY, e0)], "spearman"),
-        lsh=Method.of(m.loc[(method_name("ls", proposer), n0)]), loss=Method.of(m.loc[(method_name("loss", proposer), n0)]),
+        lsh=Method.of(m.loc[(method_name("ls", proposer), n0)]), loss=Method.of(loss),
+        loss_vs_lsh=Estimate.of(loss, "vs_reference"), loss_lower_seeds=int(loss["lower_seeds"]),
         best=best, n=n0, proposer=proposer)
