@@ -254,7 +254,8 @@ def summary_markdown(params: Params, table: Table, v: Verdict, repeats: int, not
         "seed and pooled, Pearson, Spearman and Kendall with 95 % bootstrap intervals, top-quarter recall, and Spearman "
         "within death methods and controlling for the choices; `signals.png`",
         "- `methods.md` / `.csv`: every strategy at each pool size, its candidate-epochs, mean final test perplexity "
-        "and regret with 95 % intervals over training seeds (none with one seed); `methods.png`; `anytime.png` (the "
+        "and regret with 95 % intervals over training seeds (none with one seed), and its difference from LSH paired "
+        "within training seeds (`vs_lsh`); `methods.png`; `anytime.png` (the "
         "incumbent against candidate-epochs)",
         "- `ls_options.md` / `.csv`: the LS ranker's options (embedding, distance, layout, PCA fit) with the grid proposer",
         "- `schedules.md` / `.csv`: e0 in 1..3 and ei in 1..4 on the grid (paper Table 3)",
