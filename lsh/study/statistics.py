@@ -159,10 +159,10 @@ def seed_bootstrap_mean(values: np.ndarray, groups: np.ndarray, seed: int,
 def seed_bootstrap_difference(values: np.ndarray, groups: np.ndarray, reference: np.ndarray,
                               reference_groups: np.ndarray, seed: int,
                               resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float, int, int]:
-    """How much lower a strategy's mean is than a reference's, paired within training seeds: both were
-    replayed on the same trained table of each seed, so the seed's luck is shared and cancels. Returns the
-    mean over the common seeds of (strategy's seed mean - reference's), its 95 % interval from the
-    two-level bootstrap (the same seeds drawn for both, then each one's repeats within them; nan with fewer
+    """A strategy's mean minus a reference's (negative: the strategy's is lower), paired within training
+    seeds: both were replayed on the same trained table of each seed, so the seed's luck is shared and
+    cancels. Returns the mean over the common seeds of (strategy's seed mean - reference's), its 95 %
+    interval from the two-level bootstrap (the same seeds drawn for both, then each one's repeats within them; nan with fewer
     than 2 common seeds), the common seeds, and on how many of them the strategy's mean is the lower."""
     mine, theirs = _per_seed(values, groups), _per_seed(reference, reference_groups)
     common = [g for g in mine if g in theirs]
