@@ -363,16 +363,17 @@ def test_the_summary_judges_alternatives_by_their_paired_difference_from_lsh():
                 "test_ppl_high": ppl + 10, "candidate_epochs": 40.0, "vs_reference": gap,
                 "vs_reference_low": gap - half, "vs_reference_high": gap + half, "lower_seeds": lower}
     methods = pd.DataFrame([row("LSH-tpe", 400, 0.0, 0.0, 0), row("random", 398, -2.0, 3.0, 2),
+                            row("TSE-tpe", 399, -1.0, 0.5, 3), row("TSE-grid", 399, 9.0, 0.5, 0),
                             row("optuna-TPE-hyperband", 405, 5.0, 1.0, 0), row("full-training", 397, -3.0, 1.0, 3),
                             row("LSH-tpe", 300, 0.0, 0.0, 0) | {"n": 6}])
     words = alternatives_words(methods, 8, "tpe")
     assert ("random search 398.00 [388.00, 408.00] (40.0 candidate-epochs; minus LSH's: -2.00 [-5.00, 1.00], "
             "lower on 2 of 3 training seeds)") in words
     assert "Worse than LSH, the interval of the paired difference clear of zero: Optuna's TPE with Hyperband" in words
-    assert ("Better than LSH, the interval of the paired difference clear of zero: training all n candidates to "
-            "the end") in words
     assert "Not distinguishable from LSH (the interval of the paired difference includes zero): random search" in words
     assert "successive halving" not in words, "a strategy the study did not replay is not mentioned"
+    assert ("Better than LSH, the interval of the paired difference clear of zero: training-speed estimation (TSE), "
+            "training all n candidates to the end") in words, "TSE with LSH's proposer, not another's"
     assert alternatives_words(methods, 10, "tpe") == ""
 
 

@@ -139,10 +139,20 @@ def samples_markdown(samples: pd.DataFrame) -> str:
             + markdown_table(samples, digits={c: 4 for c in samples.columns if c not in ("configuration", "samples")}))
 
 
-ALTERNATIVES = {KIND_NAMES["random"]: "random search", optuna_name("hyperband"): "Optuna's TPE with Hyperband",
+ALTERNATIVES = {KIND_NAMES["random"]: "random search", KIND_NAMES["iepoch"]: "i-Epoch",
+                optuna_name("hyperband"): "Optuna's TPE with Hyperband",
+                optuna_name("hyperband", matched=True): "Optuna's TPE with Hyperband (start-up matched to hyperopt's)",
                 optuna_name("successive_halving"): "Optuna's TPE with successive halving",
+                optuna_name("successive_halving", matched=True):
+                    "Optuna's TPE with successive halving (start-up matched to hyperopt's)",
                 KIND_NAMES["optuna_ls"]: "Optuna's TPE with the Lyapunov pruner (lsh.LyapunovPruner)",
                 KIND_NAMES["full"]: "training all n candidates to the end"}
+
+
+def alternatives(proposer: str) -> dict[str, str]:
+    """What a practitioner would run instead of LSH, by strategy name: training-speed estimation with LSH's
+    proposer, then the searches that need no ranker of ours."""
+    return {method_name("tse", proposer): "training-speed estimation (TSE)", **ALTERNATIVES}
 
 
 def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
@@ -154,7 +164,7 @@ def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
         return ""
     lsh = m.loc[(method_name("ls", proposer), n)]
     parts, verdicts = [], {"worse": [], "better": [], "same": [], "unknown": []}
-    for strategy, words in ALTERNATIVES.items():
+    for strategy, words in alternatives(proposer).items():
         if (strategy, n) not in m.index:
             continue
         row = m.loc[(strategy, n)]
