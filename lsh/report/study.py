@@ -89,7 +89,6 @@ def _method_table(methods: pd.DataFrame, columns: list[str]) -> str:
         if key in md:
             md[key] = interval_column(md, key)
     md = md.rename(columns={"vs_reference": "vs_lsh"})
-    columns = ["vs_lsh" if c == "vs_reference" else c for c in columns]
     columns = [c for c in columns if c in md.columns]
     return markdown_table(md[columns], digits={"candidate_epochs": 1, "candidate_epochs_with_dense": 1,
                                                "finalist_epoch": 1, "newcomers_kept": 2, "selects_best": 2})
@@ -112,7 +111,7 @@ def methods_markdown(methods: pd.DataFrame, seeds: int, reference: str) -> str:
             "ends (their age); `newcomers_kept`: the share of candidates inserted after the first round that "
             "survive their round; the share of repeats selecting the table's best; the repeats that selected "
             "nothing.\n\n"
-            + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret", "vs_reference",
+            + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret", "vs_lsh",
                                       "lower_seeds", "candidate_epochs", "candidate_epochs_with_dense", "finalist_epoch",
                                       "newcomers_kept", "selects_best", "nothing_selected"]))
 
@@ -245,7 +244,7 @@ def method_words(v: Verdict) -> str:
         + {True: "; the interval of the difference is clear of zero.",
            False: "; the interval of the difference includes zero: the difference is not established.",
            None: unknown}[v.loss_vs_lsh.clear_of_zero()]
-        + (" " + seed_count_words(v.seeds) if seed_count_words(v.seeds) else "")
+        + (f" {caveat}" if (caveat := seed_count_words(v.seeds)) else "")
     )
 
 

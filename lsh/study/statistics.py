@@ -103,7 +103,7 @@ def summarise_methods(replays: pd.DataFrame, seed: int, reference: str | None = 
                "candidate_epochs": float(group["candidate_epochs"].mean())}
         if reference is not None:
             ref = replays[(replays["strategy"] == reference) & (replays["n"] == n)]
-            gap, low, high, _, lower = seed_bootstrap_difference(group["test_ppl"], training, ref["test_ppl"],
+            gap, low, high, lower = seed_bootstrap_difference(group["test_ppl"], training, ref["test_ppl"],
                                                                  ref["seed"].to_numpy(), seed)
             row.update({"vs_reference": gap, "vs_reference_low": low, "vs_reference_high": high,
                         "lower_seeds": lower})
@@ -158,25 +158,25 @@ def seed_bootstrap_mean(values: np.ndarray, groups: np.ndarray, seed: int,
 
 def seed_bootstrap_difference(values: np.ndarray, groups: np.ndarray, reference: np.ndarray,
                               reference_groups: np.ndarray, seed: int,
-                              resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float, int, int]:
+                              resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float, int]:
     """A strategy's mean minus a reference's (negative: the strategy's is lower), paired within training
     seeds: both were replayed on the same trained table of each seed, so the seed's luck is shared and
     cancels. Returns the mean over the common seeds of (strategy's seed mean - reference's), its 95 %
     interval from the two-level bootstrap (the same seeds drawn for both, then each one's repeats within them; nan with fewer
-    than 2 common seeds), the common seeds, and on how many of them the strategy's mean is the lower."""
+    than 2 common seeds), and on how many of the common seeds the strategy's mean is the lower."""
     mine, theirs = _per_seed(values, groups), _per_seed(reference, reference_groups)
     common = [g for g in mine if g in theirs]
     if not common:
-        return math.nan, math.nan, math.nan, 0, 0
+        return math.nan, math.nan, math.nan, 0
     a, b = [mine[g] for g in common], [theirs[g] for g in common]
     gaps = np.array([x.mean() - y.mean() for x, y in zip(a, b)])
     lower = int((gaps < 0).sum())
     if len(common) < 2:
-        return float(gaps.mean()), math.nan, math.nan, len(common), lower
+        return float(gaps.mean()), math.nan, math.nan, lower
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, len(common), size=(resamples, len(common)))
     resampled = (_resampled_means(a, drawn, rng) - _resampled_means(b, drawn, rng)).mean(axis=1)
-    return (float(gaps.mean()), *_percentile_interval(resampled), len(common), lower)
+    return (float(gaps.mean()), *_percentile_interval(resampled), lower)
 
 
 def resample_weights(clusters: np.ndarray, seed: int, strata: np.ndarray | None = None,
