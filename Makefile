@@ -41,12 +41,17 @@ lock:
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup slurm-packages
-	$(BIN)/python -m pytest
+# The suite runs on TEST_WORKERS pytest-xdist workers (default 2, one per core of the machines it is
+# sized for); the tests that read one shared whole-pipeline run stay on one worker (--dist loadgroup).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# The fast tier: unit tests on synthetic corpora and tiny models, no Snakemake runs (about 3 minutes).
+test: setup slurm-packages
+	$(PYTEST)
+
+# The fast tier: unit tests on synthetic corpora and tiny models, no Snakemake runs.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not slurm"
+	$(PYTEST) -m "not slow and not slurm"
 
 # The SLURM test starts a one-node cluster from Debian's slurm-wlm and munge. As root with
 # apt-get, install them when missing; elsewhere the test is skipped with its reason.

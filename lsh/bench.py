@@ -460,17 +460,20 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
 NUMERICS_MEASURES = {  # (benchmark, path in its JSON, higher is faster)
     "train_dense_tokens_per_s": ("train", ("sizes", "demo", "dense_tokens_per_s"), True),
     "train_sparse_tokens_per_s": ("train", ("sizes", "demo", "sparse_tokens_per_s"), True),
+    "train_paper_dense_tokens_per_s": ("train", ("sizes", "paper", "dense_tokens_per_s"), True),
+    "train_paper_sparse_tokens_per_s": ("train", ("sizes", "paper", "sparse_tokens_per_s"), True),
     "spectrum_256_s": ("spectrum", ("analytic_s",), False),
     "spectrum_demo_s": ("spectrum", ("demo", "seconds_per_spectrum"), False),
+    "spectrum_paper_s": ("spectrum", ("paper", "seconds_per_spectrum"), False),
 }
 
 
 def bench_numerics(params_file: str, overrides: list[str], *, repeats: int = 3, threads: int | None = None) -> dict:
     """Portable against native, side by side: the caps take effect only when a process loads its
     libraries, so each measurement is a fresh `lsh bench` process, the two modes alternating
-    `repeats` times. Each process measures a demo-size training epoch (its own medians) and a
-    spectrum; the result is each measure's median per mode and the portable/native speed ratio
-    (above 1: portable is faster)."""
+    `repeats` times. Each process measures training at the demo's and the paper's size (its own
+    medians) and a spectrum at both; the result is each measure's median per mode and the
+    portable/native speed ratio (above 1: portable is faster)."""
     import json
     import subprocess
     import sys
@@ -482,7 +485,7 @@ def bench_numerics(params_file: str, overrides: list[str], *, repeats: int = 3, 
     for _ in range(repeats):
         for mode in numerics.MODES:
             for what in ("train", "spectrum"):
-                cmd = [sys.executable, "-m", "lsh", "-q", "bench", what, "--json", "--no-paper", "--repeats", "3",
+                cmd = [sys.executable, "-m", "lsh", "-q", "bench", what, "--json", "--repeats", "3",
                        "--params", params_file, *(f"--set={o}" for o in overrides), f"--set=numerics={mode}",
                        *(["--threads", str(threads)] if threads else [])]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -498,7 +501,8 @@ def bench_numerics(params_file: str, overrides: list[str], *, repeats: int = 3, 
                         if isinstance(value, (int, float)):
                             measured[mode][key].append(float(value))
     result = {"benchmark": "numerics", "repeats": repeats, "modes": info, "machine": platform.machine(),
-              "cpu": numerics.cpu_model(), "threads": threads, "medians": {}, "portable_speed_over_native": {}}
+              "cpu": numerics.cpu_model(), "vendor": numerics.cpu_vendor(), "threads": threads, "medians": {},
+              "portable_speed_over_native": {}}
     for key, (_, _, higher_faster) in NUMERICS_MEASURES.items():
         if not all(measured[m][key] for m in numerics.MODES):
             continue

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from lsh import numerics
 from lsh.config import ModelParams, model_problems
 
 # LSTM: (h, c), each [layers, B, hidden] as nn.LSTM uses; RHN: s of shape [B, hidden].
@@ -36,6 +37,9 @@ MODEL_TYPES = ("lstm", "rhn")
 # choice (Srivastava et al. 2015; Zilly et al. use -2 on PTB), which keeps gradients alive
 # through depth 10 x 35 time steps before training has shaped the gates.
 RHN_TRANSFORM_BIAS = -2.0
+
+# The fused nn.LSTM below runs ATen's cell, not oneDNN's, in portable numerics (its bits move with the CPU).
+numerics.pin_torch()
 
 # Embedding and decoder init, as pytorch/examples word_language_model and Selfish-RNN.
 EMBEDDING_INIT_RANGE = 0.1

@@ -1,13 +1,24 @@
 """Portable numerics: the same seed gives the same bits on every x86-64 machine with AVX2.
 
-The CPU libraries under torch, numpy and scipy pick their kernels by the instruction set of
-the machine they run on: an AVX-512 machine sums in another order than an AVX2 one, and the
-search amplifies those last bits into another pruning method within a round. `portable`
-caps every one of those libraries at AVX2 (x86-64-v3, which every x86-64 server of the last
-decade has); `native` leaves them to pick the fastest kernels of the machine. The caps are
-environment variables the libraries read when they load, so they must be set before torch
-or numpy is imported: the command line applies them first thing, and a library user calls
-`apply` before importing torch.
+The CPU libraries under torch, numpy and scipy pick their kernels by the machine they run on:
+its instruction set, and for some its vendor and caches. An AVX-512 machine sums in another
+order than an AVX2 one, an Intel CPU in another than an AMD one, and the search amplifies those
+last bits into another pruning method within a round. `portable` pins every such choice to one
+that every x86-64 CPU with AVX2 makes alike; `native` leaves each library its fastest kernels.
+
+What each pin is for, as measured (docs/install.md has the evidence and the costs):
+- ATen, torch's own kernels: capped at AVX2 (its kernels depend on the instruction set alone).
+- MKL, under torch's matmuls and QR: its CNR branch COMPATIBLE. MKL honours the AVX2 branch on
+  Intel CPUs only; elsewhere it takes its AUTO branch (its documentation says so, and on an AMD
+  EPYC the AVX2, SSE4_2, AVX512 and AUTO branches give the same bits), so only COMPATIBLE names
+  one code path on both vendors.
+- oneDNN, torch's fused LSTM on the CPU: switched off (`pin_torch`), so nn.LSTM runs ATen's cell
+  over MKL. oneDNN's RNN bits move with its ISA cap, and it blocks its kernels by the CPU's caches.
+- OpenBLAS, under numpy and scipy (the PCA): its Haswell kernels; numpy's own loops at AVX2.
+The caps are environment variables the libraries read when they load, so they must be set
+before torch or numpy is imported: the command line applies them first thing, and a library
+user calls `apply` before importing torch. The thread count is part of the bits too (MKL's QR
+and OpenBLAS's SVD split their work by it): every job runs the threads its rule gives it.
 
 What does not hold anywhere: bits across CPU architectures (an ARM CPU has other kernels),
 on a CPU without AVX2, or on a GPU (CUDA kernels differ by GPU model and cuDNN's RNNs are not
@@ -28,11 +39,11 @@ log = logging.getLogger("lsh.numerics")
 MODES = ("portable", "native")
 DEFAULT = "portable"
 
-# The instruction-set caps of `portable`, one per library that dispatches on the CPU.
+# The caps of `portable`, one per library that dispatches on the CPU.
 CAPS = {
     "ATEN_CPU_CAPABILITY": "avx2",  # torch's own vectorised kernels (ATen)
-    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, torch's mkldnn kernels
-    "MKL_CBWR": "AVX2",  # MKL: BLAS and LAPACK under torch (matmuls, QR)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN: off for the LSTM (pin_torch); capped for anything else of torch's
+    "MKL_CBWR": "COMPATIBLE",  # MKL (matmuls, QR): the one CNR branch it keeps on Intel and AMD alike
     "OPENBLAS_CORETYPE": "Haswell",  # OpenBLAS under numpy and scipy (the PCA's SVD)
 }
 # numpy's own SIMD loops above AVX2, by the names its release dispatches on (a name it does not
@@ -69,6 +80,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """GenuineIntel, AuthenticAMD, ... ('' where /proc/cpuinfo does not say)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _numpy_cap() -> str:
@@ -139,6 +162,17 @@ def effective_mode() -> str:
     return "portable" if all(os.environ.get(k) == v for k, v in env.items()) else "native"
 
 
+def pin_torch() -> bool:
+    """In portable mode, switch torch's oneDNN kernels off (its LSTM then runs ATen's cell over MKL);
+    returns whether oneDNN stays on. A torch flag, not a variable: the modules that run nn.LSTM call it
+    when they load, and `record` before it reports. Idempotent; native mode is left as it is."""
+    import torch
+
+    if effective_mode() == "portable" or os.environ.get(MODE_VARIABLE) == "portable":
+        torch.backends.mkldnn.enabled = False
+    return bool(torch.backends.mkldnn.enabled)
+
+
 def versions() -> dict[str, str | None]:
     found = {}
     for name in PACKAGES:
@@ -159,8 +193,10 @@ def record() -> dict:
         "numerics": effective_mode(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu": cpu_model(),
+        "vendor": cpu_vendor(),
         "machine": platform.machine(),
         "caps": caps,
+        "onednn": pin_torch(),
         "python": platform.python_version(),
         "lsh": _lsh_version(),
         "versions": versions(),
@@ -183,11 +219,15 @@ def _lsh_version() -> str:
     return __version__
 
 
+# What decides the bits in portable mode besides the versions: another value of any is another result.
+PINNED = ("numerics", "cpu_capability", "machine", "caps", "onednn")
+
+
 def differences(recorded: dict, current: dict) -> list[str]:
     """What differs between two records, each naming both values (the CPU model is not a difference
-    in portable mode: the caps make CPUs of one capability compute alike)."""
+    in portable mode: the pins make every x86-64 CPU with AVX2 compute alike)."""
     out = []
-    for key in ("numerics", "cpu_capability", "machine"):
+    for key in PINNED:
         if recorded.get(key) != current.get(key):
             out.append(f"{key} {recorded.get(key)} -> {current.get(key)}")
     if current.get("numerics") == "native" and recorded.get("cpu") != current.get("cpu"):
@@ -210,14 +250,14 @@ def check_continuation(recorded: dict | None, current: dict, what: str) -> None:
     changed = differences(recorded, current)
     if not changed:
         return
-    refused = (current.get("numerics") == "portable"
-               and recorded.get("cpu_capability") != current.get("cpu_capability")
-               and os.environ.get(ACCEPT) != "1")
+    pinned = [key for key in PINNED if key != "numerics" and recorded.get(key) != current.get(key)]
+    refused = current.get("numerics") == "portable" and pinned and os.environ.get(ACCEPT) != "1"
     if refused:
         from lsh.errors import LshError
 
         raise LshError(f"{what} was made with CPU capability {recorded.get('cpu_capability')} "
                        f"(numerics {recorded.get('numerics')}), this process computes with "
-                       f"{current.get('cpu_capability')} (numerics portable): the continuation would not give the "
-                       f"bits of an uninterrupted run. To continue anyway, set {ACCEPT}=1 (or numerics: native)")
+                       f"{current.get('cpu_capability')} (numerics portable), and its {', '.join(pinned)} differ: the "
+                       f"continuation would not give the bits of an uninterrupted run. To continue anyway, set "
+                       f"{ACCEPT}=1 (or numerics: native)")
     log.warning("%s was made in another environment: %s", what, "; ".join(changed))

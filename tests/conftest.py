@@ -15,16 +15,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lsh import numerics
 
 # Before numpy and torch load: the tests compute as a default run does (numerics: portable), and
-# the Snakemake and `lsh` processes they start inherit the same caps.
+# the Snakemake and `lsh` processes they start inherit the same caps. One thread, as a pipeline job
+# has: the suite runs its files two at a time (pytest-xdist), and two threads each on two cores
+# would make every torch test wait on the other's threads.
 numerics.apply(numerics.DEFAULT)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from lsh import data  # noqa: E402
+from lsh import config, data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -117,3 +121,78 @@ def synthetic_corpus(tokens: int = 900, seed: int = 0) -> data.Corpus:
 def project(tmp_path: Path, ptb_raw: Path) -> Path:
     """A copy of the project with the PTB linked in, to run Snakemake and DVC in."""
     return copy_project(tmp_path, ptb_raw)
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True,
+                   capture_output=True)
+
+
+def ok(out: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def clone_of(finished: Path, dest: Path) -> Path:
+    """A copy of a finished run with its files' times and Snakemake's records, to change as a test needs."""
+    shutil.copytree(finished, dest, symlinks=True)
+    return dest
+
+
+# The shared whole-pipeline runs. Each is made once per worker that needs it and only read by the tests
+# that take it (a test that changes anything works on a clone_of it). The tests that take one are grouped
+# for pytest-xdist (--dist loadgroup) so that one worker makes it for all of them; smoke_run's tests are
+# two groups (DVC's, the workflow's), each a few minutes, which two workers run side by side, each making
+# smoke_run once (a minute) rather than one worker running both after the other.
+SMOKE_RUN = pytest.mark.xdist_group("smoke_run")
+WORKFLOW_RUN = pytest.mark.xdist_group("smoke_run_workflow")
+HOSTILE_RUN = pytest.mark.xdist_group("hostile_run")
+SMALL_RUN = pytest.mark.xdist_group("small_run")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+    """The smoke preset as a user's project has it (params.yaml, the dvc.yaml of those params, a git
+    repository with the results ignored), run to the end by Snakemake alone."""
+    project = copy_project(tmp_path_factory.mktemp("smoke_run"), ptb_raw)
+    (project / "params.yaml").write_text((project / SMOKE).read_text())
+    shutil.copy2(REPO / ".gitignore", project / ".gitignore")  # results, prepared data, .snakemake: not in git
+    ok(run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project))
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "smoke")
+    ok(run([str(BIN / "snakemake"), "--cores", "2"], project, timeout=1800))
+    return project
+
+
+# A results folder with a space, a command substitution, a quote and non-ASCII letters: quoted, it is
+# one argument of every command; unquoted, the shell splits it and runs `touch INJECTED`.
+HOSTILE = "my results/ünï $(touch INJECTED) 'q"
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+    """The smoke preset run end to end into the hostile results folder, given by --config as a user would."""
+    project = copy_project(tmp_path_factory.mktemp("hostile"), ptb_raw)
+    ok(run([str(BIN / "snakemake"), "--cores", "2", "--configfile", SMOKE, "--config", f"results={HOSTILE}"],
+           project))
+    return project
+
+
+def small_search_params(project: Path) -> dict:
+    """The smoke preset with one round of three candidates and two final epochs: few jobs."""
+    params = config.read_yaml(project / SMOKE)
+    params["search"].update(n=3)
+    params["final"]["epochs"] = params["sparse"]["decay_epochs"] = 2
+    params["report"]["correlation_candidates"] = 0
+    return params
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+    """The small search and its comparison set (`snakemake compare`: seven methods, one of them full
+    training), run once: the compare, full-training and SLURM tests read it."""
+    project = copy_project(tmp_path_factory.mktemp("small_run"), ptb_raw)
+    (project / "small.yaml").write_text(yaml.safe_dump(small_search_params(project)))
+    ok(run([str(BIN / "snakemake"), "compare", "--cores", "2", "--configfile", "small.yaml"], project, timeout=1500))
+    return project

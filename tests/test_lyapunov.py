@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, run_lsh
+from precision import EPS32, EPS64, accumulated, spectrum_condition, spectrum_rounding, step_jacobians, two_ways
 
 from lsh import bench, config, data, lyapunov, training
 from lsh.config import LyapunovConfig, Params
@@ -55,6 +56,28 @@ def sgd_trained(model, steps: int = 30, seed: int = 1):
     return model.eval()
 
 
+def terms(model) -> int:
+    """The rounded terms an entry of the full Jacobian gathers, per layer (RHN: micro-step) of the chain: the
+    pre-activations' sums (emb + hidden terms; hidden + hidden above the first) and up to 4 gate terms of a
+    few factors each (8 roundings); the chain multiplies the blocks through hidden-long products."""
+    cfg = model.config
+    return (cfg.layers if cfg.type == "lstm" else cfg.depth) * (8 + max(cfg.emb, cfg.hidden) + cfg.hidden)
+
+
+def condition(model, tok: torch.Tensor, warmup: int, *, state: str = "h", per_layer=None, exponents=None,
+              qr_every: int = 1) -> float:
+    """precision.spectrum_condition of model_spectrum's QR loop on these tokens (its float64 Jacobians)."""
+    xs = model.embed(tok).detach().double()
+    tangent, k = lyapunov.make_tangent(model, xs, state=state, exponents=exponents, per_layer=per_layer)
+    return spectrum_condition(step_jacobians(tangent, warmup, tok.shape[0] - warmup), k, qr_every)
+
+
+def rounding(model, tok: torch.Tensor, warmup: int, n: int, eps: float = EPS64, **options) -> float:
+    """precision.spectrum_rounding of one model_spectrum on these tokens, n rounded terms to an entry in the
+    dtype of eps, `options` as for `condition`."""
+    return spectrum_rounding(eps, n, condition(model, tok, warmup, **options), tok.shape[0] - warmup, tok.shape[1])
+
+
 # -----------------------------------------------------------------------------
 # Linear maps with known spectra (spectrum_of_map)
 
@@ -76,8 +99,11 @@ def test_symmetric_map_gives_log_abs_eigenvalues_up_to_the_predicted_transient()
     logm = torch.tensor([0.0] + [torch.linalg.det(V[:k, :k]).abs().log().item() for k in range(1, 9)],
                         dtype=torch.float64)
     transient = (logm[1:] - logm[:-1]) / T
-    torch.testing.assert_close(lam, exact + transient, rtol=0, atol=1e-12)
-    assert (lam - exact).abs().max() <= transient.abs().max() + 1e-10  # and shrinks like 1/T
+    # float64, 8-row products and QRs amplified by the loop's measured condition, and the minors' alike
+    C = spectrum_condition([A.expand(K, 1, 8, 8)] * T)
+    tol = 2 * spectrum_rounding(EPS64, 8, C, T, K, exact.abs().max().item())
+    torch.testing.assert_close(lam, exact + transient, rtol=0, atol=tol)
+    assert (lam - exact).abs().max() <= transient.abs().max() + tol  # and shrinks like 1/T
     assert (lam - exact).abs().max() > 1e-6  # the transient is real: the check above can fail
 
 
@@ -85,8 +111,11 @@ def test_random_map_exponents_sum_to_log_abs_det():
     g = torch.Generator().manual_seed(1)
     A = torch.randn(10, 10, generator=g, dtype=torch.float64)
     lam = lyapunov.spectrum_of_map(linear(A), torch.zeros(3, 10, dtype=torch.float64), torch.zeros(40, 3, 1))
-    # sum_i log r_ii of a QR is log|det|: the per-step sums telescope to log|det A| exactly
-    assert abs(lam.sum().item() - torch.linalg.slogdet(A).logabsdet.item()) < 1e-12
+    # sum_i log r_ii of a QR is log|det|: the per-step sums telescope to log|det A| exactly. A relative
+    # rounding E of the 10 x 10 product or QR moves log|det| by tr(A^-1 E) <= 10 cond(A) |E|, per step in
+    # the loop (averaged) and once in slogdet's LU
+    tol = two_ways(EPS64, 10, 10 * torch.linalg.cond(A).item())
+    assert abs(lam.sum().item() - torch.linalg.slogdet(A).logabsdet.item()) < tol
     assert bool((lam[:-1] >= lam[1:]).all())  # descending
 
 
@@ -94,7 +123,8 @@ def test_orthogonal_map_has_all_zero_exponents():
     g = torch.Generator().manual_seed(2)
     Qm, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
     lam = lyapunov.spectrum_of_map(linear(Qm), torch.randn(2, 12, dtype=torch.float64), torch.zeros(25, 2, 1))
-    assert lam.shape == (12,) and lam.abs().max() < 1e-6
+    # float64: every r_ii is 1 up to the rounding of a 12-row product and QR (cond 1, no transient)
+    assert lam.shape == (12,) and lam.abs().max() < accumulated(EPS64, 12)
 
 
 def test_warmup_inputs_only_advance_the_state():
@@ -104,7 +134,10 @@ def test_warmup_inputs_only_advance_the_state():
     x[:5] = 1e3  # warm-up inputs: counted, they would dominate
     lam = lyapunov.spectrum_of_map(lambda h, u: u * h, torch.ones(2, 4, dtype=torch.float64), x, warmup=5)
     per_sample = x[5:].log().mean(0).sort(dim=-1, descending=True).values  # [2, 4]
-    torch.testing.assert_close(lam, per_sample.mean(0), rtol=0, atol=1e-12)
+    # a diagonal J: the QR is exact, each log r is log x; float64 sums of 15 logs (|log x| <= 2.3) and
+    # the mean of 2 samples, in another order here
+    tol = two_ways(EPS64, 15 + 2, x[5:].log().abs().max().item())
+    torch.testing.assert_close(lam, per_sample.mean(0), rtol=0, atol=tol)
 
 
 # -----------------------------------------------------------------------------
@@ -125,12 +158,15 @@ def test_analytic_jacobian_and_spectrum_equal_autograd(kind, n, state, weights):
     Jg = lyapunov.model_jacobian(model, tok[:8], state=state, method="autograd", **F64)
     L = lyapunov.state_size(model, state)
     assert Ja.shape == (3, L, L)
-    torch.testing.assert_close(Ja, Jg, rtol=0, atol=1e-12)
+    # float64, the same sums in two orders (see `terms`); a gate term 10 % off moves entries by 2e-3 or more
+    torch.testing.assert_close(Ja, Jg, rtol=0, atol=two_ways(EPS64, terms(model), Jg.abs().max().item()))
     for per_layer in ([None, False] if kind == "lstm" and n > 1 and state == "h" else [None]):
         a = lyapunov.model_spectrum(model, tok, warmup=5, state=state, method="analytic", per_layer=per_layer, **F64)
         b = lyapunov.model_spectrum(model, tok, warmup=5, state=state, method="autograd", per_layer=per_layer, **F64)
-        # the issue asks 1e-5; rounding in the most contracting directions stays below 1e-8
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+        # those Jacobians and the L-row products and QRs, amplified by the loop's measured condition (2e7 for
+        # the trained 3-layer hc state, whose basis aligns slowly: 4e-6); one gate term 10 % off moves 7e-2
+        tol = 2 * rounding(model, tok, 5, terms(model) + L, state=state, per_layer=per_layer)
+        torch.testing.assert_close(a, b, rtol=0, atol=tol)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +186,9 @@ def test_analytic_equals_autograd_on_a_trained_checkpoint(trained_run: Path, ptb
     for state in ("h", "hc"):
         a = lyapunov.model_spectrum(model, tok, warmup=10, state=state, method="analytic", **F64)
         b = lyapunov.model_spectrum(model, tok, warmup=10, state=state, method="autograd", **F64)
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+        # float64, as in test_analytic_jacobian_and_spectrum_equal_autograd
+        tol = 2 * rounding(model, tok, 10, terms(model) + lyapunov.state_size(model, state), state=state)
+        torch.testing.assert_close(a, b, rtol=0, atol=tol)
     assert a.shape == (64,) and bool(torch.isfinite(a).all())
 
 
@@ -178,12 +216,18 @@ def test_per_layer_blocks_agree_with_the_full_jacobian_with_a_transient_like_1_o
             if "weight_hh" in name:
                 p.mul_(4)
     tok = tokens(10 + 3200, 2, seed=0)
+    xs = model.embed(tok).detach()
+    conds = [torch.stack([torch.linalg.cond(J) for J in step_jacobians(tangent, 10, 3200)]).amax((1, 2))
+             for tangent, _ in (lyapunov.make_tangent(model, xs, per_layer=p) for p in (True, False))]  # [T] each
     diffs = {}
     for T in (200, 3200):
         blocks = lyapunov.model_spectrum(model, tok[: 10 + T], warmup=10, per_layer=True, layout="sorted", **F64)
         full = lyapunov.model_spectrum(model, tok[: 10 + T], warmup=10, per_layer=False, layout="sorted", **F64)
-        # exact at any T: both sums are log|det J| per step (det of a block-triangular matrix)
-        assert abs(blocks.sum().item() - full.sum().item()) < 1e-10
+        # exact at any T: both sums are log|det J| per step (det of a block-triangular matrix). float64: a
+        # relative rounding E of a 12-row product or QR moves log|det J| by tr(J^-1 E) <= 12 cond(J) |E|, and
+        # 12 exponents of T logs each (up to 16) are summed
+        tol = sum(spectrum_rounding(EPS64, 12, 12 * c[:T].mean().item(), T + 12, 2, 12 * 16) for c in conds)
+        assert abs(blocks.sum().item() - full.sum().item()) < tol
         diffs[T] = (blocks - full).abs().max().item()
     C = 200 * diffs[200]
     assert diffs[3200] <= 2 * C / 3200, diffs
@@ -199,14 +243,18 @@ def test_k_columns_give_exactly_the_first_k_of_the_full_run():
         for k in (3, L):
             tangent, k = lyapunov.make_tangent(model, xs, state=state, exponents=k, per_layer=False)
             runs[k] = lyapunov.qr_loop(tangent, 5, 25, k, 1, torch.float64, torch.device("cpu"))[0]
-        # Householder QR's first k columns do not see the others: the same per-column values
-        torch.testing.assert_close(runs[3], runs[L][:, :3], rtol=0, atol=1e-10)
+        # Householder QR's first k columns do not see the others: the same per-column values, up to the
+        # rounding of L-row products of another width (float64), amplified by those 3 columns' condition
+        tangent, _ = lyapunov.make_tangent(model, xs, state=state, per_layer=False)
+        tol = 2 * spectrum_rounding(EPS64, L, spectrum_condition(step_jacobians(tangent, 5, 25), 3), 25, 2)
+        torch.testing.assert_close(runs[3], runs[L][:, :3], rtol=0, atol=tol)
     # through the public entry point, once the columns are in order (long enough T)
     model = tiny("lstm", 2)
     tok = tokens(400, 2)
     full = lyapunov.model_spectrum(model, tok, warmup=5, per_layer=False, **F64)
     lead = lyapunov.model_spectrum(model, tok, warmup=5, exponents=4, **F64)
-    torch.testing.assert_close(lead, full[:4], rtol=0, atol=1e-10)
+    tol = 2 * rounding(model, tok, 5, 12, exponents=4)  # as above, 12 rows and 4 columns
+    torch.testing.assert_close(lead, full[:4], rtol=0, atol=tol)
 
 
 def test_batched_samples_equal_the_mean_of_single_sample_runs():
@@ -215,7 +263,11 @@ def test_batched_samples_equal_the_mean_of_single_sample_runs():
         tok = tokens(30, 3)
         batched = lyapunov.model_spectrum(model, tok, warmup=4, **F64)
         singles = torch.stack([lyapunov.model_spectrum(model, tok[:, i : i + 1], warmup=4, **F64) for i in range(3)])
-        torch.testing.assert_close(batched, singles.mean(0), rtol=0, atol=1e-12)
+        # float64: a batch of 3 may take other matmul kernels than a batch of 1 (L rows of products and QRs),
+        # amplified by the loop's measured condition; averaging before sorting would move 1e-2
+        L = lyapunov.state_size(model)
+        tol = 2 * rounding(model, tok, 4, L)
+        torch.testing.assert_close(batched, singles.mean(0), rtol=0, atol=tol)
 
 
 class _Recorded(lyapunov.Tangent):
@@ -249,11 +301,14 @@ def test_one_qr_over_every_layer_and_sample_equals_each_block_alone(qr_every):
         recorder.advance(t)
     mats = [recorder.jacobian(W + j).clone() for j in range(T)]  # [K, n, H, H] each
     assert mats[0].shape == (K, n, H, H)
+    # float64, the same matrices: only a batched product or QR of H rows may round otherwise, amplified by
+    # the loop's measured condition; another block's exponents differ by 1e-2 and more
+    tol = 2 * spectrum_rounding(EPS64, H, spectrum_condition(mats, qr_every=qr_every), T, K)
     for i in range(K):
         for l in range(n):
             alone = _Recorded([m[i : i + 1, l : l + 1] for m in mats])
             single = lyapunov.qr_loop(alone, 0, T, H, qr_every, torch.float64, cpu)[0][0]
-            torch.testing.assert_close(batched[i, l * H : (l + 1) * H], single, rtol=0, atol=1e-6)
+            torch.testing.assert_close(batched[i, l * H : (l + 1) * H], single, rtol=0, atol=tol)
             assert not torch.equal(single, batched[(i + 1) % K, l * H : (l + 1) * H])  # the blocks differ
 
 
@@ -261,7 +316,8 @@ def test_log_base_2_is_natural_log_over_ln_2():
     model, tok = tiny("lstm", 2), tokens(20, 2)
     e = lyapunov.model_spectrum(model, tok, warmup=3, **F64)
     two = lyapunov.model_spectrum(model, tok, warmup=3, log_base=2, **F64)
-    torch.testing.assert_close(two, e / math.log(2), rtol=1e-14, atol=0)
+    # the same run, then x * (1 / ln 2) there and x / ln 2 here: 3 float64 roundings
+    torch.testing.assert_close(two, e / math.log(2), rtol=accumulated(EPS64, 3), atol=0)
 
 
 def test_qr_every_m_equals_qr_every_step_on_a_well_conditioned_map():
@@ -271,7 +327,11 @@ def test_qr_every_m_equals_qr_every_step_on_a_well_conditioned_map():
         one = lyapunov.model_spectrum(model, tok, warmup=3, per_layer=per_layer, **F64)
         for m in (2, 4, 7):  # 7 leaves a partial group at the end
             every = lyapunov.model_spectrum(model, tok, warmup=3, per_layer=per_layer, qr_every=m, **F64)
-            torch.testing.assert_close(every, one, rtol=0, atol=1e-9)
+            # float64, 12-row products and QRs, each run amplified by its measured condition: the QR of a
+            # product of 7 Jacobians loses eps e^(7 (lambda_1 - lambda_12)) (1e-7 here); a group's missing
+            # factor or floor would move 1e-2
+            tol = sum(rounding(model, tok, 3, 12, per_layer=per_layer, qr_every=q) for q in (1, m))
+            torch.testing.assert_close(every, one, rtol=0, atol=tol)
 
 
 def test_float32_and_float64_agree_loosely():
@@ -279,7 +339,11 @@ def test_float32_and_float64_agree_loosely():
     f64 = lyapunov.model_spectrum(model, tok, warmup=5, **F64)
     f32 = lyapunov.model_spectrum(model, tok, warmup=5, dtype="float32", device="cpu")
     assert f32.dtype == torch.float64 and f32.shape == f64.shape  # accumulated in float64
-    torch.testing.assert_close(f32, f64, rtol=0, atol=1e-3)
+    # the float32 run's rounding: its Jacobians (see `terms`) and 32-row products and QRs, amplified by the
+    # loop's measured condition (the state's own rounding does not grow: every exponent is negative)
+    assert f64.max() < 0
+    tol = sum(rounding(model, tok, 5, terms(model) + 32, eps) for eps in (EPS32, EPS64))
+    torch.testing.assert_close(f32, f64, rtol=0, atol=tol)
     assert not torch.equal(f32, f64)
 
 
@@ -291,7 +355,9 @@ def test_explicit_cpu_device_keeps_everything_on_the_cpu():
     lam = lyapunov.model_spectrum(tiny("lstm", 2), tokens(10, 2), warmup=2, device=torch.device("cpu"))
     assert lam.device.type == "cpu"
     lam = lyapunov.spectrum_of_map(lambda h, x: 0.5 * h, torch.ones(2, 3), torch.zeros(5, 2, 1))
-    assert lam.device.type == "cpu" and torch.allclose(lam, torch.full((3,), math.log(0.5), dtype=torch.float64))
+    tol = accumulated(EPS32, 3, math.log(2))  # float32 (h0's dtype): J = 0.5 I, 3-row products and QRs
+    assert lam.device.type == "cpu" and torch.allclose(lam, torch.full((3,), math.log(0.5), dtype=torch.float64),
+                                                       rtol=0, atol=tol)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="auto means CUDA on this machine")
@@ -313,7 +379,10 @@ def test_cuda_spectrum_equals_cpu_spectrum():
     cpu = lyapunov.model_spectrum(model, tok, warmup=3, **F64)
     gpu = lyapunov.model_spectrum(model, tok, warmup=3, dtype="float64", device="cuda")
     assert gpu.device.type == "cuda"
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-9)
+    # float64 on other kernels: the Jacobians (see `terms`) and 12-row products and QRs, amplified by the
+    # loop's measured condition
+    tol = 2 * rounding(model, tok, 3, terms(model) + 12)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=tol)
 
 
 def test_bad_settings_are_clean_errors_naming_the_value():
@@ -376,7 +445,11 @@ def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_small: P
     tok, offsets = lyapunov.validation_tokens(data.load_split(ptb_small, "valid"), 3, 16, seed=1111)
     assert offsets.tolist() == rec["offsets"]
     lam = lyapunov.model_spectrum(model, tok, warmup=4, device="cpu")
-    np.testing.assert_allclose(rec["exponents"], lam.numpy(), rtol=0, atol=1e-5)
+    # the same float32 code on 1 thread there and maybe more here, where MKL may split the gates' 16 + 16-term
+    # sums and the 16-row products and QRs otherwise; amplified by the loop's measured condition (2e-3 here:
+    # a warm-up off by one moves 3e-2)
+    tol = 2 * rounding(model, tok, 4, 16 + 16 + 16, EPS32)
+    np.testing.assert_allclose(rec["exponents"], lam.numpy(), rtol=0, atol=tol)
 
 
 @pytest.mark.slow
@@ -424,8 +497,16 @@ def test_bench_spectrum_reports_times_ratios_and_passes_through_check():
     assert result["benchmark"] == "spectrum" and result["hidden"] == 8 and result["per_layer"] is True
     for key in ("analytic_s", "autograd_s", "floor_s", "analytic_full_s", "autograd_blocks_s"):
         assert result[key] > 0, key
-    assert result["ratio_autograd_over_analytic"] == pytest.approx(result["autograd_s"] / result["analytic_s"], rel=1e-2)
-    assert result["max_abs_diff_analytic_autograd"] < 1e-4
+    # the record rounds each time to 4 significant digits (relative 5e-4 each, 1.1e-3 for their quotient)
+    # and the ratio to 3 decimals (5e-4)
+    ratio = result["autograd_s"] / result["analytic_s"]
+    assert result["ratio_autograd_over_analytic"] == pytest.approx(ratio, abs=5e-4 + 1.1e-3 * ratio)
+    # float32 (the preset's): both methods' Jacobians (see `terms`) and 16-row products and QRs, amplified
+    # by the loop's measured condition on the benchmark's own model and tokens
+    model, tok = bench._spectrum_inputs({**bench.SPECTRUM_SIZE, "emb": 8, "hidden": 8}, params.lyapunov,
+                                        params.seed, torch.device("cpu"))
+    tol = 2 * rounding(model, tok, params.lyapunov.warmup, terms(model) + 16, EPS32)
+    assert result["max_abs_diff_analytic_autograd"] < tol
     assert result["demo"]["seconds_per_spectrum"] > 0
     spec = importlib.util.spec_from_file_location("check", REPO / "benchmarks" / "check.py")
     check = importlib.util.module_from_spec(spec)
@@ -443,7 +524,9 @@ def test_a_zero_row_of_the_jacobian_is_clipped_at_the_floor_in_every_dtype(dtype
     step = lambda h, x: h @ A.T  # noqa: E731
     h0 = torch.zeros(1, 3, dtype=dtype)
     exps = lyapunov.spectrum_of_map(step, h0, torch.zeros(20, 1, 1), dtype=dtype)
-    assert exps[0] == pytest.approx(math.log(2.0), abs=1e-5) and exps[1] == pytest.approx(math.log(0.5), abs=1e-5)
+    # 3-row products and QRs in the dtype (exact here: J is diagonal), and 20 float64 logs summed
+    tol = accumulated(torch.finfo(dtype).eps, 3, math.log(2)) + accumulated(EPS64, 20, math.log(2))
+    assert exps[0] == pytest.approx(math.log(2.0), abs=tol) and exps[1] == pytest.approx(math.log(0.5), abs=tol)
     assert exps[2] == lyapunov.MIN_EXPONENT == -16.0
     assert lyapunov.spectrum_of_map(step, h0, torch.zeros(20, 1, 1), dtype=dtype, min_exponent=-5.0)[2] == -5.0
     tangent = lyapunov.AutogradJacobian(lambda z, aux, x: (step(z, x), aux), h0, h0[:, :0], torch.zeros(20, 1, 1))
@@ -454,8 +537,9 @@ def test_a_zero_row_of_the_jacobian_is_clipped_at_the_floor_in_every_dtype(dtype
 def test_blocks_layout_sorts_within_each_layer_and_sorted_sorts_all():
     per_sample = torch.tensor([[1.0, 0.0, 0.5, 0.2], [0.1, 0.0, 2.0, 1.0]], dtype=torch.float64)  # 2 samples, 2 layers of 2
     spectrum = lyapunov.finish(per_sample, torch.zeros_like(per_sample, dtype=torch.bool), 2, "e")
-    assert spectrum["blocks"].tolist() == pytest.approx([0.55, 0.0, 1.25, 0.6])
-    assert spectrum["sorted"].tolist() == pytest.approx([1.5, 0.75, 0.15, 0.0])
+    tol = accumulated(EPS64, 3, 2.0)  # float64 means of 2 values up to 2, and the decimals' own rounding
+    assert spectrum["blocks"].tolist() == pytest.approx([0.55, 0.0, 1.25, 0.6], abs=tol)
+    assert spectrum["sorted"].tolist() == pytest.approx([1.5, 0.75, 0.15, 0.0], abs=tol)
     assert spectrum.clipped == 0 and spectrum.blocks == 2
 
 
@@ -468,5 +552,7 @@ def test_the_default_layout_keeps_a_stacked_lstms_layers_apart():
     for layer in range(2):  # each layer's exponents descend within the layer
         part = blocks[layer * H : (layer + 1) * H]
         assert torch.all(part[:-1] >= part[1:])
-    torch.testing.assert_close(blocks.sort(descending=True).values.sum(), both["sorted"].sum())
+    # float64 sums of the same 2 x 12 per-sample values, averaged and added in other orders
+    tol = two_ways(EPS64, 2 + 2 * H, blocks.abs().sum().item())
+    torch.testing.assert_close(blocks.sort(descending=True).values.sum(), both["sorted"].sum(), rtol=0, atol=tol)
     assert torch.equal(lyapunov.model_spectrum(model, tok, warmup=4, **F64), blocks)

@@ -120,6 +120,40 @@ def test_a_default_run_and_one_with_the_caps_set_by_hand_give_identical_bits(ptb
         "native kernels gave the capped bits: nothing shows the caps change anything on this CPU"
 
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+import numerics_components  # noqa: E402
+
+
+@needs_avx2
+@pytest.mark.slow
+def test_portable_bits_depend_on_nothing_that_differs_between_machines():
+    """Each setting of numerics_components.VARIATIONS stands for another machine: oneDNN's ISA cap for a
+    CPU on which oneDNN picks other kernels or blocks (it blocks by the caches), MKL limited to less for
+    a CPU with less, OpenBLAS with another L2 size for other caches. Under portable numerics, a sparse
+    training, its validation, its spectra and the LS distance (and the kernels beneath: matmul, LSTM,
+    QR, SVD) keep every bit under each. The control shows the fingerprint sees what differs between
+    CPUs: with oneDNN left on, as portable mode had it before, capping oneDNN's ISA moves the training's
+    bits. What one machine cannot vary is MKL's vendor check: MKL keeps its AVX2 branch on Intel CPUs
+    only (on an AMD EPYC the AVX2, SSE4_2, AVX512 and AUTO branches give one result), so portable takes
+    COMPATIBLE, the branch MKL's documentation gives for Intel and non-Intel CPUs alike."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = {name: ("portable", settings, False) for name, settings in numerics_components.VARIATIONS.items()}
+    runs["control: oneDNN on"] = ("portable", [], True)
+    runs["control: oneDNN on, capped at AVX"] = ("portable", ["ONEDNN_MAX_CPU_ISA=AVX"], True)
+    with ThreadPoolExecutor(2) as pool:
+        found = dict(zip(runs, pool.map(lambda r: numerics_components.run(*r), runs.values())))
+    bits = {name: {k: v for k, v in f.items() if k != "mode"} for name, f in found.items()}
+    base = bits["as set"]
+    assert base["onednn"] == "False", "portable mode leaves oneDNN on"
+    for name in numerics_components.VARIATIONS:
+        moved = sorted(k for k in base if bits[name][k] != base[k])
+        assert not moved, f"portable numerics' bits move with {name}: {moved}"
+    on, capped = bits["control: oneDNN on"], bits["control: oneDNN on, capped at AVX"]
+    assert on["train"] != capped["train"] and on["spectrum"] != capped["spectrum"], \
+        "with oneDNN on, its ISA cap does not move the training: the fingerprint cannot see oneDNN"
+
+
 def _spec() -> RunSpec:
     params = Params.from_dict(load_params(REPO / SMOKE, ["model.emb=8", "model.hidden=8", "train.lr=2", "train.bptt=10",
                                                         "train.batch_size=4", "train.eval_batch_size=4",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from precision import EPS64, accumulated
 
 import lsh
 from lsh.errors import LshError
@@ -36,6 +37,11 @@ def spectrum(drift: float, epoch: int) -> np.ndarray:
 
 def known_distance(drift: float, rung: int) -> float:
     return drift * rung * float(np.linalg.norm(DIRECTION))
+
+
+# A distance is a float64 PCA (an SVD of the centred trajectories: at most 10 points of 6 exponents, each below
+# 11 in size) and a norm: 60 terms' rounding (6e-13; a drift of 0.1 at rung 2 is 0.6 away)
+DISTANCE_TOL = accumulated(EPS64, 10 * 6, 11.0)
 
 
 def train(trial: optuna.Trial, drift: float, epochs: int = 4) -> float:
@@ -72,7 +78,8 @@ def test_ls_distance_is_the_pipelines_distance_of_the_candidate_at_its_epoch():
     for embedding, distance, fit in (("pca", "l2", "pair"), ("raw", "cosine", "pair"), ("pca", "l2", "pool")):
         expected = ls_distances(dense, {"c": candidate}, embedding=embedding, distance=distance, fit=fit, seed=3)["c"]
         assert lsh.ls_distance(dense, candidate, embedding=embedding, distance=distance, fit=fit, seed=3) == expected
-    assert lsh.ls_distance(DENSE, [spectrum(0.5, e) for e in range(3)]) == pytest.approx(known_distance(0.5, 2))
+    assert lsh.ls_distance(DENSE, [spectrum(0.5, e) for e in range(3)]) == pytest.approx(known_distance(0.5, 2),
+                                                                                           abs=DISTANCE_TOL)
 
 
 def test_ls_distance_accepts_torch_tensors_and_lists():
@@ -118,7 +125,7 @@ def test_report_spectrum_stores_a_json_list_per_epoch_with_none_where_not_finite
     report_spectrum(trial, spectrum(0.1, 0), 0)
     report_spectrum(trial, [1.0, math.nan, -math.inf, 0.0, 0.0, 0.0], 1)
     attrs = study.trials[0].user_attrs
-    assert attrs["lsh_spectrum_0"] == pytest.approx(list(spectrum(0.1, 0)))
+    assert attrs["lsh_spectrum_0"] == list(spectrum(0.1, 0))  # the same float64 values, converted to float
     assert attrs["lsh_spectrum_1"] == [1.0, None, None, 0.0, 0.0, 0.0]
     json.dumps(attrs, allow_nan=False)
 
@@ -135,7 +142,7 @@ def test_the_pruner_keeps_the_nearer_half_of_the_trials_measured_at_a_rung():
     pruned = [trial.should_prune() for trial in trials]
     assert pruned == [True, False, True, False]
     for t, d in zip(study.trials, drifts):
-        assert rung_distances(t) == {2: pytest.approx(known_distance(d, 2))}
+        assert rung_distances(t) == {2: pytest.approx(known_distance(d, 2), abs=DISTANCE_TOL)}
 
 
 def test_a_trial_is_pruned_when_farther_than_the_kept_fraction_of_those_measured_before_it():
@@ -250,7 +257,7 @@ def test_two_worker_processes_on_one_sqlite_storage_share_the_rungs_distances(tm
     assert worker("0.2", "0.1", "0.15") == "0.2 COMPLETE\n0.1 COMPLETE\n0.15 COMPLETE\n"
     assert worker("0.9") == "0.9 PRUNED\n"
     study = optuna.load_study(study_name="shared", storage=storage)
-    assert rung_distances(study.trials[3]) == {2: pytest.approx(known_distance(0.9, 2))}
+    assert rung_distances(study.trials[3]) == {2: pytest.approx(known_distance(0.9, 2), abs=DISTANCE_TOL)}
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
@@ -263,7 +270,7 @@ def test_the_pruner_works_with_the_random_and_the_tpe_sampler(sampler):
     assert pruned and study.best_trial.state.name == "COMPLETE"
     for t in study.trials:  # every distance stored is the trial's own at that rung
         for rung, value in rung_distances(t).items():
-            assert value == pytest.approx(known_distance(t.params["drift"], rung))
+            assert value == pytest.approx(known_distance(t.params["drift"], rung), abs=DISTANCE_TOL)
     nearest = min(study.trials, key=lambda t: t.params["drift"])
     assert nearest.state.name == "COMPLETE", "the trial nearest the dense reference is never pruned"
 

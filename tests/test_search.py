@@ -96,6 +96,7 @@ def test_plan_table_is_printed_by_default():
 
 import numpy as np  # noqa: E402
 from conftest import REPO  # noqa: E402
+from precision import EPS64, accumulated, two_ways  # noqa: E402
 
 from lsh import config  # noqa: E402
 
@@ -131,7 +132,8 @@ def test_tsne_pooled_ranking_keeps_the_nearest_candidate_first():
 def test_raw_l2_distance_is_the_plain_distance_at_the_last_epoch():
     dense, candidates = synthetic_spectra()
     scores = ranking.ls_distances(dense, {"c": candidates["mid"][:3]}, embedding="raw", distance="l2")
-    assert scores["c"] == pytest.approx(np.linalg.norm(dense[2] - candidates["mid"][2]))
+    # float64: a difference, 12 squares summed and a root, each rounding relative to the result
+    assert scores["c"] == pytest.approx(np.linalg.norm(dense[2] - candidates["mid"][2]), rel=two_ways(EPS64, 14), abs=0)
 
 
 def test_pca_pair_distance_uses_the_dense_reference_at_the_candidates_epoch():
@@ -139,9 +141,12 @@ def test_pca_pair_distance_uses_the_dense_reference_at_the_candidates_epoch():
     from sklearn.decomposition import PCA
 
     traj = candidates["mid"][:2]  # the candidate is at epoch 1
-    emb = PCA(n_components=2, random_state=0).fit_transform(np.concatenate([dense[:2], traj]))
+    points = np.concatenate([dense[:2], traj])
+    emb = PCA(n_components=2, random_state=0).fit_transform(points)
     scores = ranking.ls_distances(dense, {"c": traj}, embedding="pca", distance="l2", fit="pair")
-    assert scores["c"] == pytest.approx(np.linalg.norm(emb[1] - emb[3]))
+    # float64 PCA: an SVD of 4 points of 12 exponents (48 terms' rounding, on the points' size) and a norm
+    tol = two_ways(EPS64, 4 * 12, float(np.linalg.norm(points)))
+    assert scores["c"] == pytest.approx(np.linalg.norm(emb[1] - emb[3]), abs=tol)
 
 
 def test_diverged_candidates_rank_last_and_ties_break_by_pool_order():
@@ -275,7 +280,9 @@ def test_the_loss_ranker_compares_each_candidate_with_the_dense_model_at_its_own
     closer to where the dense model was at epoch 2: it outranks the survivor."""
     dense = {1: 6.0, 2: 5.5, 3: 5.2, 4: 5.0}
     gaps = ranking.loss_gaps({"survivor": (4, 5.3), "newcomer": (2, 5.6), "diverged": (2, None)}, dense, "dense")
-    assert gaps == pytest.approx({"survivor": 0.3, "newcomer": 0.1, "diverged": float("inf")})
+    # float64 differences of losses below 6, and the decimals' own rounding
+    assert gaps == pytest.approx({"survivor": 0.3, "newcomer": 0.1, "diverged": float("inf")},
+                                 abs=accumulated(EPS64, 2, 6.0))
     assert ranking.rank(gaps, ["survivor", "newcomer", "diverged"]) == ["newcomer", "survivor", "diverged"]
     with pytest.raises(LshError, match="no validation loss of epoch 5"):
         ranking.loss_gaps({"late": (5, 4.0)}, dense, "dense/metrics.jsonl")
@@ -369,7 +376,8 @@ def test_each_candidate_is_scored_at_its_own_epoch_or_at_the_pools_youngest():
 def test_the_loss_rankers_read_the_loss_the_gap_and_the_training_losses_at_the_scored_epoch(age, expected):
     for ranker, want in expected.items():
         got = round_scores(ranker, age, _pool(), DENSE_LOSS, DENSE_SPECTRA)
-        assert got == pytest.approx(want), ranker
+        # float64 sums and differences of up to 4 losses (23.3 at most), and the decimals' own rounding
+        assert got == pytest.approx(want, abs=accumulated(EPS64, 4, 25.0)), ranker
 
 
 def test_the_common_age_ls_distance_is_the_distance_of_the_truncated_trajectory():
@@ -378,8 +386,11 @@ def test_the_common_age_ls_distance_is_the_distance_of_the_truncated_trajectory(
     common = round_scores("ls", "common", pool, DENSE_LOSS, DENSE_SPECTRA, embedding="raw")
     truncated = ranking.ls_distances(DENSE_SPECTRA, {"old": pool["old"].spectra[:3], "new": pool["new"].spectra},
                              embedding="raw")
-    assert common == pytest.approx(truncated) and own["new"] == pytest.approx(common["new"])
-    assert own["old"] != pytest.approx(common["old"])
+    # float64 raw distances: a difference, 3 squares summed and a root, each rounding relative to the result
+    rel = two_ways(EPS64, 5)
+    assert common == pytest.approx(truncated, rel=rel, abs=0)
+    assert own["new"] == pytest.approx(common["new"], rel=rel, abs=0)
+    assert own["old"] != pytest.approx(common["old"], rel=rel, abs=0)
 
 
 @pytest.mark.parametrize("ranker", ["ls", "loss", "loss_gap", "tse"])

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, SMOKE, copy_project, run
+from conftest import BIN, SMALL_RUN, copy_project, run, small_search_params
 from slurm.cluster import Cluster, available
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, SMALL_RUN]
 
 
 @pytest.fixture(scope="module")
@@ -31,27 +31,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         c.stop()
 
 
-def small_search(project: Path) -> None:
-    """The smoke preset with one round of three candidates: few jobs, as each SLURM job costs seconds."""
-    params = yaml.safe_load((project / SMOKE).read_text())
-    params["search"].update(n=3)
-    params["final"]["epochs"] = 2
-    params["sparse"]["decay_epochs"] = 2
-    params["report"]["correlation_candidates"] = 0
-    (project / "small.yaml").write_text(yaml.safe_dump(params))
-
-
-def test_slurm_profile_runs_the_search_and_selects_what_a_local_run_selects(cluster, tmp_path: Path, ptb_raw: Path):
-    (tmp_path / "local").mkdir()
-    local = copy_project(tmp_path / "local", ptb_raw)
-    small_search(local)
-    out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "small.yaml"], local)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
+def test_slurm_profile_runs_the_search_and_selects_what_a_local_run_selects(cluster, small_run: Path, tmp_path: Path,
+                                                                          ptb_raw: Path):
+    """The small search through sbatch selects what conftest's small_run selected locally."""
+    local = small_run
     (tmp_path / "slurm").mkdir()
     remote = copy_project(tmp_path / "slurm", ptb_raw)
-    small_search(remote)
-    out = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "--configfile", "small.yaml"], remote, timeout=1200)
+    (remote / "small.yaml").write_text(yaml.safe_dump(small_search_params(remote)))
+    # the profile's polling suits a real cluster (a first check after 40 s, then every 10 s); this one answers
+    # at once, so the test polls every second
+    out = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "--configfile", "small.yaml",
+               "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"], remote,
+              timeout=1200)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     log = "".join(p.read_text() for p in (remote / ".snakemake" / "log").glob("*.log"))
     submitted = log.count("has been submitted with SLURM jobid")

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, REPO, SMOKE, copy_project, run
+from conftest import BIN, HOSTILE, HOSTILE_RUN, REPO, SMOKE, run
 
 from lsh import config
 
-# A results folder with a space, a command substitution, a quote and non-ASCII letters: quoted, it is
-# one argument of every command; unquoted, the shell splits it and runs `touch INJECTED`.
-HOSTILE = "my results/ünï $(touch INJECTED) 'q"
+# HOSTILE (conftest): a results folder whose every character a shell would misread.
 SNAKEMAKE = str(BIN / "snakemake")
 
 
@@ -74,16 +72,8 @@ def test_every_rules_command_keeps_a_hostile_results_path_one_argument(project: 
     assert not injected(project)
 
 
-@pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
-    """The smoke preset run end to end into the hostile results folder, given by --config as a user would."""
-    project = copy_project(tmp_path_factory.mktemp("hostile"), ptb_raw)
-    out = run([SNAKEMAKE, "--cores", "2", "--configfile", SMOKE, "--config", f"results={HOSTILE}"], project)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return project
-
-
 @pytest.mark.slow
+@HOSTILE_RUN
 def test_a_results_folder_with_a_space_quotes_and_non_ascii_letters_runs_the_smoke_preset(hostile_run: Path):
     assert not injected(hostile_run), "a command substitution in the results path ran"
     results = hostile_run / HOSTILE
@@ -97,6 +87,7 @@ def test_a_results_folder_with_a_space_quotes_and_non_ascii_letters_runs_the_smo
 
 
 @pytest.mark.slow
+@HOSTILE_RUN
 def test_a_new_results_folder_reuses_the_prepared_data(hostile_run: Path):
     prepared = hostile_run / "data" / "prepared"
     before = snapshot(prepared)
