@@ -59,39 +59,30 @@ ACCEPT = "LSH_ACCEPT_ENVIRONMENT"  # set to 1 to continue a checkpoint made on a
 MODE_VARIABLE = "LSH_NUMERICS"  # the mode this process applied, for its record and its children
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is missing)."""
+def _cpuinfo(*keys: str) -> str | None:
+    """The first /proc/cpuinfo line's value whose name starts with one of `keys` (None where none says)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith(("model name", "Model")):
+                if line.startswith(keys):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is missing)."""
+    return set((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name", "Model") or platform.processor() or platform.machine()
 
 
 def cpu_vendor() -> str:
     """GenuineIntel, AuthenticAMD, ... ('' where /proc/cpuinfo does not say)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return _cpuinfo("vendor_id") or ""
 
 
 def _numpy_cap() -> str:
