@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -75,8 +76,40 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+# The pipeline tests' corpus: PTB with every word outside the training split's 1,999 most frequent read
+# as <unk> (2,000 types with <eos>, against 10,000). The same text, format and splits; a smoke model spends
+# most of its arithmetic in the decoder and softmax over the vocabulary, which this makes a fifth (a smoke
+# run's training: 71 s of CPU against 22 s on a 2-core AMD EPYC). Its checksums are not PTB's, so a project
+# copied with it reads it unverified (copy_project); the tests of verification use the real files.
+QUICK_VOCAB = 2_000
+QUICK_MARK = "QUICK_PTB.md"
+
+
+@pytest.fixture(scope="session")
+def ptb_quick(ptb_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real PTB with its vocabulary cut to QUICK_VOCAB types, as raw text files."""
+    out = tmp_path_factory.mktemp("ptb_quick")
+    raw = {split: data.read_raw(path).decode("utf-8") for split, path in data.find_raw(ptb_raw).items()}
+    counts = Counter(raw["train"].split())
+    keep = {word for word, _ in counts.most_common(QUICK_VOCAB - 1)} | {data.UNK}  # <unk> is among them; <eos> ends each line
+    for split, text in raw.items():
+        lines = [" ".join(w if w in keep else data.UNK for w in line.split()) for line in text.splitlines()]
+        (out / data.ptb_name(split)).write_text("".join(f" {line} \n" for line in lines))
+    (out / QUICK_MARK).write_text(f"PTB from {ptb_raw} with a {QUICK_VOCAB}-word vocabulary: tests/conftest.py\n")
+    return out
+
+
+def read_unverified(project: Path) -> None:
+    """Every preset and params.yaml of a copied project with data.verify: false (the quick corpus)."""
+    for path in [project / "params.yaml", *(project / "workflow" / "presets").glob("*.yaml")]:
+        text = path.read_text()
+        assert text.count("  verify: true") == 1, path
+        path.write_text(text.replace("  verify: true", "  verify: false"))
+
+
 def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
-    """A copy of the project's workflow files and sources to run Snakemake and DVC in."""
+    """A copy of the project's workflow files and sources to run Snakemake and DVC in; with the quick
+    corpus (ptb_quick) its presets and params.yaml read the data unverified."""
     for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore"):
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(REPO / "workflow", dest / "workflow")
@@ -87,7 +120,17 @@ def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
     if ptb_raw is not None:
         (dest / "data").mkdir()
         (dest / "data" / "ptb").symlink_to(ptb_raw.resolve())
+        if (ptb_raw / QUICK_MARK).exists():
+            read_unverified(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def ptb_quick_small(ptb_quick: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick corpus prepared with the first 12,000 training tokens: cells and trainings of the study."""
+    out = tmp_path_factory.mktemp("ptb_quick_small")
+    data.prepare(ptb_quick, out, verify=False, allow_download=False, train_tokens=12_000)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -151,10 +194,10 @@ SMALL_RUN = pytest.mark.xdist_group("small_run")
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path:
     """The smoke preset as a user's project has it (params.yaml, the dvc.yaml of those params, a git
     repository with the results ignored), run to the end by Snakemake alone."""
-    project = copy_project(tmp_path_factory.mktemp("smoke_run"), ptb_raw)
+    project = copy_project(tmp_path_factory.mktemp("smoke_run"), ptb_quick)
     (project / "params.yaml").write_text((project / SMOKE).read_text())
     shutil.copy2(REPO / ".gitignore", project / ".gitignore")  # results, prepared data, .snakemake: not in git
     ok(run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project))
@@ -171,9 +214,9 @@ HOSTILE = "my results/ünï $(touch INJECTED) 'q"
 
 
 @pytest.fixture(scope="session")
-def hostile_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+def hostile_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path:
     """The smoke preset run end to end into the hostile results folder, given by --config as a user would."""
-    project = copy_project(tmp_path_factory.mktemp("hostile"), ptb_raw)
+    project = copy_project(tmp_path_factory.mktemp("hostile"), ptb_quick)
     ok(run([str(BIN / "snakemake"), "--cores", "2", "--configfile", SMOKE, "--config", f"results={HOSTILE}"],
            project))
     return project
@@ -189,10 +232,10 @@ def small_search_params(project: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> Path:
+def small_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path:
     """The small search and its comparison set (`snakemake compare`: seven methods, one of them full
     training), run once: the compare, full-training and SLURM tests read it."""
-    project = copy_project(tmp_path_factory.mktemp("small_run"), ptb_raw)
+    project = copy_project(tmp_path_factory.mktemp("small_run"), ptb_quick)
     (project / "small.yaml").write_text(yaml.safe_dump(small_search_params(project)))
     ok(run([str(BIN / "snakemake"), "compare", "--cores", "2", "--configfile", "small.yaml"], project, timeout=1500))
     return project

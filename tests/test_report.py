@@ -26,10 +26,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory, ptb_raw: Path) -> dict:
+def smoke(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> dict:
     """The smoke preset run once (on fewer training tokens), with every round-0 candidate trained on
     for the correlation study, and the workflow's `report` rule making results/report/."""
-    project = copy_project(tmp_path_factory.mktemp("report"), ptb_raw)
+    project = copy_project(tmp_path_factory.mktemp("report"), ptb_quick)
     params = config.read_yaml(project / SMOKE)
     params["report"]["correlation_candidates"] = params["search"]["n"]  # at least 5 candidates reach the end
     params["data"]["train_tokens"] = 5000  # quicker epochs; the report's inputs are the same files

@@ -32,11 +32,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_slurm_profile_runs_the_search_and_selects_what_a_local_run_selects(cluster, small_run: Path, tmp_path: Path,
-                                                                          ptb_raw: Path):
+                                                                          ptb_quick: Path):
     """The small search through sbatch selects what conftest's small_run selected locally."""
     local = small_run
     (tmp_path / "slurm").mkdir()
-    remote = copy_project(tmp_path / "slurm", ptb_raw)
+    remote = copy_project(tmp_path / "slurm", ptb_quick)
     (remote / "small.yaml").write_text(yaml.safe_dump(small_search_params(remote)))
     # the profile's polling suits a real cluster (a first check after 40 s, then every 10 s); this one answers
     # at once, so the test polls every second

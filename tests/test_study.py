@@ -758,7 +758,7 @@ def test_cells_missing_from_the_table_are_refused_before_it_is_written(tmp_path)
     assert not (tmp_path / "table").exists()
 
 
-def test_a_cell_trained_otherwise_than_the_params_say_is_refused_when_the_table_checks_runs(tmp_path, ptb_small):
+def test_a_cell_trained_otherwise_than_the_params_say_is_refused_when_the_table_checks_runs(tmp_path, ptb_quick_small):
     """A kept cell (study.cells) is reused only if it was trained as these params train it: its recorded
     run (seed, model, training, sparse settings, data) and lyapunov settings must match."""
     from lsh.stages.table import build_table, cell_spec
@@ -766,28 +766,28 @@ def test_a_cell_trained_otherwise_than_the_params_say_is_refused_when_the_table_
     raw = config.load_params(SMOKE)
     raw["space"], raw["final"]["epochs"], raw["data"]["train_tokens"] = SMALL_SPACE, 4, 12_000
     params = Params.from_dict(config.validate(raw))
-    corpus = data.load_corpus(ptb_small)
+    corpus = data.load_corpus(ptb_quick_small)
     cells = write_cells(synthetic_table(params), tmp_path / "cells")
     for path in cells:
         cell = json.loads(path.read_text())
         cell.update(run=cell_spec(params, cell["config"], cell["seed"]).run_config(corpus),
                     lyapunov=dataclasses.asdict(params.lyapunov))
         path.write_text(json.dumps(cell))
-    build_table(params, cells, tmp_path / "table", ptb_small)  # every cell matches
+    build_table(params, cells, tmp_path / "table", ptb_quick_small)  # every cell matches
     other = json.loads(cells[4].read_text())
     other["run"]["model"]["hidden"] += 1
     other["lyapunov"]["steps"] += 1
     cells[4].write_text(json.dumps(other))
     with pytest.raises(LshError, match=r"rows.json: trained otherwise than these params train it "
                                        r"\(run.model.hidden differ\)"):
-        build_table(params, cells, tmp_path / "again", ptb_small)
+        build_table(params, cells, tmp_path / "again", ptb_quick_small)
     other["run"]["model"]["hidden"] -= 1
     cells[4].write_text(json.dumps(other))
     with pytest.raises(LshError, match=r"\(lyapunov.steps differ\)"):
-        build_table(params, cells, tmp_path / "again", ptb_small)
+        build_table(params, cells, tmp_path / "again", ptb_quick_small)
     cells[4].write_text(json.dumps({k: v for k, v in other.items() if k != "lyapunov"}))
     with pytest.raises(LshError, match=r"no record of its lyapunov settings"):
-        build_table(params, cells, tmp_path / "again", ptb_small)
+        build_table(params, cells, tmp_path / "again", ptb_quick_small)
     assert not (tmp_path / "again").exists()
     build_table(params, cells, tmp_path / "unchecked")  # without the data, no check: the run's own table
 
@@ -846,36 +846,36 @@ def test_the_table_of_given_cells_ignores_a_run_in_the_working_folders_results(t
 
 
 @pytest.mark.slow
-def test_a_finished_cell_whose_rows_were_deleted_is_trained_again_to_the_same_rows(ptb_small, tmp_path):
+def test_a_finished_cell_whose_rows_were_deleted_is_trained_again_to_the_same_rows(ptb_quick_small, tmp_path):
     """Snakemake deletes a job's rows.json before it reruns it; the cell keeps only its last checkpoint,
     so it cannot continue: it trains again from the start, never ends without its rows."""
     from lsh.stages.table import train_cell
 
     raw = config.load_params(SMOKE)
     raw["final"]["epochs"] = 2
-    raw["data"]["train_tokens"] = 12_000  # ptb_small's
+    raw["data"]["train_tokens"] = 12_000  # ptb_quick_small's
     params = Params.from_dict(config.validate(raw))
-    first = train_cell(params, "g05", 0, tmp_path / "cell", ptb_small)
+    first = train_cell(params, "g05", 0, tmp_path / "cell", ptb_quick_small)
     (tmp_path / "cell" / "rows.json").unlink()
-    again = train_cell(params, "g05", 0, tmp_path / "cell", ptb_small)
+    again = train_cell(params, "g05", 0, tmp_path / "cell", ptb_quick_small)
     assert (tmp_path / "cell" / "rows.json").is_file()
     assert again.rows == first.rows and again.spectra == first.spectra
 
 
 @pytest.mark.slow
-def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through_records(ptb_small, tmp_path):
+def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through_records(ptb_quick_small, tmp_path):
     """A cell stopped after its first epoch (`--until 1`, or killed: rows.json lists epochs 0 and 1)
     resumes from the kept checkpoint and ends with the rows and spectra of a cell never stopped."""
     from lsh.stages.table import train_cell
 
     raw = config.load_params(SMOKE)
     raw["final"]["epochs"] = 2
-    raw["data"]["train_tokens"] = 12_000  # ptb_small's
+    raw["data"]["train_tokens"] = 12_000  # ptb_quick_small's
     params = Params.from_dict(config.validate(raw))
-    straight = train_cell(params, "g05", 0, tmp_path / "straight", ptb_small)
-    first = train_cell(params, "g05", 0, tmp_path / "killed", ptb_small, until=1)  # or killed after epoch 1
+    straight = train_cell(params, "g05", 0, tmp_path / "straight", ptb_quick_small)
+    first = train_cell(params, "g05", 0, tmp_path / "killed", ptb_quick_small, until=1)  # or killed after epoch 1
     assert first.epochs == ["0", "1"]
-    resumed = train_cell(params, "g05", 0, tmp_path / "killed", ptb_small)
+    resumed = train_cell(params, "g05", 0, tmp_path / "killed", ptb_quick_small)
     assert resumed == straight
     kept = {p.name for p in (tmp_path / "killed").glob("*.pt")}  # the last and the best validation epoch's
     assert "epoch-002.pt" in kept and "epoch-000.pt" not in kept and len(kept) <= 2
@@ -883,7 +883,7 @@ def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through
 
 
 @pytest.mark.slow
-def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_was_not_kept(ptb_small, tmp_path, caplog):
+def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_was_not_kept(ptb_quick_small, tmp_path, caplog):
     """Cells kept with the project (study.cells) come without checkpoints: Table 4 trains its best and worst
     configuration again beside the table, to the very rows kept, and a second call trains nothing."""
     import logging
@@ -899,13 +899,13 @@ def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_w
     params = Params.from_dict(config.validate(raw))
     kept = [layout.cell_folder(tmp_path / "kept", cid, 0) / layout.CELL_ROWS for cid in cell_ids(params)]
     for cid, path in zip(cell_ids(params), kept):
-        train_cell(params, cid, 0, tmp_path / "grow" / cid, ptb_small)
+        train_cell(params, cid, 0, tmp_path / "grow" / cid, ptb_quick_small)
         path.parent.mkdir(parents=True)
         shutil.copy(tmp_path / "grow" / cid / layout.CELL_ROWS, path)
     table_dir = tmp_path / "study" / "table"
-    build_table(params, kept, table_dir, ptb_small)
+    build_table(params, kept, table_dir, ptb_quick_small)
     with caplog.at_level(logging.INFO, logger="lsh"):
-        frame = ls_samples(params, table_dir, ptb_small)
+        frame = ls_samples(params, table_dir, ptb_quick_small)
     picked = [c.split(": ")[1] for c in frame["configuration"].unique()]
     assert len(picked) == 2 and frame["samples"].tolist() == [2, 3, 2, 3]
     for cid in picked:
@@ -915,16 +915,16 @@ def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_w
     assert caplog.text.count("a kept cell keeps none") == 2 and "differ" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="lsh"):
-        pd.testing.assert_frame_equal(ls_samples(params, table_dir, ptb_small), frame)
+        pd.testing.assert_frame_equal(ls_samples(params, table_dir, ptb_quick_small), frame)
     assert "a kept cell keeps none" not in caplog.text and "epoch 1" not in caplog.text, "nothing trained again"
 
 
 @pytest.mark.slow
-def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round(tmp_path, ptb_raw):
+def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round(tmp_path, ptb_quick):
     """The smoke preset on a small grid with the grid proposer, run live by Snakemake, and the study's
     table of the same params: the replay's repeat 0 ranks every round as the live run did and selects
     the same configuration. Then `snakemake study` writes the whole report, and has nothing left to do."""
-    project = copy_project(tmp_path, ptb_raw)
+    project = copy_project(tmp_path, ptb_quick)
     raw = config.load_params(project / SMOKE)
     raw["space"] = SMALL_SPACE
     raw["search"].update({"proposer": "grid", "n": 6})

@@ -80,7 +80,7 @@ def _epoch_line(epoch: int, valid_ppl: float) -> dict:
             "seconds": 10.0 + epoch}
 
 
-def test_a_calibration_of_the_cells_trained_so_far_says_it_is_partial_and_names_the_rest(tmp_path, ptb_small):
+def test_a_calibration_of_the_cells_trained_so_far_says_it_is_partial_and_names_the_rest(tmp_path, ptb_quick_small):
     import json
 
     from conftest import SMOKE
@@ -107,7 +107,7 @@ def test_a_calibration_of_the_cells_trained_so_far_says_it_is_partial_and_names_
                                                       "spectra": {e: None for e in rows}}))
         (folder / "metrics.jsonl").write_text("".join(json.dumps(_epoch_line(e, rows[str(e)]["valid_ppl"])) + "\n"
                                                       for e in epochs if e))
-    found = calibrate(params, tmp_path / "cells", 0, ptb_small, tmp_path / "out").set_index("criterion")
+    found = calibrate(params, tmp_path / "cells", 0, ptb_quick_small, tmp_path / "out").set_index("criterion")
     assert found.loc["told apart", "value"] == 5
     text = (tmp_path / "out" / "calibration.md").read_text()
     assert f"**Partial**: {len(ids) - 6} of {len(ids)} cells not trained yet ({ids[6]}, " in text

@@ -246,11 +246,11 @@ def test_committed_dvc_yaml_is_what_the_params_generate():
 @pytest.mark.slow
 @WORKFLOW_RUN
 def test_the_same_seed_gives_the_same_run_under_dvc_repro_from_scratch_and_snakemake_then_has_nothing_to_do(
-        smoke_run: Path, tmp_path: Path, ptb_raw: Path):
+        smoke_run: Path, tmp_path: Path, ptb_quick: Path):
     """Either engine first, the same result: `dvc repro` in a fresh copy of smoke_run's project computes
     what Snakemake computed there from scratch, bit for bit (every pool, ranking, proposal and the
     selection), and versions it. (dvc exp run -S is in test_dvc's table.)"""
-    project = copy_project(tmp_path, ptb_raw)
+    project = copy_project(tmp_path, ptb_quick)
     for name in ("params.yaml", "dvc.yaml", ".gitignore"):
         shutil.copy2(smoke_run / name, project / name)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"]):
@@ -412,8 +412,8 @@ REFERENCE_MACHINE = ("cpu", "vendor")
 
 
 def reference_of(results: Path) -> dict:
-    """What tests/data/smoke_reference.json records of a smoke run: the environment that made it, the
-    pools, every ranking's rows (floats as written), the proposals and the selection."""
+    """What tests/data/smoke_reference.json records of a smoke run: the environment that made it, its data
+    (conftest's quick corpus), the pools, every ranking's rows (floats as written), the proposals and the selection."""
     environment = json.loads((results / "environment.json").read_text())
     pools = {str(p.relative_to(results)): [None if e is None else {k: e[k] for k in ("candidate", "config", "epochs_before", "epochs_after")}
                                            for e in json.loads(p.read_text())["slots"]]
@@ -425,7 +425,9 @@ def reference_of(results: Path) -> dict:
     proposals = {str(p.relative_to(results)): json.loads(p.read_text())["proposals"]
                  for p in sorted(results.glob("rounds/*/proposals.json"))}
     selected = json.loads((results / "final" / "selected.json").read_text())
+    meta = json.loads((results.parent / "data" / "prepared" / "meta.json").read_text())
     return {"environment": {k: environment.get(k) for k in (*REFERENCE_MACHINE, *numerics.PINNED, "versions")},
+            "data": {"vocab_size": meta["vocab_size"], "sha256": meta["sha256"]},
             "pools": pools, "rankings": rankings, "proposals": proposals,
             "selected": {k: selected[k] for k in ("candidate", "config", "valid_ppl", "test_ppl")}}
 
@@ -444,6 +446,7 @@ def test_a_smoke_run_selects_what_the_recorded_reference_run_selected(smoke_run:
     if os.environ.get("LSH_WRITE_SMOKE_REFERENCE"):
         REFERENCE.write_text(json.dumps(found, indent=1) + "\n")
     reference = json.loads(REFERENCE.read_text())
+    assert found["data"] == reference["data"], "the reference was made on other data than conftest's ptb_quick"
     made, here = reference["environment"], found["environment"]
     differ = [k for k in (*numerics.PINNED, "versions") if made.get(k) != here.get(k)]
     where = (f"reference made on {made.get('cpu')} ({made.get('vendor')}, {made.get('numerics')}), "
