@@ -170,19 +170,19 @@ def test_analytic_jacobian_and_spectrum_equal_autograd(kind, n, state, weights):
 
 
 @pytest.fixture(scope="module")
-def trained_run(ptb_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_run(ptb_quick_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of a 2 x 16 LSTM on the small PTB: a real checkpoint (epoch-001.pt)."""
     params = Params.from_dict(config.load_params(SMOKE, ["model.emb=16", "model.hidden=16", "train.eval_tokens=2000",
                                                          "train.device=cpu"]))
     out = tmp_path_factory.mktemp("spectrum_run")
-    corpus = data.load_corpus(ptb_small)
+    corpus = data.load_corpus(ptb_quick_small)
     training.train(dense_spec(params), corpus, out, 1, progress=False)
     return out
 
 
-def test_analytic_equals_autograd_on_a_trained_checkpoint(trained_run: Path, ptb_small: Path):
+def test_analytic_equals_autograd_on_a_trained_checkpoint(trained_run: Path, ptb_quick_small: Path):
     model = training.model_from_checkpoint(training.load_checkpoint(trained_run / "epoch-001.pt")).double()
-    tok, _ = lyapunov.validation_tokens(data.load_split(ptb_small, "valid"), 2, 30, seed=5)
+    tok, _ = lyapunov.validation_tokens(data.load_split(ptb_quick_small, "valid"), 2, 30, seed=5)
     for state in ("h", "hc"):
         a = lyapunov.model_spectrum(model, tok, warmup=10, state=state, method="analytic", **F64)
         b = lyapunov.model_spectrum(model, tok, warmup=10, state=state, method="autograd", **F64)
@@ -426,8 +426,8 @@ def spectrum_cli(ckpt: Path, data_dir: Path, out: Path, *extra: str):
     return json.loads(out.read_text())
 
 
-def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_small: Path, tmp_path: Path):
-    rec = spectrum_cli(trained_run / "epoch-001.pt", ptb_small, tmp_path / "ls.json",
+def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_quick_small: Path, tmp_path: Path):
+    rec = spectrum_cli(trained_run / "epoch-001.pt", ptb_quick_small, tmp_path / "ls.json",
                        "--samples", "3", "--steps", "12", "--warmup", "4")
     assert KEYS <= set(rec)
     assert rec["status"] == "ok" and rec["epoch"] == 1 and rec["method"] == "analytic"
@@ -442,7 +442,7 @@ def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_small: P
     assert rec["per_layer"] is True and len(rec["offsets"]) == 3 and rec["seconds"] >= 0
     # the flags override the params; the same numbers as the library on the same sequences
     model = training.model_from_checkpoint(training.load_checkpoint(trained_run / "epoch-001.pt"))
-    tok, offsets = lyapunov.validation_tokens(data.load_split(ptb_small, "valid"), 3, 16, seed=1111)
+    tok, offsets = lyapunov.validation_tokens(data.load_split(ptb_quick_small, "valid"), 3, 16, seed=1111)
     assert offsets.tolist() == rec["offsets"]
     lam = lyapunov.model_spectrum(model, tok, warmup=4, device="cpu")
     # the same float32 code on 1 thread there and maybe more here, where MKL may split the gates' 16 + 16-term
@@ -453,35 +453,35 @@ def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_small: P
 
 
 @pytest.mark.slow
-def test_same_seed_gives_the_same_offsets_and_identical_spectra(trained_run: Path, ptb_small: Path, tmp_path: Path):
+def test_same_seed_gives_the_same_offsets_and_identical_spectra(trained_run: Path, ptb_quick_small: Path, tmp_path: Path):
     ckpt = trained_run / "epoch-001.pt"
-    a = spectrum_cli(ckpt, ptb_small, tmp_path / "a.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
-    b = spectrum_cli(ckpt, ptb_small, tmp_path / "b.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
+    a = spectrum_cli(ckpt, ptb_quick_small, tmp_path / "a.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
+    b = spectrum_cli(ckpt, ptb_quick_small, tmp_path / "b.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
     assert a["offsets"] == b["offsets"] and a["exponents"] == b["exponents"] and len(a["exponents"]) == 5
     assert a["method"] == "autograd" and a["per_layer"] is False
-    other = checkpoint_spectrum(ckpt, ptb_small, LyapunovConfig(steps=10, exponents=5), seed=2)
+    other = checkpoint_spectrum(ckpt, ptb_quick_small, LyapunovConfig(steps=10, exponents=5), seed=2)
     assert other["offsets"] != a["offsets"] and other["exponents"] != a["exponents"]
 
 
-def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path, ptb_small: Path, tmp_path: Path):
+def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path, ptb_quick_small: Path, tmp_path: Path):
     state = training.load_checkpoint(trained_run / "epoch-001.pt")
     marked = dict(state, status="diverged")
     torch.save(marked, tmp_path / "marked.pt")
     nan = dict(state, model={k: torch.full_like(v, math.nan) if v.is_floating_point() else v for k, v in state["model"].items()})
     torch.save(nan, tmp_path / "nan.pt")
     for name in ("marked", "nan"):
-        rec = spectrum_cli(tmp_path / f"{name}.pt", ptb_small, tmp_path / f"{name}.json")
+        rec = spectrum_cli(tmp_path / f"{name}.pt", ptb_quick_small, tmp_path / f"{name}.json")
         assert rec["status"] == "diverged" and rec["exponents"] is None and KEYS <= set(rec), name
     # finite weights whose Jacobian is singular are not diverged: every exponent sits at the floor
     zero = dict(state, model={k: torch.zeros_like(v) if "weight_hh" in k else v for k, v in state["model"].items()})
     torch.save(zero, tmp_path / "zero.pt")
-    rec = checkpoint_spectrum(tmp_path / "zero.pt", ptb_small, LyapunovConfig(steps=5), seed=0)
+    rec = checkpoint_spectrum(tmp_path / "zero.pt", ptb_quick_small, LyapunovConfig(steps=5), seed=0)
     assert rec["status"] == "ok" and rec["exponents"] == [lyapunov.MIN_EXPONENT] * 32
     assert rec["clipped"] == 2 * 32, "every exponent of both samples met the floor"
 
 
-def test_missing_checkpoint_is_one_clean_message(ptb_small: Path, tmp_path: Path):
-    out = run_lsh("spectrum", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(ptb_small), "--out", str(tmp_path / "x.json"))
+def test_missing_checkpoint_is_one_clean_message(ptb_quick_small: Path, tmp_path: Path):
+    out = run_lsh("spectrum", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(ptb_quick_small), "--out", str(tmp_path / "x.json"))
     assert out.returncode == 2 and "nope.pt does not exist" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x.json").exists()
 

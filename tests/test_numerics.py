@@ -94,13 +94,13 @@ def test_a_mode_that_is_not_one_of_the_two_is_named():
 
 
 @needs_avx2
-def test_a_default_run_and_one_with_the_caps_set_by_hand_give_identical_bits(ptb_small: Path, tmp_path: Path):
+def test_a_default_run_and_one_with_the_caps_set_by_hand_give_identical_bits(ptb_quick_small: Path, tmp_path: Path):
     """The cap is really applied: a default (portable) training equals, bit for bit, a native one whose
     environment carries the caps explicitly; where this CPU has more than AVX2, a truly native one
     differs (so the equality is the caps' doing)."""
     if native_capability() == "AVX2":
         pytest.skip("this CPU has no instruction set above AVX2: portable and native compute alike here")
-    args = ["train", "--params", SMOKE, "--data", str(ptb_small), "--epochs", "1", "--threads", "1",
+    args = ["train", "--params", SMOKE, "--data", str(ptb_quick_small), "--epochs", "1", "--threads", "1",
             "--set", "data.train_tokens=12000"]
 
     def trained(name: str, env: dict[str, str], *extra: str) -> dict:

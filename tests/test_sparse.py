@@ -239,10 +239,10 @@ def test_a_regrown_weight_restarts_its_average():
     assert torch.all(t.averager.avg[name][grown] == 0.75), "its average starts over from its own value"
 
 
-def test_same_seed_gives_same_masks_and_weights_and_resume_is_exact(ptb_small: Path, tmp_path: Path):
+def test_same_seed_gives_same_masks_and_weights_and_resume_is_exact(ptb_quick_small: Path, tmp_path: Path):
     from lsh import data
 
-    corpus = data.load_corpus(ptb_small)
+    corpus = data.load_corpus(ptb_quick_small)
     params = candidate_spec(Params.from_dict(config.load_params(SMOKE, [
         "model.emb=16", "model.hidden=16", "train.eval_tokens=4000", "sparse.init=ER", "sparse.growth=gradient",
         "sparse.redistribution=magnitude"])), {})
@@ -341,13 +341,13 @@ def test_jacobian_init_keeps_one_global_top_k_of_the_cells_weights_and_a_uniform
     assert kept.min() >= dropped.max()
 
 
-def test_divergent_sparse_settings_end_as_diverged(ptb_small: Path, tmp_path: Path):
+def test_divergent_sparse_settings_end_as_diverged(ptb_quick_small: Path, tmp_path: Path):
     from lsh import data
 
     params = candidate_spec(Params.from_dict(config.load_params(SMOKE, [
         "model.emb=16", "model.hidden=16", "train.eval_tokens=4000", "sparse.death_rate=0.9", "train.lr=1e12",
         "train.clip=1e9"])), {})
-    summary = training.train(params, data.load_corpus(ptb_small), tmp_path, 3)
+    summary = training.train(params, data.load_corpus(ptb_quick_small), tmp_path, 3)
     assert summary.status == "diverged"
 
 

@@ -34,9 +34,9 @@ def trainer_of(spec: RunSpec, corpus: data.Corpus) -> training.Trainer:
 
 
 @pytest.fixture(scope="module")
-def corpus(ptb_prepared: Path) -> data.Corpus:
-    full = data.load_corpus(ptb_prepared)
-    return data.Corpus(full.train[:12_000], full.valid, full.test[:5_000], full.vocab)
+def corpus(ptb_quick_small: Path) -> data.Corpus:
+    full = data.load_corpus(ptb_quick_small)
+    return data.Corpus(full.train, full.valid, full.test[:5_000], full.vocab)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -203,10 +203,10 @@ def test_a_failed_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_divergence_ends_as_status_not_crash(ptb_small, tmp_path):
+def test_divergence_ends_as_status_not_crash(ptb_quick_small, tmp_path):
     out = run_lsh(
         "train", "--params", str(SMOKE), "--out", str(tmp_path), "--epochs", "3",
-        "--data", str(ptb_small), "--set", "data.train_tokens=12000", "--set", "train.lr=1e12", "--set", "train.clip=1e9",
+        "--data", str(ptb_quick_small), "--set", "data.train_tokens=12000", "--set", "train.lr=1e12", "--set", "train.clip=1e9",
         "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000",
     )
     assert out.returncode == 0, out.stderr
@@ -217,8 +217,8 @@ def test_divergence_ends_as_status_not_crash(ptb_small, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_trains_resumes_and_reports_test_perplexity(ptb_small, tmp_path):
-    common = ["--params", str(SMOKE), "--out", str(tmp_path), "--data", str(ptb_small), "--threads", "1",
+def test_cli_trains_resumes_and_reports_test_perplexity(ptb_quick_small, tmp_path):
+    common = ["--params", str(SMOKE), "--out", str(tmp_path), "--data", str(ptb_quick_small), "--threads", "1",
               "--set", "data.train_tokens=12000",
               "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000"]
     assert run_lsh("train", *common, "--epochs", "1").returncode == 0
