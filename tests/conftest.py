@@ -76,10 +76,10 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-# The pipeline tests' corpus: PTB with every word outside the training split's 1,999 most frequent read
+# The corpus of the pipeline tests and of most trainings in tests: PTB with every word outside the training split's 1,999 most frequent read
 # as <unk> (2,000 types with <eos>, against 10,000). The same text, format and splits; a smoke model spends
-# most of its arithmetic in the decoder and softmax over the vocabulary, which this makes a fifth (a smoke
-# run's training: 71 s of CPU against 22 s on a 2-core AMD EPYC). Its checksums are not PTB's, so a project
+# most of its arithmetic in the decoder and softmax over the vocabulary, which this makes a fifth (the 16
+# training epochs of a smoke run: 71 s against 22 s on a 2-core AMD EPYC, one thread each). Its checksums are not PTB's, so a project
 # copied with it reads it unverified (copy_project); the tests of verification use the real files.
 QUICK_VOCAB = 2_000
 QUICK_MARK = "QUICK_PTB.md"
@@ -127,7 +127,8 @@ def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
 
 @pytest.fixture(scope="session")
 def ptb_quick_small(ptb_quick: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The quick corpus prepared with the first 12,000 training tokens: cells and trainings of the study."""
+    """The quick corpus prepared with the first 12,000 training tokens: the study's cells, and the trainings
+    and spectra of the unit tests whose checks do not depend on the vocabulary."""
     out = tmp_path_factory.mktemp("ptb_quick_small")
     data.prepare(ptb_quick, out, verify=False, allow_download=False, train_tokens=12_000)
     return out
