@@ -13,10 +13,12 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 from lsh import numerics
 
@@ -232,11 +234,30 @@ def small_search_params(project: Path) -> dict:
     return params
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that `build` fills once for the whole session, whichever pytest-xdist worker asks first:
+    the other waits for it rather than making its own (the groups of --dist loadgroup keep its readers on
+    one worker, but nothing guarantees that). Only for runs every test just reads."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' temporary folders share this one
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier worker's failed try
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path:
     """The small search and its comparison set (`snakemake compare`: seven methods, one of them full
-    training), run once: the compare, full-training and SLURM tests read it."""
-    project = copy_project(tmp_path_factory.mktemp("small_run"), ptb_quick)
-    (project / "small.yaml").write_text(yaml.safe_dump(small_search_params(project)))
-    ok(run([str(BIN / "snakemake"), "compare", "--cores", "2", "--configfile", "small.yaml"], project, timeout=1500))
-    return project
+    training), run once in the session: the compare, full-training and SLURM tests read it."""
+    def build(folder: Path) -> None:
+        project = copy_project(folder, ptb_quick)
+        (project / "small.yaml").write_text(yaml.safe_dump(small_search_params(project)))
+        ok(run([str(BIN / "snakemake"), "compare", "--cores", "2", "--configfile", "small.yaml"], project,
+               timeout=1500))
+    return built_once(tmp_path_factory, "small_run", build)

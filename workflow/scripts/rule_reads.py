@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -94,11 +95,21 @@ def _module_file(root: Path, name: str) -> Path | None:
     return None
 
 
-def _imports(root: Path, name: str, path: Path, follow_functions: bool) -> set[str]:
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement in `body`, nested ones too: an import is a statement, so the expressions (most
+    of a module's nodes) need not be walked. Snakemake asks for this on every start."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, []))
+
+
+@lru_cache(maxsize=None)
+def _imports(root: Path, name: str, path: Path, follow_functions: bool) -> frozenset[str]:
     """The `lsh` modules `path` (module `name`) imports."""
     tree = ast.parse(path.read_text(), str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    nodes = ast.walk(tree) if follow_functions else iter(tree.body)
+    nodes = _statements(tree.body) if follow_functions else iter(tree.body)
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -110,7 +121,7 @@ def _imports(root: Path, name: str, path: Path, follow_functions: bool) -> set[s
                 base = ".".join([*parts, *([base] if base else [])])
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names if _module_file(root, f"{base}.{alias.name}"))
-    return {m for m in found if m.split(".")[0] == "lsh"}
+    return frozenset(m for m in found if m.split(".")[0] == "lsh")
 
 
 @lru_cache(maxsize=None)
