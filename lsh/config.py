@@ -511,11 +511,14 @@ class StudyConfig:
     pools: tuple[int, ...]
     ls_samples: tuple[int, ...]
     cells: str | None = None
+    configs: tuple[str, ...] | None = None  # a pre-registered subset of the space's configuration ids
 
     @classmethod
     def from_dict(cls, section: dict) -> "StudyConfig":
+        configs = section["configs"]
         return cls(space=section["space"], seeds=section["seeds"], repeats=section["repeats"],
-                   pools=tuple(section["pools"]), ls_samples=tuple(section["ls_samples"]), cells=section["cells"])
+                   pools=tuple(section["pools"]), ls_samples=tuple(section["ls_samples"]), cells=section["cells"],
+                   configs=None if configs is None else tuple(configs))
 
 
 @dataclass(frozen=True)

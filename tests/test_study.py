@@ -48,12 +48,14 @@ def small_params(**search) -> Params:
     return Params.from_dict(config.validate(raw))
 
 
-def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1, kind: str = "grid") -> Table:
+def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1, kind: str = "grid",
+                    only: tuple[str, ...] | None = None) -> Table:
     """A table of the small grid (8 configurations; with kind "quantised" each at all 6 death rates)
     and the dense reference, epochs 0..4: configuration i ends at test perplexity 100 + 10 i; its
     early validation loss orders the configurations with noise, and its spectrum drifts from the
     dense one by an amount that grows with i. Training seed k (of `seeds`, params.seed + k) adds
-    1000 k to every test perplexity, so an outcome shows whose rows it read."""
+    1000 k to every test perplexity, so an outcome shows whose rows it read. With `only`, the table of
+    that subset (study.configs), each configuration's rows as in the whole table."""
     rng = np.random.default_rng(0)
     configs = table_configs(params.space, kind)
     rows, blocks = [], []
@@ -71,6 +73,10 @@ def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1, 
                          "test_ppl": 100.0 + 10 * quality - epoch + 1000 * k, "status": status, "clipped": 0})
             blocks.append(np.linspace(-1, -3, 6) + 0.05 * quality * epoch + 0.01 * rng.normal(size=6)
                           if status == "ok" else np.full(6, np.nan))
+    if only is not None:
+        keep = [row["config"] in (DENSE, *only) for row in rows]
+        rows, blocks = [r for r, k in zip(rows, keep) if k], [b for b, k in zip(blocks, keep) if k]
+        configs = [(cid, c) for cid, c in configs if cid in only]
     spectra = np.array(blocks)
     meta = {"space": kind, "seeds": [params.seed + k for k in range(seeds)], "final_epochs": params.final_epochs,
             "configs": [[cid, c] for cid, c in configs]}
@@ -224,6 +230,52 @@ def test_a_replay_proposes_only_the_tables_configurations():
         search = dataclasses.replace(params.search, proposer=proposer, n=4)
         for outcome in replay(table, Strategy(kind="lsh", search=search), params.space, repeats=4, base_seed=5):
             assert outcome.config in dict(table.configs)  # table.config_id raised otherwise
+
+
+SUBSET = ("g00", "g02", "g03", "g05", "g06", "g07")  # 6 of the small grid's 8
+
+
+def subset_strategies(params: Params) -> list[Strategy]:
+    search = dataclasses.replace(params.search, n=4)
+    budget = lsh_budget(search, params.final_epochs)
+    return [
+        *(Strategy(kind="lsh", search=dataclasses.replace(search, proposer=p)) for p in ("tpe", "atpe", "rand", "grid")),
+        Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss")),
+        Strategy(kind="iepoch", search=dataclasses.replace(search, proposer="tpe")),
+        Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="tpe")),
+        Strategy(kind="random", search=search, budget=budget),
+        Strategy(kind="optuna", search=search, pruner="hyperband", budget=budget, startup=1),
+        lyapunov_strategy(params),
+    ]
+
+
+def test_a_pre_registered_subset_is_replayed_with_every_proposal_inside_it():
+    """study.configs: the table holds a subset of the space; every strategy's proposer chooses among its
+    configurations (table.config_id raises on any other), and each still spends its candidate-epochs."""
+    params = small_params()
+    table = synthetic_table(params, only=SUBSET)
+    assert [cid for cid, _ in table.configs] == list(SUBSET)
+    assert len(table.outside(table.replay_space(params.space))) == 8 - len(SUBSET)
+    for strategy in subset_strategies(params):
+        for outcome in replay(table, strategy, params.space, repeats=4, base_seed=params.seed):
+            assert outcome.config in SUBSET and set(outcome.candidates.values()) <= set(SUBSET), strategy.name
+            assert 0 < outcome.candidate_epochs == len(outcome.incumbent), strategy.name
+
+
+def test_the_whole_tables_replays_treat_nothing_as_outside():
+    """Without study.configs nothing is excluded, so the replays are those of the whole space."""
+    params = small_params()
+    table = synthetic_table(params)
+    assert table.outside(table.replay_space(params.space)) == []
+
+
+def test_a_subset_names_its_configurations_by_their_ids_in_the_whole_space():
+    params = small_params()
+    whole = dict(table_configs(params.space, "grid"))
+    subset = table_configs(params.space, "grid", ("g07", "g02"))
+    assert subset == [("g02", whole["g02"]), ("g07", whole["g07"])]  # the space's order, the space's ids
+    with pytest.raises(LshError, match=r"study.configs: g08, q001 not in study.space grid \(g00..g07, 8"):
+        table_configs(params.space, "grid", ("g02", "g08", "q001"))
 
 
 def test_the_ls_replay_ranks_by_the_spectrum():

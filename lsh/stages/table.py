@@ -22,7 +22,7 @@ from lsh.config import Params, differences
 from lsh.errors import LshError
 from lsh.records import LAYOUTS, Cell, CellRow, read_cell
 from lsh.search.space import CONFIG_KEYS
-from lsh.study.cells import DENSE, cell_ids, table_configs, training_seeds
+from lsh.study.cells import DENSE, cell_ids, study_configs, training_seeds
 from lsh.study.table import COLUMNS, Table, check_rows, check_table
 
 log = logging.getLogger("lsh.stages")
@@ -36,7 +36,7 @@ def cell_spec(params: Params, config_id: str, seed: int):
     seeded = dataclasses.replace(params, seed=seed)
     if config_id == DENSE:
         return dense_spec(seeded)
-    configs = dict(table_configs(params.space, params.study.space))
+    configs = dict(study_configs(params))
     if config_id not in configs:
         raise LshError(f"table configuration {config_id!r}: allowed are {DENSE}, {', '.join(configs)}")
     return candidate_spec(seeded, configs[config_id])
@@ -149,7 +149,7 @@ def check_cell_run(params: Params, cell: Cell, path: Path, corpus: data.Corpus) 
 def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | None = None) -> pd.DataFrame:
     """Gather the cells' rows.json into the table: table.csv, spectra.npz and table.json in `out`. With
     `data_dir`, each cell's recorded run is checked against what these params train on that data."""
-    configs = dict(table_configs(params.space, params.study.space))
+    configs = dict(study_configs(params))
     seeds = training_seeds(params)
     corpus = None if data_dir is None else data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
     rows, spectra = [], {name: [] for name in LAYOUTS}
@@ -174,7 +174,7 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
     out = Path(out)
     meta = {
         "space": params.study.space, "seeds": seeds, "final_epochs": params.final_epochs,
-        "configs": [[cid, c] for cid, c in table_configs(params.space, params.study.space)],
+        "configs": [[cid, c] for cid, c in study_configs(params)],
         "lyapunov": dataclasses.asdict(params.lyapunov), "model": dataclasses.asdict(params.model),
         "train": dataclasses.asdict(params.train), "density": params.sparse.density,
         "decay_epochs": params.sparse.decay_epochs, "train_tokens": params.data.train_tokens, "seed": params.seed,

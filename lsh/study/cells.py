@@ -11,17 +11,31 @@ SPACES = ("grid", "quantised")
 DENSE = "dense"  # the dense reference's cell
 
 
-def table_configs(space: SpaceConfig, kind: str) -> list[tuple[str, dict]]:
+def table_configs(space: SpaceConfig, kind: str, only: tuple[str, ...] | None = None) -> list[tuple[str, dict]]:
     """The table's configurations with their ids: the paper's grid at its fixed death rate (g00..), or
-    every quantised configuration of the space, all death rates (q000..)."""
+    every quantised configuration of the space, all death rates (q000..); with `only`, those ids alone
+    (a subset keeps the ids it has in the whole space, so its cells are the whole table's cells)."""
     if kind == "grid":
-        return [(f"g{i:02d}", c) for i, c in enumerate(grid_points(space))]
-    if kind == "quantised":
-        configs = discrete_space(space)
-        if configs is None:
+        configs = [(f"g{i:02d}", c) for i, c in enumerate(grid_points(space))]
+    elif kind == "quantised":
+        points = discrete_space(space)
+        if points is None:
             raise LshError("study.space: quantised needs a quantised death rate (space.death_rate.q); use grid")
-        return [(f"q{i:03d}", c) for i, c in enumerate(configs)]
-    raise LshError(f"study.space {kind!r}: allowed are {', '.join(SPACES)}")
+        configs = [(f"q{i:03d}", c) for i, c in enumerate(points)]
+    else:
+        raise LshError(f"study.space {kind!r}: allowed are {', '.join(SPACES)}")
+    if only is None:
+        return configs
+    ids = [cid for cid, _ in configs]
+    if unknown := [cid for cid in only if cid not in ids]:
+        raise LshError(f"study.configs: {', '.join(unknown)} not in study.space {kind} "
+                       f"({ids[0]}..{ids[-1]}, {len(ids)} configurations)")
+    return [(cid, c) for cid, c in configs if cid in only]
+
+
+def study_configs(params: Params) -> list[tuple[str, dict]]:
+    """The configurations of the params' table: study.configs of study.space, or all of it."""
+    return table_configs(params.space, params.study.space, params.study.configs)
 
 
 def training_seeds(params: Params) -> list[int]:
@@ -31,4 +45,4 @@ def training_seeds(params: Params) -> list[int]:
 
 def cell_ids(params: Params) -> list[str]:
     """Every cell's configuration id, the dense reference first."""
-    return [DENSE] + [cid for cid, _ in table_configs(params.space, params.study.space)]
+    return [DENSE] + [cid for cid, _ in study_configs(params)]

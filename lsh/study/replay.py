@@ -123,10 +123,12 @@ class _LshReplay:
         self.rounds: list[list[str]] = []
         self.dense_upto, self.newcomers, self.kept_newcomers = 0, 0, 0
         self.dense_losses = table.losses(DENSE, seed)
+        self.outside = table.outside(space)  # a subset table: the proposer chooses among its configurations
 
     def propose(self, history: list[tuple[dict, float]], k: int, seed: int) -> list[str]:
         """k new candidates from the proposer, ids continuing the run's numbering."""
-        new = propose(self.strategy.proposer, self.space, history, list(self.ids.values()), k, seed)
+        new = propose(self.strategy.proposer, self.space, history, [*self.ids.values(), *self.outside], k, seed)
+
         start = len(self.ids)
         for i, p in enumerate(new):
             self.ids[candidate_id(start + i)] = p.config
@@ -188,7 +190,7 @@ def replay_iepoch(table: Table, strategy: Strategy, space: SpaceConfig, seed: in
     search, i = strategy.search, strategy.search.e0
     ledger = Ledger(table, seed)
     configs = [table.config_id(p.config) for p in
-               propose(search.proposer, space, [], [], search.n, derived_seed(proposer_seed, 0))]
+               propose(search.proposer, space, [], table.outside(space), search.n, derived_seed(proposer_seed, 0))]
     losses = {}
     for position, cid in enumerate(configs):
         ledger.spend(i)
@@ -298,6 +300,8 @@ def _run_optuna(table: Table, strategy: Strategy, space: SpaceConfig, seed: int,
     def objective(trial: "optuna.Trial") -> float:
         config = {k: trial.suggest_categorical(k, v) for k, v in choices.items()}
         config["death_rate"] = trial.suggest_categorical("death_rate", rates)
+        if not table.has(config):  # outside a subset table (study.configs): stopped before it trains, free
+            raise optuna.TrialPruned()
         cid = table.config_id(config)
         losses = table.losses(cid, seed)
         value = math.inf

@@ -39,7 +39,7 @@ from lsh.config import DeathRateRange, SpaceConfig
 from lsh.errors import LshError
 from lsh.layout import TABLE_FILES, TABLE_META, TABLE_ROWS, TABLE_SPECTRA
 from lsh.records import LAYOUTS, CellRow, run_problem
-from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key
+from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key, discrete_space
 from lsh.study.cells import DENSE, SPACES
 from lsh.typecheck import hints
 
@@ -171,6 +171,15 @@ class Table:
         finals = [(self.final(cid, seed)["test_ppl"], cid) for cid, _ in self.configs]
         test_ppl, cid = min(finals)
         return cid, test_ppl
+
+    def has(self, config: dict) -> bool:
+        return config_key(config) in self.ids
+
+    def outside(self, space: SpaceConfig) -> list[dict]:
+        """The configurations of the replay space (`replay_space`) the table lacks: none for a whole
+        space; a pre-registered subset (study.configs) lacks the rest. The proposers count them as
+        tried, so that they choose among the table's configurations."""
+        return [c for c in discrete_space(space) or [] if not self.has(c)]
 
     def replay_space(self, space: SpaceConfig) -> SpaceConfig:
         """The space the proposers search in a replay: the table's configurations only (a grid table fixes
