@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 import time
 
-from conftest import REPO
+import pytest
+import yaml
+from conftest import BIN, REPO, SMOKE
+
+from lsh import config, layout, numerics
 
 spec = importlib.util.spec_from_file_location("grow_table", REPO / "workflow" / "scripts" / "grow_table.py")
 grow_table = importlib.util.module_from_spec(spec)
@@ -47,3 +52,25 @@ def test_an_empty_lock_just_made_is_held_by_the_grower_writing_it(tmp_path):
     os.utime(folder / grow_table.LOCK, (old, old))  # an empty lock an hour old: its maker died
     with grow_table.claimed(folder) as mine:
         assert mine
+
+
+@pytest.mark.slow
+def test_a_grown_subset_keeps_each_finished_cell_with_the_machine_it_was_trained_on(tmp_path, ptb_quick_small, monkeypatch):
+    """The grower trains the cells of study.configs (and the dense reference), two epochs each here, and keeps
+    each finished cell's rows.json and metrics.jsonl in study.cells with environment.json beside them."""
+    raw = config.load_params(SMOKE)
+    raw["final"]["epochs"] = raw["sparse"]["decay_epochs"] = 2  # the smoke schedule's rounds reach epoch 2
+    raw["data"].update(train_tokens=12_000, prepared=str(ptb_quick_small))  # ptb_quick_small's
+    raw["results"] = str(tmp_path / "results")
+    raw["study"].update(configs=["g00", "g07"], seeds=1, cells=str(tmp_path / "kept"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config.validate(raw)))
+    monkeypatch.setattr(sys, "argv", ["grow_table.py", "--params", str(tmp_path / "params.yaml")])
+    monkeypatch.setattr(grow_table.sys, "executable", str(BIN / "python"))
+    assert grow_table.main() == 0
+    kept = sorted(p.parent.parent.name for p in (tmp_path / "kept").glob("*/s0/rows.json"))
+    assert kept == ["dense", "g00", "g07"], "the subset and the dense reference, nothing else"
+    for cid in kept:
+        folder = tmp_path / "kept" / cid / "s0"
+        environment = json.loads((folder / grow_table.ENVIRONMENT).read_text())
+        assert environment["numerics"] == raw["numerics"] and environment["cpu"] == numerics.current()["cpu"]
+        assert (folder / layout.METRICS).is_file()

@@ -5,6 +5,10 @@ that folder as cells arrive.
 
     python workflow/scripts/grow_table.py --params workflow/presets/study.yaml
 
+Each finished cell's folder also gets environment.json (`lsh environment`: the CPU model, the numerics
+mode and the versions it was trained under), since under `numerics: native` the last bits depend on
+the machine.
+
 Seed by seed, each cell to the end, so that every finished cell can be committed (a checkpoint is too
 large to keep, so a cell left half-trained when the machine goes is trained again). With --until,
 every cell is trained only to that epoch first (a quick look at all configurations on one machine); a
@@ -34,6 +38,7 @@ from lsh.records import read_cell
 from lsh.study.cells import cell_ids
 
 LOCK = "grow.lock"
+ENVIRONMENT = "environment.json"  # beside a kept cell: the machine and numerics it was trained under
 
 
 def _alive(pid: int) -> bool:
@@ -117,6 +122,10 @@ def grow(lsh: Path, args: argparse.Namespace, cid: str, k: int, out: Path, kept:
         read_cell(out / layout.CELL_ROWS, final_epochs)  # complete: to final.epochs or a divergence
     except LshError:
         return True  # trained only --until: not finished
+    machine = [str(lsh), "environment", "--params", args.params, "--out", str(kept.parent / ENVIRONMENT)]
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(machine).returncode:
+        return False
     for name in (layout.METRICS, layout.CELL_ROWS):  # rows.json last: it marks the cell finished
         files.atomic_write(kept.parent / name, lambda f, src=out / name: f.write(src.read_bytes()))
     print(f"finished: {kept}", flush=True)
