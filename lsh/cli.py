@@ -300,7 +300,8 @@ def cmd_replay(args: argparse.Namespace, params: Params) -> int:
 
     if args.repeats:
         params = dataclasses.replace(params, study=dataclasses.replace(params.study, repeats=args.repeats))
-    study.replay_all(params, Path(args.table), Path(args.replays), Path(args.anytime), workers=args.workers)
+    study.replay_all(params, Path(args.table), Path(args.replays), Path(args.anytime), Path(args.sensitivity),
+                     workers=args.workers)
     return 0
 
 
@@ -318,7 +319,8 @@ def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
     from lsh.stages import study
 
     frames = [files.read_frame(path, columns) for path, columns in (
-        (args.replays, study.REPLAY_COLUMNS), (args.anytime, study.ANYTIME_COLUMNS), (args.samples, study.SAMPLES_COLUMNS))]
+        (args.replays, study.REPLAY_COLUMNS), (args.anytime, study.ANYTIME_COLUMNS),
+        (args.sensitivity, study.SENSITIVITY_COLUMNS), (args.samples, study.SAMPLES_COLUMNS))]
     headline = study.write_study(params, Path(args.table), *frames, Path(args.out))
     log.info("%s: %s", args.out, json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
     return 0
@@ -426,6 +428,7 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--table", required=True, metavar="DIR")
     q.add_argument("--replays", required=True, metavar="FILE")
     q.add_argument("--anytime", required=True, metavar="FILE")
+    q.add_argument("--sensitivity", required=True, metavar="FILE", help="the replay step's variations of the verdict")
     q.add_argument("--samples", required=True, metavar="FILE", help="the ls-samples step's CSV")
     q.add_argument("--out", required=True, metavar="DIR")
 
@@ -528,6 +531,8 @@ def _add_replay_command(sub: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument("--table", required=True, metavar="DIR", help="the table's folder (table.csv, spectra.npz, table.json)")
     p.add_argument("--replays", required=True, metavar="FILE", help="every replay's outcome (CSV)")
     p.add_argument("--anytime", required=True, metavar="FILE", help="the methods' incumbent after each candidate-epoch (CSV)")
+    p.add_argument("--sensitivity", required=True, metavar="FILE",
+                   help="the headline comparison at other e0, without each configuration, with other LS rankers (CSV)")
     p.add_argument("--repeats", type=_count(1, "--repeats"), metavar="R", help="override study.repeats")
     p.add_argument("--workers", type=THREADS, default=1, metavar="N", help="processes replaying in parallel")
     p.set_defaults(func=cmd_replay)

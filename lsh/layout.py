@@ -20,7 +20,8 @@ f01); a string is used as it is, so that a rule can pass its wildcard (`"{r}"`).
     <root>/compare/<method>/             a run of the comparison set, laid out the same way
     <root>/study/table/<config>/sK/      a benchmark-table cell: one configuration, training seed K (rows.json)
     <root>/study/table/table.csv, spectra.npz, table.json    the table
-    <root>/study/replays.csv, anytime.csv, ls-samples.csv     the replays and the LS sample-size check
+    <root>/study/replays.csv, anytime.csv, sensitivity.csv, ls-samples.csv     the replays, the headline
+                                         comparison's variations and the LS sample-size check
     <root>/study/report/                 the study's summary.md, tables and figures
     <root>/logs/                         the jobs' logs
 """
@@ -51,7 +52,7 @@ TABLE_FILES = (TABLE_ROWS, TABLE_SPECTRA, TABLE_META)
 STUDY_REPORT_FILES = (  # the study's report: the verdict, then each part as Markdown, CSV and a figure
     "summary.md", "early_signals.md", "early_signals.csv", "early_signals_points.csv", "signals.png", "methods.md",
     "methods.csv", "methods.png", "anytime.png", "ls_options.md", "ls_options.csv", "schedules.md", "schedules.csv",
-    "ls_samples.md", "ls_samples.csv",
+    "ls_samples.md", "ls_samples.csv", "sensitivity.md", "sensitivity.csv",
 )
 
 
@@ -171,6 +172,10 @@ class Layout:
     @property
     def anytime(self) -> Path:
         return self.study / "anytime.csv"
+
+    @property
+    def sensitivity(self) -> Path:
+        return self.study / "sensitivity.csv"
 
     @property
     def ls_samples(self) -> Path:

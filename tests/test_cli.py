@@ -202,7 +202,8 @@ BAD_INPUTS = [
     (["search", "rank", "--round", "0", "--results", "{ws}/no-results", "--out", "{ws}/r.json", *TINY], "no-results"),
     (["search", "select", "--results", "{ws}/no-results", "--out", "{ws}/sel.json", *TINY], "no-results"),
     (["report", "--results", "{ws}/no-results", "--out", "{ws}/rep", *TINY], "no-results"),
-    (["replay", "--table", "{ws}/no-table", "--replays", "{ws}/r.csv", "--anytime", "{ws}/a.csv", *TINY], "no-table"),
+    (["replay", "--table", "{ws}/no-table", "--replays", "{ws}/r.csv", "--anytime", "{ws}/a.csv", "--sensitivity",
+      "{ws}/s.csv", *TINY], "no-table"),
 ]
 
 

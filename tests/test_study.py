@@ -23,13 +23,21 @@ from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT_FILES
 from lsh.records import CELL_FIELDS, LAYOUTS
-from lsh.report.study import alternatives_words, method_words, ties_words
+from lsh.report.study import alternatives_words, method_words, sensitivity_words, signal_words, ties_words
 from lsh.search.schedule import plan
 from lsh.stages.study import replay_all, write_study
 from lsh.study.cells import DENSE, cell_ids, table_configs
 from lsh.study.replay import replay
+from lsh.study.sensitivity import sensitivity
 from lsh.study.signals import signal_points, signal_table
-from lsh.study.statistics import coefficient_with_interval, summarise_methods, top_quarter_recall
+from lsh.study.statistics import (
+    SeedTest,
+    coefficient_with_interval,
+    paired_over_seeds,
+    seeds_for_power,
+    summarise_methods,
+    top_quarter_recall,
+)
 from lsh.study.strategies import Strategy, lsh_budget, study_strategies
 from lsh.study.table import COLUMNS, Table
 from lsh.study.verdict import Estimate, Method, Signal, Verdict
@@ -133,7 +141,7 @@ def test_method_summaries_count_what_selected_nothing_apart():
                             "test_ppl": [100.0, 110.0, 104.0, math.inf], "regret": [0.0, 10.0, 4.0, math.inf],
                             "candidate_epochs": [10, 10, 10, 10], "selects_best": [True, False, False, False],
                             "config": ["g00", "g01", "g02", None]})
-    row = summarise_methods(replays, seed=0).iloc[0]
+    row = summarise_methods(replays).iloc[0]
     assert row["test_ppl"] == 106.0 and row["nothing_selected"] == 1 and row["test_ppl_low"] < 106 < row["test_ppl_high"]
 
 
@@ -414,26 +422,36 @@ def test_the_study_compares_every_method_at_every_pool_size():
         study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table.final_epochs)
 
 
-def test_the_summary_judges_alternatives_by_their_paired_difference_from_lsh():
-    """Their own intervals all overlap LSH's; what decides is the interval of the difference paired within
-    training seeds."""
-    def row(strategy, ppl, gap, half, lower):
+def test_the_summary_judges_alternatives_by_their_paired_difference_from_lsh_beside_their_budgets():
+    """Their own intervals all overlap LSH's; what decides is the t interval of the difference paired within
+    training seeds; each budget is given with the dense reference charged where it is needed, beside LSH's."""
+    def row(strategy, ppl, gap, half, lower, dense=0.0):
         return {"strategy": strategy, "n": 8, "seeds": 3, "test_ppl": ppl, "test_ppl_low": ppl - 10,
-                "test_ppl_high": ppl + 10, "candidate_epochs": 40.0, "vs_reference": gap,
-                "vs_reference_low": gap - half, "vs_reference_high": gap + half, "lower_seeds": lower}
-    methods = pd.DataFrame([row("LSH-tpe", 400, 0.0, 0.0, 0), row("random", 398, -2.0, 3.0, 2),
+                "test_ppl_high": ppl + 10, "candidate_epochs": 40.0, "candidate_epochs_with_dense": 40.0 + dense,
+                "budget_vs_reference": dense - 4.0, "vs_reference": gap, "vs_reference_low": gap - half,
+                "vs_reference_high": gap + half, "lower_seeds": lower, "vs_reference_p_sign": 0.5,
+                "vs_reference_sd": 1.0}
+    methods = pd.DataFrame([row("LSH-tpe", 400, 0.0, 0.0, 0, dense=4.0), row("random", 398, -2.0, 3.0, 2),
                             row("TSE-tpe", 399, -1.0, 0.5, 3), row("TSE-grid", 399, 9.0, 0.5, 0),
                             row("optuna-TPE-hyperband", 405, 5.0, 1.0, 0), row("full-training", 397, -3.0, 1.0, 3),
                             row("LSH-tpe", 300, 0.0, 0.0, 0) | {"n": 6}])
     words = alternatives_words(methods, 8, "tpe")
-    assert ("random search 398.00 [388.00, 408.00] (40.0 candidate-epochs; minus LSH's: -2.00 [-5.00, 1.00], "
-            "lower on 2 of 3 training seeds)") in words
-    assert "Worse than LSH, the interval of the paired difference clear of zero: Optuna's TPE with Hyperband" in words
-    assert "Not distinguishable from LSH (the interval of the paired difference includes zero): random search" in words
+    assert ("random search 398.00 [388.00, 408.00] (40.0 candidate-epochs; 4.0 fewer than LSH; minus LSH's: "
+            "-2.00 [-5.00, 1.00] (sign test p = 0.50), lower on 2 of 3 training seeds)") in words
+    assert "LSH spent 44.0 candidate-epochs with the dense reference's 4.0." in words
+    assert "Worse than LSH, the t interval of the paired difference clear of zero: Optuna's TPE with Hyperband" in words
+    assert "Not distinguishable from LSH (the t interval of the paired difference includes zero): random search" in words
     assert "successive halving" not in words, "a strategy the study did not replay is not mentioned"
-    assert ("Better than LSH, the interval of the paired difference clear of zero: training-speed estimation (TSE), "
+    assert ("Better than LSH, the t interval of the paired difference clear of zero: training-speed estimation (TSE), "
             "training all n candidates to the end") in words, "TSE with LSH's proposer, not another's"
     assert alternatives_words(methods, 10, "tpe") == ""
+
+
+def test_a_strategys_budget_against_lshs_charges_the_dense_reference_to_whoever_needs_it():
+    lsh = seed_replays(0.0).assign(strategy="LSH-tpe", candidate_epochs=24, candidate_epochs_with_dense=28)
+    tse = seed_replays(0.0).assign(strategy="TSE-tpe", candidate_epochs=26, candidate_epochs_with_dense=26)
+    rows = summarise_methods(pd.concat([lsh, tse]), reference="LSH-tpe").set_index("strategy")
+    assert rows.at["TSE-tpe", "budget_vs_reference"] == -2.0 and rows.at["LSH-tpe", "budget_vs_reference"] == 0.0
 
 
 def test_the_summary_warns_where_early_signals_take_few_values():
@@ -715,7 +733,7 @@ def test_a_table_where_every_configuration_diverged_cannot_support_a_verdict(tmp
                                        f"training seed {params.seed}"):
         loaded.check_study(1)  # ... that can rank nothing
     with pytest.raises(LshError, match="no configuration has a finite final test perplexity"):
-        replay_all(params, folder, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+        replay_all(params, folder, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
 
 
 def test_a_seeds_mismatch_is_refused_naming_both(tmp_path):
@@ -724,11 +742,11 @@ def test_a_seeds_mismatch_is_refused_naming_both(tmp_path):
     two = save_table(synthetic_table(params, seeds=2), tmp_path / "two")
     three = dataclasses.replace(params, study=dataclasses.replace(params.study, seeds=3))
     with pytest.raises(LshError, match=r"one/table.json: the table was built with 1 training seed\(s\) .* study.seeds is 3"):
-        replay_all(three, one, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+        replay_all(three, one, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
     with pytest.raises(LshError, match=r"two/table.json: the table was built with 2 training seed\(s\) .* study.seeds is 1"):
-        replay_all(params, two, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+        replay_all(params, two, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
     with pytest.raises(LshError, match=r"built with 2 training seed"):  # the report refuses it alike
-        write_study(params, two, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path / "report")
+        write_study(params, two, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path / "report")
     assert not (tmp_path / "replays.csv").exists() and not (tmp_path / "report").exists()
 
 
@@ -741,7 +759,7 @@ def test_a_one_configuration_table_is_refused(tmp_path):
     folder = save_table(one, tmp_path / "table")
     Table.load(folder)  # a valid table, of one configuration
     with pytest.raises(LshError, match=r"table.json: the table has 1 configuration\(s\) \(g00\): .* at least 2"):
-        replay_all(params, folder, tmp_path / "replays.csv", tmp_path / "anytime.csv")
+        replay_all(params, folder, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
 
 
 def write_cells(table: Table, folder) -> list:
@@ -846,7 +864,7 @@ def test_a_cell_trained_otherwise_than_the_params_say_is_refused_when_the_table_
 
 def replay_cli(folder, tmp_path, *extra: str):
     return run_lsh("replay", "--params", SMOKE, *extra, "--table", str(folder), "--replays", str(tmp_path / "r.csv"),
-                   "--anytime", str(tmp_path / "a.csv"), "--repeats", "1")
+                   "--anytime", str(tmp_path / "a.csv"), "--sensitivity", str(tmp_path / "s.csv"), "--repeats", "1")
 
 
 @pytest.mark.parametrize("damage, file, words", [
@@ -1040,88 +1058,143 @@ def seed_replays(spread: float, noise: float = 1.0, seeds: int = 3, repeats: int
                          "config": "g00"})
 
 
-def test_the_seed_bootstrap_gives_no_interval_with_one_training_seed():
-    row = summarise_methods(seed_replays(5.0, seeds=1), seed=0).iloc[0]
+def test_one_training_seed_gives_no_interval_over_seeds():
+    row = summarise_methods(seed_replays(5.0, seeds=1)).iloc[0]
     assert row["seeds"] == 1 and math.isfinite(row["test_ppl"]) and math.isfinite(row["regret"])
     assert all(math.isnan(row[k]) for k in ("test_ppl_low", "test_ppl_high", "regret_low", "regret_high"))
 
 
-def test_the_seed_bootstrap_is_reproducible_from_its_seed():
+def test_the_interval_over_seeds_is_the_t_interval_of_the_seeds_means():
     replays = seed_replays(5.0)
-    one, again, other = (summarise_methods(replays, seed=s) for s in (3, 3, 4))
-    pd.testing.assert_frame_equal(one, again)
-    assert one["test_ppl_low"].iat[0] != other["test_ppl_low"].iat[0]
-    # equal repeats per seed: the mean of the seeds' means is the mean of all, float64 sums of the 60 positive
-    # perplexities in two orders
-    assert one["seeds"].iat[0] == 3 and one["test_ppl"].iat[0] == pytest.approx(
-        replays["test_ppl"].mean(), rel=two_ways(EPS64, len(replays)), abs=0)
+    row = summarise_methods(replays).iloc[0]
+    means = replays.groupby("seed")["test_ppl"].mean().to_numpy()
+    low, high = stats.t.interval(0.95, len(means) - 1, loc=means.mean(), scale=stats.sem(means))
+    # float64: the same 60 perplexities near 110 summed per seed and over seeds in other orders, then
+    # the t quantile times a standard error of about 3 (the tolerance on the bounds: the mean's, and
+    # the standard error's relative rounding carried through the quantile 4.3)
+    tol = accumulated(EPS64, len(replays) + 3, 120.0)
+    assert row["seeds"] == 3 and row["test_ppl"] == pytest.approx(means.mean(), abs=tol)
+    assert row["test_ppl_low"] == pytest.approx(low, abs=10 * tol) and row["test_ppl_high"] == pytest.approx(high, abs=10 * tol)
 
 
-def test_the_seed_bootstrap_widens_when_the_training_seeds_disagree_more():
+def test_the_interval_over_seeds_widens_when_the_training_seeds_disagree_more():
     width = lambda r: (r["test_ppl_high"] - r["test_ppl_low"]).iat[0]  # noqa: E731
-    agree, disagree = (summarise_methods(seed_replays(spread), seed=0) for spread in (0.5, 20.0))
+    agree, disagree = (summarise_methods(seed_replays(spread)) for spread in (0.5, 20.0))
     assert width(disagree) > 10 * width(agree)
     assert disagree["test_ppl_low"].iat[0] < disagree["test_ppl"].iat[0] < disagree["test_ppl_high"].iat[0]
 
 
-def test_the_seed_bootstrap_resamples_each_seeds_repeats_too():
-    """Seeds of equal means: what is left of the interval is the repeats' scatter within each seed."""
-    width = lambda r: (r["test_ppl_high"] - r["test_ppl_low"]).iat[0]  # noqa: E731
-    quiet, noisy = (summarise_methods(seed_replays(0.0, noise=noise), seed=0) for noise in (0.1, 10.0))
-    assert width(noisy) > 10 * width(quiet) > 0
+def test_repeat_sd_is_the_proposers_scatter_on_one_seeds_table():
+    """Seeds of equal means, repeats scattered by `noise`: repeat_sd reads the noise (20 draws per seed, so
+    within a third of it), and grows with it; it is a description, not the interval."""
+    quiet, noisy = (summarise_methods(seed_replays(0.0, noise=noise)).iloc[0] for noise in (0.1, 10.0))
+    assert 0.1 * 2 / 3 < quiet["repeat_sd"] < 0.1 * 4 / 3 and 10 * 2 / 3 < noisy["repeat_sd"] < 10 * 4 / 3
 
 
-def test_the_paired_seed_bootstrap_sees_a_difference_that_each_seeds_luck_hides_in_the_means():
-    """Seeds 20 apart shared by both strategies: their own intervals overlap, their paired difference does not
-    reach zero, and the better one is the lower on every seed."""
+def test_the_paired_difference_over_seeds_sees_what_each_seeds_luck_hides_in_the_means():
+    """Seeds 20 apart shared by both strategies: their own intervals overlap, their paired difference's t
+    interval does not reach zero, the better one is the lower on every seed, and with 3 seeds the sign
+    test's p is 2 / 2**3."""
     lsh = seed_replays(20.0, noise=0.5).assign(strategy="LSH-tpe")
     other = seed_replays(20.0, noise=0.5).assign(strategy="loss-tpe", test_ppl=lambda f: f["test_ppl"] - 1.5)
-    rows = summarise_methods(pd.concat([lsh, other]), seed=0, reference="LSH-tpe").set_index("strategy")
+    rows = summarise_methods(pd.concat([lsh, other]), reference="LSH-tpe").set_index("strategy")
     assert rows.at["loss-tpe", "test_ppl_low"] < rows.at["LSH-tpe", "test_ppl_high"], "the means' intervals overlap"
     # float64: 1.5 taken from perplexities below 150, then means of 60 paired differences per seed and of the seeds
     tol = accumulated(EPS64, 2 * len(lsh) + 2, 150.0)
     assert rows.at["loss-tpe", "vs_reference"] == pytest.approx(-1.5, abs=tol)
-    assert rows.at["loss-tpe", "vs_reference_high"] < 0 < rows.at["LSH-tpe", "vs_reference_high"]
-    assert rows.at["loss-tpe", "lower_seeds"] == 3 and rows.at["LSH-tpe", "lower_seeds"] == 0
-    assert rows.at["LSH-tpe", "vs_reference_low"] < 0, "LSH against itself: an interval about zero"
-    assert "vs_reference" not in summarise_methods(lsh, seed=0), "no reference, no difference"
+    assert rows.at["loss-tpe", "vs_reference_high"] < 0
+    assert rows.at["loss-tpe", "lower_seeds"] == 3 and rows.at["loss-tpe", "vs_reference_p_sign"] == 0.25
+    itself = rows.loc["LSH-tpe"]  # every difference exactly 0: no seed lower, no sign test
+    assert (itself["vs_reference"], itself["vs_reference_low"], itself["vs_reference_high"]) == (0, 0, 0)
+    assert itself["lower_seeds"] == 0 and math.isnan(itself["vs_reference_p_sign"])
+    assert "vs_reference" not in summarise_methods(lsh), "no reference, no difference"
 
 
 def test_the_paired_difference_has_no_interval_with_one_training_seed():
     lsh = seed_replays(0.0, seeds=1).assign(strategy="LSH-tpe")
     other = lsh.assign(strategy="random", test_ppl=lambda f: f["test_ppl"] + 2.0)
-    row = summarise_methods(pd.concat([lsh, other]), seed=0, reference="LSH-tpe").set_index("strategy").loc["random"]
+    row = summarise_methods(pd.concat([lsh, other]), reference="LSH-tpe").set_index("strategy").loc["random"]
     tol = accumulated(EPS64, 2 * len(lsh) + 2, 150.0)  # as above: 2.0 added to perplexities near 100, then means
     assert row["vs_reference"] == pytest.approx(2.0, abs=tol) and row["lower_seeds"] == 0
     assert math.isnan(row["vs_reference_low"]) and math.isnan(row["vs_reference_high"])
+    assert row["vs_reference_p_sign"] == 1.0, "one seed, one sign: p = 1"
 
 
-def verdict_with(gap: Estimate, lower: int, seeds: int = 3) -> Verdict:
+def test_the_seed_test_of_the_studys_three_gaps_is_the_t_interval_and_the_sign_test():
+    """The per-seed gaps the calibrated study measured (loss-TPE minus LSH-TPE): a t interval over 3 seeds
+    that includes zero, and 'lower on 3 of 3' is p = 0.25."""
+    from lsh.study.statistics import seed_test
+
+    gaps = np.array([-1.25, -0.55, -1.87])
+    t = seed_test(gaps)
+    low, high = stats.t.interval(0.95, 2, loc=gaps.mean(), scale=stats.sem(gaps))
+    tol = accumulated(EPS64, 6, 2.0)  # float64 sums of 3 numbers below 2, through the same formulas
+    assert t.mean == pytest.approx(gaps.mean(), abs=tol) and t.seeds == 3 and t.lower == 3
+    assert (t.low, t.high) == pytest.approx((low, high), abs=10 * tol) and t.low < 0 < t.high
+    assert t.p_sign == 0.25 and t.clear_of_zero() is False
+
+
+def test_seeds_for_power_is_where_a_simulated_paired_t_test_first_reaches_80_percent():
+    """The noncentral t against a simulation: at the seeds it names, 20,000 simulated experiments detect a
+    difference of 1 at least 78 % of the time (the simulation's own standard error is 0.3 %), one seed fewer
+    below 80 %."""
+    from lsh.study.statistics import sign_test_seeds
+
+    rng = np.random.default_rng(2)
+
+    def simulated(s: int, sd: float) -> float:
+        gaps = 1.0 + sd * rng.normal(size=(20_000, s))
+        t = gaps.mean(axis=1) / (gaps.std(axis=1, ddof=1) / math.sqrt(s))
+        return float((np.abs(t) > stats.t.ppf(0.975, s - 1)).mean())
+
+    for sd in (0.66, 1.5):
+        s = seeds_for_power(sd)
+        assert s is not None and simulated(s, sd) > 0.78 and simulated(s - 1, sd) < 0.8, sd
+    assert seeds_for_power(float("nan")) is None and seeds_for_power(0.0) is None
+    assert sign_test_seeds() == 6 and stats.binomtest(6, 6).pvalue < 0.05 < stats.binomtest(5, 5).pvalue
+
+
+def verdict_with(gap: SeedTest, seeds: int = 3, signal_gap: SeedTest | None = None) -> Verdict:
     signal = Signal(spearman=Estimate(0.5, 0.1, 0.8), pearson=0.5, recall=0.5, within=Estimate(0.4),
                     partial=Estimate(0.1))
     return Verdict(epoch=2, seeds=seeds, ls=signal, loss_gap=signal, labels_spearman=Estimate(0.7),
-                   lsh=Method(test_ppl=Estimate(191.0, 190.0, 192.5), regret=4.0, candidate_epochs=24.8),
-                   loss=Method(test_ppl=Estimate(190.0, 189.0, 191.0), regret=3.0, candidate_epochs=24.0),
-                   loss_vs_lsh=gap, loss_lower_seeds=lower, best=187.0, n=6, proposer="tpe")
+                   signal_gap=signal_gap or SeedTest(-0.4, -0.9, 0.1, 0.25, 3, seeds, 0.2),
+                   lsh=Method(test_ppl=Estimate(191.0, 190.0, 192.5), regret=4.0, candidate_epochs=24.8, charged=28.8),
+                   loss=Method(test_ppl=Estimate(190.0, 189.0, 191.0), regret=3.0, candidate_epochs=24.0, charged=24.0),
+                   loss_vs_lsh=gap, seeds_for_one=seeds_for_power(gap.sd), best=187.0, n=6, proposer="tpe")
 
 
-def test_the_verdict_on_lsh_against_the_loss_search_rests_on_the_paired_difference():
-    clear = method_words(verdict_with(Estimate(-1.2, -2.1, -0.4), 3))
+def test_the_verdict_on_lsh_against_the_loss_search_rests_on_the_t_interval_over_seeds():
+    clear = method_words(verdict_with(SeedTest(-1.2, -2.1, -0.4, 0.25, 3, 3, 0.3)))
     assert "LSH does not do better: paired within training seeds, the loss-based search's selection minus LSH's " \
-           "is -1.20 [-2.10, -0.40]" in clear
-    assert "the lower on 3 of 3 training seeds; the interval of the difference is clear of zero." in clear
-    assert "coarse guide" in clear, "three seeds: the bootstrap's limits are said"
-    unclear = method_words(verdict_with(Estimate(-1.0, -2.0, 0.5), 2))
-    assert "the interval of the difference includes zero: the difference is not established." in unclear
-    one = method_words(verdict_with(Estimate(-1.0), 1, seeds=1))
-    assert "no interval over training seeds exists" in one and "coarse" not in one
-    assert "coarse" not in method_words(verdict_with(Estimate(-1.0, -2.0, 0.5), 6, seeds=10))
+           "is -1.20 [-2.10, -0.40] (sign test p = 0.25)" in clear
+    assert "the lower on 3 of 3 training seeds; the t interval of the difference is clear of zero." in clear
+    assert "cannot reach p < 0.05 with fewer than 6 seeds, so 'lower on 3 of 3 seeds' is p = 0.25" in clear
+    assert "LSH (28.8 candidate-epochs with the dense reference's 4.0)" in clear, "the dense reference is charged"
+    assert f"would need {seeds_for_power(0.3)} training seeds to detect a true difference of 1" in clear
+    unclear = method_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.5, 2, 3, 0.6)))
+    assert "the t interval of the difference includes zero: the difference is not established." in unclear
+    one = method_words(verdict_with(SeedTest(-1.0, math.nan, math.nan, 1.0, 1, 1, math.nan), seeds=1))
+    assert "no interval over training seeds exists" in one and "sign test cannot" not in one and "power" not in one
+    assert "cannot reach" not in method_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.1, 7, 10, 1.0), seeds=10))
+
+
+def test_the_early_signals_are_compared_by_their_difference_paired_within_seeds():
+    """Not by whether their own intervals overlap: the per-seed difference of the Spearman coefficients."""
+    words = signal_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.5, 2, 3, 0.6),
+                                      signal_gap=SeedTest(-0.44, -0.6, -0.3, 0.25, 3, 3, 0.06)))
+    assert ("paired within training seeds, the LS distance's Spearman minus the loss gap's is -0.44 [-0.60, -0.30] "
+            "(sign test p = 0.25), the LS distance's the higher on 0 of 3 seeds; the t interval of the difference is "
+            "clear of zero (the t test establishes it; the sign test cannot with 3 seeds).") in words
+    unclear = signal_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.5, 2, 3, 0.6),
+                                        signal_gap=SeedTest(-0.2, -0.9, 0.5, 1.0, 2, 3, 0.3)))
+    assert "the LS distance's the higher on 1 of 3 seeds; the t interval of the difference includes zero" in unclear
 
 
 def test_method_summaries_report_candidate_epochs_with_dense_where_the_replays_have_it():
     replays = seed_replays(1.0)
-    assert "candidate_epochs_with_dense" not in summarise_methods(replays, seed=0)
-    row = summarise_methods(replays.assign(candidate_epochs_with_dense=18.0), seed=0).iloc[0]
+    assert "candidate_epochs_with_dense" not in summarise_methods(replays)
+    row = summarise_methods(replays.assign(candidate_epochs_with_dense=18.0)).iloc[0]
     assert row["candidate_epochs_with_dense"] == 18.0 and row["candidate_epochs"] == 14.0
 
 
@@ -1272,8 +1345,9 @@ def test_labels_only_predicts_a_configuration_without_its_own_outcome():
     assert any(abs(after[c] - before[c]) > 1 for c in before if c != "g03"), "the others learn from g03"
 
 
-def study_replays(params: Params, seeds: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Replays, anytime curves and ls_samples as the study's report reads them, of a few strategies."""
+def study_replays(params: Params, seeds: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Replays, anytime curves, the sensitivity (replayed on the synthetic table) and ls_samples as the
+    study's report reads them, of a few strategies."""
     rng = np.random.default_rng(0)
     rows, curves = [], []
     for group, name in [("methods", s) for s in ("LSH-grid", "loss-grid", "random", "full-training")] + \
@@ -1287,7 +1361,8 @@ def study_replays(params: Params, seeds: int) -> tuple[pd.DataFrame, pd.DataFram
                        for e in range(1, 15) if group == "methods"]
     samples = pd.DataFrame({"configuration": ["best: g00"], "samples": [2], "max": [0.1], "mean": [0.0],
                             "variance": [1.0]})
-    return pd.DataFrame(rows), pd.DataFrame(curves), samples
+    variations = sensitivity(params, synthetic_table(params, seeds=seeds), 6)
+    return pd.DataFrame(rows), pd.DataFrame(curves), variations, samples
 
 
 @pytest.mark.parametrize("seeds", [1, 2])
@@ -1313,9 +1388,65 @@ def test_the_report_gives_signals_per_seed_and_pooled_and_methods_over_training_
     text = (report / "methods.md").read_text()
     assert text.startswith("# Methods\n") and "equal budget" not in text and "candidate-epochs" in text
     assert ("no interval over training seeds exists" in text) == (seeds == 1)
-    assert ("interval over training seeds" in text) and "| seeds |" in text
+    assert ("95 % t interval over the training seeds" in text) == (seeds > 1) and "| seeds |" in text
     assert headline["seeds"] == seeds and math.isfinite(headline["ls_spearman_value"])
-    assert "labels alone" in (report / "summary.md").read_text()
+    summary = (report / "summary.md").read_text()
+    assert "labels alone" in summary and "Sensitivity (`sensitivity.md`)" in summary
+    assert (report / "sensitivity.md").read_text().startswith("# Sensitivity of the comparison")
+
+
+def test_the_sensitivity_replays_the_comparison_at_each_e0_without_each_configuration_and_with_other_rankers():
+    params = small_params()  # n = 6, e0 = ei = 1, the grid proposer, 4 epochs
+    table = synthetic_table(params, seeds=2)
+    frame = sensitivity(params, table, 6)
+    assert list(frame["kind"].unique()) == ["as run", "e0", "leave_out", "ranker"]
+    assert plan(dataclasses.replace(params.search, e0=4)).last_epoch == 5, "e0 = 4's rounds run past the 4 epochs"
+    assert list(frame.loc[frame["kind"] == "e0", "setting"]) == ["e0 = 2", "e0 = 3"]
+    assert list(frame.loc[frame["kind"] == "leave_out", "setting"]) == [f"without {cid}" for cid, _ in table.configs]
+    ranker = frame[frame["kind"] == "ranker"].set_index("setting")
+    assert list(ranker.index[ranker["post_hoc"]]) == ["LS raw-cosine-pair"], "only the option chosen from the data"
+    # the study's own comparison, as the replays give it
+    search = dataclasses.replace(params.search, n=6, mode="lsh", age="own")
+    lsh, loss = (replay(table, Strategy(kind="lsh", search=dataclasses.replace(search, ranker=r)), params.space,
+                        params.study.repeats, params.seed) for r in ("ls", "loss"))
+    test = paired_over_seeds([o.test_ppl for o in loss], np.array([o.seed for o in loss]),
+                             [o.test_ppl for o in lsh], np.array([o.seed for o in lsh]))
+    run = frame[frame["kind"] == "as run"].iloc[0]
+    assert (run["loss_vs_lsh"], run["loss_lower_seeds"], run["seeds"]) == (test.mean, test.lower, 2)
+    assert run["lsh_candidate_epochs"] == np.mean([o.candidate_epochs + o.dense_epochs for o in lsh]) > \
+        run["loss_candidate_epochs"], "LSH is charged its dense reference"
+
+
+def test_a_left_out_configuration_is_never_proposed_nor_selected():
+    from lsh.study.sensitivity import _replay_pair, variants
+
+    params = small_params()
+    table = synthetic_table(params)
+    for variant in [v for v in variants(params, table, 6) if v.drop in ("g00", "g05")]:
+        for outcomes in _replay_pair((table, variant, params.space, 4, params.seed)):
+            for o in outcomes:
+                assert o.config != variant.drop and variant.drop not in o.candidates.values()
+
+
+def test_the_sensitivity_words_name_the_configuration_that_moves_the_difference_most():
+    def row(kind, setting, gap, post_hoc=False):
+        return {"kind": kind, "setting": setting, "post_hoc": post_hoc, "seeds": 3, "lsh_test_ppl": 191.0,
+                "loss_test_ppl": 191.0 + gap, "loss_vs_lsh": gap, "loss_vs_lsh_low": gap - 1, "loss_vs_lsh_high": gap + 1,
+                "sign_p": 0.25, "loss_lower_seeds": 3, "lsh_candidate_epochs": 28.8, "loss_candidate_epochs": 24.0}
+    frame = pd.DataFrame([row("as run", "e0 = 2", -1.2), row("e0", "e0 = 1", -0.3), row("e0", "e0 = 3", 0.2),
+                          row("leave_out", "without g00", -1.1), row("leave_out", "without g01", -0.4),
+                          row("ranker", "LS raw-cosine-pair", 0.1, post_hoc=True), row("ranker", "LS raw-l2-pair", -1.0)])
+    points = pd.DataFrame([{"config": c, "seed": s, "epoch": e, "final_test_ppl": f, "loss_gap": g, "ls": ls}
+                           for s in (1, 2, 3) for e in (1, 2, 3, 4)
+                           for c, f, g, ls in (("g00", 190, 0.3, 1.0), ("g01", 185, 0.1, 9.0 if e == 2 else 0.5),
+                                               ("g02", 195, 0.2, 5.0))])
+    words = sensitivity_words(frame, points, "ls", 2)
+    assert "at e0 = 1 -0.30 [-1.30, 0.70] (lower on 3 of 3 seeds); e0 = 2 -1.20 [-2.20, -0.20]" in words
+    assert "most of all g01 (-0.40 [-1.40, 0.60] without it)" in words
+    assert ("g01 ranks 1 by final test perplexity; at e0 = 2 the LS distance ranks it 3 and the loss gap 1, "
+            "at epoch 4 the LS distance 1.") in words
+    assert "With the raw-cosine-pair LS ranker, chosen after looking at this study's data (so it tests nothing)" in words
+    assert "raw-l2" not in words, "only the post hoc option is in the summary; the rest are in sensitivity.md"
 
 
 def test_a_replay_records_the_dense_epochs_it_needs_its_finalists_age_and_the_newcomers_it_kept():
@@ -1405,7 +1536,8 @@ def test_the_summary_names_the_lyapunov_pruned_optuna_search_among_the_alternati
     row = lambda strategy, ppl: {"strategy": strategy, "n": 6, "seeds": 3, "test_ppl": ppl,  # noqa: E731
                                  "test_ppl_low": ppl - 1, "test_ppl_high": ppl + 1, "candidate_epochs": 16.0,
                                  "vs_reference": ppl - 110, "vs_reference_low": ppl - 111,
-                                 "vs_reference_high": ppl - 109, "lower_seeds": 0}
+                                 "vs_reference_high": ppl - 109, "lower_seeds": 0, "vs_reference_p_sign": 0.25,
+                                 "vs_reference_sd": 0.5}
     words = alternatives_words(pd.DataFrame([row("LSH-grid", 110), row("optuna-TPE-lyapunov", 120)]), 6, "grid")
-    assert ("Worse than LSH, the interval of the paired difference clear of zero: Optuna's TPE with the Lyapunov "
+    assert ("Worse than LSH, the t interval of the paired difference clear of zero: Optuna's TPE with the Lyapunov "
             "pruner") in words

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import pandas as pd
 import pytest
 from test_study import small_params, synthetic_table
 
@@ -23,7 +22,6 @@ from lsh.study.strategies import (
     optuna_name,
     study_strategies,
 )
-from lsh.study.verdict import Estimate
 
 
 def test_a_strategy_name_is_derived_from_its_settings():
@@ -95,10 +93,10 @@ def test_a_round_without_newcomers_is_not_the_final_pool():
     assert outcome.candidate_epochs == the_plan.total_candidate_epochs + (table.final_epochs - last)
 
 
-def test_an_estimate_overlaps_only_with_both_intervals_known():
-    a, b = Estimate(1.0, 0.5, 1.5), Estimate(2.0, 1.4, 2.6)
-    assert a.overlaps(b) and b.overlaps(a)
-    assert not a.overlaps(Estimate(3.0, 2.0, 4.0))
-    assert a.overlaps(Estimate(3.0)) is None
-    row = pd.Series({"x": 1.0, "x_low": math.nan, "x_high": 2.0})
-    assert Estimate.of(row, "x").overlaps(a) is None
+def test_a_seed_test_is_clear_of_zero_only_with_both_bounds_known():
+    from lsh.study.statistics import SeedTest
+
+    assert SeedTest(-1.0, -2.0, -0.5, 0.25, 3, 3, 0.3).clear_of_zero() is True
+    assert SeedTest(1.0, 0.5, 2.0, 0.25, 0, 3, 0.3).clear_of_zero() is True
+    assert SeedTest(-1.0, -2.0, 0.5, 0.25, 3, 3, 0.3).clear_of_zero() is False
+    assert SeedTest(-1.0, math.nan, -0.5, 1.0, 1, 1, math.nan).clear_of_zero() is None

@@ -1,8 +1,8 @@
 """The study's report in words: the Markdown of its tables and the verdict's sentences, from the
-numbers the library computed (lsh/study/verdict.py). No sentence is stronger than its intervals:
-a difference between two signals is called established only where their 95 % intervals do not
-overlap; between two strategies, only where the 95 % interval of their difference, paired within
-training seeds, excludes zero."""
+numbers the library computed (lsh/study/verdict.py). No sentence is stronger than the test over
+training seeds behind it: a difference between two signals or two strategies is called established
+only where the 95 % t interval of the difference paired within training seeds excludes zero, and the
+exact sign test's p is given beside it."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pandas as pd
 
 from lsh.config import Params
 from lsh.report.tables import markdown_table
-from lsh.study.statistics import COEFFICIENTS
+from lsh.study.statistics import COEFFICIENTS, SeedTest, sign_test_seeds
 from lsh.study.strategies import KIND_NAMES, method_name, optuna_name
 from lsh.study.table import Table
-from lsh.study.verdict import Estimate, Verdict
+from lsh.study.verdict import Estimate, Method, Verdict
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -68,19 +68,27 @@ def signals_markdown(signals: pd.DataFrame) -> str:
 def seed_interval_words(seeds: int) -> str:
     """How the methods' intervals were made, or why there are none."""
     if seeds >= 2:
-        return (f"mean over the {seeds} training seeds of each seed's mean over its repeats, with a 95 % interval over "
-                "training seeds (a bootstrap drawing training seeds, then each drawn seed's proposer repeats)")
+        return (f"mean over the {seeds} training seeds of each seed's mean over its repeats, with a 95 % t interval "
+                f"over the training seeds ({seeds - 1} degrees of freedom)")
     return ("mean over the repeats on the table's one training seed; with one training seed no interval over "
             "training seeds exists, so none is given: repeats of the proposer on one trained table say nothing "
             "of training noise")
 
 
 def seed_count_words(seeds: int) -> str:
-    """The caveat a bootstrap over few training seeds needs: it can only redraw the seeds it has."""
-    if seeds < 2 or seeds >= 10:
+    """What few training seeds can establish: a t interval that assumes normal scatter, a sign test that
+    cannot reach the 5 % level below sign_test_seeds()."""
+    if seeds < 2 or seeds >= sign_test_seeds():
         return ""
-    return (f"A bootstrap over {seeds} training seeds can only redraw those {seeds}, so its intervals are a coarse "
-            "guide; the count of seeds on which one strategy beats the other is the plainer evidence.")
+    return (f"With {seeds} training seeds the t interval is wide and assumes the per-seed differences scatter "
+            "normally; the exact sign test, which assumes nothing, cannot reach p < 0.05 with fewer than "
+            f"{sign_test_seeds()} seeds, so 'lower on {seeds} of {seeds} seeds' is p = {2 * 0.5 ** seeds:.2f}.")
+
+
+def test_words(t: SeedTest, digits: int = 2) -> str:
+    """`mean [low, high]` of a paired difference over seeds, with the sign test's p."""
+    p = f" (sign test p = {t.p_sign:.2f})" if math.isfinite(t.p_sign) else ""
+    return f"{estimate_words(Estimate(t.mean, t.low, t.high), digits)}{p}"
 
 
 def _method_table(methods: pd.DataFrame, columns: list[str]) -> str:
@@ -88,10 +96,12 @@ def _method_table(methods: pd.DataFrame, columns: list[str]) -> str:
     for key in ("test_ppl", "regret", "vs_reference"):
         if key in md:
             md[key] = interval_column(md, key)
-    md = md.rename(columns={"vs_reference": "vs_lsh"})
+    md = md.rename(columns={"vs_reference": "vs_lsh", "vs_reference_p_sign": "sign_p",
+                            "budget_vs_reference": "budget_vs_lsh"})
     columns = [c for c in columns if c in md.columns]
     return markdown_table(md[columns], digits={"candidate_epochs": 1, "candidate_epochs_with_dense": 1,
-                                               "finalist_epoch": 1, "newcomers_kept": 2, "selects_best": 2})
+                                               "budget_vs_lsh": 1, "finalist_epoch": 1, "newcomers_kept": 2,
+                                               "selects_best": 2, "sign_p": 2, "repeat_sd": 2})
 
 
 def methods_markdown(methods: pd.DataFrame, seeds: int, reference: str) -> str:
@@ -100,20 +110,23 @@ def methods_markdown(methods: pd.DataFrame, seeds: int, reference: str) -> str:
     return ("# Methods\n\nBudgets are in candidate-epochs (one candidate trained for one "
             "epoch) and listed per strategy: the strategies do not all spend the same. Final test perplexity "
             "of the selection and its regret against the table's best: "
-            f"{seed_interval_words(seeds)}. `vs_lsh`: the strategy's test perplexity minus {reference}'s at the "
-            "same n, paired within training seeds (both replayed on each seed's table, so the seed's luck cancels), "
-            "with a 95 % interval from the same bootstrap drawing the same seeds for both; negative: it selects "
-            "better than LSH; `lower_seeds`: on how many training seeds its mean is the lower. Two strategies' "
-            "own intervals may overlap while their paired difference is clear of zero. "
-            f"{seed_count_words(seeds)} `seeds`: the training seeds a row rests on; "
-            "`candidate_epochs_with_dense`: with the dense reference's epochs the strategy needs (a user "
-            "without a dense model pays them); `finalist_epoch`: the finalists' mean epoch when selection "
+            f"{seed_interval_words(seeds)}; `repeat_sd`: the standard deviation of the proposer's repeats on one "
+            "seed's table (the search's luck, not training noise). `vs_lsh`: the strategy's test perplexity minus "
+            f"{reference}'s at the same n, paired within training seeds (both replayed on each seed's table, so "
+            "the seed's luck cancels), with the 95 % t interval of the per-seed differences; negative: it selects "
+            "better than LSH; `lower_seeds`: on how many training seeds its mean is the lower; `sign_p`: the exact "
+            "two-sided sign test's p over those seeds. Two strategies' own intervals may overlap while their "
+            f"paired difference is clear of zero. {seed_count_words(seeds)} `seeds`: the training seeds a row "
+            "rests on; `candidate_epochs_with_dense`: with the dense reference's epochs the strategy needs (a "
+            "user without a dense model pays them); `budget_vs_lsh`: that charged budget minus LSH's (positive: "
+            "it spent more); `finalist_epoch`: the finalists' mean epoch when selection "
             "ends (their age); `newcomers_kept`: the share of candidates inserted after the first round that "
             "survive their round; the share of repeats selecting the table's best; the repeats that selected "
             "nothing.\n\n"
-            + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret", "vs_lsh",
-                                      "lower_seeds", "candidate_epochs", "candidate_epochs_with_dense", "finalist_epoch",
-                                      "newcomers_kept", "selects_best", "nothing_selected"]))
+            + _method_table(methods, ["strategy", "n", "seeds", "repeats", "test_ppl", "regret", "repeat_sd", "vs_lsh",
+                                      "lower_seeds", "sign_p", "candidate_epochs", "candidate_epochs_with_dense",
+                                      "budget_vs_lsh", "finalist_epoch", "newcomers_kept", "selects_best",
+                                      "nothing_selected"]))
 
 
 def options_markdown(variants: pd.DataFrame, seeds: int, n: int) -> str:
@@ -154,10 +167,18 @@ def alternatives(proposer: str) -> dict[str, str]:
     return {method_name("tse", proposer): "training-speed estimation (TSE)", **ALTERNATIVES}
 
 
+def budget_words(row: pd.Series) -> str:
+    """A strategy's candidate-epochs, the dense reference's charged where it needs them."""
+    own, charged = row["candidate_epochs"], row.get("candidate_epochs_with_dense", row["candidate_epochs"])
+    return (f"{charged:.1f} candidate-epochs with the dense reference's {charged - own:.1f}" if charged > own
+            else f"{own:.1f} candidate-epochs")
+
+
 def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
-    """LSH against what a practitioner would run instead, at the same n: each one's numbers, then which
-    are worse, better or not distinguishable from LSH by the 95 % interval of their difference from LSH,
-    paired within training seeds (`methods` summarised with LSH as the reference; none with one seed)."""
+    """LSH against what a practitioner would run instead, at the same n: each one's numbers and budget
+    beside LSH's, then which are worse, better or not distinguishable from LSH by the 95 % t interval of
+    their difference from LSH paired within training seeds (`methods` summarised with LSH as the
+    reference; none with one seed)."""
     m = methods.set_index(["strategy", "n"])
     if (method_name("ls", proposer), n) not in m.index:
         return ""
@@ -168,21 +189,27 @@ def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
             continue
         row = m.loc[(strategy, n)]
         gap = Estimate.of(row, "vs_reference")
-        parts.append(f"{words} {estimate_words(Estimate.of(row, 'test_ppl'))} "
-                     f"({row['candidate_epochs']:.1f} candidate-epochs; minus LSH's: {estimate_words(gap)}, "
-                     f"lower on {int(row['lower_seeds'])} of {int(row['seeds'])} training seeds)")
-        clear = gap.clear_of_zero()
+        test = SeedTest(gap.value, gap.low, gap.high, row["vs_reference_p_sign"], int(row["lower_seeds"]),
+                        int(row["seeds"]), row["vs_reference_sd"])
+        budget = row.get("budget_vs_reference", math.nan)
+        more = "" if not math.isfinite(budget) else (
+            "the same budget as LSH" if abs(budget) < 0.05 else f"{abs(budget):.1f} {'more' if budget > 0 else 'fewer'} "
+            "than LSH")
+        parts.append(f"{words} {estimate_words(Estimate.of(row, 'test_ppl'))} ({budget_words(row)}"
+                     f"{'; ' + more if more else ''}; minus LSH's: {test_words(test)}, lower on "
+                     f"{test.lower} of {test.seeds} training seeds)")
+        clear = test.clear_of_zero()
         verdicts[{False: "same", None: "unknown"}.get(clear, "worse" if gap.value > 0 else "better")].append(words)
     if not parts:
         return ""
     said = [f"{kind} {', '.join(names)}" for kind, names in (
-        ("worse than LSH, the interval of the paired difference clear of zero:", verdicts["worse"]),
-        ("better than LSH, the interval of the paired difference clear of zero:", verdicts["better"]),
-        ("not distinguishable from LSH (the interval of the paired difference includes zero):", verdicts["same"]),
+        ("worse than LSH, the t interval of the paired difference clear of zero:", verdicts["worse"]),
+        ("better than LSH, the t interval of the paired difference clear of zero:", verdicts["better"]),
+        ("not distinguishable from LSH (the t interval of the paired difference includes zero):", verdicts["same"]),
         ("not compared with LSH, for want of an interval over training seeds (one training seed, or too few "
          "finite outcomes):", verdicts["unknown"])) if names]
     return ("Against what a practitioner would run instead, at the same n: " + "; ".join(parts)
-            + f"; LSH spent {lsh['candidate_epochs']:.1f}. "
+            + f"; LSH spent {budget_words(lsh)}. "
             + ". ".join(words[0].upper() + words[1:] for words in said) + ".")
 
 
@@ -215,37 +242,51 @@ def signal_words(v: Verdict) -> str:
         f"{fmt(gap.pearson, 2)}; top-quarter recall {fmt(ls.recall, 2)} against {fmt(gap.recall, 2)}). "
         + ("The LS distance is the better early signal here" if ls.spearman.value > gap.spearman.value
            else "The loss gap is the better early signal here")
-        + {True: ", but the intervals overlap: at this scale the difference is not established.",
-           False: ", and the intervals do not overlap.",
-           None: ", but an interval could not be computed (too few finite points): nothing is established."}[
-            ls.spearman.overlaps(gap.spearman)]
+        + f": paired within training seeds, the LS distance's Spearman minus the loss gap's is "
+        f"{test_words(v.signal_gap)}, the LS distance's the higher on "
+        f"{v.signal_gap.seeds - v.signal_gap.lower} of {v.signal_gap.seeds} seeds"
+        + {True: "; the t interval of the difference is clear of zero" + (
+                 f" (the t test establishes it; the sign test cannot with {v.signal_gap.seeds} seeds)."
+                 if v.signal_gap.seeds < sign_test_seeds() else "."),
+           False: "; the t interval of the difference includes zero: the difference is not established.",
+           None: "; no interval over training seeds (fewer than 2 seeds with both coefficients): nothing is "
+                 "established."}[v.signal_gap.clear_of_zero()]
         + f" Beyond the configuration's structure: within death methods Spearman "
         f"{said(ls.within)} for the LS distance against {said(gap.within)} for the loss gap; controlling for the "
-        f"choices {said(ls.partial)} against {said(gap.partial)}; the configuration's labels alone "
-        f"(leave-one-out) reach Spearman {said(v.labels_spearman)}."
+        f"choices {said(ls.partial)} against {said(gap.partial)}. For reference, not an early signal: the "
+        f"configuration's labels alone, an additive model of its choices fitted leave-one-out to the other "
+        f"configurations' final outcomes, reach Spearman {said(v.labels_spearman)}."
     )
 
 
 def method_words(v: Verdict) -> str:
     """LSH against the loss-based search at the headline pool, with their budgets."""
-    lsh, loss = v.lsh, v.loss
+    lsh, loss, t = v.lsh, v.loss, v.loss_vs_lsh
     unknown = (" (one training seed: no interval over training seeds exists, so whether the difference exceeds "
                "training noise is unknown)." if v.seeds < 2 else " (an interval could not be computed).")
+    power = "" if v.seeds_for_one is None else (
+        f" From the per-seed differences' spread (standard deviation {t.sd:.2f}), a paired t test at the 5 % level "
+        f"would need {v.seeds_for_one} training seeds to detect a true difference of 1 test perplexity with 80 % "
+        "power.")
     return (
-        f"With n = {v.n} and proposer {v.proposer}, LSH ({lsh.candidate_epochs:.1f} candidate-epochs) selects a "
+        f"With n = {v.n} and proposer {v.proposer}, LSH ({budget_words_of(lsh)}) selects a "
         f"configuration of final test perplexity {estimate_words(lsh.test_ppl)} on average (regret "
-        f"{fmt(lsh.regret, 2)}), the loss-based search ({loss.candidate_epochs:.1f} candidate-epochs) "
+        f"{fmt(lsh.regret, 2)}), the loss-based search ({budget_words_of(loss)}) "
         f"{estimate_words(loss.test_ppl)} (regret {fmt(loss.regret, 2)}); the table's best is "
         f"{v.best:.2f}" + (" (the mean over training seeds of each seed's best)" if v.seeds > 1 else "") + ". "
         + ("LSH does better" if lsh.test_ppl.value < loss.test_ppl.value else "LSH does not do better")
         + f": paired within training seeds, the loss-based search's selection minus LSH's is "
-        f"{estimate_words(v.loss_vs_lsh)} in test perplexity, the loss-based search's the lower on "
-        f"{v.loss_lower_seeds} of {v.seeds} training seeds"
-        + {True: "; the interval of the difference is clear of zero.",
-           False: "; the interval of the difference includes zero: the difference is not established.",
-           None: unknown}[v.loss_vs_lsh.clear_of_zero()]
-        + (f" {caveat}" if (caveat := seed_count_words(v.seeds)) else "")
+        f"{test_words(t)}, the loss-based search's the lower on {t.lower} of {t.seeds} "
+        "training seeds"
+        + {True: "; the t interval of the difference is clear of zero.",
+           False: "; the t interval of the difference includes zero: the difference is not established.",
+           None: unknown}[t.clear_of_zero()]
+        + (f" {caveat}" if (caveat := seed_count_words(v.seeds)) else "") + power
     )
+
+
+def budget_words_of(m: Method) -> str:
+    return budget_words(pd.Series({"candidate_epochs": m.candidate_epochs, "candidate_epochs_with_dense": m.charged}))
 
 
 def summary_markdown(params: Params, table: Table, v: Verdict, repeats: int, notes: list[str]) -> str:
@@ -269,7 +310,74 @@ def summary_markdown(params: Params, table: Table, v: Verdict, repeats: int, not
         "- `ls_options.md` / `.csv`: the LS ranker's options (embedding, distance, layout, PCA fit) with the grid proposer",
         "- `schedules.md` / `.csv`: e0 in 1..3 and ei in 1..4 on the grid (paper Table 3)",
         "- `ls_samples.md` / `.csv`: the spectrum from K validation samples (paper Table 4)",
-        "- `../replays.csv`, `../anytime.csv`: every replay's outcome, and the methods' incumbent after each "
-        "candidate-epoch", "",
+        "- `../replays.csv`, `../anytime.csv` (in the run's study folder; a copy of this report kept elsewhere "
+        "comes without them, and the study target writes them again): every replay's outcome, and the methods' "
+        "incumbent after each candidate-epoch", "",
     ]
     return "\n".join(lines)
+
+
+SENSITIVITY_TEXT = (
+    "# Sensitivity of the comparison\n\n"
+    "The loss-ranked search's final test perplexity minus LSH's (negative: the loss ranking selects better), "
+    "paired within training seeds, with the 95 % t interval over the seeds and the exact sign test's p, each "
+    "variation replayed on the same table with the study's repeats: `as run` is the study's own comparison; `e0`, "
+    "the first ranking at another epoch; `leave_out`, one configuration left out of the table (the proposers "
+    "choose among the rest): how much of the difference it carries; `ranker`, LSH with other options of its LS "
+    "ranker (`post_hoc`: chosen after looking at the study's data, so not a test of anything). Budgets in "
+    "candidate-epochs, LSH's with the dense reference's.\n\n")
+
+
+def sensitivity_markdown(frame: pd.DataFrame) -> str:
+    """sensitivity.md: every variation of the headline comparison."""
+    md = frame.copy()
+    md["loss_vs_lsh"] = interval_column(md, "loss_vs_lsh")
+    md = md[["kind", "setting", "post_hoc", "seeds", "lsh_test_ppl", "loss_test_ppl", "loss_vs_lsh", "sign_p",
+             "loss_lower_seeds", "lsh_candidate_epochs", "loss_candidate_epochs"]]
+    return SENSITIVITY_TEXT + markdown_table(md, digits={"lsh_test_ppl": 2, "loss_test_ppl": 2, "sign_p": 2,
+                                                         "lsh_candidate_epochs": 1, "loss_candidate_epochs": 1})
+
+
+def _ranks(points: pd.DataFrame, column: str, epoch: int, cid: str) -> list[int]:
+    """`cid`'s rank (1 = best, the lowest value) by `column` among the configurations at `epoch`, per seed."""
+    at = points[points["epoch"] == epoch]
+    return [int(group[column].rank(method="min")[group["config"] == cid].iloc[0])
+            for _, group in at.groupby("seed") if cid in set(group["config"])]
+
+
+def _span(ranks: list[int]) -> str:
+    return "-" if not ranks else f"{min(ranks)}" if min(ranks) == max(ranks) else f"{min(ranks)} to {max(ranks)}"
+
+
+def sensitivity_words(frame: pd.DataFrame, points: pd.DataFrame, default_ls: str, e0: int) -> str:
+    """The summary's sentences on the sensitivity: the comparison at each e0, the configuration whose absence
+    moves it most (and where the signals rank it), and the post hoc ranker, labelled so."""
+    if frame.empty:
+        return ""
+    said = lambda r: f"{estimate_words(Estimate.of(r, 'loss_vs_lsh'))}"  # noqa: E731
+    parts = []
+    by_e0 = frame[frame["kind"].isin(["as run", "e0"])].copy()
+    by_e0["e0"] = by_e0["setting"].str.extract(r"e0 = (\d+)", expand=False).astype(int)
+    parts.append("Sensitivity (`sensitivity.md`): the loss-ranked search minus LSH at "
+                 + "; ".join(f"e0 = {int(r['e0'])} {said(r)} (lower on {int(r['loss_lower_seeds'])} of {int(r['seeds'])} seeds)"
+                             for _, r in by_e0.sort_values("e0").iterrows()) + ".")
+    base = frame[frame["kind"] == "as run"].iloc[0]
+    out = frame[frame["kind"] == "leave_out"]
+    if len(out):
+        moved = (out["loss_vs_lsh"] - base["loss_vs_lsh"]).abs()
+        top = out.loc[moved.idxmax()]
+        cid = top["setting"].removeprefix("without ")
+        parts.append(
+            f"Leaving one configuration out moves the difference between {out['loss_vs_lsh'].min():.2f} and "
+            f"{out['loss_vs_lsh'].max():.2f} (as run: {base['loss_vs_lsh']:.2f}); most of all {cid} ({said(top)} "
+            f"without it). Over the training seeds {cid} ranks {_span(_ranks(points, 'final_test_ppl', e0, cid))} by "
+            f"final test perplexity; at e0 = {e0} the LS distance ranks it {_span(_ranks(points, default_ls, e0, cid))} "
+            f"and the loss gap {_span(_ranks(points, 'loss_gap', e0, cid))}"
+            + (f", at epoch {e0 + 2} the LS distance {_span(_ranks(points, default_ls, e0 + 2, cid))}"
+               if (points["epoch"] == e0 + 2).any() else "") + ".")
+    post = frame[(frame["kind"] == "ranker") & frame["post_hoc"]]
+    for _, r in post.iterrows():
+        parts.append(f"With the {r['setting'].removeprefix('LS ')} LS ranker, chosen after looking at this study's "
+                     f"data (so it tests nothing): {said(r)}, lower on {int(r['loss_lower_seeds'])} of "
+                     f"{int(r['seeds'])} seeds.")
+    return " ".join(parts)

@@ -19,6 +19,8 @@ from lsh import files
 from lsh.config import Params
 from lsh.report import study as words
 from lsh.study.replay import replay_strategies
+from lsh.study.sensitivity import COLUMNS as SENSITIVITY_COLUMNS  # noqa: F401 (the report's reader checks them)
+from lsh.study.sensitivity import sensitivity
 from lsh.study.signals import LABELS_ONLY, ls_signal_name, signal_points, signal_table
 from lsh.study.statistics import summarise_methods
 from lsh.study.strategies import KIND_NAMES, RANKER_LABELS, Strategy, method_name, optuna_name, study_strategies
@@ -43,9 +45,10 @@ def load_table(params: Params, table_dir: Path) -> Table:
     return table
 
 
-def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: Path,
+def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: Path, sensitivity_out: Path,
                workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Replay every strategy `study.repeats` times on the table; write the outcomes and the anytime curves."""
+    """Replay every strategy `study.repeats` times on the table; write the outcomes, the anytime curves and
+    the headline comparison's variations (lsh.study.sensitivity)."""
     table = load_table(params, table_dir)
     groups = study_strategies(params, table.final_epochs)
     results = replay_strategies(table, [s for _, s, _ in groups], params.space, params.study.repeats, params.seed,
@@ -69,11 +72,14 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
     files.write_text(Path(replays_out), replays.to_csv(index=False))
     files.write_text(Path(anytime_out), anytime.to_csv(index=False))
     log.info("the table's best configuration: %s, test perplexity %.2f", *table.best(table.seeds[0]))
+    variations = sensitivity(params, table, headline_pool(params), workers)
+    files.write_text(Path(sensitivity_out), variations.to_csv(index=False))
+    log.info("%s: %d variations of the headline comparison", sensitivity_out, len(variations))
     return replays, anytime
 
 
-def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime: pd.DataFrame, samples: pd.DataFrame,
-                out: Path) -> dict:
+def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime: pd.DataFrame,
+                variations: pd.DataFrame, samples: pd.DataFrame, out: Path) -> dict:
     """Every study output in `out`; returns the verdict's numbers."""
     table = load_table(params, table_dir)
     epochs = list(range(1, params.search.e0 + params.search.ei + 1))
@@ -85,10 +91,13 @@ def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime:
     _write_schedules(params, table, replays, out)
     files.write_text(out / "ls_samples.csv", samples.to_csv(index=False))
     files.write_text(out / "ls_samples.md", words.samples_markdown(samples))
+    files.write_text(out / "sensitivity.csv", variations.to_csv(index=False))
+    files.write_text(out / "sensitivity.md", words.sensitivity_markdown(variations))
     best = float(np.mean([table.best(s)[1] for s in table.seeds]))  # as the methods' means: over training seeds
     _plot_anytime(params, anytime, best, out)
     verdict = build_verdict(params, signals, methods, default_ls, best)
     notes = [words.alternatives_words(methods, headline_pool(params), params.search.proposer),
+             words.sensitivity_words(variations, points, default_ls, params.search.e0),
              words.ties_words(points[points["seed"] == table.seeds[0]])]
     files.write_text(out / "summary.md", words.summary_markdown(params, table, verdict, int(replays["repeat"].max()) + 1,
                                                                 [n for n in notes if n]))
@@ -128,7 +137,7 @@ def _write_methods(params: Params, replays: pd.DataFrame, seeds: int, out: Path)
     from lsh.study.figures import plot_methods
 
     reference = method_name("ls", params.search.proposer)
-    methods = summarise_methods(replays[replays["group"] == "methods"], params.seed, reference=reference)
+    methods = summarise_methods(replays[replays["group"] == "methods"], reference=reference)
     files.write_text(out / "methods.csv", methods.to_csv(index=False))
     files.write_text(out / "methods.md", words.methods_markdown(methods, seeds, reference))
     plot_methods(methods, out / "methods.png")
@@ -137,7 +146,7 @@ def _write_methods(params: Params, replays: pd.DataFrame, seeds: int, out: Path)
 
 def _write_options(params: Params, replays: pd.DataFrame, seeds: int, out: Path) -> None:
     """ls_options.csv / .md: LSH with the grid proposer under each of the LS ranker's options."""
-    variants = summarise_methods(replays[replays["group"] == "ls_options"], params.seed)
+    variants = summarise_methods(replays[replays["group"] == "ls_options"])
     files.write_text(out / "ls_options.csv", variants.to_csv(index=False))
     files.write_text(out / "ls_options.md", words.options_markdown(variants, seeds, params.search.n))
 

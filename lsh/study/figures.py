@@ -74,7 +74,7 @@ def plot_anytime(anytime: pd.DataFrame, strategies: list[str], path: Path, best:
 
 
 def plot_methods(methods: pd.DataFrame, path: Path) -> None:
-    """Mean final test perplexity and its 95 % interval over training seeds per strategy and pool size, one
+    """Mean final test perplexity and its 95 % t interval over training seeds per strategy and pool size, one
     strategy per row (a dozen strategies side by side would squeeze their names); with one training seed
     there is no interval, and the title says so."""
     plt = pyplot()
@@ -96,7 +96,7 @@ def plot_methods(methods: pd.DataFrame, path: Path) -> None:
     one_seed = "seeds" in methods.columns and methods["seeds"].max() < 2
     budgets = "Methods (budgets in candidate-epochs per strategy: methods.md)"
     ax.set_title(f"{budgets}: mean over repeats\none training seed, so no interval over training seeds" if one_seed
-                 else f"{budgets}: mean and 95 % interval\nover training seeds", fontsize=10)
+                 else f"{budgets}: mean and 95 % t interval\nover training seeds", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()

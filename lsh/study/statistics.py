@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -82,31 +83,37 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
-def summarise_methods(replays: pd.DataFrame, seed: int, reference: str | None = None) -> pd.DataFrame:
+def summarise_methods(replays: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
     """Per strategy and pool size: final test perplexity and regret, the mean over training seeds of each
-    seed's mean over its repeats, with a 95 % interval from the seed bootstrap (seed_bootstrap_mean: nan
-    with one training seed); `seeds` counts the training seeds a row rests on; mean candidate-epochs (and,
-    where the replays have them, with the dense model's, the finalists' epoch when selection ends and the
-    share of newcomers kept); the share of repeats selecting the table's best. With a `reference` strategy:
-    `vs_reference`, the test perplexity minus the reference's at the same pool size, paired within training
-    seeds (seed_bootstrap_difference), and `lower_seeds`, the training seeds on which it is the lower. Two
-    strategies' own intervals may overlap while their paired difference is clear of zero: the seed's luck,
-    shared by both, is in the former and cancels in the latter."""
+    seed's mean over its repeats, with a 95 % t interval over the training seeds (`over_seeds`: nan with one
+    seed); `seeds` counts the training seeds a row rests on; `repeat_sd`, the spread of the proposer's
+    repeats on one trained table (the mean over seeds of their standard deviation: it describes the search's
+    luck, not training noise); mean candidate-epochs (and, where the replays have them, with the dense
+    model's, the finalists' epoch when selection ends and the share of newcomers kept); the share of repeats
+    selecting the table's best. With a `reference` strategy: `vs_reference`, the test perplexity minus the
+    reference's at the same pool size, paired within training seeds, with its t interval over seeds and the
+    exact sign test's p (`paired_over_seeds`); `lower_seeds`, the seeds on which it is the lower;
+    `budget_vs_reference`, its candidate-epochs minus the reference's, each with the dense model's epochs
+    charged where it needs them. Two strategies' own intervals may overlap while their paired difference is
+    clear of zero: the seed's luck, shared by both, is in the former and cancels in the latter."""
     rows = []
     for (strategy, n), group in replays.groupby(["strategy", "n"], sort=False):
         training = group["seed"].to_numpy()
-        ppl, ppl_low, ppl_high = seed_bootstrap_mean(group["test_ppl"], training, seed)
-        regret, reg_low, reg_high = seed_bootstrap_mean(group["regret"], training, seed)
+        ppl, ppl_low, ppl_high = over_seeds(group["test_ppl"], training)
+        regret, reg_low, reg_high = over_seeds(group["regret"], training)
         row = {"strategy": strategy, "n": n, "seeds": int(group.loc[np.isfinite(group["test_ppl"]), "seed"].nunique()),
                "repeats": len(group), "test_ppl": ppl, "test_ppl_low": ppl_low, "test_ppl_high": ppl_high,
                "regret": regret, "regret_low": reg_low, "regret_high": reg_high,
+               "repeat_sd": repeat_spread(group["test_ppl"], training),
                "candidate_epochs": float(group["candidate_epochs"].mean())}
         if reference is not None:
             ref = replays[(replays["strategy"] == reference) & (replays["n"] == n)]
-            gap, low, high, lower = seed_bootstrap_difference(group["test_ppl"], training, ref["test_ppl"],
-                                                                 ref["seed"].to_numpy(), seed)
-            row.update({"vs_reference": gap, "vs_reference_low": low, "vs_reference_high": high,
-                        "lower_seeds": lower})
+            test = paired_over_seeds(group["test_ppl"], training, ref["test_ppl"], ref["seed"].to_numpy())
+            row.update({"vs_reference": test.mean, "vs_reference_low": test.low, "vs_reference_high": test.high,
+                        "vs_reference_p_sign": test.p_sign, "lower_seeds": test.lower, "vs_reference_sd": test.sd})
+            if "candidate_epochs_with_dense" in group:
+                row["budget_vs_reference"] = float(group["candidate_epochs_with_dense"].mean()
+                                                   - ref["candidate_epochs_with_dense"].mean())
         for extra in ("candidate_epochs_with_dense", "finalist_epoch", "newcomers_kept"):  # where the replays have them
             if extra in group:
                 row[extra] = float(group[extra].mean()) if group[extra].notna().any() else math.nan
@@ -117,10 +124,15 @@ def summarise_methods(replays: pd.DataFrame, seed: int, reference: str | None = 
 
 # --- what varies: training seeds, configurations, and the configuration's structure ----------------
 #
-# A bootstrap over clusters (training seeds, or configurations with all their seeds) resamples whole
-# clusters: the noise the interval speaks of is the variation between them. Resampled points are
-# carried as integer weights (a point drawn twice weighs 2), so every resample is computed at once;
-# the weighted coefficients equal the plain ones on the expanded sample.
+# Training seeds are few (3 in the study), so a comparison over them uses tests valid for that number:
+# a t interval over the seeds' paired differences (which assumes they scatter normally) and the exact
+# sign test (which assumes nothing, and cannot reach p < 0.05 with fewer than 6 seeds). A bootstrap
+# that redraws 3 seeds cannot be wider than their spread, so none is used over seeds.
+#
+# A bootstrap over configurations (with all their seeds) resamples whole clusters: the noise the
+# interval speaks of is the variation between them. Resampled points are carried as integer weights
+# (a point drawn twice weighs 2), so every resample is computed at once; the weighted coefficients
+# equal the plain ones on the expanded sample.
 
 
 def _per_seed(values: np.ndarray, groups: np.ndarray) -> dict:
@@ -130,53 +142,78 @@ def _per_seed(values: np.ndarray, groups: np.ndarray) -> dict:
     return {g: values[ok][groups[ok] == g] for g in np.unique(groups[ok])}
 
 
-def _resampled_means(per_seed: list[np.ndarray], drawn: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For every resample (row of `drawn`, the seeds drawn), each drawn seed's mean over its repeats drawn
-    with replacement."""
-    means = np.empty(drawn.shape)
-    for k, v in enumerate(per_seed):
-        at = drawn == k
-        means[at] = v[rng.integers(0, len(v), size=(int(at.sum()), len(v)))].mean(axis=1)
-    return means
+def over_seeds(values: np.ndarray, groups: np.ndarray) -> tuple[float, float, float]:
+    """The mean over training seeds of each seed's mean over its finite values, and the 95 % t interval of
+    that mean over the seeds (nan with fewer than 2 seeds: nothing can be said of training noise)."""
+    return mean_interval(np.array([v.mean() for v in _per_seed(values, groups).values()]))
 
 
-def seed_bootstrap_mean(values: np.ndarray, groups: np.ndarray, seed: int,
-                        resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float]:
-    """The mean over training seeds of each seed's mean, and its 95 % percentile interval from a two-level
-    bootstrap: seeds drawn with replacement, then each drawn seed's repeats with replacement. Non-finite
-    values are left out; the interval is nan with fewer than 2 seeds, as it cannot speak of training noise."""
-    per_seed = list(_per_seed(values, groups).values())
-    if not per_seed:
-        return math.nan, math.nan, math.nan
-    mean = float(np.mean([v.mean() for v in per_seed]))
-    if len(per_seed) < 2:
-        return mean, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(per_seed), size=(resamples, len(per_seed)))
-    return (mean, *_percentile_interval(_resampled_means(per_seed, drawn, rng).mean(axis=1)))
+def repeat_spread(values: np.ndarray, groups: np.ndarray) -> float:
+    """The mean over training seeds of the standard deviation of their repeats (nan where none has 2)."""
+    sds = [v.std(ddof=1) for v in _per_seed(values, groups).values() if len(v) > 1]
+    return float(np.mean(sds)) if sds else math.nan
 
 
-def seed_bootstrap_difference(values: np.ndarray, groups: np.ndarray, reference: np.ndarray,
-                              reference_groups: np.ndarray, seed: int,
-                              resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float, int]:
+@dataclass(frozen=True)
+class SeedTest:
+    """A difference paired within training seeds: its mean over the seeds, the 95 % t interval (df = seeds
+    - 1; nan with fewer than 2), the exact two-sided sign test's p over the seeds whose difference is not
+    zero, the seeds on which it is negative, and the differences' standard deviation."""
+
+    mean: float
+    low: float
+    high: float
+    p_sign: float
+    lower: int
+    seeds: int
+    sd: float
+
+    def clear_of_zero(self) -> bool | None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return None
+        return self.low > 0 or self.high < 0
+
+
+def seed_test(gaps: np.ndarray) -> SeedTest:
+    """The paired test of per-seed differences `gaps` (one per training seed; non-finite left out)."""
+    gaps = np.asarray(gaps, dtype=float)
+    gaps = gaps[np.isfinite(gaps)]
+    mean, low, high = mean_interval(gaps)
+    lower, higher = int((gaps < 0).sum()), int((gaps > 0).sum())
+    p_sign = float(stats.binomtest(lower, lower + higher, 0.5).pvalue) if lower + higher else math.nan
+    sd = float(gaps.std(ddof=1)) if len(gaps) > 1 else math.nan
+    return SeedTest(mean, low, high, p_sign, lower, len(gaps), sd)
+
+
+def paired_over_seeds(values: np.ndarray, groups: np.ndarray, reference: np.ndarray,
+                      reference_groups: np.ndarray) -> SeedTest:
     """A strategy's mean minus a reference's (negative: the strategy's is lower), paired within training
     seeds: both were replayed on the same trained table of each seed, so the seed's luck is shared and
-    cancels. Returns the mean over the common seeds of (strategy's seed mean - reference's), its 95 %
-    interval from the two-level bootstrap (the same seeds drawn for both, then each one's repeats within them; nan with fewer
-    than 2 common seeds), and on how many of the common seeds the strategy's mean is the lower."""
+    cancels. The seed_test of the per-seed differences of their means over repeats."""
     mine, theirs = _per_seed(values, groups), _per_seed(reference, reference_groups)
-    common = [g for g in mine if g in theirs]
-    if not common:
-        return math.nan, math.nan, math.nan, 0
-    a, b = [mine[g] for g in common], [theirs[g] for g in common]
-    gaps = np.array([x.mean() - y.mean() for x, y in zip(a, b)])
-    lower = int((gaps < 0).sum())
-    if len(common) < 2:
-        return float(gaps.mean()), math.nan, math.nan, lower
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(common), size=(resamples, len(common)))
-    resampled = (_resampled_means(a, drawn, rng) - _resampled_means(b, drawn, rng)).mean(axis=1)
-    return (float(gaps.mean()), *_percentile_interval(resampled), lower)
+    return seed_test(np.array([mine[g].mean() - theirs[g].mean() for g in mine if g in theirs]))
+
+
+def seeds_for_power(sd: float, difference: float = 1.0, power: float = 0.8, most: int = 10_000) -> int | None:
+    """The fewest training seeds at which a two-sided paired t test at the 5 % level detects a true
+    `difference` with probability `power`, when per-seed differences scatter with standard deviation `sd`
+    (the noncentral t distribution); None when `sd` is unknown or `most` do not suffice."""
+    if not (math.isfinite(sd) and sd > 0):
+        return None
+    for s in range(2, most + 1):
+        crit = stats.t.ppf(1 - (1 - CONFIDENCE) / 2, s - 1)
+        shift = difference / (sd / math.sqrt(s))
+        if stats.nct.sf(crit, s - 1, shift) + stats.nct.cdf(-crit, s - 1, shift) >= power:
+            return s
+    return None
+
+
+def sign_test_seeds() -> int:
+    """The fewest seeds at which the exact two-sided sign test can reach p < 0.05 (all seeds agreeing)."""
+    s = 1
+    while 2 * 0.5**s >= 1 - CONFIDENCE:
+        s += 1
+    return s
 
 
 def resample_weights(clusters: np.ndarray, seed: int, strata: np.ndarray | None = None,

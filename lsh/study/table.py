@@ -172,6 +172,16 @@ class Table:
         test_ppl, cid = min(finals)
         return cid, test_ppl
 
+    def subset(self, ids: list[str]) -> "Table":
+        """The table of these configurations (and the dense reference) only: a configuration left out, or a
+        pre-registered subset, as if only they had been trained; not tied to a folder."""
+        unknown = set(ids) - {cid for cid, _ in self.configs}
+        if unknown:
+            raise LshError(f"configurations {', '.join(sorted(unknown))} are not in the table")
+        keep = self.rows["config"].isin([DENSE, *ids]).to_numpy()
+        meta = {**self.meta, "configs": [[cid, c] for cid, c in self.meta["configs"] if cid in ids]}
+        return Table(self.rows[keep].reset_index(drop=True), {k: v[keep] for k, v in self.spectra.items()}, meta)
+
     def has(self, config: dict) -> bool:
         return config_key(config) in self.ids
 

@@ -1,5 +1,6 @@
-"""The study's verdict as numbers: the early signals at e0 pooled over the training seeds, and LSH
-against the loss-based search at the headline pool size, each with its interval. The report module
+"""The study's verdict as numbers: the early signals at e0 pooled over the training seeds and their
+difference paired within seeds, and LSH against the loss-based search at the headline pool size, each
+with its interval and the test over training seeds the comparison rests on. The report module
 (lsh/report/study.py) turns it into words; nothing here decides how strongly to say it."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pandas as pd
 
 from lsh.config import Params
 from lsh.study.signals import LABELS_ONLY, POOLED
+from lsh.study.statistics import SeedTest, seed_test, seeds_for_power
 from lsh.study.strategies import method_name
 
 
@@ -29,18 +31,6 @@ class Estimate:
     @property
     def interval(self) -> tuple[float, float]:
         return (self.low, self.high)
-
-    def clear_of_zero(self) -> bool | None:
-        """Whether the interval excludes zero (a paired difference established); None when unknown."""
-        if not all(math.isfinite(v) for v in self.interval):
-            return None
-        return self.low > 0 or self.high < 0
-
-    def overlaps(self, other: Estimate) -> bool | None:
-        """Whether the two intervals overlap; None when either is unknown."""
-        if not all(math.isfinite(v) for v in (*self.interval, *other.interval)):
-            return None
-        return not (self.low > other.high or other.low > self.high)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,10 +56,12 @@ class Method:
     test_ppl: Estimate
     regret: float
     candidate_epochs: float
+    charged: float  # with the dense reference's epochs, where the strategy needs them
 
     @classmethod
     def of(cls, row: pd.Series) -> Method:
-        return cls(test_ppl=Estimate.of(row, "test_ppl"), regret=row["regret"], candidate_epochs=row["candidate_epochs"])
+        return cls(test_ppl=Estimate.of(row, "test_ppl"), regret=row["regret"], candidate_epochs=row["candidate_epochs"],
+                   charged=row.get("candidate_epochs_with_dense", row["candidate_epochs"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +73,9 @@ class Verdict:
     labels_spearman: Estimate  # the labels-only reference
     lsh: Method
     loss: Method
-    loss_vs_lsh: Estimate  # the loss-based search's test perplexity minus LSH's, paired within training seeds
-    loss_lower_seeds: int  # the training seeds on which the loss-based search's is the lower
+    signal_gap: SeedTest  # the LS distance's Spearman at e0 minus the loss gap's, paired within training seeds
+    loss_vs_lsh: SeedTest  # the loss-based search's test perplexity minus LSH's, paired within training seeds
+    seeds_for_one: int | None  # training seeds a paired t test needs to resolve 1 test perplexity (80 % power)
     best: float  # the table's best final test perplexity (the mean over seeds of each seed's best)
     n: int
     proposer: str
@@ -109,10 +102,17 @@ def build_verdict(params: Params, signals: pd.DataFrame, methods: pd.DataFrame, 
     m = methods.set_index(["strategy", "n"])
     n0, proposer = headline_pool(params), params.search.proposer
     loss = m.loc[(method_name("loss", proposer), n0)]  # its vs_reference: against LSH (summarise_methods' reference)
+    loss_vs_lsh = SeedTest(loss["vs_reference"], loss["vs_reference_low"], loss["vs_reference_high"],
+                           loss["vs_reference_p_sign"], int(loss["lower_seeds"]), int(loss["seeds"]),
+                           loss["vs_reference_sd"])
+    per_seed = signals[(signals["seeds"] != POOLED) & (signals["epoch"] == e0)]
+    spearman = {name: per_seed[per_seed["signal"] == name].set_index("seeds")["spearman"]
+                for name in (default_ls, "loss_gap")}
     return Verdict(
         epoch=e0, seeds=int(signals.loc[signals["seeds"] != POOLED, "seeds"].nunique()),
         ls=Signal.of(at.loc[(default_ls, e0)]), loss_gap=Signal.of(at.loc[("loss_gap", e0)]),
         labels_spearman=Estimate.of(at.loc[(LABELS_ONLY, e0)], "spearman"),
+        signal_gap=seed_test((spearman[default_ls] - spearman["loss_gap"]).to_numpy()),
         lsh=Method.of(m.loc[(method_name("ls", proposer), n0)]), loss=Method.of(loss),
-        loss_vs_lsh=Estimate.of(loss, "vs_reference"), loss_lower_seeds=int(loss["lower_seeds"]),
+        loss_vs_lsh=loss_vs_lsh, seeds_for_one=seeds_for_power(loss_vs_lsh.sd),
         best=best, n=n0, proposer=proposer)

@@ -54,6 +54,7 @@ rule study_replay:
     output:
         replays=str(MAIN.replays),
         anytime=str(MAIN.anytime),
+        sensitivity=str(MAIN.sensitivity),
     params:
         **lsh_params("study_replay"),
         table=lambda w, input: os.path.dirname(input[0]),
@@ -67,7 +68,7 @@ rule study_replay:
         runtime=240,
     shell:
         "lsh replay {params.cfg} --table {params.table:q} --replays {output.replays:q} --anytime {output.anytime:q}"
-        " --workers {threads:q} > {log:q} 2>&1"
+        " --sensitivity {output.sensitivity:q} --workers {threads:q} > {log:q} 2>&1"
 
 
 rule study_ls_samples:
@@ -98,6 +99,7 @@ rule study_report:
         rules.study_table.output,
         replays=str(MAIN.replays),
         anytime=str(MAIN.anytime),
+        sensitivity=str(MAIN.sensitivity),
         samples=str(MAIN.ls_samples),
     output:
         expand(f"{MAIN.study_report}/{{name}}", name=STUDY_REPORT_FILES),
@@ -115,7 +117,7 @@ rule study_report:
         runtime=30,
     shell:
         "lsh study report {params.cfg} --table {params.table:q} --replays {input.replays:q} --anytime {input.anytime:q}"
-        " --samples {input.samples:q} --out {params.out:q} > {log:q} 2>&1"
+        " --sensitivity {input.sensitivity:q} --samples {input.samples:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule study:

@@ -145,7 +145,8 @@ def study_stages(params: Params) -> dict[str, Any]:
                               phase_params("study-table", raw), [str(run.table)])}
     study = {**root, **_stage(["study"], [str(run.table), *phase_code("study", RULES["study"])],
                               phase_params("study", raw),
-                              [str(run.replays), str(run.anytime), str(run.ls_samples), str(run.study_report)])}
+                              [str(run.replays), str(run.anytime), str(run.sensitivity), str(run.ls_samples),
+                               str(run.study_report)])}
     return {"stages": {"study-table": table, "study": study}}
 
 
