@@ -381,3 +381,48 @@ def sensitivity_words(frame: pd.DataFrame, points: pd.DataFrame, default_ls: str
                      f"data (so it tests nothing): {said(r)}, lower on {int(r['loss_lower_seeds'])} of "
                      f"{int(r['seeds'])} seeds.")
     return " ".join(parts)
+
+
+def released_words(ls: pd.Series, ppl: pd.Series) -> str:
+    """The two signals' coefficients with the 100-epoch outcome, and the halves they keep."""
+    said = lambda r, k: estimate_words(Estimate.of(r, k))  # noqa: E731
+    better = lambda k: "the LS distance" if ls[k] > ppl[k] else "the validation perplexity"  # noqa: E731
+    agree = better("spearman") == better("pearson")
+    best = {(True, True): "both keep the best candidate", (False, False): "neither keeps the best candidate",
+            (True, False): "only the LS distance's keeps the best candidate",
+            (False, True): "only the validation perplexity's keeps the best candidate"}[(ls["keeps_best"], ppl["keeps_best"])]
+    return (f"By Spearman {better('spearman')} ranks the outcome better (the LS distance {said(ls, 'spearman')}, the "
+            f"validation perplexity {said(ppl, 'spearman')}); by Pearson {'so does it' if agree else 'the order reverses'} "
+            f"({said(ls, 'pearson')} against {said(ppl, 'pearson')}). The half each keeps, as a round of the pipeline "
+            f"ranks it: the LS distance's has a mean outcome of {ls['kept_mean_final']:.2f}, the validation "
+            f"perplexity's {ppl['kept_mean_final']:.2f} (all {int(ls['n'])}: {ls['all_mean_final']:.2f}); {best}; "
+            f"top-quarter recall {fmt(ls['top_quarter_recall'], 2)} against {fmt(ppl['top_quarter_recall'], 2)}.")
+
+
+def released_markdown(point: pd.DataFrame, beside: pd.DataFrame, source: str) -> str:
+    """docs/results/released/summary.md: the paper-scale point in words, its table, and the study beside it."""
+    ls, ppl = (point.set_index("signal").loc[s] for s in ("ls_distance_e3", "valid_ppl_e3"))
+    md = point.drop(columns=["words"]).copy()
+    for key in ("spearman", "pearson"):
+        md[key] = interval_column(md, key)
+    md = md[["signal", "n", "spearman", "pearson", "top_quarter_recall", "kept_mean_final", "keeps_best", "kept"]]
+    side = beside.copy()
+    for key in ("spearman", "pearson"):
+        side[key] = interval_column(side, key)
+    side = side[["setting", "signal", "n", "spearman", "pearson"]]
+    return "\n".join([
+        "# The paper-scale point: the data released with the reference code", "",
+        f"Source: {source}. The first round of the paper's LSTM search on PTB (2 x 1500 units): {int(ls['n'])} "
+        "distinct configurations TPE evaluated, each trained 3 epochs, then each trained to 100 epochs. The "
+        "candidates' spectra were not released, so the LS distance is the reference code's own value at epoch 3 "
+        "(what its TPE minimised); the outcome is the test perplexity after 100 epochs. One training seed and one "
+        "round: the intervals resample the candidates, and nothing here speaks of training noise.", "",
+        released_words(ls, ppl), "",
+        markdown_table(md, digits={"top_quarter_recall": 2, "kept_mean_final": 2}), "",
+        "## Beside the study", "",
+        "The same two signals against the final outcome in the study (`docs/results/study/`, pooled over its 3 "
+        "training seeds: n = 24 configurations x 3 seeds; ranked at a third of the training); the horizon study "
+        "(`docs/results/study-horizon/`, ranked at a sixth) joins this table when its cells are complete. "
+        "`settings.png` draws it.", "",
+        markdown_table(side), "",
+    ])

@@ -101,3 +101,27 @@ def plot_methods(methods: pd.DataFrame, path: Path) -> None:
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_settings(table: pd.DataFrame, path: Path) -> None:
+    """Spearman and Pearson (95 % intervals) of each signal with the final outcome, per setting (the
+    released paper-scale point beside the study's horizons): released.beside_the_study's table."""
+    plt = pyplot()
+    settings, signals = list(dict.fromkeys(table["setting"])), list(dict.fromkeys(table["signal"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.2), sharey=True)
+    width, colors = 0.8 / len(signals), plt.get_cmap("tab10")
+    for ax, coefficient in zip(axes, ("spearman", "pearson")):
+        for i, signal in enumerate(signals):
+            rows = table[table["signal"] == signal].set_index("setting").reindex(settings)
+            x = np.arange(len(settings)) + (i - (len(signals) - 1) / 2) * width
+            value = rows[coefficient].to_numpy(float)
+            err = np.vstack([value - rows[f"{coefficient}_low"].to_numpy(float),
+                             rows[f"{coefficient}_high"].to_numpy(float) - value])
+            ax.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3,
+                        color=colors(i), label=signal)
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(np.arange(len(settings)), [s.replace(", ", ",\n") for s in settings], fontsize=8)
+        ax.set_title(f"{coefficient.capitalize()} with the final test perplexity", fontsize=10)
+    axes[0].set_ylabel("coefficient (95 % interval)")
+    axes[0].legend(fontsize=8, loc="lower left")
+    save_figure(fig, path)
