@@ -13,10 +13,10 @@ import pandas as pd
 
 from lsh.config import Params
 from lsh.report.tables import markdown_table
-from lsh.study.statistics import COEFFICIENTS, SeedTest, sign_test_seeds
+from lsh.study.statistics import COEFFICIENTS, SeedTest, reference_test, sign_test_seeds
 from lsh.study.strategies import KIND_NAMES, method_name, optuna_name
 from lsh.study.table import Table
-from lsh.study.verdict import Estimate, Method, Verdict
+from lsh.study.verdict import Estimate, Verdict
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -167,11 +167,15 @@ def alternatives(proposer: str) -> dict[str, str]:
     return {method_name("tse", proposer): "training-speed estimation (TSE)", **ALTERNATIVES}
 
 
-def budget_words(row: pd.Series) -> str:
-    """A strategy's candidate-epochs, the dense reference's charged where it needs them."""
-    own, charged = row["candidate_epochs"], row.get("candidate_epochs_with_dense", row["candidate_epochs"])
+def budget_words(own: float, charged: float) -> str:
+    """A strategy's candidate-epochs, the dense reference's charged where it needs them (`charged`)."""
     return (f"{charged:.1f} candidate-epochs with the dense reference's {charged - own:.1f}" if charged > own
             else f"{own:.1f} candidate-epochs")
+
+
+def charges(row: pd.Series) -> tuple[float, float]:
+    """A methods row's candidate-epochs, without and with the dense reference's (where it has them)."""
+    return row["candidate_epochs"], row.get("candidate_epochs_with_dense", row["candidate_epochs"])
 
 
 def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
@@ -188,18 +192,16 @@ def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
         if (strategy, n) not in m.index:
             continue
         row = m.loc[(strategy, n)]
-        gap = Estimate.of(row, "vs_reference")
-        test = SeedTest(gap.value, gap.low, gap.high, row["vs_reference_p_sign"], int(row["lower_seeds"]),
-                        int(row["seeds"]), row["vs_reference_sd"])
+        test = reference_test(row)
         budget = row.get("budget_vs_reference", math.nan)
         more = "" if not math.isfinite(budget) else (
             "the same budget as LSH" if abs(budget) < 0.05 else f"{abs(budget):.1f} {'more' if budget > 0 else 'fewer'} "
             "than LSH")
-        parts.append(f"{words} {estimate_words(Estimate.of(row, 'test_ppl'))} ({budget_words(row)}"
+        parts.append(f"{words} {estimate_words(Estimate.of(row, 'test_ppl'))} ({budget_words(*charges(row))}"
                      f"{'; ' + more if more else ''}; minus LSH's: {test_words(test)}, lower on "
                      f"{test.lower} of {test.seeds} training seeds)")
         clear = test.clear_of_zero()
-        verdicts[{False: "same", None: "unknown"}.get(clear, "worse" if gap.value > 0 else "better")].append(words)
+        verdicts[{False: "same", None: "unknown"}.get(clear, "worse" if test.mean > 0 else "better")].append(words)
     if not parts:
         return ""
     said = [f"{kind} {', '.join(names)}" for kind, names in (
@@ -209,7 +211,7 @@ def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
         ("not compared with LSH, for want of an interval over training seeds (one training seed, or too few "
          "finite outcomes):", verdicts["unknown"])) if names]
     return ("Against what a practitioner would run instead, at the same n: " + "; ".join(parts)
-            + f"; LSH spent {budget_words(lsh)}. "
+            + f"; LSH spent {budget_words(*charges(lsh))}. "
             + ". ".join(words[0].upper() + words[1:] for words in said) + ".")
 
 
@@ -269,9 +271,9 @@ def method_words(v: Verdict) -> str:
         f"would need {v.seeds_for_one} training seeds to detect a true difference of 1 test perplexity with 80 % "
         "power.")
     return (
-        f"With n = {v.n} and proposer {v.proposer}, LSH ({budget_words_of(lsh)}) selects a "
+        f"With n = {v.n} and proposer {v.proposer}, LSH ({budget_words(lsh.candidate_epochs, lsh.charged)}) selects a "
         f"configuration of final test perplexity {estimate_words(lsh.test_ppl)} on average (regret "
-        f"{fmt(lsh.regret, 2)}), the loss-based search ({budget_words_of(loss)}) "
+        f"{fmt(lsh.regret, 2)}), the loss-based search ({budget_words(loss.candidate_epochs, loss.charged)}) "
         f"{estimate_words(loss.test_ppl)} (regret {fmt(loss.regret, 2)}); the table's best is "
         f"{v.best:.2f}" + (" (the mean over training seeds of each seed's best)" if v.seeds > 1 else "") + ". "
         + ("LSH does better" if lsh.test_ppl.value < loss.test_ppl.value else "LSH does not do better")
@@ -284,9 +286,6 @@ def method_words(v: Verdict) -> str:
         + (f" {caveat}" if (caveat := seed_count_words(v.seeds)) else "") + power
     )
 
-
-def budget_words_of(m: Method) -> str:
-    return budget_words(pd.Series({"candidate_epochs": m.candidate_epochs, "candidate_epochs_with_dense": m.charged}))
 
 
 def summary_markdown(params: Params, table: Table, v: Verdict, repeats: int, notes: list[str]) -> str:

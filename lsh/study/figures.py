@@ -12,6 +12,21 @@ from lsh.report.figures import pyplot, save_figure
 from lsh.study.signals import POOLED
 
 
+def _coefficient_bars(ax, table: pd.DataFrame, signals: list[str], by: str, groups: list, coefficient: str,
+                      labels: dict[str, str]) -> None:
+    """Each signal's `coefficient` with its 95 % interval, one point per group of column `by`, side by side."""
+    width, colors = 0.8 / max(1, len(signals)), pyplot().get_cmap("tab10")
+    for i, signal in enumerate(signals):
+        rows = table[table["signal"] == signal].set_index(by).reindex(groups)
+        x = np.arange(len(groups)) + (i - (len(signals) - 1) / 2) * width
+        value = rows[coefficient].to_numpy(float)
+        err = np.vstack([value - rows[f"{coefficient}_low"].to_numpy(float),
+                         rows[f"{coefficient}_high"].to_numpy(float) - value])
+        ax.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3, color=colors(i),
+                    label=labels.get(signal, signal))
+    ax.axhline(0, color="0.5", lw=0.8)
+
+
 def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str], path: Path) -> None:
     """Spearman and Pearson (95 % bootstrap intervals) of each early signal against final test perplexity,
     per early epoch: the rows pooled over training seeds where the table has per-seed rows too."""
@@ -24,18 +39,8 @@ def plot_signals(table: pd.DataFrame, signals: list[str], labels: dict[str, str]
     coefficients = ("spearman", "pearson")
     fig, axes = plt.subplots(1, len(coefficients), figsize=(6.2 * len(coefficients), 4.0), sharey=True, squeeze=False)
     epochs = sorted(table["epoch"].unique())
-    width = 0.8 / max(1, len(signals))
-    colors = plt.get_cmap("tab10")
     for ax, coefficient in zip(axes[0], coefficients):
-        for i, signal in enumerate(signals):
-            rows = table[table["signal"] == signal].set_index("epoch").reindex(epochs)
-            x = np.arange(len(epochs)) + (i - (len(signals) - 1) / 2) * width
-            value = rows[coefficient].to_numpy(float)
-            err = np.vstack([value - rows[f"{coefficient}_low"].to_numpy(float),
-                             rows[f"{coefficient}_high"].to_numpy(float) - value])
-            ax.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3, color=colors(i),
-                        label=labels.get(signal, signal))
-        ax.axhline(0, color="0.5", lw=0.8)
+        _coefficient_bars(ax, table, signals, "epoch", epochs, coefficient, labels)
         ax.set_xticks(np.arange(len(epochs)), [f"epoch {e}" for e in epochs])
         ax.set_title(f"{coefficient.capitalize()} with final test perplexity\n({over}; "
                      "95 % bootstrap interval)", fontsize=10)
@@ -109,17 +114,8 @@ def plot_settings(table: pd.DataFrame, path: Path) -> None:
     plt = pyplot()
     settings, signals = list(dict.fromkeys(table["setting"])), list(dict.fromkeys(table["signal"]))
     fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.2), sharey=True)
-    width, colors = 0.8 / len(signals), plt.get_cmap("tab10")
     for ax, coefficient in zip(axes, ("spearman", "pearson")):
-        for i, signal in enumerate(signals):
-            rows = table[table["signal"] == signal].set_index("setting").reindex(settings)
-            x = np.arange(len(settings)) + (i - (len(signals) - 1) / 2) * width
-            value = rows[coefficient].to_numpy(float)
-            err = np.vstack([value - rows[f"{coefficient}_low"].to_numpy(float),
-                             rows[f"{coefficient}_high"].to_numpy(float) - value])
-            ax.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3,
-                        color=colors(i), label=signal)
-        ax.axhline(0, color="0.5", lw=0.8)
+        _coefficient_bars(ax, table, signals, "setting", settings, coefficient, {})
         ax.set_xticks(np.arange(len(settings)), [s.replace(", ", ",\n") for s in settings], fontsize=8)
         ax.set_title(f"{coefficient.capitalize()} with the final test perplexity", fontsize=10)
     axes[0].set_ylabel("coefficient (95 % interval)")

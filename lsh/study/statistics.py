@@ -174,6 +174,12 @@ class SeedTest:
         return self.low > 0 or self.high < 0
 
 
+def reference_test(row: pd.Series) -> SeedTest:
+    """The paired test against the reference that summarise_methods recorded in a row of its table."""
+    return SeedTest(row["vs_reference"], row["vs_reference_low"], row["vs_reference_high"], row["vs_reference_p_sign"],
+                    int(row["lower_seeds"]), int(row["seeds"]), row["vs_reference_sd"])
+
+
 def seed_test(gaps: np.ndarray) -> SeedTest:
     """The paired test of per-seed differences `gaps` (one per training seed; non-finite left out)."""
     gaps = np.asarray(gaps, dtype=float)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from lsh.config import Params
 from lsh.study.signals import LABELS_ONLY, POOLED
-from lsh.study.statistics import SeedTest, seed_test, seeds_for_power
+from lsh.study.statistics import SeedTest, reference_test, seed_test, seeds_for_power
 from lsh.study.strategies import method_name
 
 
@@ -102,9 +102,7 @@ def build_verdict(params: Params, signals: pd.DataFrame, methods: pd.DataFrame, 
     m = methods.set_index(["strategy", "n"])
     n0, proposer = headline_pool(params), params.search.proposer
     loss = m.loc[(method_name("loss", proposer), n0)]  # its vs_reference: against LSH (summarise_methods' reference)
-    loss_vs_lsh = SeedTest(loss["vs_reference"], loss["vs_reference_low"], loss["vs_reference_high"],
-                           loss["vs_reference_p_sign"], int(loss["lower_seeds"]), int(loss["seeds"]),
-                           loss["vs_reference_sd"])
+    loss_vs_lsh = reference_test(loss)
     per_seed = signals[(signals["seeds"] != POOLED) & (signals["epoch"] == e0)]
     spearman = {name: per_seed[per_seed["signal"] == name].set_index("seeds")["spearman"]
                 for name in (default_ls, "loss_gap")}
