@@ -31,14 +31,19 @@ class ConfigError(LshError):
     """Bad params: a file that does not parse, a bad override, a value the schema refuses."""
 
 
+# libyaml's safe loader where PyYAML was built with it: the same safe constructors (no tags that build
+# objects) over a parser in C, twenty times faster on the schema; every job and Snakemake start reads both.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @cache
 def load_schema() -> dict:
     with open(SCHEMA_PATH, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=SafeLoader)  # noqa: S506 (a safe loader)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (YAML keeps the last, silently)."""
+class _UniqueKeyLoader(SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML keeps the last, silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -62,7 +67,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"params file {path} {problem}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except ConfigError as e:
         raise ConfigError(f"params file {path}: {e}") from None
     except UnicodeDecodeError as e:

@@ -185,11 +185,11 @@ def clone_of(finished: Path, dest: Path) -> Path:
     return dest
 
 
-# The shared whole-pipeline runs. Each is made once per worker that needs it and only read by the tests
-# that take it (a test that changes anything works on a clone_of it). The tests that take one are grouped
-# for pytest-xdist (--dist loadgroup) so that one worker makes it for all of them; smoke_run's tests are
-# two groups (DVC's, the workflow's), each a few minutes, which two workers run side by side, each making
-# smoke_run once (a minute) rather than one worker running both after the other.
+# The shared whole-pipeline runs. Each is made once in the session, whichever pytest-xdist worker asks
+# first (built_once), and only read by the tests that take it: a test that changes anything, a dry run
+# included, works on a clone_of it. The tests that take one are grouped for pytest-xdist (--dist
+# loadgroup); smoke_run's tests are two groups (DVC's, the workflow's), each a few minutes, which two
+# workers run side by side on the one run.
 SMOKE_RUN = pytest.mark.xdist_group("smoke_run")
 WORKFLOW_RUN = pytest.mark.xdist_group("smoke_run_workflow")
 HOSTILE_RUN = pytest.mark.xdist_group("hostile_run")
@@ -200,15 +200,16 @@ SMALL_RUN = pytest.mark.xdist_group("small_run")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path:
     """The smoke preset as a user's project has it (params.yaml, the dvc.yaml of those params, a git
     repository with the results ignored), run to the end by Snakemake alone."""
-    project = copy_project(tmp_path_factory.mktemp("smoke_run"), ptb_quick)
-    (project / "params.yaml").write_text((project / SMOKE).read_text())
-    shutil.copy2(REPO / ".gitignore", project / ".gitignore")  # results, prepared data, .snakemake: not in git
-    ok(run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project))
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "smoke")
-    ok(run([str(BIN / "snakemake"), "--cores", "2"], project, timeout=1800))
-    return project
+    def build(project: Path) -> None:
+        copy_project(project, ptb_quick)
+        (project / "params.yaml").write_text((project / SMOKE).read_text())
+        shutil.copy2(REPO / ".gitignore", project / ".gitignore")  # results, prepared data, .snakemake: not in git
+        ok(run([str(BIN / "python"), "workflow/scripts/dvc_yaml.py", "--out", "dvc.yaml"], project))
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", "smoke")
+        ok(run([str(BIN / "snakemake"), "--cores", "2"], project, timeout=1800))
+    return built_once(tmp_path_factory, "smoke_run", build)
 
 
 # A results folder with a space, a command substitution, a quote and non-ASCII letters: quoted, it is

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from lsh.lyapunov.qr import LAYOUTS
+from lsh.records import LAYOUTS
 from lsh.report.run import Candidate, Run
 from lsh.report.tables import number_or_nan
 from lsh.search.ranking import ls_distances

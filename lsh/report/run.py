@@ -15,8 +15,7 @@ from lsh import records
 from lsh.config import Params
 from lsh.files import read_json_if
 from lsh.layout import Layout
-from lsh.lyapunov.qr import LAYOUTS
-from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Selection, Spectra, Summary
+from lsh.records import LAYOUTS, RANKING_COLUMNS, Epoch, Pool, RankingRow, Selection, Spectra, Summary
 from lsh.search.schedule import Plan
 from lsh.search.schedule import plan as search_plan
 

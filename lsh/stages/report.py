@@ -32,7 +32,7 @@ import pandas as pd
 
 from lsh import files
 from lsh.config import Params
-from lsh.lyapunov.qr import LAYOUTS
+from lsh.records import LAYOUTS
 from lsh.report.correlation import (
     MIN_CORRELATION,
     correlation_points,
