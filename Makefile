@@ -64,12 +64,15 @@ slurm-packages:
 # Share a versioned run through the DVC remote (docs/remote.md): REMOTE=<name> for another than
 # the default. push needs the run recorded in dvc.lock (dvc repro); pull checks every fetched file
 # against its hash before it checks anything out, and then marks the run current for Snakemake.
+# REMOTE reaches the command through the environment, quoted: a value never runs as shell code.
+# Both need the environment only to exist (made when missing): an environment older than
+# pyproject.toml or the lock is not reinstalled under them (a .venv shared by clones would then run
+# another clone's code).
 REMOTE ?=
-push: setup
-	$(BIN)/python workflow/scripts/versioned.py push $(if $(REMOTE),--remote $(REMOTE))
-
-pull: setup
-	$(BIN)/python workflow/scripts/versioned.py pull $(if $(REMOTE),--remote $(REMOTE))
+export REMOTE
+push pull:
+	@test -f $(VENV)/.installed || $(MAKE) setup
+	$(BIN)/python workflow/scripts/versioned.py $@ $${REMOTE:+--remote "$$REMOTE"}
 
 lint: setup
 	$(BIN)/ruff check

@@ -3,7 +3,7 @@
 # command line, and all logic is in the `lsh` package.
 #   snakemake --cores all                                        # the default demo (params.yaml)
 #   snakemake --cores all --configfile workflow/presets/smoke.yaml
-#   snakemake --cores all --configfile workflow/presets/study.yaml study   # the evidence study
+#   snakemake study --cores all --configfile workflow/presets/study.yaml   # the evidence study (targets before --configfile)
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -29,28 +29,47 @@ from lsh.layout import Layout
 log = logging.getLogger("lsh")
 
 
-def _count(low: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number >= low, refused by name otherwise."""
+def _cores() -> int:
+    """The cores this process may run on (a SLURM job's allocation, not the node's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _schema_maximum(section: str, key: str) -> int:
+    """A params key's maximum as the schema defines it: a flag that overrides the key has the same bound."""
+    return int(config.load_schema()["properties"][section]["properties"][key]["maximum"])
+
+
+def _count(low: int, what: str, high: int | Callable[[], int] | None = None, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from low to high (a callable: known when the flag is read), refused
+    by name otherwise, before any work: a count beyond any real use would start it and never end."""
 
     def parse(text: str) -> int:
+        top = high() if callable(high) else high
         try:
-            value = float(text)
+            value = float(text) if len(text) <= 40 else math.nan
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and value.is_integer() and value >= low):
-            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: {what} must be a whole number >= {low}")
+        if not (math.isfinite(value) and value.is_integer() and low <= value and (top is None or value <= top)):
+            allowed = f">= {low}" if top is None else f"from {low} to {top}{why}"
+            raise argparse.ArgumentTypeError(f"{config.show(text)} is not allowed: {what} must be a whole number {allowed}")
         return int(value)
 
     return parse
 
 
-EPOCHS = _count(0, "the number of epochs")
-THREADS = _count(1, "the number of threads")
+MESSAGE_CHARACTERS = 2000  # an error message's most: whatever a value expands to, the message stays readable
+EPOCHS = _count(0, "the number of epochs", _schema_maximum("final", "epochs"))
+THREADS = _count(1, "the number of threads", _cores, " (the cores this process may use)")
+WORKERS = _count(1, "--workers", _cores, " (the cores this process may use)")
+SEED_INDEX = _count(0, "--seed-index", _schema_maximum("study", "seeds") - 1)
 
 
 def _round_or_final(text: str) -> int | str:
     """An argparse type for a pool's round: a whole number >= 0, or `final`."""
-    return "final" if text == "final" else _count(0, "--round (or `final`)")(text)
+    return "final" if text == "final" else _count(0, "--round (or `final`)", _schema_maximum("search", "n"))(text)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -153,11 +172,11 @@ def _exponents_flag(text: str) -> int | str:
     if text == "all":
         return text
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 20 else 0  # more digits than any state has units
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 or all")
+        raise argparse.ArgumentTypeError(f"{config.show(text)}: expected an integer >= 1 or all")
     return value
 
 
@@ -190,7 +209,7 @@ def cmd_report(args: argparse.Namespace, params: Params) -> int:
     """The run's report: tables and figures from a finished run's results folder."""
     from lsh.stages.report import build_report
 
-    written = build_report(params, args.results, args.out, args.dense, args.compare)
+    written = build_report(params, args.results, args.out, args.dense, args.compare, _data_dir(args, params))
     log.info("%s: %s", args.out, ", ".join(written["files"]))
     for note in written["notes"]:
         log.info("note: %s", note)
@@ -363,7 +382,7 @@ def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -
                              ("spectra", "spectra of a slot's new checkpoints", cmd_search_spectra)):
         q = step(name, text, func)
         q.add_argument("--pool", required=True, metavar="FILE")
-        q.add_argument("--slot", required=True, type=_count(0, "--slot"), metavar="S")
+        q.add_argument("--slot", required=True, type=_count(0, "--slot", _schema_maximum("search", "n") - 1), metavar="S")
         q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
         q.add_argument("--out", required=True, metavar="PATH")
         q.add_argument("--threads", type=THREADS, metavar="N")
@@ -383,7 +402,7 @@ def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -
     for name, text, func in (("rank", "rank a round's candidates", cmd_search_rank),
                              ("propose", "propose new candidates after a round", cmd_search_propose)):
         q = step(name, text, func)
-        q.add_argument("--round", required=True, type=_count(0, "--round"))
+        q.add_argument("--round", required=True, type=_count(0, "--round", _schema_maximum("search", "n")))
         q.add_argument("--results", default="results", metavar="DIR")
         q.add_argument("--out", required=True, metavar="FILE")
         if name == "rank":
@@ -398,9 +417,9 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     step = _step_adder(p, common)
     q = step("cell", "train one configuration of the table (or the dense reference) to final.epochs", cmd_study_cell)
     q.add_argument("--config", required=True, metavar="ID", help="a table configuration (g00.., q000..) or dense")
-    q.add_argument("--seed-index", type=_count(0, "--seed-index"), default=0, metavar="K",
+    q.add_argument("--seed-index", type=SEED_INDEX, default=0, metavar="K",
                    help="the training seed: seed + K (0..study.seeds-1)")
-    q.add_argument("--until", type=_count(0, "--until"), metavar="EPOCH",
+    q.add_argument("--until", type=_count(0, "--until", _schema_maximum("final", "epochs")), metavar="EPOCH",
                    help="stop after this epoch (a partial cell, continued by a later call; default: final.epochs)")
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="DIR")
@@ -408,7 +427,7 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q = step("calibration", "does the regime let candidates learn before the first ranking? (cells to search.e0)",
              cmd_study_calibration)
     q.add_argument("--cells", required=True, metavar="DIR", help="the folder of cells (<config>/s<K>/) to read")
-    q.add_argument("--seed-index", type=_count(0, "--seed-index"), default=0, metavar="K")
+    q.add_argument("--seed-index", type=SEED_INDEX, default=0, metavar="K")
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="DIR")
     q = step("table", "gather the cells into the table (table.csv, spectra.npz, table.json)", cmd_study_table)
@@ -486,9 +505,9 @@ def _add_spectrum_command(sub: argparse._SubParsersAction, common: argparse.Argu
     p.add_argument("--out", required=True, metavar="FILE", help="JSON record to write")
     p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     p.add_argument("--method", choices=_schema_choices("lyapunov", "method"), help="Jacobians: analytic or torch.func")
-    p.add_argument("--samples", type=_count(1, "--samples"), metavar="K", help="validation sequences")
-    p.add_argument("--steps", type=_count(1, "--steps"), metavar="T", help="accumulated steps")
-    p.add_argument("--warmup", type=_count(0, "--warmup"), metavar="W", help="warm-up steps")
+    p.add_argument("--samples", type=_count(1, "--samples", _schema_maximum("lyapunov", "samples")), metavar="K", help="validation sequences")
+    p.add_argument("--steps", type=_count(1, "--steps", _schema_maximum("lyapunov", "steps")), metavar="T", help="accumulated steps")
+    p.add_argument("--warmup", type=_count(0, "--warmup", _schema_maximum("lyapunov", "warmup")), metavar="W", help="warm-up steps")
     p.add_argument("--exponents", type=_exponents_flag, metavar="k", help="k leading exponents, or all")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_spectrum)
@@ -499,7 +518,7 @@ def _add_bench_command(sub: argparse._SubParsersAction, common: argparse.Argumen
     p.add_argument("what", choices=["train", "spectrum", "numerics"],
                    help="what to measure (numerics: portable against native, a training epoch and a spectrum)")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--repeats", type=_count(1, "--repeats"), default=5, metavar="N", help="interleaved repeats; medians are reported")
+    p.add_argument("--repeats", type=_count(1, "--repeats", 1000), default=5, metavar="N", help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
     # one choice list for both benchmarks: train.device and lyapunov.device allow the same devices
     p.add_argument("--device", choices=_schema_choices("train", "device"),
@@ -514,6 +533,8 @@ def _add_report_command(sub: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument("--out", default="results/report", metavar="DIR", help="report folder (default: results/report)")
     p.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
     p.add_argument("--compare", nargs="*", default=[], metavar="DIR", help="results folders of runs to table beside this one")
+    p.add_argument("--data", metavar="DIR",
+                   help="prepared data: each ranking judged against its unigram perplexity (default: data.prepared)")
     p.set_defaults(func=cmd_report)
 
 
@@ -533,8 +554,8 @@ def _add_replay_command(sub: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument("--anytime", required=True, metavar="FILE", help="the methods' incumbent after each candidate-epoch (CSV)")
     p.add_argument("--sensitivity", required=True, metavar="FILE",
                    help="the headline comparison at other e0, without each configuration, with other LS rankers (CSV)")
-    p.add_argument("--repeats", type=_count(1, "--repeats"), metavar="R", help="override study.repeats")
-    p.add_argument("--workers", type=THREADS, default=1, metavar="N", help="processes replaying in parallel")
+    p.add_argument("--repeats", type=_count(1, "--repeats", _schema_maximum("study", "repeats")), metavar="R", help="override study.repeats")
+    p.add_argument("--workers", type=WORKERS, default=1, metavar="N", help="processes replaying in parallel")
     p.set_defaults(func=cmd_replay)
 
 
@@ -577,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s", note)
         return func(args, params)
     except (LshError, OSError) as e:  # an OSError not met elsewhere: the file system's, one line naming the path
-        print(f"lsh {args.command}{step}: error: {e}", file=sys.stderr)
+        print(f"lsh {args.command}{step}: error: {config.cut(str(e), MESSAGE_CHARACTERS)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lsh {args.command}: interrupted", file=sys.stderr)

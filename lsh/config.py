@@ -42,8 +42,47 @@ def load_schema() -> dict:
         return yaml.load(f, Loader=SafeLoader)  # noqa: S506 (a safe loader)
 
 
+# Bounds on what a params file or a --set value may hold, checked before the work they would cost: a
+# params file is a few kilobytes and nests four levels; a file of millions of keys, a list of megabytes,
+# an alias chain that expands a thousandfold or a 5,000-digit integer is a mistake or an attack.
+MAX_PARAMS_BYTES = 1_000_000
+MAX_OVERRIDE_CHARACTERS = 10_000
+MAX_VALUES = 100_000  # keys and values, aliases counted as often as they are used
+MAX_DEPTH = 32
+MAX_DIGITS = 100
+MAX_PROBLEMS = 10  # lines of one invalid-params message: with their allowed values, within the 2,000 characters
+
+
+def check_bounds(data: Any, source: str) -> None:
+    """Refuse a parsed params mapping (or --set value) that nests deeper than MAX_DEPTH or holds more than
+    MAX_VALUES values once its aliases are expanded (a recursive alias never ends: it is refused too).
+    Iterative, so that nothing here recurses as deep as the data does."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{source} holds more than {MAX_VALUES:,} keys and values once its aliases are "
+                              "expanded: more than any params file (a YAML alias chain?)")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source} nests deeper than {MAX_DEPTH} levels: params nest four")
+        if isinstance(node, dict):
+            seen += len(node)
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+
+
 class _UniqueKeyLoader(SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping (YAML keeps the last, silently)."""
+    """The safe loader, refusing a key given twice in one mapping (YAML keeps the last, silently) and an
+    integer longer than any params value (Python refuses to convert one of over 4,300 digits anyway)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_DIGITS:
+            raise ConfigError(f"an integer of {digits} digits at line {node.start_mark.line + 1}: more than any "
+                              f"params value has (at most {MAX_DIGITS})")
+        return super().construct_yaml_int(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -57,6 +96,9 @@ class _UniqueKeyLoader(SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     """Read a YAML mapping safely (no tags that build objects), with errors that name the file."""
     from lsh.files import not_a_file
@@ -66,10 +108,16 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if problem:
         raise ConfigError(f"params file {path} {problem}")
     try:
+        size = path.stat().st_size
+        if size > MAX_PARAMS_BYTES:
+            raise ConfigError(f"{size:,} bytes: more than any params file (at most {MAX_PARAMS_BYTES:,}); is it the "
+                              "right file?")
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except ConfigError as e:
         raise ConfigError(f"params file {path}: {e}") from None
+    except RecursionError:  # PyYAML without libyaml recurses as deep as the file nests
+        raise ConfigError(f"params file {path} nests deeper than YAML can be read here; params nest four levels") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     except yaml.YAMLError as e:  # one line: where, and what the parser expected
@@ -80,6 +128,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"params file {path} cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"params file {path} must hold a mapping of keys, not {type(data).__name__}")
+    check_bounds(data, f"params file {path}")
     return data
 
 
@@ -88,26 +137,38 @@ SHOWN = 80  # characters of a value echoed in a message: a YAML alias chain can 
 
 def show(value: Any, limit: int = SHOWN) -> str:
     """A value as a message shows it: repr (invisible characters escaped), cut to `limit` characters."""
-    text = ascii(value) if isinstance(value, str) and not value.isprintable() else repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    return cut(ascii(value) if isinstance(value, str) and not value.isprintable() else repr(value), limit)
+
+
+def cut(text: str, limit: int = SHOWN) -> str:
+    """Text as a message shows it: cut to `limit` characters, with its length."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _key(key: Any) -> str:
     """A key as a message shows it: as written when printable, escaped otherwise (a zero-width space)."""
     key = str(key)
-    return key if key.isprintable() else ascii(key)
+    return cut(key if key.isprintable() else ascii(key))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b.c=value` into its key path and a YAML-typed value (`3`, `0.5`, `true`, `null`, `[a, b]`)."""
+    if len(text) > MAX_OVERRIDE_CHARACTERS:
+        raise ConfigError(f"--set {show(text)}: longer than any params value (at most {MAX_OVERRIDE_CHARACTERS:,} "
+                          "characters)")
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, for example search.e0=3")
+        raise ConfigError(f"--set {show(text)}: expected KEY.PATH=VALUE, for example search.e0=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else None  # noqa: S506 (a safe loader)
+        check_bounds(value, "the value")
+    except ConfigError as e:
+        raise ConfigError(f"--set {show(text)}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"--set {show(text)}: the value nests deeper than YAML can be read here") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {e}") from None
+        raise ConfigError(f"--set {show(text)}: the value is not valid YAML: {cut(str(e), 300)}") from None
     if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads 1e9 (no dot) as a string; on a command line it means a number
     return key.split("."), value
@@ -186,6 +247,7 @@ def _cross_field(params: dict) -> list[str]:
     lines += _space_problems(params)
     if os.path.normpath(params.get("results", "results")) in ("/", "//"):
         lines.append("results: '/' is the root of the file system; give the run a folder of its own (e.g. results)")
+    lines += _path_problems(params)
     if "search" in params:  # the schedule must be possible: `lsh params` refuses what `lsh plan` refuses
         from lsh.search.schedule import plan
 
@@ -198,6 +260,30 @@ def _cross_field(params: dict) -> list[str]:
             if final < last_epoch:  # the survivors would already be past the final training's end
                 lines.append(f"final.epochs: {final} is below the {last_epoch} epochs the survivors reach during "
                              f"selection (search.e0, search.ei and the rounds); raise it to at least {last_epoch}")
+    return lines
+
+
+# The params that name folders: a run writes or reads each as a directory.
+FOLDERS = ("results", "data.raw", "data.prepared", "study.cells")
+
+
+def _path_problems(params: dict) -> list[str]:
+    """Folders that no job could use: one that exists as a file, one whose name starts with a dash (a command
+    reads it as an option), one with braces (Snakemake reads {...} in a path as a wildcard)."""
+    lines = []
+    for dotted in FOLDERS:
+        section, _, key = dotted.rpartition(".")
+        value = (params.get(section, {}) if section else params).get(key)
+        if not isinstance(value, str):
+            continue
+        if value.startswith("-"):
+            lines.append(f"{dotted}: {show(value)} starts with a dash, which every command reads as an option; "
+                         f"write ./{cut(value)} instead")
+        elif "{" in value or "}" in value:
+            lines.append(f"{dotted}: {show(value)} holds a brace, which Snakemake reads as a wildcard in a path; "
+                         "name the folder without { and }")
+        elif os.path.exists(value) and not os.path.isdir(value):
+            lines.append(f"{dotted}: {show(value)} is a file, not a folder; name a folder (it is made if missing)")
     return lines
 
 
@@ -317,6 +403,7 @@ def _from_text(text: str, kinds: list[str]) -> Any:
 def validate(params: dict, source: str = "params", text_numbers: bool = False) -> dict:
     """The params with their numbers normalised (`normalise`); raise ConfigError listing every way
     they break the schema or a rule between keys."""
+    check_bounds(params, cut(source, 300))  # Snakemake's --config and configfiles come here unread by read_yaml
     params, lines = normalise(params, text_numbers)
     schema = load_schema()
     cls = jsonschema.validators.validator_for(schema)
@@ -325,8 +412,10 @@ def validate(params: dict, source: str = "params", text_numbers: bool = False) -
     if not lines:
         lines = _cross_field(params)
     if lines:
-        body = "\n".join(f"  {line}" for line in lines)
-        raise ConfigError(f"invalid params ({source}):\n{body}")
+        more = len(lines) - MAX_PROBLEMS
+        shown = lines[:MAX_PROBLEMS] + ([f"... and {more:,} more problems"] if more > 0 else [])
+        body = "\n".join(f"  {line}" for line in shown)
+        raise ConfigError(f"invalid params ({cut(source, 300)}):\n{body}")
     return params
 
 

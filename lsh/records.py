@@ -301,6 +301,11 @@ class Cell(Record):
         for epoch, layouts in self.spectra.items():
             if layouts is None:
                 continue
+            row = self.rows.get(epoch)
+            if row is not None and row.status == "ok" and not all(
+                    isinstance(x, (int, float)) and math.isfinite(x) for values in layouts.values() for x in values):
+                raise RecordError(f"{at(where, 'spectra')}.{epoch}: a non-finite exponent on a row marked ok (a spectrum "
+                                  "is finite, or null with its row diverged)")
             if sorted(layouts) != sorted(LAYOUTS):
                 raise RecordError(f"{at(where, 'spectra')}.{epoch}: has {', '.join(layouts) or 'no layout'}: expected the "
                                   f"layouts {' and '.join(LAYOUTS)}")
@@ -337,8 +342,10 @@ class RankingRow(Record):
     redistribution: str
     death_rate: float
     epoch: int
-    distance: Measure
+    distance: Measure  # every ranker's score (lower is better), whichever ranked: the report shows what each keeps
     loss_gap: Measure
+    loss: Measure
+    tse: Measure
     valid_ppl: Measure
     score: Measure
     status: Literal["ok", "diverged", "empty"]

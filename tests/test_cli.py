@@ -80,8 +80,10 @@ def test_params_exits_2_on_a_schedule_that_plan_refuses():
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--epochs", "-1", "argument --epochs: '-1' is not allowed: the number of epochs must be a whole number >= 0"),
-    ("--threads", "-2", "argument --threads: '-2' is not allowed: the number of threads must be a whole number >= 1"),
+    ("--epochs", "-1", "argument --epochs: '-1' is not allowed: the number of epochs must be a whole number from 0 to "
+                       "100000"),
+    ("--threads", "-2", "argument --threads: '-2' is not allowed: the number of threads must be a whole number from 1 "
+                        "to "),
 ])
 def test_bad_counts_on_the_command_line_are_named(tmp_path: Path, flag: str, value: str, message: str):
     args = {"--epochs": "1", "--threads": "1", flag: value}
@@ -330,7 +332,7 @@ ROUND_TWO = [
     (["params", "--params", "{ws}/dup-key.yaml"], "key 'seed' is given twice (lines 1 and 2)"),
     (["params", "--params", "{ws}/dup-section.yaml"], "key 'train' is given twice"),
     # messages that stay short and name the thing
-    (["params", "--params", "{ws}/anchors.yaml"], "characters)"),
+    (["params", "--params", "{ws}/anchors.yaml"], "once its aliases are expanded"),
     (["params", "--params", "/proc/self/mem"], "params file /proc/self/mem cannot be read: Input/output error"),
     (["params", "--params", "{ws}"], "is a directory, not a file"),
     (["params", "--params", "{ws}/a-fifo"], "is a FIFO (named pipe), not a file"),
@@ -462,6 +464,100 @@ def test_a_broken_file_or_impossible_value_is_one_short_message_naming_it(finish
     assert named.replace("{ws}", ws) in err, err
     assert "Traceback" not in err and len(err) < 1500, err
     assert len([line for line in err.splitlines() if line.strip()]) <= 2, err
+
+
+# The third round (issue 39): inputs that cost more than they are worth before the first message (a
+# deep nest, a huge integer, a megabyte file, an alias chain, flags past the schema's maxima) and
+# checkpoints whose fields have the right names and the wrong kinds. Each is one line, never a traceback.
+DEEP = "[" * 10_000 + "]" * 10_000
+ROUND_THREE = [
+    (["params", "--params", "{ws}/deep.yaml"], "deep.yaml"),
+    (["params", "--params", "{ws}/shallow-deep.yaml"], "nests deeper than 32 levels"),
+    (["params", "--set", f"seed={DEEP}"], "--set"),
+    (["params", "--set", "seed=" + "1" * 5000], "more than any params value"),
+    (["params", "--params", "{ws}/big-integer.yaml"], "an integer of 5000 digits at line 1"),
+    (["plan", "--params", "{ws}/big-integer.yaml"], "an integer of 5000 digits"),
+    (["prepare", "--params", "{ws}/big-integer.yaml"], "an integer of 5000 digits"),
+    (["params", "--params", "{ws}/megabyte.yaml"], "more than any params file"),
+    (["params", "--params", "{ws}/many-keys.yaml"], "more problems"),
+    (["params", "--params", "{ws}/alias-bomb.yaml"], "alias chain"),
+    (["params", "--params", "{ws}/recursive-alias.yaml"], "nests deeper than 32 levels"),  # it never ends
+    (["train", "--out", "{ws}/t", "--epochs", "1000000000"], "from 0 to 100000"),
+    (["train", "--out", "{ws}/t", "--epochs", "1" * 5000], "characters) is not allowed"),
+    (["replay", "--table", "{ws}/t", "--replays", "r", "--anytime", "a", "--sensitivity", "s", "--repeats", "100000000"],
+     "from 1 to 100000"),
+    (["replay", "--table", "{ws}/t", "--replays", "r", "--anytime", "a", "--sensitivity", "s", "--workers", "100000"],
+     "the cores this process may use"),
+    (["spectrum", "--checkpoint", "{ws}/c.pt", "--out", "o", "--samples", "5000"], "from 1 to 4096"),
+    (["spectrum", "--checkpoint", "{ws}/c.pt", "--out", "o", "--exponents", "9" * 5000], "characters): expected"),
+    (["study", "cell", "--config", "g00", "--out", "o", "--seed-index", "100"], "from 0 to 99"),
+    (["spectrum", "--checkpoint", "{ws}/environment-string.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "environment is 'AVX2', not a record"),
+    (["spectrum", "--checkpoint", "{ws}/model-list.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "model is a list, not a mapping of parameter names to tensors"),
+    (["spectrum", "--checkpoint", "{ws}/status-weird.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "status is 'weird', not one of ok, diverged"),
+    (["train", "--out", "{ws}/resumed", "--epochs", "2", "--init", "{ws}/environment-string.pt", "--data",
+      "{ws}/prepared", *TINY], "environment-string.pt"),
+    (["params", "--set", "results={ws}/deep.yaml"], "is a file, not a folder"),
+    (["params", "--set", "results=-results"], "starts with a dash"),
+    (["params", "--set", "data.prepared=data/{x}"], "holds a brace"),
+    (["params", "--set", "study.cells={ws}/deep.yaml"], "study.cells:"),
+]
+
+
+@pytest.fixture(scope="module")
+def third_round(workspace: Path) -> Path:
+    """The workspace with the third round's files: oversized and overnested params, crafted checkpoints."""
+    import torch
+
+    ws = workspace
+    (ws / "deep.yaml").write_text(f"seed: {DEEP}\n")
+    (ws / "shallow-deep.yaml").write_text("seed: " + "[" * 40 + "]" * 40 + "\n")  # within libyaml's depth, past ours
+    (ws / "big-integer.yaml").write_text("seed: " + "1" * 5000 + "\n")
+    (ws / "megabyte.yaml").write_text("seed: 1\n" + "# a long comment\n" * 70_000)
+    (ws / "many-keys.yaml").write_text((REPO / "params.yaml").read_text() + "".join(f"k{i}: {i}\n" for i in range(5000)))
+    chain = "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+        f"*a{i - 1}, *a{i - 1}]\n" for i in range(1, 8))
+    (ws / "alias-bomb.yaml").write_text(chain)  # 10^8 values once expanded
+    (ws / "recursive-alias.yaml").write_text("seed: &s [1, *s]\n")
+    good = torch.load(ws / "run" / "epoch-001.pt", weights_only=True)
+    for name, change in (("environment-string", {"environment": "AVX2"}), ("model-list", {"model": [1, 2]}),
+                         ("status-weird", {"status": "weird"})):
+        torch.save({**good, **change}, ws / f"{name}.pt")
+    return ws
+
+
+@pytest.mark.parametrize("argv, named", ROUND_THREE, ids=[" ".join(a[:4])[:60] for a, _ in ROUND_THREE])
+def test_an_input_that_costs_more_than_it_is_worth_is_one_line_before_any_work(third_round: Path, capsys,
+                                                                                argv: list[str], named: str):
+    from lsh.cli import MESSAGE_CHARACTERS, main
+
+    ws = str(third_round)
+    argv = [a.replace("{ws}", ws) for a in argv]
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own refusal: usage and one error line
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2, err[-3000:]
+    assert named.replace("{ws}", ws) in err, err[-3000:]
+    assert "Traceback" not in err and len(err) < MESSAGE_CHARACTERS + 1500, err[-3000:]
+    problems = [line for line in err.splitlines() if not line.startswith(("usage:", " " * 7)) and line.strip()]
+    assert len(problems) <= 2 or "more problems" in err, err[-3000:]
+
+
+def test_a_message_never_runs_past_its_bound_whatever_a_value_expands_to():
+    from lsh import config
+
+    long = "x" * 100_000
+    assert len(config.cut(long)) < 120 and "100,000 characters" in config.cut(long)
+    assert config.show(long).startswith("'xxx") and len(config.show(long)) < 120
+    with pytest.raises(config.ConfigError) as refused:
+        config.validate({f"k{i}": i for i in range(1000)})
+    lines = str(refused.value).splitlines()
+    assert len(lines) == 1 + config.MAX_PROBLEMS + 1 and lines[-1].strip().startswith("... and ")
 
 
 # -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -361,6 +362,90 @@ def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touc
     out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other, timeout=1200)
     assert out.returncode == 2 and "do not match their hash" in out.stderr, out.stdout + out.stderr
     assert not (other / "results").exists(), "nothing checked out"
+
+    # the file gone from the remote (and the damaged copy from the cache): DVC's fetch warns and goes on
+    damaged.unlink()
+    for cached in (other / ".dvc" / "cache" / "files" / "md5").glob(f"{damaged.parent.name}/{damaged.name}"):
+        cached.unlink()
+    out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other, timeout=1200)
+    assert out.returncode == 2 and "in neither the remote nor the cache, e.g. " in out.stderr, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and not (other / "results").exists()
+
+
+@pytest.mark.parametrize("target", ["push", "pull"])
+def test_make_push_and_pull_pass_the_remote_as_one_argument_and_reinstall_nothing(tmp_path: Path, target: str):
+    """`make push REMOTE='x; touch F'` names a remote called that (and fails: there is none); it runs no shell
+    code. And an environment older than pyproject.toml is used as it is: push and pull only need one."""
+    project = tmp_path / "p"
+    project.mkdir()
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(REPO / name, project / name)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(BIN / "python")
+    (venv / ".installed").touch()
+    os.utime(venv / ".installed", (1, 1))  # older than the project's files: `make setup` would reinstall
+    (project / "workflow" / "scripts").mkdir(parents=True)
+    (project / "workflow" / "scripts" / "versioned.py").write_text(
+        "import sys, json; print(json.dumps(sys.argv[1:]))\n")  # what the recipe hands the script
+    out = run(["make", "-s", target, f"VENV={venv}", "REMOTE=x; touch INJECTED"], project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [target, "--remote", "x; touch INJECTED"]
+    assert not (project / "INJECTED").exists() and "pip" not in out.stdout + out.stderr
+    out = run(["make", "-s", target, f"VENV={venv}"], project)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [target], out.stdout + out.stderr
+
+
+def test_a_lock_of_other_params_or_code_is_refused_by_pull_but_its_own_outputs_are_what_a_pull_brings():
+    """`dvc status --json` as DVC 3 writes it when dvc.lock comes from another commit than params.yaml and the
+    code (its outputs missing too, as in a fresh clone): the params and the code are named, never the
+    stages' outputs that other stages depend on."""
+    stages = {"prepare": {"outs": [{"path": "data/prepared", "md5": "a.dir"}]},
+              "round-00": {"outs": [{"path": "results/rounds/r00", "md5": "b.dir"}]}}
+    status = {"round-00": [{"changed deps": {"lsh/search/ranking.py": "modified", "data/prepared": "deleted",
+                                            "params.yaml": {"search.ranker": "modified"}}},
+                           {"changed outs": {"results/rounds/r00": "deleted"}}],
+              "final": [{"changed deps": {"results/rounds/r00/ranking.csv": "deleted",
+                                          "params.yaml": {"search": "modified"}}}, "always changed"]}
+    assert versioned.recorded_otherwise(status, stages) == [
+        "lsh/search/ranking.py", "params.yaml: search", "params.yaml: search.ranker"]
+    assert versioned.recorded_otherwise({"round-00": [{"changed deps": {"data/prepared": "deleted"}},
+                                                      {"changed outs": {"results/rounds/r00": "deleted"}}]}, stages) == []
+
+
+def test_a_fetch_that_left_a_file_out_is_named_before_anything_is_checked_out(tmp_path: Path):
+    cache = tmp_path / "cache"
+
+    def put(md5: str, content: bytes) -> None:
+        (cache / "files" / "md5" / md5[:2]).mkdir(parents=True, exist_ok=True)
+        (cache / "files" / "md5" / md5[:2] / md5[2:]).write_bytes(content)
+
+    put("aa11", b"x")
+    put("bb22.dir", json.dumps([{"md5": "aa11", "relpath": "kept.pt"}, {"md5": "cc33", "relpath": "lost.pt"}]).encode())
+    stages = {"dense": {"outs": [{"path": "results/dense", "md5": "bb22.dir"}, {"path": "results/e.json", "md5": "dd44"}]}}
+    assert versioned.missing_objects(cache, stages) == ["results/dense/lost.pt", "results/e.json"]
+    put("bb22.dir", b"[{not json")
+    with pytest.raises(versioned.Stop, match=r"the list of the files of results/dense .* is damaged: nothing checked out"):
+        versioned.missing_objects(cache, stages)
+    assert versioned._reason("ERROR: failed to fetch 'x'\nHaving any troubles? Hit us up at https://dvc.org/support, "
+                             "we are always happy to help!\n") == "failed to fetch 'x'"
+
+
+@pytest.mark.slow
+@SMOKE_RUN
+def test_a_pull_of_a_lock_recorded_under_other_params_stops_before_it_changes_anything(adopted: Path, tmp_path: Path):
+    """An older dvc.lock beside newer params (`git checkout HEAD~1 -- dvc.lock`, or a commit that changed
+    params.yaml without `dvc repro`): pulling it would put the ls ranking under `ranker: loss`, and
+    Snakemake would take it as current. The pull names what differs and changes nothing."""
+    project = versioned_copy(adopted, tmp_path)
+    ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "push"], project))
+    set_params(project, **{"search.ranker": "loss"})
+    before = snapshot(project)
+    out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], project)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert "dvc.lock records another run's params or code than this workspace holds (" in out.stderr, out.stderr
+    assert "params.yaml: search.ranker" in out.stderr and out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert impact(before, snapshot(project)).rewritten == frozenset(), "nothing checked out"
 
 
 def test_every_rule_that_runs_lsh_takes_its_params_and_code_from_the_shared_table():

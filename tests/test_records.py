@@ -132,7 +132,7 @@ def test_metrics_lines_read_one_record_each_and_a_broken_line_is_named(tmp_path:
 
 
 ROW = dict(round=0, rank=1, candidate="c000", slot=0, **CONFIG, epoch=1, distance=2.5, loss_gap=math.inf,
-           valid_ppl=1100.0, score=2.5, status="ok", kept=True)
+           loss=7.003, tse=7.1, valid_ppl=1100.0, score=2.5, status="ok", kept=True)
 
 
 def test_a_ranking_reads_back_exactly_with_its_infinities_and_a_non_numeric_cell_is_named(tmp_path: Path):
@@ -150,7 +150,7 @@ def test_a_ranking_reads_back_exactly_with_its_infinities_and_a_non_numeric_cell
     with pytest.raises(LshError, match="ranking.csv lacks the column 'candidate'"):
         records.read_rows(path, RankingRow)
     path.write_text(text.splitlines()[0] + "\n0,1,c000\n")
-    with pytest.raises(LshError, match="ranking.csv: line 2: expected 16 values"):
+    with pytest.raises(LshError, match="ranking.csv: line 2: expected 18 values"):
         records.read_rows(path, RankingRow)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, SMOKE
 from docutils.core import publish_parts
+from precision import EPS64, accumulated
 
 from lsh import config, records
 from lsh.config import Params
@@ -114,8 +115,10 @@ def _ranking(path: Path, r: int, order: list[tuple[str, int, int]], kept: int, d
     rows = []
     for rank, (c, slot, epoch) in enumerate(order, 1):
         distance = math.inf if c in diverged else OFFSET[c]
+        loss = math.inf if c in diverged else math.log(_ppl(c, epoch))
+        tse = math.inf if c in diverged else sum(math.log(_ppl(c, e)) + 0.1 for e in range(1, epoch + 1))
         rows.append(RankingRow(round=r, rank=rank, candidate=c, slot=slot, **CONFIGS[c], epoch=epoch, distance=distance,
-                               loss_gap=distance, valid_ppl=math.inf if c in diverged else _ppl(c, epoch),
+                               loss_gap=distance, loss=loss, tse=tse, valid_ppl=math.inf if c in diverged else _ppl(c, epoch),
                                score=distance, status="diverged" if c in diverged else "ok", kept=rank <= kept))
     records.write_rows(path, rows, RankingRow)
 
@@ -469,3 +472,45 @@ def test_the_report_of_an_unselected_run_opens_on_why(results: Path, params: Par
 def test_the_report_description_without_a_run_says_how_to_make_one():
     html = render_description(None)
     assert "This report has no result yet" in html and "snakemake <span class=\"pre\">--cores</span> all" in html
+
+
+# --- could each ranking answer? (lsh.report.regime) ----------------------------------------------
+
+
+def test_a_ranking_on_the_unigram_plateau_is_said_to_measure_structure_and_one_below_it_to_measure_learning(
+        tmp_path, params):
+    from lsh.report.regime import regime_table, regime_words
+
+    run = load_run(params, write_synthetic_run(tmp_path / "results"))
+    ppls = [r.valid_ppl for ranking in run.rankings for r in ranking.itertuples() if math.isfinite(r.valid_ppl)]
+    plateau = regime_table(run, unigram=min(ppls))  # every candidate above 85 % of it: none has left the plateau
+    assert list(plateau["off_plateau"]) == [0, 0] and not plateau["answers"].any()
+    assert "round 0 (epoch 1, 5 candidates): the ranking could not measure learning: 0 of 5" in regime_words(
+        next(plateau.itertuples()))
+    learning = regime_table(run, unigram=max(ppls) / 0.8)  # 85 % of it lies above every candidate
+    assert list(learning["off_plateau"]) == list(learning["candidates"]) and learning["answers"].all()
+    assert "ranked while learning" in regime_words(next(learning.itertuples()))
+    # round 1's survivors fell 20 % in their last epoch (_ppl's 0.8 a step); the newcomer has no previous epoch.
+    # Six roundings (the two perplexities, their ratio, 1 minus it), the subtraction amplifying them 0.8 / 0.2
+    assert learning.loc[1, "median_fall"] == pytest.approx(0.2, rel=accumulated(EPS64, 6, scale=4))
+    unjudged = regime_table(run, unigram=None)
+    assert unjudged["off_plateau"].isna().all() and "is not judged" in regime_words(next(unjudged.itertuples()))
+
+
+def test_the_other_rankers_keep_what_their_scores_rank_first_and_say_whether_the_selection_could_differ(
+        tmp_path, params):
+    from lsh.report.regime import alternatives_table, could_differ, regime_markdown, regime_table
+
+    root = write_synthetic_run(tmp_path / "results")
+    run = load_run(params, root)
+    table = alternatives_table(run).set_index(["round", "ranker"])
+    # round 0: the LS distance kept c002, c000, c001; the validation loss ranks by perplexity, which _ppl
+    # orders as the offsets do, the diverged c005 last
+    assert table.loc[(0, "ls"), "kept"] == "c002 c000 c001" and table.loc[(0, "ls"), "used"]
+    by_ppl = sorted((c for c in ("c000", "c001", "c002", "c003", "c004")), key=lambda c: _ppl(c, 1))[:3]
+    assert table.loc[(0, "loss"), "kept"] == " ".join(by_ppl)
+    assert table.loc[(0, "loss"), "shared"] == len(set(by_ppl) & {"c002", "c000", "c001"})
+    assert could_differ(alternatives_table(run)) == any(
+        table.loc[(r, k), "shared"] < table.loc[(r, k), "of"] for r, k in table.index)
+    section = "\n".join(regime_markdown(regime_table(run, None), alternatives_table(run)))
+    assert "## Could the rankings answer?" in section and "**c002 c000 c001**" in section

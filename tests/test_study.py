@@ -862,6 +862,80 @@ def test_a_cell_trained_otherwise_than_the_params_say_is_refused_when_the_table_
     build_table(params, cells, tmp_path / "unchecked")  # without the data, no check: the run's own table
 
 
+def test_a_cell_relabelled_as_another_configuration_or_seed_is_refused_without_the_data(tmp_path):
+    """What a cell's record says it trained (its sparse method, none for the dense reference, and its seed)
+    must be what its id and seed name, whether or not the table checks runs against the data."""
+    from lsh.stages.table import build_table
+
+    params = small_params()
+    configs = dict(table_configs(params.space, params.study.space))
+    cells = write_cells(synthetic_table(params), tmp_path / "cells")
+    for path in cells:  # each cell's run as lsh study cell records it, in the part that needs no data
+        cell = json.loads(path.read_text())
+        sparse = None if cell["config"] == DENSE else {"density": 0.33, **configs[cell["config"]], "decay_epochs": 4}
+        path.write_text(json.dumps({**cell, "run": {"seed": cell["seed"], "sparse": sparse}}))
+    build_table(params, cells, tmp_path / "table")
+    by_config = {json.loads(p.read_text())["config"]: p for p in cells}
+    original = by_config["g01"].read_text()
+    for change, words in ((lambda c: c.update(config="g02"), "labelled g02, but its run records"),
+                          (lambda c: c["run"].update(seed=c["seed"] + 1), "labelled seed 1111, but its run records seed 1112"),
+                          (lambda c: c.update(config=DENSE), "labelled dense, but its run records a sparse training")):
+        cell = json.loads(original)
+        change(cell)
+        by_config["g01"].write_text(json.dumps(cell))
+        with pytest.raises(LshError, match=words):
+            build_table(params, cells, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_spectrum_that_is_not_finite_on_a_row_marked_ok_is_refused(tmp_path):
+    from lsh.records import read_cell
+
+    params = small_params()
+    path = write_cells(synthetic_table(params), tmp_path / "cells")[1]
+    cell = json.loads(path.read_text())
+    epoch = next(e for e, row in cell["rows"].items() if row["status"] == "ok" and cell["spectra"][e])
+    cell["spectra"][epoch][LAYOUTS[0]][0] = math.nan
+    path.write_text(json.dumps(cell))
+    with pytest.raises(LshError, match=rf"spectra.{epoch}: a non-finite exponent on a row marked ok"):
+        read_cell(path)
+
+
+def test_a_replay_with_another_space_than_the_tables_is_refused(tmp_path):
+    params, folder = saved(tmp_path)
+    narrower = dataclasses.replace(params, space=dataclasses.replace(params.space, death=params.space.death[:1]))
+    with pytest.raises(LshError, match="the table holds other configurations than these params' space"):
+        replay_all(narrower, folder, tmp_path / "r.csv", tmp_path / "a.csv", tmp_path / "s.csv")
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_table_4_refuses_other_params_than_the_tables_and_a_foreign_checkpoint(tmp_path, ptb_quick_small):
+    """Table 4 reads the best and worst cells' last checkpoints beside the table, or trains them again: with
+    another model than the table's it would report another study's model, and a checkpoint of another
+    configuration placed there is not the cell's."""
+    import shutil
+
+    from lsh import layout
+    from lsh.stages.table import build_table, check_built_with, final_checkpoint, train_cell
+
+    params = dataclasses.replace(small_params(), data=dataclasses.replace(small_params().data, train_tokens=12_000))
+    table_dir = tmp_path / "table"
+    build_table(params, write_cells(synthetic_table(params), tmp_path / "cells"), table_dir)
+    table = Table.load(table_dir)
+    check_built_with(params, table, table_dir)
+    wider = dataclasses.replace(params, model=dataclasses.replace(params.model, hidden=params.model.hidden * 2))
+    with pytest.raises(LshError, match=r"built with other params than these \(model.hidden differ\)"):
+        check_built_with(wider, table, table_dir)
+    train_cell(params, "g01", 0, tmp_path / "g01", ptb_quick_small, until=0)  # the initialisation's checkpoint
+    for cid in ("g00", "g01"):
+        target = layout.checkpoint(layout.cell_folder(table_dir, cid, 0), params.final_epochs)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(layout.checkpoint(tmp_path / "g01", 0), target)
+    with pytest.raises(LshError, match=r"not g00's checkpoint as these params train it on this data \(sparse\."):
+        final_checkpoint(params, table_dir, "g00", ptb_quick_small)
+    assert final_checkpoint(params, table_dir, "g01", ptb_quick_small).name == f"epoch-{params.final_epochs:03d}.pt"
+
+
 def replay_cli(folder, tmp_path, *extra: str):
     return run_lsh("replay", "--params", SMOKE, *extra, "--table", str(folder), "--replays", str(tmp_path / "r.csv"),
                    "--anytime", str(tmp_path / "a.csv"), "--sensitivity", str(tmp_path / "s.csv"), "--repeats", "1")
@@ -1016,6 +1090,17 @@ def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round
         assert all(outcome.candidates[c] == cid for c, cid in configs.items()), f"round {r}"
     selected = json.loads((results / "final" / "selected.json").read_text())
     assert outcome.config == table.config_id(selected["config"])
+    # what the report says each other ranker would have kept in round 0 is what the replay of that ranker keeps
+    # there (the same pool: the grid proposer's)
+    from lsh.report.regime import alternatives_table
+    from lsh.report.run import load_run
+
+    others = alternatives_table(load_run(params, results)).set_index(["round", "ranker"])
+    survivors = plan(params.search).rounds[0].survivors
+    for ranker in ("loss", "loss_gap", "tse"):
+        search = dataclasses.replace(params.search, ranker=ranker)
+        other = replay(table, Strategy(kind="lsh", search=search), params.space, repeats=1, base_seed=params.seed)[0]
+        assert others.loc[(0, ranker), "kept"].split() == other.rounds[0][:survivors], ranker
     # the same perplexity of bitwise the same training (lsh.study.table) through two records: at most a rounding
     # or two apart (JSON keeps every bit)
     assert outcome.valid_ppl == pytest.approx(selected["valid_ppl"], rel=accumulated(EPS64, 2), abs=0)

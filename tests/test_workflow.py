@@ -54,23 +54,29 @@ def test_the_paper_round_preset_plans_one_round_of_paper_size_jobs(project: Path
 PRESETS = sorted(p.name for p in (REPO / "workflow" / "presets").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", [*PRESETS, "Snakefile"])
 def test_the_command_a_presets_header_shows_plans_without_an_error(project: Path, preset: str):
-    """A user copies the line a preset's header gives: dry-run, it plans (a target after `--configfile`
-    would be read as a second config file)."""
-    header = "\n".join(line for line in (REPO / "workflow" / "presets" / preset).read_text().splitlines()
-                       if line.startswith("#"))
+    """A user copies the line a preset's header (or the Snakefile's) gives: dry-run, it plans (a target
+    after `--configfile` would be read as a second config file)."""
+    path = REPO / "Snakefile" if preset == "Snakefile" else REPO / "workflow" / "presets" / preset
+    header = "\n".join(line.split("  #")[0] for line in path.read_text().splitlines() if line.startswith("#"))
     commands = re.findall(r"(snakemake [^`\n]*?)\s*$", header, flags=re.M)
-    assert commands and all(f"workflow/presets/{preset}" in c for c in commands), header
+    assert commands and (preset == "Snakefile" or all(f"workflow/presets/{preset}" in c for c in commands)), header
     for command in commands:
         out = run([str(BIN / "snakemake"), "-n", *shlex.split(command)[1:]], project)
         assert out.returncode == 0, (command, out.stdout[-1500:] + out.stderr[-1500:])
 
 
-def test_bad_config_stops_snakemake_before_any_job(project: Path):
-    out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--config", "seed=-5"], project)
+@pytest.mark.parametrize("setting, named", [
+    ("seed=-5", "seed: -5 is less than the minimum of 0"),
+    ("results=params.yaml", "results: 'params.yaml' is a file, not a folder"),
+    ("results=r{x}", "results: 'r{x}' holds a brace"),
+    ("results=-r", "results: '-r' starts with a dash"),
+])
+def test_bad_config_stops_snakemake_before_any_job(project: Path, setting: str, named: str):
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1", "--config", setting], project)
     assert out.returncode != 0
-    assert "seed: -5 is less than the minimum of 0" in out.stdout + out.stderr
+    assert named in out.stdout + out.stderr and "Traceback" not in out.stdout + out.stderr, out.stderr[-2000:]
 
 
 COMPARISON = yaml.safe_load((REPO / "workflow" / "comparison.yaml").read_text())
@@ -100,6 +106,8 @@ def test_smoke_preset_runs_the_whole_search_and_reruns_nothing(smoke_run: Path, 
     assert set(environment["versions"]) == set(numerics.PACKAGES)
     summary = (project / "results" / "report" / "summary.md").read_text()
     assert "## Environment" in summary and f"| numpy | {environment['versions']['numpy']} |" in summary
+    # the smoke preset ranks after one epoch of 20,000 tokens: on the unigram plateau, and its report says so
+    assert "round 0 (epoch 1, 6 candidates): the ranking could not measure learning" in summary
     assert set(selected["config"]) == set(CONFIG_KEYS)
     assert selected["budget"]["candidate_epochs"]["selection"] == the_plan.total_candidate_epochs
     copy = clone_of(project, tmp_path / "p")  # a dry run still writes in its project, which others read

@@ -47,11 +47,13 @@ def _json(x: Any) -> Any:
 
 
 def summary_markdown(run: Run, seconds: pd.DataFrame, correlation: pd.DataFrame | None, notes: list[str],
-                     written: list[str]) -> str:
-    """summary.md: what was searched, the selection against the dense reference, the budget, the
-    correlation, the environment, the files and the notes (why a part of the report is missing)."""
+                     written: list[str], regime: list[str] = ()) -> str:
+    """summary.md: what was searched, the selection against the dense reference, whether each ranking could
+    answer (`regime`, lsh.report.regime's section), the budget, the correlation, the environment, the files
+    and the notes (why a part of the report is missing)."""
     lines = _search_lines(run)
     lines += _selection_lines(run, dense_reference(run))
+    lines += list(regime)
     lines += _diverged_lines(run.selected)
     lines += _budget_lines(run, seconds)
     if correlation is not None and len(correlation):

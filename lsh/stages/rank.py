@@ -1,7 +1,8 @@
 """Rank a round: every candidate scored by the params' ranker (lsh.search.ranking.round_scores: the LS
 distance to the dense reference, the validation loss, its gap to the dense model's, or the sum of
 training losses) at its own epoch or the pool's common one (search.age), best first; the first
-`survivors` (the schedule's) are kept. Diverged candidates rank last; ties by pool order.
+`survivors` (the schedule's) are kept. Diverged candidates rank last; ties by pool order. Every ranker's
+score goes into ranking.csv beside the one used: the report shows what each would have kept.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Spectra, Summary
-from lsh.search.ranking import Observed, dense_trajectory, rank, round_scores
+from lsh.search.ranking import RANKERS, Observed, dense_trajectory, rank, round_scores
 from lsh.search.schedule import plan
 
 log = logging.getLogger("lsh.stages")
@@ -75,8 +76,8 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
     score = functools.partial(round_scores, age=search.age, observed=seen, dense_loss=epoch_losses(dense),
                               dense_spectra=reference, embedding=search.embedding, distance=search.distance,
                               fit=search.pca_fit, seed=params.seed, source=str(dense / names.METRICS))
-    distance, gaps = score("ls"), score("loss_gap")
-    scores = distance if search.ranker == "ls" else gaps if search.ranker == "loss_gap" else score(search.ranker)
+    every = {ranker: score(ranker) for ranker in RANKERS}  # the report shows what each would have kept
+    scores = every[search.ranker]
     summaries = {e.candidate: records.read(layout.slot_train(r, e.slot) / names.SUMMARY, Summary) for e in entries}
     order = rank(scores, [e.candidate for e in entries])
     keep = plan(search).rounds[r].survivors
@@ -86,7 +87,8 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
         e = by_id[c]
         rows.append({
             "round": r, "rank": position + 1, "candidate": c, "slot": e.slot, **e.config,
-            "epoch": epochs[c], "distance": distance[c], "loss_gap": gaps[c], "valid_ppl": valid_ppl[c],
+            "epoch": epochs[c], "distance": every["ls"][c], "loss_gap": every["loss_gap"][c], "loss": every["loss"][c],
+            "tse": every["tse"][c], "valid_ppl": valid_ppl[c],
             "score": scores[c], "status": summaries[c].status, "kept": position < keep,
         })
     return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lsh import files
+from lsh import data, files
 from lsh.config import Params
+from lsh.errors import LshError
 from lsh.records import LAYOUTS
 from lsh.report.correlation import (
     MIN_CORRELATION,
@@ -50,6 +51,7 @@ from lsh.report.figures import (
     plot_ls_space,
     plot_perplexity_curves,
 )
+from lsh.report.regime import alternatives_table, regime_markdown, regime_table, regime_words
 from lsh.report.run import Run, load_run
 from lsh.report.summary import metrics, summary_markdown
 from lsh.report.tables import (
@@ -60,6 +62,7 @@ from lsh.report.tables import (
     seconds_table,
     table1,
 )
+from lsh.study.calibration import unigram_perplexity
 
 log = logging.getLogger("lsh.stages")
 
@@ -90,9 +93,11 @@ class _Folder:
 
 
 def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, dense: str | Path | None = None,
-                 compared: list[str | Path] = ()) -> dict:
+                 compared: list[str | Path] = (), data_dir: str | Path | None = None) -> dict:
     """Write the report of the run in `results_dir` to `out_dir`; returns {"files": [...], "notes": [...]}.
-    `dense`: the dense reference's folder (default the run's own); `compared`: other runs' results folders."""
+    `dense`: the dense reference's folder (default the run's own); `compared`: other runs' results folders;
+    `data_dir`: the prepared data, whose unigram perplexity each ranking is judged against (default
+    data.prepared; without it the plateau is not judged)."""
     run = load_run(params, results_dir, dense, compared)
     out = _Folder(Path(out_dir))
     out.path.mkdir(parents=True, exist_ok=True)
@@ -111,9 +116,31 @@ def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, d
     correlation = _write_correlation(run, out)
     files.write_json(out.path / "metrics.json", metrics(run, correlation))
     out.written.append("metrics.json")
+    regime = _regime_lines(run, Path(data_dir if data_dir is not None else params.data.prepared))
     listed = sorted({*out.written, "summary.md"}, key=_order)
-    out.text("summary.md", summary_markdown(run, seconds, correlation, out.notes, listed))
+    out.text("summary.md", summary_markdown(run, seconds, correlation, out.notes, listed, regime))
     return {"files": listed, "notes": out.notes}
+
+
+def _regime_lines(run: Run, data_dir: Path) -> list[str]:
+    """summary.md's section on whether each ranking could answer; a ranking that could not is also a warning
+    in the log (lsh.report.regime)."""
+    if not run.rankings:
+        return []
+    try:
+        corpus = data.load_corpus(data_dir, {"train_tokens": run.params.data.train_tokens})
+    except LshError as e:
+        log.warning("the rankings' regime is judged without the unigram perplexity: %s", e)
+        unigram = None
+    else:
+        eval_tokens = run.params.train.eval_tokens
+        valid = corpus.valid if eval_tokens is None else corpus.valid[:eval_tokens]
+        unigram = unigram_perplexity(corpus.train, valid, corpus.vocab_size)
+    regime = regime_table(run, unigram)
+    for row in regime.itertuples():
+        if not row.answers:
+            log.warning("%s", regime_words(row))
+    return regime_markdown(regime, alternatives_table(run))
 
 
 def _write_table1(run: Run, out: _Folder) -> None:

@@ -17,7 +17,9 @@ import pandas as pd
 
 from lsh import files
 from lsh.config import Params
+from lsh.errors import LshError
 from lsh.report import study as words
+from lsh.study.cells import study_configs
 from lsh.study.replay import replay_strategies
 from lsh.study.sensitivity import COLUMNS as SENSITIVITY_COLUMNS  # noqa: F401 (the report's reader checks them)
 from lsh.study.sensitivity import sensitivity
@@ -42,6 +44,12 @@ def load_table(params: Params, table_dir: Path) -> Table:
     params: other training seeds than study.seeds, fewer than 2 configurations, nothing finite to rank."""
     table = Table.load(table_dir)
     table.check_study(params.study.seeds)
+    expected, found = dict(study_configs(params)), {cid: dict(c) for cid, c in table.configs}
+    if expected != found:  # a replay proposes from params.space: it must be the space the table was trained on
+        differ = sorted(set(expected) ^ set(found)) or [cid for cid in expected if expected[cid] != found[cid]]
+        raise LshError(f"{table_dir}: the table holds other configurations than these params' space and study.configs "
+                       f"give ({', '.join(differ[:4])}{', ...' if len(differ) > 4 else ''} differ): replay it with the "
+                       "params it was built with, or build the table of this space")
     return table
 
 

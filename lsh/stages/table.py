@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lsh import data, files, layout, records
-from lsh.config import Params, differences
+from lsh.config import Params, differences, show
 from lsh.errors import LshError
 from lsh.records import LAYOUTS, Cell, CellRow, read_cell
 from lsh.search.space import CONFIG_KEYS
@@ -146,6 +146,31 @@ def check_cell_run(params: Params, cell: Cell, path: Path, corpus: data.Corpus) 
                            "a cell of another study; train it again or point study.cells elsewhere")
 
 
+def check_cell_identity(cell: Cell, path: Path, config: dict | None) -> None:
+    """Refuse a cell whose record says it trained something else than its id and seed name (a rows.json
+    copied under another configuration's id): the sparse method it records (none for the dense reference)
+    against the configuration's, and the seed. Needs no data, so every table checks it; a cell without a
+    record of its run (made by an older lsh) is left to the check against the data."""
+    if not cell.run:
+        return
+    sparse, seed = cell.run.get("sparse"), cell.run.get("seed")
+    if seed != cell.seed:
+        raise LshError(f"{path}: labelled seed {cell.seed}, but its run records seed {show(seed)}: a relabelled cell")
+    if config is None:  # the dense reference
+        if sparse is not None:
+            raise LshError(f"{path}: labelled {DENSE}, but its run records a sparse training: a relabelled cell")
+        return
+    recorded = sparse if isinstance(sparse, dict) else {}
+    # the death rate comes from the same space on both sides: equal, or a few float64 roundings apart
+    differ = [key for key in CONFIG_KEYS if not (
+        recorded.get(key) == config[key] or (key == "death_rate" and isinstance(recorded.get(key), float)
+                                             and math.isclose(recorded[key], config[key], rel_tol=1e-12)))]
+    if differ:
+        shown = ", ".join(f"{key} {show(recorded.get(key))} (not {show(config[key])})" for key in differ)
+        raise LshError(f"{path}: labelled {cell.config}, but its run records {shown}: a relabelled cell, or one of "
+                       "another space")
+
+
 def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | None = None) -> pd.DataFrame:
     """Gather the cells' rows.json into the table: table.csv, spectra.npz and table.json in `out`. With
     `data_dir`, each cell's recorded run is checked against what these params train on that data."""
@@ -161,6 +186,7 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
         if cell.seed not in seeds:
             raise LshError(f"{path}: seed {cell.seed} is not a training seed of these params "
                            f"({', '.join(map(str, seeds))}): a cell of another study")
+        check_cell_identity(cell, path, configs.get(cell.config))
         if corpus is not None:
             check_cell_run(params, cell, path, corpus)
         config = configs.get(cell.config, {k: None for k in CONFIG_KEYS})
@@ -221,6 +247,7 @@ def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
     samples = list(params.study.ls_samples)
     table = Table.load(table_dir)
     table.check_study(params.study.seeds)
+    check_built_with(params, table, table_dir)
     seed = table.seeds[0]
     finals = sorted((test_ppl, cid) for cid, _ in table.configs
                     if math.isfinite(test_ppl := table.final(cid, seed)["test_ppl"]))
@@ -239,13 +266,32 @@ def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def check_built_with(params: Params, table: Table, table_dir: Path) -> None:
+    """Refuse params other than the table's for work on its models (Table 4 reads a cell's checkpoint, or
+    trains the cell again): with another model or corpus it would report a model of another study."""
+    want = {"model": dataclasses.asdict(params.model), "train": dataclasses.asdict(params.train),
+            "density": params.sparse.density, "decay_epochs": params.sparse.decay_epochs,
+            "train_tokens": params.data.train_tokens, "seed": params.seed, "final_epochs": params.final_epochs}
+    if changed := differences({key: table.meta.get(key) for key in want}, want):
+        raise LshError(f"{table_dir}: built with other params than these ({', '.join(changed[:4])} differ): its models "
+                       "are another study's; use the params the table was built with")
+
+
 def final_checkpoint(params: Params, table_dir: Path, config_id: str, data_dir: Path) -> Path:
     """The last checkpoint of a cell with the first training seed, in its folder beside the table. A cell
     kept with the project (study.cells) comes without one (too large to commit): it is trained again
     there, the same seed giving the same model, and its rows are compared with the kept ones."""
+    from lsh.training.checkpoints import load_checkpoint
+
     folder = layout.cell_folder(table_dir, config_id, 0)
     checkpoint = layout.checkpoint(folder, params.final_epochs)
     if checkpoint.exists():
+        corpus = data.load_corpus(data_dir, {"train_tokens": params.data.train_tokens})
+        want = cell_spec(params, config_id, cell_seed(params, 0)).run_config(corpus)
+        if changed := differences(load_checkpoint(checkpoint)["run_config"], want):
+            raise LshError(f"{checkpoint}: not {config_id}'s checkpoint as these params train it on this data "
+                           f"({', '.join(changed[:4])} differ): a file of another run; delete it (the cell is "
+                           "trained again)")
         return checkpoint
     log.info("%s: no checkpoint of epoch %d (a kept cell keeps none): training %s again", folder, params.final_epochs,
              config_id)

@@ -33,6 +33,20 @@ def unigram_perplexity(train: np.ndarray, valid: np.ndarray, vocab: int) -> floa
     return float(math.exp(-log_p[np.asarray(valid, dtype=np.int64)].mean()))
 
 
+def off_plateau(valid_ppl: np.ndarray | pd.Series | list[float], unigram: float) -> tuple[int, int]:
+    """How many candidates have left the unigram plateau (at least BELOW_UNIGRAM below its perplexity),
+    and how many must have for the ranking to measure learning (LEFT_PLATEAU_SHARE of them): the one
+    definition of the plateau, for the study's calibration and for every run's rankings."""
+    values = np.asarray(valid_ppl, dtype=float)
+    return int((values <= (1 - BELOW_UNIGRAM) * unigram).sum()), math.ceil(LEFT_PLATEAU_SHARE * len(values))
+
+
+def distinct_trajectories(trajectories: list[tuple[float, ...]]) -> tuple[int, int]:
+    """How many of the validation trajectories differ (to DIGITS significant digits), and how many must."""
+    return (len({tuple(_rounded(v) for v in t) for t in trajectories}),
+            math.ceil(DISTINCT_SHARE * len(trajectories)))
+
+
 def _rounded(x: float) -> float:
     return float(f"{x:.{DIGITS}g}") if x is not None and math.isfinite(x) else float("nan")
 
@@ -44,18 +58,17 @@ def criteria(curves: pd.DataFrame, unigram: float, e0: int) -> pd.DataFrame:
     missing = [e for e in range(1, e0 + 1) if e not in wide.columns]
     if missing:
         raise ValueError(f"the calibration needs validation perplexities at epochs 1..{e0}; missing {missing}")
-    n = len(wide)
     at_e0 = wide[e0]
-    left = int((at_e0 <= (1 - BELOW_UNIGRAM) * unigram).sum())
+    left, needed = off_plateau(at_e0, unigram)
     previous = wide[e0 - 1].median() if e0 > 1 else float("nan")
     fall = float(1 - at_e0.median() / previous) if e0 > 1 else float("nan")
-    distinct = len({tuple(_rounded(v) for v in row) for row in wide[list(range(1, e0 + 1))].itertuples(index=False)})
+    distinct, apart = distinct_trajectories(list(wide[list(range(1, e0 + 1))].itertuples(index=False, name=None)))
     rows = [
         ("left the plateau", f"configurations at epoch {e0} at least {BELOW_UNIGRAM:.0%} below the unigram "
-         f"perplexity ({unigram:.1f})", left, math.ceil(LEFT_PLATEAU_SHARE * n), left >= math.ceil(LEFT_PLATEAU_SHARE * n)),
+         f"perplexity ({unigram:.1f})", left, needed, left >= needed),
         ("still learning", f"median configuration's fall in validation perplexity, epoch {e0 - 1} to {e0}",
          round(fall, 4), MEDIAN_FALL, bool(fall >= MEDIAN_FALL)),
         ("told apart", f"distinct validation trajectories up to epoch {e0} ({DIGITS} significant digits)",
-         distinct, math.ceil(DISTINCT_SHARE * n), distinct >= math.ceil(DISTINCT_SHARE * n)),
+         distinct, apart, distinct >= apart),
     ]
     return pd.DataFrame(rows, columns=["criterion", "measure", "value", "threshold", "holds"])

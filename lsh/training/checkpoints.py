@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsh import files, layout, numerics
+from lsh import config, files, layout, numerics
 from lsh.config import differences as describe_difference  # noqa: F401  (the dotted keys two run configs differ in)
 from lsh.data import Corpus
 from lsh.errors import LshError
@@ -74,7 +74,35 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise LshError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it is incomplete; delete it and rerun")
     model_config(state, path)
+    _check_fields(state, path)
     return state
+
+
+CHECKPOINT_STATUSES = ("ok", "diverged")
+
+
+def _check_fields(state: dict, path: Path) -> None:
+    """The fields every reader takes as they are written: a crafted or foreign value is named here, not met as a
+    traceback inside the reader (a string for the environment record, a list for the weights, a status of none
+    of the training loop's)."""
+    def wrong(field: str, what: str) -> LshError:
+        value = state.get(field)
+        found = config.show(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
+        return LshError(f"checkpoint {path}: {field} is {found}, not {what}: it is not a checkpoint lsh wrote; "
+                        "delete it and rerun")
+
+    if not isinstance(state["status"], str) or state["status"] not in CHECKPOINT_STATUSES:
+        raise wrong("status", f"one of {', '.join(CHECKPOINT_STATUSES)}")
+    for field in ("model", "weights"):
+        value = state[field]
+        if value is None and field == "weights":  # a dense model before averaging resumes from `model`
+            continue
+        if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())):
+            raise wrong(field, "a mapping of parameter names to tensors")
+    environment = state.get("environment")
+    if environment is not None and not (isinstance(environment, dict)
+                                        and isinstance(environment.get("versions", {}), dict)):
+        raise wrong("environment", "a record of the numerics, the CPU and the versions")
 
 
 def model_config(state: dict, path: str | os.PathLike) -> ModelConfig:

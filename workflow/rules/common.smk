@@ -222,6 +222,7 @@ def report_inputs(wildcards=None):
     selection rounds the dense reference and every round's pool, ranking, trainings and spectra."""
     run = RUNS[str(MAIN.root)]
     inputs = {
+        "data": prepared_files(),  # the unigram perplexity each ranking is judged against (lsh.report.regime)
         "environment": str(MAIN.environment),
         "selected": str(MAIN.selected),
         "pool": str(MAIN.final_pool),

@@ -14,6 +14,7 @@ rule compare:
         results=lambda w, input: str(Path(input.selected).parents[1]),
         dense=lambda w, input: os.path.dirname(input.dense[0]) if PLAN.rounds else str(DENSE),
         runs=[str(MAIN.compare(m).root) for m in COMPARISON],  # a list: {params.runs:q} quotes each
+        data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     conda:
         ENV
@@ -25,4 +26,4 @@ rule compare:
         runtime=30,
     shell:
         "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --compare {params.runs:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        " --data {params.data:q} --out {params.out:q} > {log:q} 2>&1"

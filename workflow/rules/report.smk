@@ -38,6 +38,7 @@ rule report:
     params:
         **lsh_params("report"),
         results=lambda w, input: str(Path(input.selected).parents[1]),
+        data=lambda w, input: os.path.dirname(input.data[0]),
         dense=lambda w, input: os.path.dirname(input.dense[0]) if PLAN.rounds else str(DENSE),
         out=lambda w, output: os.path.dirname(output.summary),
     conda:
@@ -49,4 +50,5 @@ rule report:
         mem_mb=2000,
         runtime=30,
     shell:
-        "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --out {params.out:q} > {log:q} 2>&1"
+        "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --data {params.data:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

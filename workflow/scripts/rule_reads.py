@@ -63,8 +63,11 @@ RULES: dict[str, Reads] = {
     "train_final": Reads((*CANDIDATE, "final"), "lsh.stages.slot"),
     "select": Reads(("seed", "search", "sparse"), "lsh.stages.select"),
     "train_correlation": Reads((*CANDIDATE, "final"), "lsh.stages.slot"),
-    "report": Reads(("seed", "model", "sparse", "search", "final", "report"), "lsh.stages.report"),
-    "compare": Reads(("seed", "model", "sparse", "search", "final", "report"), "lsh.stages.report"),
+    # the report judges each ranking against the unigram perplexity of the training and validation tokens
+    "report": Reads(("seed", "model", "sparse", "search", "final", "report", "data.train_tokens", "train.eval_tokens"),
+                    "lsh.stages.report"),
+    "compare": Reads(("seed", "model", "sparse", "search", "final", "report", "data.train_tokens",
+                      "train.eval_tokens"), "lsh.stages.report"),
     "study_cell": Reads((*TABLE, "study.space"), "lsh.stages.table"),
     "study_table": Reads((*TABLE, "study"), "lsh.stages.table"),
     "study_replay": Reads(("seed", "space", "search", "lyapunov.layout", "study"), "lsh.stages.study"),
@@ -80,6 +83,10 @@ def keys(rule: str, params: dict) -> list[str]:
     when it sets the death-rate decay (sparse.decay_epochs null), and for round 0's pool under
     `search.mode: full` (whose pool is the final one)."""
     out = list(RULES[rule].keys)
+    # The numerics decide the last bits of every computed output (the prepared data are integers): a
+    # change recomputes them all, so a run's environment record always describes its results.
+    if rule != "prepare" and "numerics" not in out:
+        out.append("numerics")
     if rule == "train_candidate" and params["sparse"]["decay_epochs"] is None:
         out.append("final.epochs")
     if rule == "pool" and params["search"]["mode"] == "full":

@@ -37,9 +37,16 @@ class Stop(Exception):
 def _run(*command: str, check: str | None = None) -> subprocess.CompletedProcess:
     out = subprocess.run(command, capture_output=True, text=True)
     if check and out.returncode:
-        lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
-        raise Stop(f"{check}: {lines[-1] if lines else 'exit status ' + str(out.returncode)}")
+        raise Stop(f"{check}: {_reason(out.stderr + out.stdout) or 'exit status ' + str(out.returncode)}")
     return out
+
+
+def _reason(output: str) -> str:
+    """DVC's own error line (its last `ERROR:`), not the support footer it prints after it."""
+    lines = [line.strip() for line in output.splitlines() if line.strip() and "dvc.org/support" not in line]
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    text = errors[-1] if errors else lines[-1] if lines else ""
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def remote_args(name: str | None) -> list[str]:
@@ -69,6 +76,30 @@ def bad_cache_objects(cache: Path) -> list[Path]:
     return bad
 
 
+def missing_objects(cache: Path, stages: dict) -> list[str]:
+    """The pulled paths whose content the cache lacks after a fetch (DVC warns of a file missing from the
+    remote and goes on): each output of dvc.lock, and each file a folder's manifest lists."""
+    def held(md5: str) -> Path:
+        return cache / "files" / "md5" / md5[:2] / md5[2:]
+
+    missing = []
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            md5, path = str(out.get("md5") or ""), out["path"]
+            if not md5:
+                continue
+            if not held(md5).is_file():
+                missing.append(path)
+            elif md5.endswith(".dir"):
+                try:
+                    entries = json.loads(held(md5).read_text())
+                    missing += [f"{path}/{e['relpath']}" for e in entries if not held(str(e["md5"])).is_file()]
+                except (ValueError, KeyError, TypeError):
+                    raise Stop(f"the list of the files of {path} ({held(md5)}) is damaged: nothing checked out; "
+                               "remove it and pull again, or repair the remote") from None
+    return missing
+
+
 def status_clean() -> bool:
     out = _run(str(BIN / "dvc"), "status", "--json", PIPELINE, check="dvc status failed")
     return json.loads(out.stdout or "{}") == {}
@@ -83,13 +114,40 @@ def push(remote: str | None) -> str:
     return "pushed the run's artifacts"
 
 
+def recorded_otherwise(status: dict, stages: dict) -> list[str]:
+    """What dvc.lock records other than the workspace holds, the run's own outputs aside (those are what a
+    pull brings): params and code. Such a lock describes a run of other inputs; checked out, its outputs
+    would stand under the workspace's params as if made by them."""
+    produced = [o["path"] for stage in stages.values() for o in stage.get("outs", [])]
+    found = []
+    for changes in status.values():
+        for change in changes:
+            for dep, what in (change.get("changed deps", {}) if isinstance(change, dict) else {}).items():
+                if any(dep == p or dep.startswith(p.rstrip("/") + "/") for p in produced):
+                    continue
+                found += [f"{dep}: {key}" for key in what] if isinstance(what, dict) else [dep]
+    return sorted(set(found))
+
+
 def pull(remote: str | None) -> str:
     where = remote_args(remote)
-    _run(str(BIN / "dvc"), "fetch", *where, PIPELINE, check="dvc fetch failed (nothing checked out)")
-    bad = bad_cache_objects(Path(_run(str(BIN / "dvc"), "cache", "dir").stdout.strip() or ".dvc/cache"))
+    status = json.loads(_run(str(BIN / "dvc"), "status", "--json", PIPELINE, check="dvc status failed").stdout or "{}")
+    if differ := recorded_otherwise(status, _lock_stages()):
+        raise Stop(f"dvc.lock records another run's params or code than this workspace holds ({', '.join(differ[:3])}"
+                   f"{', ...' if len(differ) > 3 else ''}): nothing checked out; check out its commit whole "
+                   "(git checkout <commit>) and pull there, or run `dvc repro` for these params")
+    fetched = _run(str(BIN / "dvc"), "fetch", *where, PIPELINE)
+    cache = Path(_run(str(BIN / "dvc"), "cache", "dir").stdout.strip() or ".dvc/cache")
+    bad = bad_cache_objects(cache)
     if bad:
         raise Stop(f"{len(bad)} cached file(s) do not match their hash, e.g. {bad[0]}: nothing checked out; "
                    "remove them and pull again, or repair the remote")
+    missing = missing_objects(cache, _lock_stages())
+    if missing:
+        raise Stop(f"{len(missing)} file(s) of the run are in neither the remote nor the cache, e.g. {missing[0]}: "
+                   "nothing checked out; push them from a clone that has them, or rerun what makes them")
+    if fetched.returncode:
+        raise Stop(f"dvc fetch failed (nothing checked out): {_reason(fetched.stderr + fetched.stdout)}")
     _run(str(BIN / "dvc"), "checkout", PIPELINE, check="dvc checkout failed (Snakemake's view left as it is)")
     if not status_clean():
         raise Stop("after the checkout, `dvc status dvc.yaml` still lists changes: Snakemake's view left as it is")
