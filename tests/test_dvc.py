@@ -352,6 +352,11 @@ def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touc
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "no default DVC remote" in out.stderr
     assert not (other / "results").exists()
+    ok(run([str(BIN / "dvc"), "remote", "add", "-d", "gone", str(tmp_path / "gone")], other))
+    out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other)
+    assert out.returncode == 2 and f"the DVC remote 'gone' is the folder {tmp_path / 'gone'}, which does not exist" \
+        in out.stderr and out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr
+    ok(run([str(BIN / "dvc"), "remote", "remove", "gone"], other))
 
     ok(run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(tmp_path / "remote")], project))
     ok(run([str(BIN / "dvc"), "push", "dvc.yaml"], project))
@@ -446,6 +451,23 @@ def test_a_pull_of_a_lock_recorded_under_other_params_stops_before_it_changes_an
     assert "dvc.lock records another run's params or code than this workspace holds (" in out.stderr, out.stderr
     assert "params.yaml: search.ranker" in out.stderr and out.stderr.strip().splitlines() == [out.stderr.strip()]
     assert impact(before, snapshot(project)).rewritten == frozenset(), "nothing checked out"
+
+
+def test_a_pull_removes_the_partial_files_an_interrupted_write_left_in_the_outputs_and_nothing_else(tmp_path: Path,
+                                                                                                     monkeypatch):
+    """A checkout or a job killed mid-write leaves `<name>.<random>.tmp` (DVC) or `.<name>.<random>.tmp` (lsh):
+    DVC's next checkout stops on a file it does not know. Nothing finished ends in .tmp."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "results" / "dense"
+    out.mkdir(parents=True)
+    for name in ("epoch-000.pt", "epoch-001.pt.3kF9x.tmp", ".summary.json.a1b2.tmp", "metrics.jsonl"):
+        (out / name).write_text("x")
+    (tmp_path / "results" / "elsewhere.tmp").write_text("not an output of the run")
+    stages = {"dense": {"outs": [{"path": "results/dense", "md5": "a.dir"}, {"path": "results/missing", "md5": "b"}]}}
+    assert versioned.remove_partials(stages) == ["results/dense/.summary.json.a1b2.tmp",
+                                                 "results/dense/epoch-001.pt.3kF9x.tmp"]
+    assert sorted(p.name for p in out.iterdir()) == ["epoch-000.pt", "metrics.jsonl"]
+    assert (tmp_path / "results" / "elsewhere.tmp").exists()
 
 
 def test_every_rule_that_runs_lsh_takes_its_params_and_code_from_the_shared_table():

@@ -25,5 +25,5 @@ rule compare:
         mem_mb=4000,
         runtime=30,
     shell:
-        "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --compare {params.runs:q}"
-        " --data {params.data:q} --out {params.out:q} > {log:q} 2>&1"
+        "lsh report {params.cfg} --results {params.results:q} --dense {params.dense:q} --data {params.data:q}"
+        " --compare {params.runs:q} --out {params.out:q} > {log:q} 2>&1"

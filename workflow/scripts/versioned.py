@@ -52,13 +52,30 @@ def _reason(output: str) -> str:
 def remote_args(name: str | None) -> list[str]:
     """`-r NAME`, or nothing when DVC has a default remote; a clear stop when it has none."""
     if name:
-        if name not in _run(str(BIN / "dvc"), "remote", "list").stdout.split():
+        if not _remote_url(name):
             raise Stop(f"no DVC remote named {name!r}: `dvc remote list` shows the configured ones")
         return ["-r", name]
     if _run(str(BIN / "dvc"), "remote", "default").returncode:  # exit status 1: "No default remote set"
         raise Stop("no default DVC remote: add one with `dvc remote add -d <name> <url>` "
                    "(docs/remote.md), or name one with REMOTE=<name>")
     return []
+
+
+def _remote_url(name: str) -> str:
+    """The remote's URL as configured ('' when there is none; `dvc remote list` wraps long lines)."""
+    out = _run(str(BIN / "dvc"), "config", f"remote.{name}.url")
+    return "" if out.returncode else out.stdout.strip()
+
+
+def absent_remote(where: list[str]) -> str | None:
+    """Why a fetch from this remote cannot have worked, when it is a folder on this machine that does not
+    exist (DVC says only that files are missing): a push makes the folder, a pull needs it."""
+    name = where[1] if where else _run(str(BIN / "dvc"), "remote", "default").stdout.strip()
+    folder = _remote_url(name)
+    if folder and "://" not in folder and not (Path(".dvc") / Path(folder).expanduser()).is_dir():
+        return (f"the DVC remote {name!r} is the folder {folder}, which does not exist here: mount it, or point the "
+                f"remote elsewhere (`dvc remote modify {name} url <url>`); nothing checked out")
+    return None
 
 
 def bad_cache_objects(cache: Path) -> list[Path]:
@@ -98,6 +115,21 @@ def missing_objects(cache: Path, stages: dict) -> list[str]:
                     raise Stop(f"the list of the files of {path} ({held(md5)}) is damaged: nothing checked out; "
                                "remove it and pull again, or repair the remote") from None
     return missing
+
+
+def remove_partials(stages: dict) -> list[str]:
+    """Files an interrupted write left in the run's outputs (DVC's checkout and lsh's atomic writes both write
+    `*.tmp` and rename it when done): never finished work, and in DVC's way (a checkout stops on a file it
+    does not know). Removed before a checkout; returns them."""
+    found = []
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            path = Path(out["path"])
+            for leftover in (sorted(path.rglob("*.tmp")) if path.is_dir() else []):
+                if leftover.is_file():
+                    leftover.unlink()
+                    found.append(str(leftover))
+    return found
 
 
 def status_clean() -> bool:
@@ -143,11 +175,14 @@ def pull(remote: str | None) -> str:
         raise Stop(f"{len(bad)} cached file(s) do not match their hash, e.g. {bad[0]}: nothing checked out; "
                    "remove them and pull again, or repair the remote")
     missing = missing_objects(cache, _lock_stages())
+    if (missing or fetched.returncode) and (absent := absent_remote(where)):
+        raise Stop(absent)
     if missing:
         raise Stop(f"{len(missing)} file(s) of the run are in neither the remote nor the cache, e.g. {missing[0]}: "
                    "nothing checked out; push them from a clone that has them, or rerun what makes them")
     if fetched.returncode:
         raise Stop(f"dvc fetch failed (nothing checked out): {_reason(fetched.stderr + fetched.stdout)}")
+    partials = remove_partials(_lock_stages())
     _run(str(BIN / "dvc"), "checkout", PIPELINE, check="dvc checkout failed (Snakemake's view left as it is)")
     if not status_clean():
         raise Stop("after the checkout, `dvc status dvc.yaml` still lists changes: Snakemake's view left as it is")
@@ -160,7 +195,8 @@ def pull(remote: str | None) -> str:
     if cleaned.returncode and "metadata was not present" not in cleaned.stderr + cleaned.stdout:
         raise Stop("snakemake --cleanup-metadata failed: " + (cleaned.stderr.strip().splitlines() or ["?"])[-1])
     _run(str(BIN / "snakemake"), "--touch", "--cores", "1", check="snakemake --touch failed")
-    return "pulled and checked out the run; Snakemake and DVC both see it up to date"
+    removed = f" (removed {len(partials)} partial file(s) an interrupted write had left, e.g. {partials[0]})" if partials else ""
+    return f"pulled and checked out the run; Snakemake and DVC both see it up to date{removed}"
 
 
 def _lock_stages() -> dict:
