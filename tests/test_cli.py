@@ -248,15 +248,20 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
+def exit_status(argv: list[str]) -> int:
+    """`lsh` run in-process: its exit status, argparse's own refusals (usage and one error line) included."""
+    from lsh.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 @pytest.mark.parametrize("argv, named", BAD_INPUTS, ids=[" ".join(a[:4]) for a, _ in BAD_INPUTS])
 def test_a_new_users_bad_input_is_one_short_message_naming_what_is_wrong(workspace: Path, capsys, argv: list[str],
                                                                           named: str):
-    from lsh.cli import main
-    argv = [a.replace("{ws}", str(workspace)) for a in argv]
-    try:
-        status = main(argv)
-    except SystemExit as e:  # argparse's own refusal: usage and one error line
-        status = e.code
+    status = exit_status([a.replace("{ws}", str(workspace)) for a in argv])
     err = capsys.readouterr().err
     assert status == 2, err
     assert named.replace("{ws}", str(workspace)) in err, err
@@ -532,14 +537,10 @@ def third_round(workspace: Path) -> Path:
 @pytest.mark.parametrize("argv, named", ROUND_THREE, ids=[" ".join(a[:4])[:60] for a, _ in ROUND_THREE])
 def test_an_input_that_costs_more_than_it_is_worth_is_one_line_before_any_work(third_round: Path, capsys,
                                                                                 argv: list[str], named: str):
-    from lsh.cli import MESSAGE_CHARACTERS, main
+    from lsh.cli import MESSAGE_CHARACTERS
 
     ws = str(third_round)
-    argv = [a.replace("{ws}", ws) for a in argv]
-    try:
-        status = main(argv)
-    except SystemExit as e:  # argparse's own refusal: usage and one error line
-        status = e.code
+    status = exit_status([a.replace("{ws}", ws) for a in argv])
     err = capsys.readouterr().err
     assert status == 2, err[-3000:]
     assert named.replace("{ws}", ws) in err, err[-3000:]

@@ -164,7 +164,8 @@ def recorded_otherwise(status: dict, stages: dict) -> list[str]:
 def pull(remote: str | None) -> str:
     where = remote_args(remote)
     status = json.loads(_run(str(BIN / "dvc"), "status", "--json", PIPELINE, check="dvc status failed").stdout or "{}")
-    if differ := recorded_otherwise(status, _lock_stages()):
+    stages = _lock_stages()  # what the pull brings: the checkout leaves dvc.lock as it is
+    if differ := recorded_otherwise(status, stages):
         raise Stop(f"dvc.lock records another run's params or code than this workspace holds ({', '.join(differ[:3])}"
                    f"{', ...' if len(differ) > 3 else ''}): nothing checked out; check out its commit whole "
                    "(git checkout <commit>) and pull there, or run `dvc repro` for these params")
@@ -174,7 +175,7 @@ def pull(remote: str | None) -> str:
     if bad:
         raise Stop(f"{len(bad)} cached file(s) do not match their hash, e.g. {bad[0]}: nothing checked out; "
                    "remove them and pull again, or repair the remote")
-    missing = missing_objects(cache, _lock_stages())
+    missing = missing_objects(cache, stages)
     if (missing or fetched.returncode) and (absent := absent_remote(where)):
         raise Stop(absent)
     if missing:
@@ -182,13 +183,13 @@ def pull(remote: str | None) -> str:
                    "nothing checked out; push them from a clone that has them, or rerun what makes them")
     if fetched.returncode:
         raise Stop(f"dvc fetch failed (nothing checked out): {_reason(fetched.stderr + fetched.stdout)}")
-    partials = remove_partials(_lock_stages())
+    partials = remove_partials(stages)
     _run(str(BIN / "dvc"), "checkout", PIPELINE, check="dvc checkout failed (Snakemake's view left as it is)")
     if not status_clean():
         raise Stop("after the checkout, `dvc status dvc.yaml` still lists changes: Snakemake's view left as it is")
     # Snakemake's records of how the previous outputs were made (params, code) are not the pulled
     # ones': dvc.lock vouches for these, so drop the records and mark the outputs current.
-    outs = [o["path"] for stage in _lock_stages().values() for o in stage.get("outs", [])]
+    outs = [o["path"] for stage in stages.values() for o in stage.get("outs", [])]
     # Files that no job declares (checkpoints) have no records: Snakemake cleans the others, then
     # lists those and exits 1, which is no failure here.
     cleaned = _run(str(BIN / "snakemake"), "--cleanup-metadata", *_files_under(outs), "--cores", "1")
