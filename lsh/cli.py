@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lsh import config, layout, numerics
+from lsh import config, layout, numerics, serve
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout
@@ -493,6 +493,20 @@ def _add_train_command(sub: argparse._SubParsersAction, common: argparse.Argumen
     p.set_defaults(func=cmd_train)
 
 
+def cmd_serve(args: argparse.Namespace, params: Params) -> int:
+    """Load the libraries once and run the commands handed to the socket in forked copies."""
+    return serve.serve(Path(args.socket), main, exit_with_parent=args.exit_with_parent)
+
+
+def _add_serve_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common],
+                       help=f"a warm process for many short jobs: commands started with ${serve.VARIABLE}=SOCKET run in "
+                            "its forked copies (the same results, without importing torch each time)")
+    p.add_argument("--socket", required=True, metavar="PATH", help="the Unix socket to listen on")
+    p.add_argument("--exit-with-parent", action="store_true", help="end when the process that started it ends")
+    p.set_defaults(func=cmd_serve)
+
+
 def _add_plan_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("plan", parents=[common], help="the search's rounds and budget, known before any training")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
@@ -561,7 +575,7 @@ def _add_replay_command(sub: argparse._SubParsersAction, common: argparse.Argume
 
 # The commands in the order `lsh --help` lists them
 _COMMAND_GROUPS = (_add_params_commands, _add_train_command, _add_plan_command, _add_spectrum_command,
-                   _add_bench_command, _add_report_command, _add_step_groups, _add_replay_command)
+                   _add_bench_command, _add_report_command, _add_step_groups, _add_replay_command, _add_serve_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -596,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         params = Params.from_dict(_load_params(args))
         for note in numerics.apply(params.numerics):  # before any handler imports torch or numpy
             log.warning("%s", note)
+        if argv is None and args.command != "serve":  # a command line, not a call: $LSH_SERVE may run it
+            code = serve.delegate(sys.argv[1:])
+            if code is not None:
+                return code
         return func(args, params)
     except (LshError, OSError) as e:  # an OSError not met elsewhere: the file system's, one line naming the path
         print(f"lsh {args.command}{step}: error: {config.cut(str(e), MESSAGE_CHARACTERS)}", file=sys.stderr)

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from lsh import config, data  # noqa: E402
+from lsh import config, data, serve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -262,3 +264,32 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path
         ok(run([str(BIN / "snakemake"), "compare", "--cores", "2", "--configfile", "small.yaml"], project,
                timeout=1500))
     return built_once(tmp_path_factory, "small_run", build)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lsh_server(tmp_path_factory: pytest.TempPathFactory):
+    """One `lsh serve` per pytest worker: the `lsh` jobs the tests start (Snakemake's among them) fork
+    from it instead of importing torch each time (it refuses, and they run as fresh processes, whenever
+    their load-time environment differs; tests/test_serve.py pins that both give the same results).
+    LSH_TEST_SERVE=0 runs every job as a fresh process."""
+    if os.environ.get("LSH_TEST_SERVE", "1") == "0":
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="lsh-serve-"))  # short: a socket's path has at most 107 bytes
+    socket_path, log_path = folder / "serve.sock", tmp_path_factory.getbasetemp() / "serve.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([str(BIN / "lsh"), "serve", "--socket", str(socket_path), "--exit-with-parent"],
+                                  cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    for _ in range(1200):
+        if socket_path.exists() or server.poll() is not None:
+            break
+        time.sleep(0.05)
+    if not socket_path.exists():
+        server.kill()
+        pytest.fail(f"lsh serve did not start: {log_path.read_text()}")
+    os.environ[serve.VARIABLE] = str(socket_path)
+    yield socket_path
+    del os.environ[serve.VARIABLE]
+    server.terminate()
+    server.wait(timeout=60)
+    shutil.rmtree(folder, ignore_errors=True)
