@@ -9,6 +9,7 @@ command line sets the numerics caps before they load):
     lsh.ls_distance       a candidate's LS distance to a dense reference (lsh.search.ranking)
     lsh.LyapunovPruner    an Optuna pruner eliminating trials by that distance (lsh.pruner)
     lsh.report_spectrum   a trial's spectrum at an epoch, for the pruner (lsh.pruner)
+    lsh.LshError          what every refused input raises: one line naming the key, file or value (lsh.errors)
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ _PUBLIC = {
     "ls_distance": "lsh.search.ranking",
     "LyapunovPruner": "lsh.pruner",
     "report_spectrum": "lsh.pruner",
+    "LshError": "lsh.errors",
 }
 __all__ = ["__version__", *_PUBLIC]
+
+
+def __dir__() -> list[str]:
+    """The public names too, though they load on first use (so that `dir(lsh)` and completion show them)."""
+    return sorted({*globals(), *_PUBLIC})
 
 
 def __getattr__(name: str) -> Any:

@@ -39,8 +39,8 @@ VARIABLE = "LSH_SERVE"  # the socket a command hands itself to
 # Variables a library or the interpreter reads once, when it loads: a copy forked from the server has
 # the server's, so they must be equal (by name prefix).
 LOAD_TIME = ("ATEN_", "ONEDNN_", "DNNL_", "MKL", "KMP_", "OMP_", "GOMP_", "OPENBLAS", "GOTO", "NPY_", "NUMPY",
-             "TORCH", "PYTORCH", "CUDA", "CUBLAS", "NVIDIA", "LD_", "MALLOC", "PYTHON", "MPL", "LANG", "LC_",
-             "LSH_NUMERICS", "HOME", "XDG_")
+             "TORCH_", "PYTORCH_", "CUDA", "CUBLAS", "NVIDIA", "LD_", "MALLOC", "PYTHON", "MPL", "LANG", "LC_",
+             "LSH_NUMERICS", "HOME", "XDG_")  # (TORCHINDUCTOR_ is read when a model is compiled, not at load)
 LIMITS = ("RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_CORE", "RLIMIT_STACK")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 # What the server loads before it waits: the libraries a job would import (the rest come with lsh).

@@ -26,10 +26,12 @@ from lsh import numerics
 
 # Before numpy and torch load: the tests compute as a default run does (numerics: portable), and
 # the Snakemake and `lsh` processes they start inherit the same caps. One thread, as a pipeline job
-# has: the suite runs its files two at a time (pytest-xdist), and two threads each on two cores
-# would make every torch test wait on the other's threads.
+# has (Snakemake sets each library's thread variable to a job's threads, one for most rules): the
+# suite runs its files two at a time (pytest-xdist), and two threads each on two cores would make
+# every torch test wait on the other's threads.
 numerics.apply(numerics.DEFAULT)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")  # as Snakemake sets them for a one-thread job (see lsh_server)
 
 import numpy as np  # noqa: E402
 

@@ -330,3 +330,13 @@ def test_a_rung_reached_without_a_spectrum_of_every_earlier_epoch_is_refused_nam
 def test_bad_pruner_options_are_refused_naming_the_option(kwargs, words):
     with pytest.raises(LshError, match=words):
         LyapunovPruner(DENSE, **kwargs)
+
+
+def test_the_public_names_are_listed_and_load_from_lsh_itself():
+    import lsh
+    from lsh.errors import LshError
+
+    assert set(lsh.__all__) - {"__version__"} <= set(dir(lsh))
+    assert lsh.LshError is LshError and {"LshError", "LyapunovPruner", "module_spectrum"} <= set(dir(lsh))
+    with pytest.raises(lsh.LshError):
+        lsh.ls_distance([[0.0, 1.0]], [[0.0]])  # shapes that do not match
