@@ -20,6 +20,7 @@ storage decides as the old one did.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -65,7 +66,17 @@ def report_spectrum(trial: optuna.trial.Trial, spectrum: Any, epoch: int) -> Non
     if isinstance(pruner, LyapunovPruner) and len(values) != pruner.exponents:
         raise LshError(f"report_spectrum (trial {trial.number}, epoch {epoch}): a spectrum of {len(values)} exponents, "
                        f"but the pruner's dense reference has {pruner.exponents}: compute both alike")
-    trial.set_user_attr(f"{SPECTRUM}{epoch}", [float(v) if math.isfinite(v) else None for v in values])
+    key = f"{SPECTRUM}{epoch}"
+    if key in trial.user_attrs:  # as Optuna's trial.report: the first value of a step stays
+        warnings.warn(f"report_spectrum (trial {trial.number}): epoch {epoch} was reported already; the first "
+                      "spectrum is kept and this one ignored", UserWarning, stacklevel=2)
+        return
+    finite = [float(v) if math.isfinite(v) else None for v in values]
+    if None in finite:
+        warnings.warn(f"report_spectrum (trial {trial.number}, epoch {epoch}): {finite.count(None)} of {len(finite)} "
+                      "exponents are not finite (NaN or infinite weights or inputs?); LyapunovPruner prunes such "
+                      "a trial", UserWarning, stacklevel=2)
+    trial.set_user_attr(key, finite)
 
 
 def _dense_array(dense: Any) -> np.ndarray:

@@ -123,11 +123,25 @@ def test_report_spectrum_stores_a_json_list_per_epoch_with_none_where_not_finite
     study = optuna.create_study(pruner=LyapunovPruner(DENSE))
     trial = study.ask()
     report_spectrum(trial, spectrum(0.1, 0), 0)
-    report_spectrum(trial, [1.0, math.nan, -math.inf, 0.0, 0.0, 0.0], 1)
+    with pytest.warns(UserWarning, match=r"trial 0, epoch 1\): 2 of 6 exponents are not finite"):
+        report_spectrum(trial, [1.0, math.nan, -math.inf, 0.0, 0.0, 0.0], 1)
     attrs = study.trials[0].user_attrs
     assert attrs["lsh_spectrum_0"] == list(spectrum(0.1, 0))  # the same float64 values, converted to float
     assert attrs["lsh_spectrum_1"] == [1.0, None, None, 0.0, 0.0, 0.0]
     json.dumps(attrs, allow_nan=False)
+
+
+def test_a_second_report_of_one_epoch_keeps_the_first_and_warns_as_optuna_does():
+    study = optuna.create_study(pruner=LyapunovPruner(DENSE))
+    trial = study.ask()
+    report_spectrum(trial, spectrum(0.1, 0), 0)
+    with pytest.warns(UserWarning, match="epoch 0 was reported already"):
+        report_spectrum(trial, spectrum(0.5, 0), 0)
+    assert study.trials[0].user_attrs["lsh_spectrum_0"] == list(spectrum(0.1, 0))
+    trial.report(1.0, 0)
+    with pytest.warns(UserWarning):  # Optuna's own, for the value: the same rule
+        trial.report(2.0, 0)
+    assert study.trials[0].intermediate_values == {0: 1.0}
 
 
 def test_the_pruner_keeps_the_nearer_half_of_the_trials_measured_at_a_rung():
@@ -285,7 +299,8 @@ def test_a_spectrum_that_is_not_finite_prunes_the_trial_saying_why():
     study = optuna.create_study(pruner=LyapunovPruner(DENSE))
     trial = study.ask()
     report_spectrum(trial, spectrum(0.1, 0), 0)
-    report_spectrum(trial, np.full(6, np.nan), 1)
+    with pytest.warns(UserWarning, match="6 of 6 exponents are not finite"):
+        report_spectrum(trial, np.full(6, np.nan), 1)
     trial.report(1.0, 1)
     assert trial.should_prune() is True
     assert "spectrum of epoch 1 is not finite" in study.trials[0].user_attrs["lsh_pruned"]
