@@ -434,3 +434,25 @@ def test_bench_spectrum_reports_gru_and_rnn_cases_against_autograd_and_the_floor
         assert result["max_abs_diff_analytic_autograd"] < tol
         ratios = {"ratio_analytic_over_floor", "ratio_autograd_over_analytic", "ratio_autograd_blocks_over_analytic"}
         assert ratios <= set(result)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch._dynamo loading torch.jit
+def test_a_compiled_module_gives_the_spectrum_of_the_module_it_wraps():
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(3, 4, 2)
+    xs = torch.randn(12, 2, 3)
+    compiled = torch.compile(module)  # a wrapper until called: nothing is compiled here
+    assert torch.equal(lsh.module_spectrum(compiled, xs, warmup=2), lsh.module_spectrum(module, xs, warmup=2))
+
+
+def test_nan_weights_or_inputs_give_a_warning_naming_the_cause():
+    torch.manual_seed(0)
+    module = torch.nn.GRU(3, 4)
+    xs = torch.randn(8, 2, 3)
+    xs[3, 0, 1] = float("nan")
+    with pytest.warns(UserWarning, match="exponents are not finite: the module's weights, its inputs or h0"):
+        lsh.module_spectrum(module, xs)
+    with torch.no_grad():
+        module.weight_hh_l0[0, 0] = float("nan")
+    with pytest.warns(UserWarning, match="4 of 4 exponents are not finite"):
+        assert not torch.isfinite(lsh.module_spectrum(module, xs[:2] * 0 + 1)).any()

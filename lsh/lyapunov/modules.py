@@ -4,6 +4,7 @@ gives: the pipeline's QR loop and options on a plain PyTorch module (the library
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Optional, Union
@@ -255,6 +256,9 @@ def module_spectrum(
     float32 (the weights are cast; exponents accumulate in float64). Per-step factors are floored
     at `min_exponent` nats; `qr_every` m re-orthonormalises every m steps.
 
+    A torch.compile'd module is read through the module it wraps. A spectrum that is not finite
+    (NaN weights, inputs or h0) is returned with a UserWarning.
+
     The module is only read (no gradients): in training mode it is evaluated in eval mode, and its
     mode is restored afterwards; dropout between layers acts in training only, so it has no effect.
     Refused with an LshError: a bidirectional module (no single time direction), an LSTM with
@@ -266,7 +270,14 @@ def module_spectrum(
     options = _checked_options(dict(exponents=exponents, warmup=warmup, qr_every=qr_every, dtype=dtype,
                                     min_exponent=min_exponent, layout=layout, state=state, method=method,
                                     log_base=log_base))
+    module = getattr(module, "_orig_mod", module)  # torch.compile's wrapper: the same parameters, uncompiled
     if isinstance(module, LanguageModel):
-        return _language_model_spectrum(module, inputs, h0, **options)
-    per_sample, floored, blocks = _module_qr(module, inputs, h0, options)
-    return finish(per_sample, floored, blocks, log_base)[layout]
+        result = _language_model_spectrum(module, inputs, h0, **options)
+    else:
+        per_sample, floored, blocks = _module_qr(module, inputs, h0, options)
+        result = finish(per_sample, floored, blocks, log_base)[layout]
+    if not bool(torch.isfinite(result).all()):
+        warnings.warn(f"module_spectrum: {int((~torch.isfinite(result)).sum())} of {result.numel()} exponents are not "
+                      "finite: the module's weights, its inputs or h0 hold a NaN or an infinity", UserWarning,
+                      stacklevel=2)
+    return result
