@@ -141,6 +141,10 @@ class LyapunovPruner(optuna.pruners.BasePruner):
         if beyond:
             raise LshError(f"LyapunovPruner: rung {beyond[0]} has no dense reference (the dense spectra are of epochs "
                            f"0..{last}): train the dense reference to epoch {self.rungs[-1]} or drop the rung")
+        if not self.rungs:
+            warnings.warn(f"LyapunovPruner: no rung (the dense spectra are of epochs 0..{last}, the default rungs "
+                          "start at epoch 2): this pruner never prunes; give the dense spectra of epochs 0..2 or more, "
+                          "or rungs=[1]", UserWarning, stacklevel=2)
         if not 0.0 < keep < 1.0:
             raise LshError(f"LyapunovPruner: keep {keep!r} must be a fraction strictly between 0 and 1")
         if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 1:

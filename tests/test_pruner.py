@@ -131,6 +131,12 @@ def test_report_spectrum_stores_a_json_list_per_epoch_with_none_where_not_finite
     json.dumps(attrs, allow_nan=False)
 
 
+def test_a_dense_reference_that_reaches_no_rung_warns_that_the_pruner_never_prunes():
+    with pytest.warns(UserWarning, match=r"no rung \(the dense spectra are of epochs 0..1.*never prunes"):
+        assert LyapunovPruner(DENSE[:2]).rungs == []
+    assert LyapunovPruner(DENSE[:2], rungs=[1]).rungs == [1]  # a rung the reference reaches: no warning
+
+
 def test_a_second_report_of_one_epoch_keeps_the_first_and_warns_as_optuna_does():
     study = optuna.create_study(pruner=LyapunovPruner(DENSE))
     trial = study.ask()
