@@ -155,7 +155,7 @@ class LyapunovPruner(optuna.pruners.BasePruner):
                 raise LshError(f"LyapunovPruner: {name} {value!r}: allowed are {', '.join(allowed)}")
         self.keep, self.min_trials = float(keep), min_trials
         self.embedding, self.distance, self.fit, self.seed = embedding, distance, fit, seed
-        self._cache: dict[tuple, float] = {}  # (storage, trial id, rung) -> a finished trial's distance
+        self._cache: dict[tuple, float] = {}  # (rung, a trajectory's spectra) -> its distance
 
     @property
     def exponents(self) -> int:
@@ -195,16 +195,15 @@ class LyapunovPruner(optuna.pruners.BasePruner):
         if key in trial.user_attrs:
             value = trial.user_attrs[key]
             return math.inf if value is None else float(value)
-        cached = (id(study._storage), trial._trial_id, rung)
-        if cached in self._cache:
-            return self._cache[cached]
         points = self._trajectory(trial, self._spectra(trial), rung, strict=False)
         if points is None:
             return None
-        value = self._pair_distance(points)
-        if trial.state.is_finished():  # its spectra change no more
-            self._cache[cached] = value
-        return value
+        # keyed by the spectra themselves, never by a trial's or storage's identity: object addresses are
+        # reused across studies, and a worker's trial ids are another storage's too
+        cached = (rung, points.shape, points.tobytes())
+        if cached not in self._cache:
+            self._cache[cached] = self._pair_distance(points)
+        return self._cache[cached]
 
     def _pair_distance(self, points: np.ndarray) -> float:
         if not np.all(np.isfinite(points)):

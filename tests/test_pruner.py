@@ -6,6 +6,7 @@ PCA of both keeps their distance: a trial's LS distance at rung R is d R |DIRECT
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import subprocess
@@ -135,6 +136,31 @@ def test_a_dense_reference_that_reaches_no_rung_warns_that_the_pruner_never_prun
     with pytest.warns(UserWarning, match=r"no rung \(the dense spectra are of epochs 0..1.*never prunes"):
         assert LyapunovPruner(DENSE[:2]).rungs == []
     assert LyapunovPruner(DENSE[:2], rungs=[1]).rungs == [1]  # a rung the reference reaches: no warning
+
+
+def test_one_pruner_across_many_studies_decides_as_a_new_pruner_for_each():
+    """Studies come and go in memory (their storages' addresses are reused): the shared pruner's cache
+    must never give one study's trial another study's distance."""
+    shared, rng = LyapunovPruner(DENSE, rungs=[2], min_trials=1), np.random.default_rng(0)
+    decisions = []
+    for _ in range(40):
+        drifts = rng.uniform(0.0, 1.0, size=4)
+        for pruner in (shared, LyapunovPruner(DENSE, rungs=[2], min_trials=1)):
+            study = optuna.create_study(pruner=pruner)
+            for d in drifts[:3]:  # finished without the pruner judging them: distances not stored
+                trial = study.ask()
+                for epoch in range(3):
+                    report_spectrum(trial, spectrum(d, epoch), epoch)
+                study.tell(trial, float(d))
+            trial = study.ask()
+            for epoch in range(3):
+                report_spectrum(trial, spectrum(drifts[3], epoch), epoch)
+            trial.report(float(drifts[3]), 2)
+            decisions.append(trial.should_prune())
+            del study, trial
+            gc.collect()  # the storage goes: the next study's may take its address
+    assert decisions[0::2] == decisions[1::2]
+    assert 0 < sum(decisions) < len(decisions)  # both decisions occur: the comparison can tell them apart
 
 
 def test_a_second_report_of_one_epoch_keeps_the_first_and_warns_as_optuna_does():
