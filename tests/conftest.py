@@ -268,6 +268,21 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Path
     return built_once(tmp_path_factory, "small_run", build)
 
 
+def start_server(socket_path: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`lsh serve` on `socket_path`, logging to `log_path`, once its socket is up (the test fails when it
+    does not come up in two minutes); it ends with the process that started it."""
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([str(BIN / "lsh"), "serve", "--socket", str(socket_path), "--exit-with-parent"],
+                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not socket_path.exists() and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not socket_path.exists():
+        server.kill()
+        pytest.fail(f"lsh serve did not start: {log_path.read_text()}")
+    return server
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lsh_server(tmp_path_factory: pytest.TempPathFactory):
     """One `lsh serve` per pytest worker: the `lsh` jobs the tests start (Snakemake's among them) fork
@@ -278,17 +293,8 @@ def lsh_server(tmp_path_factory: pytest.TempPathFactory):
         yield None
         return
     folder = Path(tempfile.mkdtemp(prefix="lsh-serve-"))  # short: a socket's path has at most 107 bytes
-    socket_path, log_path = folder / "serve.sock", tmp_path_factory.getbasetemp() / "serve.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([str(BIN / "lsh"), "serve", "--socket", str(socket_path), "--exit-with-parent"],
-                                  cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    for _ in range(1200):
-        if socket_path.exists() or server.poll() is not None:
-            break
-        time.sleep(0.05)
-    if not socket_path.exists():
-        server.kill()
-        pytest.fail(f"lsh serve did not start: {log_path.read_text()}")
+    socket_path = folder / "serve.sock"
+    server = start_server(socket_path, tmp_path_factory.getbasetemp() / "serve.log")
     os.environ[serve.VARIABLE] = str(socket_path)
     yield socket_path
     del os.environ[serve.VARIABLE]

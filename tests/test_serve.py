@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, REPO
+from conftest import BIN, REPO, start_server
 
 from lsh import serve
 from lsh.training import load_checkpoint
@@ -28,14 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     """A server of this module's own, its log readable; the session's is left out of every command."""
     folder = tmp_path_factory.mktemp("serve")
     sock, log = Path(f"/tmp/lsh-test-serve-{os.getpid()}.sock"), folder / "serve.log"
-    env = {k: v for k, v in os.environ.items() if k != serve.VARIABLE}
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(BIN / "lsh"), "serve", "--socket", str(sock), "--exit-with-parent"], cwd=REPO,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not sock.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sock.exists(), log.read_text()
+    process = start_server(sock, log, env={k: v for k, v in os.environ.items() if k != serve.VARIABLE})
     yield sock, log
     process.terminate()
     assert process.wait(timeout=60) == 0
@@ -171,18 +164,14 @@ def test_an_interrupt_reaches_the_copy_which_ends_as_a_fresh_process_would(serve
     assert _gone(copy)
 
 
-def test_a_terminated_command_dies_of_the_signal_and_takes_its_copy(server, prepared: Path, tmp_path: Path):
+@pytest.mark.parametrize("end, status", [("terminate", -signal.SIGTERM), ("kill", None)])
+def test_a_terminated_or_killed_command_takes_its_copy(server, prepared: Path, tmp_path: Path, end: str, status):
+    """SIGTERM: the command dies of the signal, as a fresh one would; SIGKILL: it cannot pass the signal
+    on, and the server ends the copy when the command's connection closes."""
     sock, log = server
     command, copy = _start_long_training(sock, log, prepared, tmp_path / "run")
-    command.terminate()
+    getattr(command, end)()
     command.communicate(timeout=60)
-    assert command.returncode == -signal.SIGTERM
-    assert _gone(copy)
-
-
-def test_a_killed_command_takes_its_copy_with_it(server, prepared: Path, tmp_path: Path):
-    sock, log = server
-    command, copy = _start_long_training(sock, log, prepared, tmp_path / "run")
-    command.kill()
-    command.communicate(timeout=60)
+    if status is not None:
+        assert command.returncode == status
     assert _gone(copy)

@@ -276,8 +276,9 @@ def module_spectrum(
     else:
         per_sample, floored, blocks = _module_qr(module, inputs, h0, options)
         result = finish(per_sample, floored, blocks, log_base)[layout]
-    if not bool(torch.isfinite(result).all()):
-        warnings.warn(f"module_spectrum: {int((~torch.isfinite(result)).sum())} of {result.numel()} exponents are not "
+    not_finite = int((~torch.isfinite(result)).sum())
+    if not_finite:
+        warnings.warn(f"module_spectrum: {not_finite} of {result.numel()} exponents are not "
                       "finite: the module's weights, its inputs or h0 hold a NaN or an infinity", UserWarning,
                       stacklevel=2)
     return result
