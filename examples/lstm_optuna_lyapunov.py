@@ -3,12 +3,15 @@
 A plain PyTorch model (embedding + nn.LSTM + linear decoder) and its training loop, nothing of the
 `lsh` pipeline but three calls:
 
-1. a dense model is trained first; its Lyapunov spectrum at every epoch (0: the initialisation) is
-   the reference: `lsh.module_spectrum(model.lstm, model.embedding(probe))`;
+1. a dense model is trained first, keeping its weights of every epoch (0: the initialisation); their
+   Lyapunov spectra are the reference: `lsh.dense_spectra(model, checkpoints, probe)`, each the
+   `lsh.module_spectrum(model.lstm, model.embedding(probe))` of one epoch's weights;
 2. `lsh.LyapunovPruner(dense_spectra)` prunes, at epochs 2, 4, ..., the trials whose spectra have
    drifted farther from the dense model's than the nearer half of the trials measured there;
 3. each trial reports its validation loss (`trial.report`) and its spectrum
    (`lsh.report_spectrum`) every epoch.
+
+Every trial's LS distance at every rung is printed as it ends.
 
 Optuna searches the learning rate, the dropout and the fraction of the LSTM's weights removed by
 magnitude pruning (a mask kept through training). The corpus is made up here (a random Markov chain
@@ -19,21 +22,31 @@ ptb.valid.txt (or .gz); --tokens takes a slice of it.
     python examples/lstm_optuna_lyapunov.py --trials 6 --epochs 4 --hidden 16 --tokens 4000   # tiny
     python examples/lstm_optuna_lyapunov.py --ptb data/ptb --tokens 200000 --hidden 128
 
-With --storage sqlite:///search.db, several copies of the command share one study (start them side
-by side): each trains the same dense reference, and the pruner decides from every worker's trials.
+Several workers share one study through a storage: create the study once, then start the workers
+side by side, each with its own --worker number (its sampler's seed) and the same --seed (the same
+corpus, and the same dense reference, which each trains alike; the pruner refuses a worker whose
+dense reference differs):
+
+    optuna create-study --storage sqlite:///search.db --study-name lstm-lyapunov
+    python examples/lstm_optuna_lyapunov.py --storage sqlite:///search.db --worker 0 &
+    python examples/lstm_optuna_lyapunov.py --storage sqlite:///search.db --worker 1 &
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
+import time
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 import torch
 from torch import nn
 
 import lsh
+from lsh.pruner import rung_distances
 
 # --- the data -------------------------------------------------------------------------------------
 
@@ -104,18 +117,22 @@ def validation_loss(model: LanguageModel, data: torch.Tensor) -> float:
     return sum(losses) / len(losses)
 
 
+def measured(model: LanguageModel, probe: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """What the spectrum is of: the LSTM, driven by the embedded probe sequences [K, T] (batch first)."""
+    return model.lstm, model.embedding(probe)
+
+
 def spectrum(model: LanguageModel, probe: torch.Tensor) -> torch.Tensor:
-    """The LSTM's Lyapunov spectrum driven by the embedded probe sequences [K, T] (batch first)."""
     with torch.no_grad():
-        return lsh.module_spectrum(model.lstm, model.embedding(probe))
+        return lsh.module_spectrum(*measured(model, probe))
 
 
 def train(model: LanguageModel, lr: float, epochs: int, masks: dict, train_data: torch.Tensor,
-          valid_data: torch.Tensor, probe: torch.Tensor):
-    """Yield (epoch, validation loss, spectrum) at epoch 0 (no loss yet: None) and after every epoch."""
+          valid_data: torch.Tensor):
+    """Yield (epoch, validation loss) at epoch 0 (no loss yet: None) and after every epoch."""
     apply_masks(model.lstm, masks)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    yield 0, None, spectrum(model, probe)
+    yield 0, None
     for epoch in range(1, epochs + 1):
         model.train()
         for x, y in batches(train_data):
@@ -124,7 +141,37 @@ def train(model: LanguageModel, lr: float, epochs: int, masks: dict, train_data:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             apply_masks(model.lstm, masks)  # pruned weights stay pruned
-        yield epoch, validation_loss(model, valid_data), spectrum(model, probe)
+        yield epoch, validation_loss(model, valid_data)
+
+
+# --- the study ---------------------------------------------------------------------------------------
+
+
+def shared_study(name: str, storage: str | None, sampler: optuna.samplers.BaseSampler,
+                 pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """The study, created by the first worker that gets there: two workers creating one SQLite study at
+    the same moment race (one of them fails to create its tables); the loser waits and loads it."""
+    for attempt in range(10):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, sampler=sampler,
+                                       pruner=pruner)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def describe(trial: optuna.trial.FrozenTrial, rungs: list[int]) -> str:
+    """One line: the trial's settings, its LS distance at every rung it reached, and how it ended."""
+    settings = f"lr {trial.params['lr']:.4f}, dropout {trial.params['dropout']:.2f}, prune {trial.params['prune']}"
+    reached = rung_distances(trial)
+    distances = ", ".join(f"rung {r}: {reached[r]:.3f}" if r in reached else f"rung {r}: -" for r in rungs)
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        end = f"pruned after epoch {trial.last_step}: {trial.user_attrs['lsh_pruned']}"
+    else:
+        end = f"finished, validation loss {trial.value:.3f}"
+    return f"trial {trial.number} ({settings}) | LS distance {distances} | {end}"
 
 
 # --- the search ------------------------------------------------------------------------------------
@@ -138,7 +185,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=40000, help="training tokens (a tenth as many to validate)")
     parser.add_argument("--ptb", type=Path, help="a folder with PTB's ptb.train.txt and ptb.valid.txt (or .gz)")
     parser.add_argument("--storage", help="an Optuna storage URL shared by several workers (sqlite:///search.db)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the corpus, the dense reference and the models' seed "
+                        "(every worker the same)")
+    parser.add_argument("--worker", type=int, default=0, help="this worker's number: its sampler's seed is seed + worker")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -152,19 +201,24 @@ def main() -> None:
         train_data, valid_data = corpus[: args.tokens], corpus[args.tokens :]
     probe = valid_data[: 4 * 50].view(4, 50)  # 4 validation sequences of 50 tokens drive the spectra
 
-    # 1. The dense reference: its spectrum at every epoch.
+    # 1. The dense reference: its weights at every epoch, and their spectra.
     torch.manual_seed(args.seed)
     dense = LanguageModel(vocab, args.hidden, dropout=0.0)
-    dense_spectra = {}
-    for epoch, loss, s in train(dense, 3e-3, args.epochs, {}, train_data, valid_data, probe):
-        dense_spectra[epoch] = s
+    checkpoints = []
+    for epoch, loss in train(dense, 3e-3, args.epochs, {}, train_data, valid_data):
+        checkpoints.append(copy.deepcopy(dense.state_dict()))
         if loss is not None:
-            print(f"dense reference, epoch {epoch}: validation loss {loss:.3f}, largest exponent {s.max():.3f}")
+            print(f"dense reference, epoch {epoch}: validation loss {loss:.3f}")
+    dense_spectra = lsh.dense_spectra(dense, checkpoints, lambda model: measured(model, probe))
 
     # 2. The search, pruned by the LS distance to the dense reference at epochs 2, 4, ...
     pruner = lsh.LyapunovPruner(dense_spectra)
-    study = optuna.create_study(study_name="lstm-lyapunov", storage=args.storage, load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=args.seed), pruner=pruner)
+    study = shared_study("lstm-lyapunov", args.storage, optuna.samplers.TPESampler(seed=args.seed + args.worker), pruner)
+    print(f"rungs (epochs at which trials are compared): {pruner.rungs}")
+    print("An LS distance is how far a trial's spectra of epochs 0..rung lie from the dense model's, in a PCA of\n"
+          "both trajectories (nats per step). An exponent at the floor (-16: a direction the pruned weights\n"
+          "killed) is far from any the dense model has, so a trial that loses a few directions is far off.\n"
+          f"No trial is pruned at a rung before {pruner.n_min_trials} trials were measured there: the first never is.")
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 1e-3, 3e-2, log=True)
@@ -173,24 +227,20 @@ def main() -> None:
         torch.manual_seed(args.seed + 1 + trial.number)
         model = LanguageModel(vocab, args.hidden, dropout)
         masks = magnitude_masks(model.lstm, fraction)
-        for epoch, loss, s in train(model, lr, args.epochs, masks, train_data, valid_data, probe):
-            lsh.report_spectrum(trial, s, epoch)  # 3. the spectrum, beside the loss
+        for epoch, loss in train(model, lr, args.epochs, masks, train_data, valid_data):
+            lsh.report_spectrum(trial, spectrum(model, probe), epoch)  # 3. the spectrum, beside the loss
             if epoch > 0:
                 trial.report(loss, epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
         return loss
 
-    study.optimize(objective, n_trials=args.trials)
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        print(describe(trial, pruner.rungs), flush=True)
 
-    print(f"\nrungs (epochs at which trials were compared): {pruner.rungs}")
+    study.optimize(objective, n_trials=args.trials, callbacks=[report])
+
     pruned = study.get_trials(states=[optuna.trial.TrialState.PRUNED])
-    for t in study.trials:
-        settings = f"lr {t.params['lr']:.4f}, dropout {t.params['dropout']:.2f}, prune {t.params['prune']}"
-        if t.state == optuna.trial.TrialState.PRUNED:
-            print(f"trial {t.number} ({settings}): pruned after epoch {t.last_step}: {t.user_attrs['lsh_pruned']}")
-        elif t.state == optuna.trial.TrialState.COMPLETE:
-            print(f"trial {t.number} ({settings}): finished, validation loss {t.value:.3f}")
     print(f"\npruned trials: {', '.join(str(t.number) for t in pruned) or 'none'}")
     best = study.best_trial
     print(f"best trial: {best.number}, validation loss {best.value:.3f}, "

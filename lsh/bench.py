@@ -224,6 +224,8 @@ class _FloorTangent:
     def __init__(self, tangent, k: int, dtype: torch.dtype, device: torch.device, seed: int = 0) -> None:
         import math
 
+        from lsh.lyapunov.qr import columns_per_block
+
         g = torch.Generator(device="cpu").manual_seed(seed)
 
         def rand(shape: tuple) -> torch.Tensor:
@@ -233,7 +235,7 @@ class _FloorTangent:
         self.dense = tangent.dense
         Lb = self.block_size
         self.J = rand((self.samples, self.blocks, Lb, Lb)) if self.dense else None
-        self.mats = [(rand(a), rand(b)) for a, b in tangent.products(k // self.blocks)]  # per-block columns
+        self.mats = [(rand(a), rand(b)) for a, b in tangent.products(columns_per_block(self.blocks, Lb, k))]
 
     def advance(self, t: int) -> None:
         pass
@@ -384,7 +386,7 @@ def _cell_loop(module: nn.Module, xs: torch.Tensor, method: str, blocks: bool, k
 def bench_cell_spectrum(params: Params, cell: str, model_params: dict, repeats: int) -> dict:
     """Seconds per spectrum of a torch.nn GRU or RNN (lsh.module_spectrum) at one size, as
     bench_spectrum_size measures the LSTM: the analytic path, its floor (the same J Q products and QRs
-    on random matrices), the generic autograd path (full Jacobian) and, for a stack with all exponents,
+    on random matrices), the generic autograd path (full Jacobian) and, for a stack (any exponents),
     autograd with the same per-layer blocks and the analytic path on the full Jacobian; interleaved,
     medians of `repeats` after one warm-up run each. Inputs: standard normal [warmup + T, K, emb].
     State h (the cells have no other); k = the params' exponents, capped at the state size."""
@@ -396,7 +398,7 @@ def bench_cell_spectrum(params: Params, cell: str, model_params: dict, repeats: 
     module, xs = _cell_inputs(params, cell, model_params, device, dtype)
     emb, H, n = model_params["emb"], model_params["hidden"], model_params["layers"]
     k = min(ly.exponents or n * H, n * H)
-    per_layer = n > 1 and k == n * H  # module_spectrum's choice for state h
+    per_layer = n > 1  # module_spectrum's choice for state h (any k: min(k, H) columns per layer)
     kwargs = dict(warmup=ly.warmup, exponents=k, dtype=ly.dtype, qr_every=ly.qr_every, min_exponent=ly.min_exponent,
                   log_base=ly.log_base)
 

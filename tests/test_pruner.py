@@ -387,3 +387,208 @@ def test_the_public_names_are_listed_and_load_from_lsh_itself():
     assert lsh.LshError is LshError and {"LshError", "LyapunovPruner", "module_spectrum"} <= set(dir(lsh))
     with pytest.raises(lsh.LshError):
         lsh.ls_distance([[0.0, 1.0]], [[0.0]])  # shapes that do not match
+
+
+# --- several workers at once, one dense reference -------------------------------------------------
+
+
+CONCURRENT = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from lsh.pruner import LyapunovPruner, report_spectrum
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    BASE, DIRECTION = np.linspace(-1.0, -3.0, 6), np.linspace(1.0, 2.0, 6)
+    spec, worker, trials, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    storage = JournalStorage(JournalFileBackend(spec[len("journal:"):])) if spec.startswith("journal:") else spec
+    # the recipe of docs/api.md: the study exists already; each worker has its own sampler seed and the same
+    # dense reference
+    study = optuna.load_study(study_name="shared", storage=storage, sampler=optuna.samplers.RandomSampler(seed=worker),
+                              pruner=LyapunovPruner(np.array([BASE] * 7), rungs=[2, 4, 6]))
+
+    def objective(trial):
+        trial.set_user_attr("worker", worker)
+        drift = trial.suggest_float("drift", 0.0, 1.0)
+        for epoch in range(7):
+            report_spectrum(trial, BASE + drift * epoch * DIRECTION, epoch)
+            time.sleep(0.01)  # an epoch's training: the two workers' trials interleave
+            if epoch:
+                trial.report(drift, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        return drift
+
+    while not os.path.exists(go):  # both start at once
+        time.sleep(0.005)
+    study.optimize(objective, n_trials=trials)
+""")
+
+
+def replayed_decision(study: optuna.Study, trial: optuna.trial.FrozenTrial, rung: int, keep: float = 0.5,
+                      n_min_trials: int = 2) -> bool:
+    """Whether `trial` had to be pruned at `rung`, from the trials its decision there measured (recorded by the
+    pruner) and their distances there (as every trial's own judgement stored them)."""
+    measured = trial.user_attrs[f"lsh_measured_{rung}"]
+    assert trial.number in measured
+    distances = {n: rung_distances(study.trials[n])[rung] for n in measured}
+    kept = len(measured) - math.floor(len(measured) * (1 - keep) + 1e-9)
+    order = sorted(measured, key=lambda n: (distances[n], n))
+    return len(measured) >= n_min_trials and order.index(trial.number) >= kept
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_at_once_lose_nothing_and_decide_every_rung_as_the_trials_they_measured_say(kind, tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    script, go, per_worker = tmp_path / "worker.py", tmp_path / "go", 10
+    script.write_text(CONCURRENT)
+    if kind == "sqlite":
+        spec = storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        spec, storage = f"journal:{tmp_path / 'journal.log'}", JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    optuna.create_study(study_name="shared", storage=storage)  # once, before the workers (docs/api.md)
+    workers = [subprocess.Popen([sys.executable, str(script), spec, str(w), str(per_worker), str(go)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in (0, 1)]
+    go.touch()
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trials = study.trials
+    assert len(trials) == 2 * per_worker and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert sorted(t.user_attrs["worker"] for t in trials) == [0] * per_worker + [1] * per_worker
+    spans = {w: [(t.datetime_start, t.datetime_complete) for t in trials if t.user_attrs["worker"] == w] for w in (0, 1)}
+    assert min(s for s, _ in spans[1]) < max(e for _, e in spans[0]) and \
+        min(s for s, _ in spans[0]) < max(e for _, e in spans[1]), "the two workers ran at the same time"
+    decisions = 0
+    for t in trials:
+        pruned_at = int(t.user_attrs["lsh_pruned"].split(" at rung ")[1].split(":")[0]) if t.state.name == "PRUNED" else None
+        for rung, distance in rung_distances(t).items():
+            assert distance == pytest.approx(known_distance(t.params["drift"], rung), abs=DISTANCE_TOL)
+            assert replayed_decision(study, t, rung) == (rung == pruned_at), (t.number, rung)
+            decisions += 1
+        assert pruned_at is None or pruned_at in rung_distances(t)
+    assert decisions >= 2 * per_worker and any(t.state.name == "PRUNED" for t in trials)
+    # the other worker's trials counted: some decision measured trials of both
+    assert any({trials[n].user_attrs["worker"] for n in t.user_attrs.get("lsh_measured_2", [])} == {0, 1}
+               for t in trials)
+
+
+def test_a_worker_with_another_dense_reference_is_refused_naming_both_fingerprints():
+    storage = optuna.storages.InMemoryStorage()
+    first = optuna.create_study(study_name="s", storage=storage, pruner=LyapunovPruner(DENSE))
+    run(first, [0.1, 0.2, 0.3])
+    again = optuna.load_study(study_name="s", storage=storage, pruner=LyapunovPruner(DENSE))
+    run(again, [0.4])  # the same reference: accepted
+    other = optuna.load_study(study_name="s", storage=storage, pruner=LyapunovPruner(DENSE + 0.01))
+    with pytest.raises(LshError, match="is pruned against another dense reference \\(fingerprint [0-9a-f]{16}, 5 epochs "
+                                       "of 6 exponents.*than this pruner's \\(fingerprint [0-9a-f]{16}"):
+        run(other, [0.5])
+    for options in ({"embedding": "raw"}, {"random_state": 1}):  # the distance's options are the reference's too
+        with pytest.raises(LshError, match="another dense reference"):
+            run(optuna.load_study(study_name="s", storage=storage, pruner=LyapunovPruner(DENSE, **options)), [0.5])
+
+
+def test_no_trial_is_pruned_before_n_startup_trials_completed():
+    drifts = [0.1, 0.9, 0.2, 0.8]
+    study = optuna.create_study(pruner=LyapunovPruner(DENSE, rungs=[2], n_startup_trials=2))
+    run(study, drifts)
+    # 0.9 is judged when one trial completed: kept, though the farther of two; 0.8, after three, is the farther half
+    assert states(study) == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
+    assert [set(rung_distances(t)) for t in study.trials] == [{2}] * 4, "every trial measured, pruned or not"
+    study = optuna.create_study(pruner=LyapunovPruner(DENSE, rungs=[2]))
+    run(study, drifts)
+    assert states(study) == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
+
+
+def test_optunas_option_names_and_the_earlier_ones_make_the_same_pruner():
+    pairs = [({"n_min_trials": 3}, {"min_trials": 3}), ({"random_state": 4}, {"seed": 4}),
+             ({"reduction_factor": 4}, {"keep": 0.25}), ({"n_warmup_steps": 1, "interval_steps": 3}, {"rungs": [1, 4]})]
+    drifts = [0.3, 0.1, 0.8, 0.5, 0.9, 0.2, 0.6]
+    for optuna_names, lsh_names in pairs:
+        outcomes = []
+        for kwargs in (optuna_names, lsh_names):
+            study = optuna.create_study(pruner=LyapunovPruner(DENSE, **kwargs))
+            run(study, drifts)
+            outcomes.append([(t.state.name, t.user_attrs.get("lsh_pruned")) for t in study.trials])
+        assert outcomes[0] == outcomes[1], optuna_names
+        assert any(state == "PRUNED" for state, _ in outcomes[0]), optuna_names
+    assert LyapunovPruner(DENSE, n_warmup_steps=1, interval_steps=3).rungs == [1, 4]
+    assert LyapunovPruner(DENSE).rungs == [2, 4]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"min_trials": 2, "n_min_trials": 2}, "n_min_trials and min_trials are one option"),
+    ({"seed": 1, "random_state": 1}, "random_state and seed are one option"),
+    ({"keep": 0.5, "reduction_factor": 2}, "give reduction_factor \\(keep 1/reduction_factor\\) or keep, not both"),
+    ({"rungs": [2], "n_warmup_steps": 2}, "give rungs, or n_warmup_steps and interval_steps, not both"),
+    ({"reduction_factor": 1}, "reduction_factor 1 must be above 1"),
+    ({"keep": "half"}, "keep 'half' must be a number"),
+    ({"rungs": 2}, "rungs 2 must be a list of epochs"),
+    ({"n_min_trials": 1.5}, "n_min_trials 1.5 must be a whole number >= 1"),
+    ({"interval_steps": 0}, "interval_steps 0 must be a whole number >= 1"),
+    ({"n_startup_trials": -1}, "n_startup_trials -1 must be a whole number >= 0"),
+])
+def test_option_values_of_the_wrong_type_or_both_names_are_refused_naming_them(kwargs, words):
+    with pytest.raises(LshError, match=words):
+        LyapunovPruner(DENSE, **kwargs)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("lsh_spectrum_1", "tampered", "trial 0's user attribute 'lsh_spectrum_1' is not a list of numbers"),
+    ("lsh_spectrum_1", [1.0, "x", 0, 0, 0, 0], "trial 0's user attribute 'lsh_spectrum_1' is not a list of numbers"),
+    ("lsh_distance_2", "far", "trial 0's user attribute 'lsh_distance_2' is 'far', not a distance"),
+])
+def test_attributes_changed_in_the_storage_outside_lsh_are_refused_naming_them(key, value, words):
+    study = optuna.create_study(pruner=LyapunovPruner(DENSE))
+
+    def to_rung_2(drift: float) -> optuna.Trial:
+        trial = study.ask()
+        for epoch in range(3):
+            report_spectrum(trial, spectrum(drift, epoch), epoch)
+        trial.report(drift, 2)
+        return trial
+
+    first = to_rung_2(0.1)
+    if key.startswith("lsh_spectrum_"):  # read when the trial itself is judged
+        study._storage.set_trial_user_attr(first._trial_id, key, value)
+        with pytest.raises(LshError, match=words):
+            first.should_prune()
+        return
+    assert first.should_prune() is False  # judged: its distance at rung 2 stored
+    study._storage.set_trial_user_attr(first._trial_id, key, value)  # still running: the second trial reads it
+    with pytest.raises(LshError, match=words):
+        to_rung_2(0.2).should_prune()
+
+
+def test_spectra_carrying_other_options_are_refused_by_the_distance_and_the_pruner():
+    import torch
+
+    from lsh.spectrum_options import tag
+
+    nats = {"log_base": "e", "layout": "blocks", "state": "h"}
+    bits = {**nats, "log_base": 2}
+
+    def tagged(rows: np.ndarray, options: dict) -> list:
+        return [tag(torch.tensor(r), options) for r in rows]
+
+    candidate = np.array([spectrum(0.3, e) for e in range(3)])
+    assert lsh.ls_distance(tagged(DENSE, nats), tagged(candidate, nats)) == lsh.ls_distance(DENSE, candidate)
+    assert lsh.ls_distance(tagged(DENSE, nats), candidate) == lsh.ls_distance(DENSE, candidate), "a bare array: no check"
+    with pytest.raises(LshError, match="the dense spectra were computed with log_base 'e'.* but the candidate with "
+                                       "log_base '2'.*they differ in log_base"):
+        lsh.ls_distance(tagged(DENSE, nats), tagged(candidate, bits))
+    with pytest.raises(LshError, match="candidate: its spectra were computed with different options"):
+        lsh.ls_distance(DENSE, tagged(candidate[:1], nats) + tagged(candidate[1:], {**nats, "layout": "sorted"}))
+    pruner = LyapunovPruner(dict(enumerate(tagged(DENSE, nats))))
+    assert pruner.options == {**nats, "exponents": 6}
+    study = optuna.create_study(pruner=pruner)
+    report_spectrum(study.ask(), tag(torch.tensor(spectrum(0.1, 0)), nats), 0)
+    with pytest.raises(LshError, match="trial 1, epoch 0\\): the dense reference's spectra were computed with "
+                                       "log_base 'e', layout 'blocks', state 'h', exponents 6 but the trial's with "
+                                       "log_base '2'"):
+        report_spectrum(study.ask(), tag(torch.tensor(spectrum(0.1, 0)), bits), 0)

@@ -51,9 +51,11 @@ a transient that shrinks like 1/T, so the choice is made by the settings, not th
 the autograd path then keeps only the diagonal blocks of its full Jacobian, and both
 methods give the same numbers (`per_layer=False` asks for the full Jacobian). With
 `exponents: k` below the state size, or with state `hc`, the full Jacobian is used: the k
-leading exponents of the union are not the k leading ones of any fixed set of blocks, and
-only a k-column Q over the whole state gives them directly (O(L^2 k) per step instead of
+leading exponents of the union are not the k leading ones of any fixed set of blocks, so
+the pipeline takes a k-column Q over the whole state (O(L^2 k) per step instead of
 O(L^3)). (The hc Jacobian is block-triangular by layer too, with 2H-blocks; not exploited.)
+The library's module_spectrum keeps the blocks for `exponents: k` as well (min(k, H) columns
+per block, each sample's k largest of the union): docs/api.md, "The convention".
 
 Where the time goes: per step, J Q and the QR (Householder, O(L k^2)). Jacobian blocks are
 built by row scaling from one batched step's gates; the weights are sliced and cast once;
@@ -68,14 +70,15 @@ form geqrf returns and J Q is one ormqr (see `qr_loop`).
     rnn.py       torch.nn.RNN's analytic Jacobian, tanh or relu (RNNJacobian)
     autograd.py  any step function by torch.func (AutogradJacobian, spectrum_of_map)
     spectrum.py  a model's spectrum and the validation sequences (model_spectra, METHODS)
-    modules.py   the spectrum of a user's torch.nn.LSTM, GRU or RNN on given inputs (module_spectrum)
+    modules.py   the spectrum of a user's torch.nn.LSTM, GRU or RNN or cell on given inputs (module_spectrum),
+                 of any step function (step_spectrum)
 """
 
 from lsh.config import LyapunovConfig
 from lsh.lyapunov.autograd import AutogradJacobian, spectrum_of_map
 from lsh.lyapunov.gru import GRUJacobian
 from lsh.lyapunov.lstm import LSTMJacobian
-from lsh.lyapunov.modules import module_spectrum
+from lsh.lyapunov.modules import module_spectrum, step_spectrum
 from lsh.lyapunov.qr import (
     DTYPES,
     LAYOUTS,
@@ -107,4 +110,5 @@ __all__ = [
     "Spectrum", "Tangent", "finish", "qr_loop", "resolve_dtype", "row_scaled_sum", "RHNJacobian", "METHODS",
     "STATES", "make_tangent", "model_jacobian", "model_spectra", "model_spectrum", "sample_offsets", "state_size",
     "uses_per_layer", "validation_tokens", "GRUJacobian", "RNNJacobian", "module_spectrum",
+    "step_spectrum",
 ]

@@ -38,6 +38,11 @@ class AutogradJacobian(Tangent):
 
         self._jac = torch.func.vmap(torch.func.jacrev(one, has_aux=True))
 
+    def check(self, t: int = 0) -> None:
+        """Differentiate the first sample at step t once, advancing nothing: a step that torch.func
+        cannot differentiate then fails here, before any work, not inside the QR loop."""
+        self._jac(self.z[:1], self.aux[:1], self.xs[t][:1])
+
     def advance(self, t: int) -> None:
         self.z, self.aux = self.step(self.z, self.aux, self.xs[t])
 

@@ -133,28 +133,35 @@ class Spectrum:
 
     def __getitem__(self, layout: str) -> Tensor:
         check_choice("lyapunov.layout", layout, LAYOUTS)
+        if layout not in self.layouts:
+            raise LshError(f"lyapunov.layout = {layout!r}: these exponents are the leading ones of {self.blocks} "
+                           "blocks together, with no fixed number per block; use sorted")
         return self.layouts[layout]
 
 
+def columns_per_block(blocks: int, block_size: int, k: int) -> int:
+    """The columns of each block's Q for k exponents in all: k with one block; with several (the
+    diagonal blocks of a block-triangular Jacobian) min(k, block size) each, since the k leading
+    exponents of the union may all lie in any one block."""
+    return k if blocks == 1 else min(k, block_size)
+
+
 def _columns_per_block(tangent: Tangent, k: int, qr_every: int, min_exponent: float) -> int:
-    """The loop's settings checked once, before the steps; the columns of each block's Q: k, or with
-    several blocks (all exponents) k / blocks."""
+    """The loop's settings checked once, before the steps; the columns of each block's Q."""
     if not (isinstance(qr_every, int) and qr_every >= 1):
         raise LshError(f"lyapunov.qr_every = {qr_every!r}: must be an integer >= 1")
     check_floor(min_exponent)
-    if tangent.blocks > 1:
-        assert k == tangent.blocks * tangent.block_size, "per-block propagation gives all exponents only"
-        return tangent.block_size
-    return k
+    return columns_per_block(tangent.blocks, tangent.block_size, k)
 
 
 def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dtype: torch.dtype,
             device: torch.device, min_exponent: float = MIN_EXPONENT) -> tuple[Tensor, Tensor]:
-    """Per-sample exponents, unsorted, and which met the floor: ([K, k] float64 in natural log
-    per step, [K, k] bool).
+    """Per-sample exponents, unsorted, and which met the floor: ([K, m] float64 in natural log
+    per step, [K, m] bool), m = k with one block.
 
-    k is the total count; with several blocks (all exponents) each block gets k / blocks columns,
-    block by block. When the tangent gives dense Jacobians and Q is square, Q stays in the
+    k is the total count; with several blocks each block gets min(k, block size) columns
+    (`columns_per_block`), block by block, m = blocks x columns (`finish` keeps each sample's k
+    largest). When the tangent gives dense Jacobians and Q is square, Q stays in the
     Householder form geqrf returns and J Q is one ormqr (J times the reflectors): the same product
     without forming Q (householder_product) and then multiplying, about 30 % fewer flops per step.
     Each QR's log r is floored at `min_exponent` per step it covers (see the module docstring).
@@ -198,16 +205,20 @@ def qr_loop(tangent: Tangent, warmup: int, steps: int, k: int, qr_every: int, dt
     return logs.reshape(K, nb * k) / steps, floored.reshape(K, nb * k)
 
 
-def finish(per_sample: Tensor, floored: Tensor, blocks: int, base: Union[str, int]) -> Spectrum:
-    """Both layouts from per-sample exponents [K, k] (k / blocks per block, block by block):
-    sort each sample (within each block for `blocks`), average over samples, convert the log base."""
-    K, k = per_sample.shape
+def finish(per_sample: Tensor, floored: Tensor, blocks: int, base: Union[str, int],
+           count: Optional[int] = None) -> Spectrum:
+    """Both layouts from per-sample exponents [K, m] (m / blocks per block, block by block): sort each
+    sample (within each block for `blocks`), average over samples, convert the log base.
+
+    `count` below m (blocks that each carry min(k, block size) columns for k exponents in all): each
+    sample's `count` largest, sorted, then averaged; the layout `blocks` is then absent, as no fixed
+    number of those exponents belongs to each block."""
+    K, m = per_sample.shape
+    count = m if count is None else count
     scale = 1 / math.log(2) if log_base(base) == 2 else 1.0
-    by_block = per_sample.view(K, blocks, k // blocks).sort(dim=-1, descending=True).values.reshape(K, k)
-    layouts = {
-        "blocks": by_block.mean(0) * scale,
-        "sorted": per_sample.sort(dim=-1, descending=True).values.mean(0) * scale,
-    }
+    layouts = {}
+    if count == m:
+        by_block = per_sample.view(K, blocks, m // blocks).sort(dim=-1, descending=True).values.reshape(K, m)
+        layouts["blocks"] = by_block.mean(0) * scale
+    layouts["sorted"] = per_sample.sort(dim=-1, descending=True).values[:, :count].mean(0) * scale
     return Spectrum(layouts, int(floored.sum()), blocks)
-
-

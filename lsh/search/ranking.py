@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lsh.errors import LshError
+from lsh.spectrum_options import check_alike, options_of
 
 
 def embed_pca(points: np.ndarray, seed: int) -> np.ndarray:
@@ -219,9 +220,12 @@ def ls_distance(dense: Any, candidate: Any, *, embedding: str = "pca", distance:
     initialisation); candidate: [E + 1, L], the candidate's spectra of epochs 0..E, E <= E'. Numpy arrays,
     torch tensors or lists. `embedding` (pca | raw | tsne), `distance` (l2 | cosine) and `fit` (pair: the
     dense and this candidate's trajectories over 0..E are embedded together, the paper's formula; pool
-    is the same for one candidate) as in the params' search section. Shapes that do not match, and
-    spectra that are not finite, are an LshError naming them.
+    is the same for one candidate) as in the params' search section. Shapes that do not match, spectra
+    that are not finite, and spectra carrying different options (lsh.spectrum_options: tensors from
+    lsh.module_spectrum, or lists of them) are an LshError naming them.
     """
+    check_alike(options_of(dense, "ls_distance: dense"), options_of(candidate, "ls_distance: candidate"),
+                "ls_distance", ("dense", "candidate"))
     d, c = _spectra_matrix(dense, "ls_distance: dense"), _spectra_matrix(candidate, "ls_distance: candidate")
     if d.shape[1] != c.shape[1]:
         raise LshError(f"ls_distance: the dense spectra (shape {d.shape}) have {d.shape[1]} exponents but the "

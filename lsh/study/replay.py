@@ -262,7 +262,7 @@ def replay_optuna_ls(table: Table, strategy: Strategy, space: SpaceConfig, seed:
         raise LshError(f"the table's dense rows of seed {seed} have no finite spectra of every epoch 0.."
                        f"{max(rungs, default=0)}: the LS pruner has no reference")
     pruner = LyapunovPruner(dense, rungs=rungs, keep=1.0 - search.eliminate, embedding=search.embedding,
-                            distance=search.distance, fit=search.pca_fit, seed=seed)
+                            distance=search.distance, fit=search.pca_fit, random_state=seed)
     nan = np.full(dense.shape[1], np.nan)
 
     def report(trial, cid: str, epoch: int) -> None:
