@@ -572,7 +572,7 @@ def step_cases() -> list[tuple[str, nn.Module, str]]:
 
 @pytest.mark.parametrize("method", ["analytic", "autograd"])
 def test_exponents_k_are_the_leading_k_of_the_full_result_in_every_path(method):
-    xs = inputs(200, 2)
+    xs = inputs(120, 2)  # long enough for every sample's columns to settle in order (asserted below)
     for name, module, state in step_cases():
         layer = layer_of(module)
         n, H = layer.num_layers, layer.hidden_size * (2 if state == "hc" else 1)
