@@ -86,8 +86,12 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
 # as <unk> (2,000 types with <eos>, against 10,000). The same text, format and splits; a smoke model spends
 # most of its arithmetic in the decoder and softmax over the vocabulary, which this makes a fifth (the 16
 # training epochs of a smoke run: 71 s against 22 s on a 2-core AMD EPYC, one thread each). Its checksums are not PTB's, so a project
-# copied with it reads it unverified (copy_project); the tests of verification use the real files.
+# copied with it reads it unverified (copy_project); the tests of verification use the real files. Its test
+# split is PTB's first QUICK_TEST_TOKENS: every test perplexity (a study cell's at each epoch, each final
+# training's) reads the whole split, 82,430 tokens, which made most of a study cell's time; the tests compare
+# runs with each other, never with a published figure.
 QUICK_VOCAB = 2_000
+QUICK_TEST_TOKENS = 8_000
 QUICK_MARK = "QUICK_PTB.md"
 
 
@@ -100,8 +104,12 @@ def ptb_quick(ptb_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     keep = {word for word, _ in counts.most_common(QUICK_VOCAB - 1)} | {data.UNK}  # <unk> is among them; <eos> ends each line
     for split, text in raw.items():
         lines = [" ".join(w if w in keep else data.UNK for w in line.split()) for line in text.splitlines()]
+        if split == "test":
+            ends = np.cumsum([len(line.split()) + 1 for line in lines])  # + <eos>
+            lines = lines[: int(np.searchsorted(ends, QUICK_TEST_TOKENS)) + 1]
         (out / data.ptb_name(split)).write_text("".join(f" {line} \n" for line in lines))
-    (out / QUICK_MARK).write_text(f"PTB from {ptb_raw} with a {QUICK_VOCAB}-word vocabulary: tests/conftest.py\n")
+    (out / QUICK_MARK).write_text(f"PTB from {ptb_raw} with a {QUICK_VOCAB}-word vocabulary and its test split's first "
+                                  f"{QUICK_TEST_TOKENS} tokens: tests/conftest.py\n")
     return out
 
 
@@ -231,8 +239,10 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Pa
 
 
 def small_search_params(project: Path) -> dict:
-    """The smoke preset with one round of three candidates and two final epochs: few jobs."""
+    """The smoke preset with one round of three candidates and two final epochs, on 8,000 training tokens
+    (the tests that read it compare two runs of these params, never a figure): few, short jobs."""
     params = config.read_yaml(project / SMOKE)
+    params["data"]["train_tokens"] = 8_000
     params["search"].update(n=3)
     params["final"]["epochs"] = params["sparse"]["decay_epochs"] = 2
     params["report"]["correlation_candidates"] = 0
