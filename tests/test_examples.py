@@ -6,7 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
+
+# whole programs in subprocesses (a dense model and a search each): the slow tier, as the pipeline runs are
+pytestmark = pytest.mark.slow
 
 EXAMPLE = REPO / "examples" / "lstm_optuna_lyapunov.py"
 TINY = ["--trials", "6", "--epochs", "4", "--hidden", "16", "--tokens", "4000"]

@@ -570,7 +570,7 @@ def step_cases() -> list[tuple[str, nn.Module, str]]:
             ("lstm_cell", torch_cell("lstm", seed=1), "hc"), ("gru_cell", torch_cell("gru", seed=1), "h")]
 
 
-@pytest.mark.parametrize("method", ["analytic", "autograd"])
+@pytest.mark.parametrize("method", ["analytic", pytest.param("autograd", marks=pytest.mark.slow)])  # autograd: 20 s
 def test_exponents_k_are_the_leading_k_of_the_full_result_in_every_path(method):
     xs = inputs(120, 2)  # long enough for every sample's columns to settle in order (asserted below)
     for name, module, state in step_cases():

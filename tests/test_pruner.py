@@ -141,11 +141,11 @@ def test_a_dense_reference_that_reaches_no_rung_warns_that_the_pruner_never_prun
 def test_one_pruner_across_many_studies_decides_as_a_new_pruner_for_each():
     """Studies come and go in memory (their storages' addresses are reused): the shared pruner's cache
     must never give one study's trial another study's distance."""
-    shared, rng = LyapunovPruner(DENSE, rungs=[2], min_trials=1), np.random.default_rng(0)
+    shared, rng = LyapunovPruner(DENSE, rungs=[2], min_trials=1, embedding="raw"), np.random.default_rng(0)
     decisions = []
     for _ in range(40):
         drifts = rng.uniform(0.0, 1.0, size=4)
-        for pruner in (shared, LyapunovPruner(DENSE, rungs=[2], min_trials=1)):
+        for pruner in (shared, LyapunovPruner(DENSE, rungs=[2], min_trials=1, embedding="raw")):
             study = optuna.create_study(pruner=pruner)
             for d in drifts[:3]:  # finished without the pruner judging them: distances not stored
                 trial = study.ask()
