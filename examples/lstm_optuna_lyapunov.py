@@ -151,15 +151,16 @@ def shared_study(name: str, storage: str | None, sampler: optuna.samplers.BaseSa
                  pruner: optuna.pruners.BasePruner) -> optuna.Study:
     """The study, created by the first worker that gets there: two workers creating one SQLite study at
     the same moment race (one of them fails to create its tables); the loser waits and loads it."""
-    for attempt in range(10):
+    def create() -> optuna.Study:
+        return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, sampler=sampler,
+                                   pruner=pruner)
+
+    for attempt in range(9):
         try:
-            return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, sampler=sampler,
-                                       pruner=pruner)
+            return create()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
-            if attempt == 9:
-                raise
             time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return create()  # the last try: its error, if any, is the user's to see
 
 
 def describe(trial: optuna.trial.FrozenTrial, rungs: list[int]) -> str:

@@ -219,10 +219,10 @@ class LyapunovPruner(optuna.pruners.BasePruner):
         self._cache: dict[tuple, float] = {}  # (rung, a trajectory's spectra) -> its distance
         # what every worker's pruner on one study must share: the dense points, their options, and what
         # turns spectra into a distance
-        self.reference = {"fingerprint": hashlib.sha256(json.dumps(
-            [self.dense.shape, self.dense.tobytes().hex(), self.options, embedding, distance, fit, self.random_state],
-            sort_keys=True).encode()).hexdigest()[:16], "epochs": int(len(self.dense)), "exponents": self.exponents,
-            "options": self.options}
+        described = json.dumps([self.dense.shape, self.options, embedding, distance, fit, self.random_state],
+                               sort_keys=True).encode()
+        self.reference = {"fingerprint": hashlib.sha256(self.dense.tobytes() + described).hexdigest()[:16],
+                          "epochs": int(len(self.dense)), "exponents": self.exponents, "options": self.options}
 
     @property
     def min_trials(self) -> int:

@@ -262,6 +262,13 @@ def _checked_options(options: dict[str, Any], dtype_of_h0: bool = False) -> dict
     return {**options, "dtype": dtype, "device": device}
 
 
+def _steps_after_warmup(T: int, K: int, warmup: int) -> int:
+    """The steps the exponents accumulate over; none (or no sample) is refused before any work."""
+    if T - warmup < 1 or K < 1:
+        raise LshError(f"inputs: {T} steps of {K} samples leave no step after {warmup} warm-up steps")
+    return T - warmup
+
+
 @dataclass
 class _Job:
     """A checked spectrum, not yet computed: `steps` after warm-up, `run` to compute it, and the options
@@ -284,9 +291,7 @@ def _module_job(module: Union[Module, Cell], inputs: Tensor, h0: State, options:
         raise LshError(f"state = {state!r}: only an LSTM has a cell state; the {kind} has one state vector (use h)")
     xs = _time_first(layer, inputs, cell)
     T, K = xs.shape[:2]
-    steps = T - warmup
-    if steps < 1 or K < 1:
-        raise LshError(f"inputs: {T} steps of {K} samples leave no step after {warmup} warm-up steps")
+    steps = _steps_after_warmup(T, K, warmup)
     n, H = layer.num_layers, layer.hidden_size
     L = n * H * (2 if state == "hc" else 1)
     k = exponent_count(options["exponents"], L, f"{kind}'s {state}", key="exponents", all_="None")
@@ -328,10 +333,7 @@ def _language_model_job(model: LanguageModel, tokens: Tensor, h0: State, options
             xs = model.embed(tokens.to(model.embedding.weight.device))
         return _module_job(model.lstm, xs, None, options)
     warmup, state = options["warmup"], options["state"]
-    steps = tokens.shape[0] - warmup
-    if steps < 1:
-        raise LshError(f"inputs: {tokens.shape[0]} steps of {tokens.shape[1]} samples leave no step after "
-                       f"{warmup} warm-up steps")
+    steps = _steps_after_warmup(tokens.shape[0], tokens.shape[1], warmup)
     L = state_size(model, state)
     k = exponent_count(options["exponents"], L, f"{model.config.type} {state}", key="exponents", all_="None")
     layout = _layout(options["layout"], 1, state, k, L)
@@ -458,9 +460,7 @@ def step_spectrum(
         want = "[T, ...] for one state h0 [L]" if single else f"[T, {K}, ...] for h0 of {K} samples"
         raise LshError(f"inputs: expected {want}, got {got}")
     xs = inputs.unsqueeze(1) if single else inputs
-    steps = xs.shape[0] - warmup
-    if steps < 1:
-        raise LshError(f"inputs: {xs.shape[0]} steps of {K} samples leave no step after {warmup} warm-up steps")
+    steps = _steps_after_warmup(xs.shape[0], K, warmup)
     k = exponent_count(exponents, L, "step's", key="exponents", all_="None")
     layout_ = _layout(options["layout"], 1, "h", k, L)
     dev = options["device"] or h0.device
