@@ -82,7 +82,7 @@ def fingerprint(keep_onednn: bool) -> dict[str, str]:
     rng = np.random.default_rng(1)
     vocab = 300
     ids = rng.integers(0, vocab, 6000)
-    corpus = Corpus(ids, ids[:1500], ids[:1500], [f"w{i}" for i in range(vocab)])
+    corpus = Corpus(train=ids, valid=ids[:1500], test=ids[:1500], vocab=[f"w{i}" for i in range(vocab)])
     # the smoke preset's LSTM and training, smaller and with every sparse step on (magnitude death,
     # momentum redistribution)
     params = Params.from_dict(load_params(HERE.parents[1] / "workflow" / "presets" / "smoke.yaml", [

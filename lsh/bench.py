@@ -41,7 +41,7 @@ def _synthetic_corpus(tokens: int, vocab: int, seed: int) -> Corpus:
     """Random token ids: speed does not depend on the text, and the benchmark needs no download."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab, size=tokens, dtype=np.int64)
-    return Corpus(ids, ids[:2000], ids[:2000], [f"w{i}" for i in range(vocab)])
+    return Corpus(train=ids, valid=ids[:2000], test=ids[:2000], vocab=[f"w{i}" for i in range(vocab)])
 
 
 def bare_loop(model: LanguageModel, data: torch.Tensor, bptt: int, cfg: TrainConfig) -> float:

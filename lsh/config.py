@@ -480,7 +480,7 @@ def write_resolved(params: dict, path: str | os.PathLike) -> Path:
 # tables refuse a name they do not hold.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataParams:
     raw: str
     prepared: str
@@ -490,7 +490,7 @@ class DataParams:
     train_tokens: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelParams:
     """The model section; `models.ModelConfig` adds the vocabulary size the data gives."""
 
@@ -513,7 +513,7 @@ class ModelParams:
                    dropout_hidden=drop["hidden"], dropout_output=drop["output"], dropout_words=drop["words"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     lr: float
     batch_size: int
@@ -527,7 +527,7 @@ class TrainConfig:
     tf32: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SparseConfig:
     density: float
     init: str
@@ -538,7 +538,7 @@ class SparseConfig:
     decay_epochs: int | None = None  # the full training length; None: final.epochs (Params.sparse resolves it)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LyapunovConfig:
     """How a spectrum is computed (the params' `lyapunov` section; defaults for library callers)."""
 
@@ -563,7 +563,7 @@ class DeathRateRange:
     q: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpaceConfig:
     init: tuple[str, ...]
     death: tuple[str, ...]
@@ -579,7 +579,7 @@ class SpaceConfig:
                    grid_death_rate=section["grid_death_rate"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchConfig:
     mode: str
     ranker: str
@@ -597,7 +597,7 @@ class SearchConfig:
     age: str = "own"  # own | common: the epoch each candidate is scored at (lsh.search.ranking.scored_epochs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudyConfig:
     space: str
     seeds: int
@@ -615,7 +615,7 @@ class StudyConfig:
                    configs=None if configs is None else tuple(configs))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Params:
     """The whole validated params, section by section (`Params.from_dict` of a validated dict)."""
 

@@ -149,7 +149,7 @@ def decode(ids: np.ndarray, vocab: list[str]) -> str:
     return "".join(out) + " ".join(line)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Corpus:
     """A prepared corpus, as the training and spectrum stages read it."""
 
@@ -267,7 +267,7 @@ def load_corpus(prepared: str | os.PathLike, data_params: dict | None = None) ->
     Token ids must index the vocabulary: data from elsewhere, or a truncated vocab.txt, is named."""
     if data_params is not None:
         check_prepared(prepared, data_params)
-    corpus = Corpus(*(load_split(prepared, s) for s in SPLITS), vocab=load_vocab(prepared))
+    corpus = Corpus(**{s: load_split(prepared, s) for s in SPLITS}, vocab=load_vocab(prepared))
     for split in SPLITS:
         ids = getattr(corpus, split)
         path = Path(prepared) / (split + ".npy")

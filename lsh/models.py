@@ -49,7 +49,7 @@ EMBEDDING_INIT_RANGE = 0.1
 # Configuration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Everything needed to rebuild a model (stored in checkpoints as `model.config`).
 

@@ -87,7 +87,7 @@ class Record:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolEntry(Record):
     """One slot of a round: which candidate trains there, from where, and to which epoch."""
 
@@ -112,7 +112,7 @@ class Tried(Record):
     config: Config
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pool(Record):
     """A round's pool (`round` an int), or the final pool (`round` "final"); empty slots are None."""
 
@@ -141,7 +141,7 @@ class Pool(Record):
                 "tried": [t.to_json() for t in self.tried], "next_id": self.next_id}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Summary(Record):
     """A training folder's summary.json: how the run ended and its best epoch."""
 
@@ -167,7 +167,7 @@ class Summary(Record):
         return self.status == "ok"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Epoch(Record):
     """One line of a training's metrics.jsonl: the epoch's losses, perplexities and sparse statistics."""
 
@@ -188,7 +188,7 @@ class Epoch(Record):
     death_rate: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Spectrum(Record):
     """One checkpoint's spectrum in spectra.json (None exponents: its model diverged)."""
 
@@ -199,7 +199,7 @@ class Spectrum(Record):
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Spectra(Record):
     """spectra.json: a training folder's spectra by epoch (a slot's new epochs, or the dense reference's)."""
 
@@ -224,7 +224,7 @@ class Spectra(Record):
                 **({"status": self.status} if slot else {})}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CachedSpectrum(Spectrum):
     mtime_ns: int = 0  # the checkpoint's modification time when its spectrum was computed
 
@@ -258,7 +258,7 @@ def run_problem(epochs: list[int], statuses: list[str], final: int) -> str | Non
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CellRow(Record):
     """One epoch of a study cell: what any selection strategy could observe of it (no training at epoch 0,
     so no losses there; non-finite values only on a diverged row)."""
@@ -275,7 +275,7 @@ class CellRow(Record):
 CELL_FIELDS = tuple(f.name for f in fields(CellRow))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cell(Record):
     """A study cell's rows.json: one configuration (or the dense reference) trained with one seed, each
     recorded epoch's row and spectrum in both layouts (None: not computed, a diverged model), and the
@@ -328,7 +328,7 @@ class Cell(Record):
                 "rows": {e: r.to_json() for e, r in self.rows.items()}, "spectra": self.spectra}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RankingRow(Record):
     """One candidate's line of a round's ranking.csv (non-finite scores rank a diverged candidate last)."""
 
@@ -375,7 +375,7 @@ class Proposal(Record):
     source: Literal["tpe", "atpe", "rand", "grid", "fallback"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Proposals(Record):
     """proposals.json: the history a round's proposer learnt from and the candidates it proposed."""
 
@@ -386,7 +386,7 @@ class Proposals(Record):
     proposals: list[Proposal]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistancePoint(Record):
     round: int
     epoch: int
@@ -395,7 +395,7 @@ class DistancePoint(Record):
     rank: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Finalist(Record):
     candidate: str
     config: Config
@@ -404,7 +404,7 @@ class Finalist(Record):
     test_ppl: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Diverged(Record):
     candidate: str
     where: str
@@ -412,7 +412,7 @@ class Diverged(Record):
     reason: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RoundBudget(Record):
     round: int
     pool: int
@@ -420,7 +420,7 @@ class RoundBudget(Record):
     spent_candidate_epochs: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Budget(Record):
     planned_selection_candidate_epochs: int
     candidate_epochs: dict[str, int]
@@ -430,7 +430,7 @@ class Budget(Record):
     rounds: list[RoundBudget]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Selection(Record):
     """selected.json: the selected candidate (None when none finished), the finalists, the budget."""
 

@@ -172,7 +172,7 @@ def synthetic_corpus(tokens: int = 900, seed: int = 0) -> data.Corpus:
     ids[0] = 0
     for i in range(1, tokens):
         ids[i] = (ids[i - 1] + 7) % SYNTHETIC_VOCAB if follow[i] else draws[i]
-    return data.Corpus(ids, ids[:400], ids[:400], [f"w{i}" for i in range(SYNTHETIC_VOCAB)])
+    return data.Corpus(train=ids, valid=ids[:400], test=ids[:400], vocab=[f"w{i}" for i in range(SYNTHETIC_VOCAB)])
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The layers of docs/architecture.md, read from the sources' imports (ast): cli -> stages -> the
 library. A stage that imports another stage, or library code that reaches up into a stage or the
 CLI, puts shared code in the wrong place; a private name used across modules is an API nobody
-declared."""
+declared. And a dataclass of more than three fields is built by keyword only: by position, two
+fields of one type swapped read as a good record."""
 
 from __future__ import annotations
 
@@ -125,6 +126,36 @@ def test_an_import_under_type_checking_is_not_a_run_time_import(tmp_path, monkey
     monkeypatch.setitem(MODULES, "lsh.fake", tmp_path / "fake.py")
     (tmp_path / "fake.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lsh.config import Params\n")
     assert imports("lsh.fake") == []
+
+
+def package_dataclasses() -> list[type]:
+    """Every dataclass defined at the top of a module of lsh (lsh.__main__ left out: importing it runs the CLI)."""
+    import dataclasses
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lsh
+
+    out = []
+    for info in pkgutil.walk_packages(lsh.__path__, "lsh."):
+        if info.name == "lsh.__main__":
+            continue
+        module = importlib.import_module(info.name)
+        out += [c for c in vars(module).values()
+                if inspect.isclass(c) and dataclasses.is_dataclass(c) and c.__module__ == info.name]
+    return out
+
+
+def test_every_dataclass_of_more_than_three_fields_takes_keywords_only():
+    """No constructor of more than three arguments is called by position (a subclass's own fields too)."""
+    from dataclasses import fields
+
+    classes = package_dataclasses()
+    assert {"Params", "Pool", "Corpus"} <= {c.__name__ for c in classes}, "the scan finds the package's dataclasses"
+    found = [f"{c.__module__}.{c.__qualname__} (positional: {', '.join(f.name for f in fields(c) if not f.kw_only)})"
+             for c in classes if len(fields(c)) > 3 and not all(f.kw_only for f in fields(c))]
+    assert not found, "give these @dataclass(..., kw_only=True):\n" + "\n".join(found)
 
 
 def test_ruff_finds_nothing():

@@ -30,9 +30,9 @@ def tiny(kind: str, n: int, *, hidden: int = 6, emb: int = 5, vocab: int = 30, s
     """A float64 model: n = LSTM layers or RHN depth."""
     torch.manual_seed(seed)
     if kind == "lstm":
-        cfg = ModelConfig("lstm", vocab, emb, hidden, layers=n)
+        cfg = ModelConfig(type="lstm", vocab=vocab, emb=emb, hidden=hidden, layers=n)
     else:
-        cfg = ModelConfig("rhn", vocab, emb, hidden, depth=n)
+        cfg = ModelConfig(type="rhn", vocab=vocab, emb=emb, hidden=hidden, depth=n)
     return build_model(cfg).double().eval()
 
 

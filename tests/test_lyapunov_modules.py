@@ -255,7 +255,7 @@ def test_lstm_h0_and_c0_start_the_analytic_and_autograd_paths_alike():
 
 def test_an_lstm_language_model_is_its_lstms_spectrum_and_the_pipelines_where_the_conventions_meet():
     torch.manual_seed(0)
-    model = build_model(ModelConfig("lstm", 30, 4, 6, layers=2)).double().eval()
+    model = build_model(ModelConfig(type="lstm", vocab=30, emb=4, hidden=6, layers=2)).double().eval()
     module = nn.LSTM(4, 6, num_layers=2).double()
     module.load_state_dict(model.lstm.state_dict())
     tokens = torch.randint(0, 30, (30, 3), generator=torch.Generator().manual_seed(0))
@@ -484,7 +484,7 @@ def test_other_modules_are_refused_naming_what_is_accepted():
                                        r"lsh.models language model \(any other step h' = f\(h, x\): lsh.step_spectrum\); "
                                        "got Linear"):
         lsh.module_spectrum(nn.Linear(3, 3), inputs(5, 1))
-    model = build_model(ModelConfig("lstm", 30, 4, 6, layers=1))
+    model = build_model(ModelConfig(type="lstm", vocab=30, emb=4, hidden=6, layers=1))
     with pytest.raises(LshError, match=r"a language model takes token ids \[T, K\]"):
         lsh.module_spectrum(model, inputs(5, 1, inp=4).float())
 
@@ -666,7 +666,7 @@ def test_the_documented_call_on_a_language_models_lstm_takes_the_embedded_probe(
     calls = re.findall(r"module_spectrum\(model\.lstm, ([\w.]+(?:\(\w+\))?)\)",
                        (REPO / "docs" / "api.md").read_text() + (REPO / "README.md").read_text())
     assert calls and "probe" not in calls, calls  # token ids go through the embedding first
-    model = build_model(ModelConfig("lstm", 30, 4, 6, layers=2))
+    model = build_model(ModelConfig(type="lstm", vocab=30, emb=4, hidden=6, layers=2))
     probe = torch.randint(0, 30, (25, 2), generator=torch.Generator().manual_seed(0))  # token ids [T, K]
     assert lsh.module_spectrum(model.lstm, model.embedding(probe)).shape == (12,)
     with pytest.raises(LshError, match=r"inputs: expected floating-point features, got dtype torch.int64 \(token ids "
@@ -680,7 +680,7 @@ def test_the_documented_call_on_a_language_models_lstm_takes_the_embedded_probe(
 
 def test_a_run_of_few_steps_after_warm_up_warns_naming_them():
     module, step, h0 = cell("gru", 1), rnn_as_step(cell("rnn_tanh", 1)), torch.zeros(2, 5, dtype=F64)
-    rhn = build_model(ModelConfig("rhn", 30, 4, 6, depth=2))
+    rhn = build_model(ModelConfig(type="rhn", vocab=30, emb=4, hidden=6, depth=2))
     tokens = torch.randint(0, 30, (5 + FEW_STEPS, 2), generator=torch.Generator().manual_seed(0))
     runs = {"module_spectrum": lambda T: lsh.module_spectrum(module, inputs(T, 2), warmup=5),
             "step_spectrum": lambda T: lsh.step_spectrum(step, h0, inputs(T, 2), warmup=5),

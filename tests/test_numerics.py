@@ -158,7 +158,7 @@ def _spec() -> RunSpec:
     params = Params.from_dict(load_params(REPO / SMOKE, ["model.emb=8", "model.hidden=8", "train.lr=2", "train.bptt=10",
                                                         "train.batch_size=4", "train.eval_batch_size=4",
                                                         "train.eval_tokens=null"]))
-    return RunSpec(params.seed, params.model, params.train, params.sparse)
+    return RunSpec(seed=params.seed, model=params.model, train=params.train, sparse=params.sparse)
 
 
 def _with_environment(path: Path, **changes) -> None:

@@ -127,16 +127,18 @@ def _selection() -> Selection:
     return Selection(
         status="ok", mode="lsh", ranker="ls", proposer="tpe", density=0.33, candidate=SELECTED["candidate"],
         config=CONFIGS["c002"], valid_ppl=SELECTED["valid_ppl"], test_ppl=SELECTED["test_ppl"], best_epoch=3,
-        distance_history=[DistancePoint(0, 1, OFFSET["c002"], _ppl("c002", 1), 1),
-                          DistancePoint(1, 2, OFFSET["c002"], _ppl("c002", 2), 1)],
-        finalists=[Finalist(c, CONFIGS[c], "ok", _ppl(c, 3), t) for c, t in FINAL_TEST.items()],
-        diverged=[Diverged("c005", "round 0", 1, "the validation loss is not finite")],
+        distance_history=[DistancePoint(round=0, epoch=1, distance=OFFSET["c002"], valid_ppl=_ppl("c002", 1), rank=1),
+                          DistancePoint(round=1, epoch=2, distance=OFFSET["c002"], valid_ppl=_ppl("c002", 2), rank=1)],
+        finalists=[Finalist(candidate=c, config=CONFIGS[c], status="ok", valid_ppl=_ppl(c, 3), test_ppl=t)
+                   for c, t in FINAL_TEST.items()],
+        diverged=[Diverged(candidate="c005", where="round 0", epoch=1, reason="the validation loss is not finite")],
         budget=Budget(planned_selection_candidate_epochs=10, candidate_epochs={"selection": 9, "final": 2},
                       total_candidate_epochs=11,
                       wall_seconds={"dense_training": 3.0, "dense_spectra": 0.5, "selection_training": 18.0,
                                     "selection_spectra": 5.0, "final_training": 4.0},
                       total_wall_seconds=30.5,
-                      rounds=[RoundBudget(0, 6, 6, 6), RoundBudget(1, 4, 4, 3)]))
+                      rounds=[RoundBudget(round=0, pool=6, planned_candidate_epochs=6, spent_candidate_epochs=6),
+                              RoundBudget(round=1, pool=4, planned_candidate_epochs=4, spent_candidate_epochs=3)]))
 
 
 def write_synthetic_run(root: Path) -> Path:
@@ -145,8 +147,10 @@ def write_synthetic_run(root: Path) -> Path:
     correlation study (c000 among them), and the dense reference."""
     layout = Layout(root)
     round0 = list(CONFIGS)[:6]
-    slots = [PoolEntry(s, c, CONFIGS[c], None, 0, 1) for s, c in enumerate(round0)]
-    records.write(layout.pool(0), Pool(0, tuple(slots), tuple(Tried(c, CONFIGS[c]) for c in round0), 6))
+    slots = [PoolEntry(slot=s, candidate=c, config=CONFIGS[c], parent=None, epochs_before=0, epochs_after=1)
+             for s, c in enumerate(round0)]
+    records.write(layout.pool(0), Pool(round=0, slots=tuple(slots), tried=tuple(Tried(c, CONFIGS[c]) for c in round0),
+                                       next_id=6))
     for s, c in enumerate(round0):
         diverged = c == "c005"
         _training(layout.slot_train(0, s), {1: None if diverged else _ppl(c, 1)})
@@ -154,9 +158,12 @@ def write_synthetic_run(root: Path) -> Path:
     _ranking(layout.ranking(0), 0, [("c002", 2, 1), ("c000", 0, 1), ("c001", 1, 1), ("c003", 3, 1), ("c004", 4, 1),
                                     ("c005", 5, 1)], kept=3, diverged={"c005"})
     survivors = [("c002", 2), ("c000", 0), ("c001", 1)]
-    slots = [PoolEntry(s, c, CONFIGS[c], str(layout.slot_train(0, old) / "epoch-001.pt"), 1, 2)
-             for s, (c, old) in enumerate(survivors)] + [PoolEntry(3, "c006", CONFIGS["c006"], None, 0, 1)]
-    records.write(layout.pool(1), Pool(1, tuple(slots), tuple(Tried(c, CONFIGS[c]) for c in CONFIGS), 7))
+    slots = [PoolEntry(slot=s, candidate=c, config=CONFIGS[c], parent=str(layout.slot_train(0, old) / "epoch-001.pt"),
+                       epochs_before=1, epochs_after=2)
+             for s, (c, old) in enumerate(survivors)] + [
+        PoolEntry(slot=3, candidate="c006", config=CONFIGS["c006"], parent=None, epochs_before=0, epochs_after=1)]
+    records.write(layout.pool(1), Pool(round=1, slots=tuple(slots), tried=tuple(Tried(c, CONFIGS[c]) for c in CONFIGS),
+                                       next_id=7))
     for s, (c, _) in enumerate(survivors):
         _training(layout.slot_train(1, s), {1: _ppl(c, 1), 2: _ppl(c, 2)})
         _spectra(layout.slot_spectra(1, s), range(2, 3), OFFSET[c], (1, s, c))
@@ -164,9 +171,11 @@ def write_synthetic_run(root: Path) -> Path:
     _spectra(layout.slot_spectra(1, 3), range(2), OFFSET["c006"], (1, 3, "c006"))
     _ranking(layout.ranking(1), 1, [("c002", 0, 2), ("c000", 1, 2), ("c001", 2, 2), ("c006", 3, 1)], kept=2)
 
-    finals = [PoolEntry(f, c, CONFIGS[c], str(layout.slot_train(1, f) / "epoch-002.pt"), 2, 3)
+    finals = [PoolEntry(slot=f, candidate=c, config=CONFIGS[c], parent=str(layout.slot_train(1, f) / "epoch-002.pt"),
+                        epochs_before=2, epochs_after=3)
               for f, c in enumerate(FINAL_TEST)]
-    records.write(layout.final_pool, Pool("final", tuple(finals), tuple(Tried(c, CONFIGS[c]) for c in CONFIGS), 7))
+    records.write(layout.final_pool, Pool(round="final", slots=tuple(finals),
+                                          tried=tuple(Tried(c, CONFIGS[c]) for c in CONFIGS), next_id=7))
     for f, (c, test) in enumerate(FINAL_TEST.items()):
         ppls = {e: _ppl(c, e) for e in (1, 2, 3)}
         if c == SELECTED["candidate"]:
@@ -401,8 +410,10 @@ def test_a_run_without_rounds_skips_the_ls_figures_and_says_why(tmp_path: Path):
     full = Params.from_dict(config.load_params(REPO / SMOKE, ["search.mode=full", "search.ranker=loss"]))
     results = tmp_path / "results"
     layout = Layout(results)
-    entries = [PoolEntry(f, c, CONFIGS[c], None, 0, 3) for f, c in enumerate(FINAL_TEST)]
-    records.write(layout.final_pool, Pool("final", tuple(entries), tuple(Tried(c, CONFIGS[c]) for c in FINAL_TEST), 2))
+    entries = [PoolEntry(slot=f, candidate=c, config=CONFIGS[c], parent=None, epochs_before=0, epochs_after=3)
+               for f, c in enumerate(FINAL_TEST)]
+    records.write(layout.final_pool, Pool(round="final", slots=tuple(entries),
+                                          tried=tuple(Tried(c, CONFIGS[c]) for c in FINAL_TEST), next_id=2))
     for f, (c, test) in enumerate(FINAL_TEST.items()):
         _training(layout.final_train(f), {e: _ppl(c, e) for e in (1, 2, 3)}, test_ppl=test, candidate=c, trained=3)
     selection = _selection().to_json()

@@ -309,9 +309,10 @@ def final_run(root, outcomes: list[tuple[str, float | None]]) -> dict:
     params = Params.from_dict(config.load_params(REPO / "params.yaml", ["search.mode=full", "search.ranker=loss",
                                                                         f"search.n={len(outcomes)}"]))
     layout = Layout(root)
-    slots = tuple(PoolEntry(f, space_.candidate_id(f), dict(SURVIVORS[f][0]), None, 0, 10) for f in range(len(outcomes)))
+    slots = tuple(PoolEntry(slot=f, candidate=space_.candidate_id(f), config=dict(SURVIVORS[f][0]), parent=None,
+                            epochs_before=0, epochs_after=10) for f in range(len(outcomes)))
     root.joinpath("final").mkdir(parents=True)
-    layout.final_pool.write_text(json.dumps(Pool("final", slots, (), len(slots)).to_json()))
+    layout.final_pool.write_text(json.dumps(Pool(round="final", slots=slots, tried=(), next_id=len(slots)).to_json()))
     for f, (status, ppl) in enumerate(outcomes):
         summary = {"status": status, "epochs": 3 if status == "diverged" else 10, "best_valid_ppl": ppl, "best_epoch": 2,
                    "test_ppl": ppl, "seconds": 1.0, "epochs_trained": 3,
@@ -347,7 +348,8 @@ from lsh.search.ranking import Observed, round_scores, scored_epochs  # noqa: E4
 
 def _observed(epoch: int, valid: list[float], train: list[float], width: int = 3, shift: float = 0.0) -> Observed:
     spectra = np.array([[(1 + shift) * e + k for k in range(width)] for e in range(epoch + 1)], dtype=float)
-    return Observed(epoch, dict(enumerate(valid, 1)), dict(enumerate(train, 1)), spectra)
+    return Observed(epoch=epoch, valid_loss=dict(enumerate(valid, 1)), train_loss=dict(enumerate(train, 1)),
+                    spectra=spectra)
 
 
 def _pool() -> dict[str, Observed]:
@@ -397,7 +399,8 @@ def test_the_common_age_ls_distance_is_the_distance_of_the_truncated_trajectory(
 @pytest.mark.parametrize("age", ["own", "common"])
 def test_a_candidate_that_diverged_by_its_own_epoch_ranks_last_under_every_ranker(ranker, age):
     pool = _pool()
-    pool["old"] = Observed(4, {1: 6.0, 2: 5.5, 3: None, 4: None}, {1: 6.5, 2: 6.0, 3: None, 4: None}, None)
+    pool["old"] = Observed(epoch=4, valid_loss={1: 6.0, 2: 5.5, 3: None, 4: None},
+                           train_loss={1: 6.5, 2: 6.0, 3: None, 4: None}, spectra=None)
     scores = round_scores(ranker, age, pool, DENSE_LOSS, DENSE_SPECTRA, embedding="raw")
     assert scores["old"] == math.inf and math.isfinite(scores["new"])
 

@@ -88,7 +88,8 @@ def synthetic_table(params: Params, diverge: str | None = None, seeds: int = 1, 
     spectra = np.array(blocks)
     meta = {"space": kind, "seeds": [params.seed + k for k in range(seeds)], "final_epochs": params.final_epochs,
             "configs": [[cid, c] for cid, c in configs]}
-    table = Table(pd.DataFrame(rows, columns=list(COLUMNS)), {"blocks": spectra, "sorted": np.sort(spectra)[:, ::-1]}, meta)
+    table = Table(rows=pd.DataFrame(rows, columns=list(COLUMNS)),
+                  spectra={"blocks": spectra, "sorted": np.sort(spectra)[:, ::-1]}, meta=meta)
     return table
 
 
@@ -727,7 +728,8 @@ def test_a_table_where_every_configuration_diverged_cannot_support_a_verdict(tmp
     keep = ((rows["config"] == DENSE) | (rows["epoch"] <= 2)).to_numpy()
     rows = rows[keep].reset_index(drop=True)
     rows.loc[(rows["config"] != DENSE) & (rows["epoch"] == 2), ["status", "test_ppl", "valid_ppl"]] = ["diverged", None, None]
-    folder = save_table(Table(rows, {k: v[keep] for k, v in table.spectra.items()}, table.meta), tmp_path / "table")
+    folder = save_table(Table(rows=rows, spectra={k: v[keep] for k, v in table.spectra.items()}, meta=table.meta),
+                        tmp_path / "table")
     loaded = Table.load(folder)  # a valid table...
     with pytest.raises(LshError, match=f"table.csv: no configuration has a finite final test perplexity with "
                                        f"training seed {params.seed}"):
@@ -754,8 +756,8 @@ def test_a_one_configuration_table_is_refused(tmp_path):
     params = small_params()
     table = synthetic_table(params)
     keep = table.rows["config"].isin([DENSE, "g00"]).to_numpy()
-    one = Table(table.rows[keep].reset_index(drop=True), {k: v[keep] for k, v in table.spectra.items()},
-                {**table.meta, "configs": table.meta["configs"][:1]})
+    one = Table(rows=table.rows[keep].reset_index(drop=True), spectra={k: v[keep] for k, v in table.spectra.items()},
+                meta={**table.meta, "configs": table.meta["configs"][:1]})
     folder = save_table(one, tmp_path / "table")
     Table.load(folder)  # a valid table, of one configuration
     with pytest.raises(LshError, match=r"table.json: the table has 1 configuration\(s\) \(g00\): .* at least 2"):
@@ -1244,36 +1246,41 @@ def verdict_with(gap: SeedTest, seeds: int = 3, signal_gap: SeedTest | None = No
     signal = Signal(spearman=Estimate(0.5, 0.1, 0.8), pearson=0.5, recall=0.5, within=Estimate(0.4),
                     partial=Estimate(0.1))
     return Verdict(epoch=2, seeds=seeds, ls=signal, loss_gap=signal, labels_spearman=Estimate(0.7),
-                   signal_gap=signal_gap or SeedTest(-0.4, -0.9, 0.1, 0.25, 3, seeds, 0.2),
+                   signal_gap=signal_gap or SeedTest(mean=-0.4, low=-0.9, high=0.1, p_sign=0.25, lower=3, seeds=seeds,
+                                                     sd=0.2),
                    lsh=Method(test_ppl=Estimate(191.0, 190.0, 192.5), regret=4.0, candidate_epochs=24.8, charged=28.8),
                    loss=Method(test_ppl=Estimate(190.0, 189.0, 191.0), regret=3.0, candidate_epochs=24.0, charged=24.0),
                    loss_vs_lsh=gap, seeds_for_one=seeds_for_power(gap.sd), best=187.0, n=6, proposer="tpe")
 
 
 def test_the_verdict_on_lsh_against_the_loss_search_rests_on_the_t_interval_over_seeds():
-    clear = method_words(verdict_with(SeedTest(-1.2, -2.1, -0.4, 0.25, 3, 3, 0.3)))
+    clear = method_words(verdict_with(SeedTest(mean=-1.2, low=-2.1, high=-0.4, p_sign=0.25, lower=3, seeds=3, sd=0.3)))
     assert "LSH does not do better: paired within training seeds, the loss-based search's selection minus LSH's " \
            "is -1.20 [-2.10, -0.40] (sign test p = 0.25)" in clear
     assert "the lower on 3 of 3 training seeds; the t interval of the difference is clear of zero." in clear
     assert "cannot reach p < 0.05 with fewer than 6 seeds, so 'lower on 3 of 3 seeds' is p = 0.25" in clear
     assert "LSH (28.8 candidate-epochs with the dense reference's 4.0)" in clear, "the dense reference is charged"
     assert f"would need {seeds_for_power(0.3)} training seeds to detect a true difference of 1" in clear
-    unclear = method_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.5, 2, 3, 0.6)))
+    unclear = method_words(verdict_with(SeedTest(mean=-1.0, low=-2.0, high=0.5, p_sign=0.5, lower=2, seeds=3, sd=0.6)))
     assert "the t interval of the difference includes zero: the difference is not established." in unclear
-    one = method_words(verdict_with(SeedTest(-1.0, math.nan, math.nan, 1.0, 1, 1, math.nan), seeds=1))
+    one = method_words(verdict_with(SeedTest(mean=-1.0, low=math.nan, high=math.nan, p_sign=1.0, lower=1, seeds=1,
+                                             sd=math.nan), seeds=1))
     assert "no interval over training seeds exists" in one and "sign test cannot" not in one and "power" not in one
-    assert "cannot reach" not in method_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.1, 7, 10, 1.0), seeds=10))
+    assert "cannot reach" not in method_words(verdict_with(
+        SeedTest(mean=-1.0, low=-2.0, high=0.5, p_sign=0.1, lower=7, seeds=10, sd=1.0), seeds=10))
 
 
 def test_the_early_signals_are_compared_by_their_difference_paired_within_seeds():
     """Not by whether their own intervals overlap: the per-seed difference of the Spearman coefficients."""
-    words = signal_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.5, 2, 3, 0.6),
-                                      signal_gap=SeedTest(-0.44, -0.6, -0.3, 0.25, 3, 3, 0.06)))
+    words = signal_words(verdict_with(SeedTest(mean=-1.0, low=-2.0, high=0.5, p_sign=0.5, lower=2, seeds=3, sd=0.6),
+                                      signal_gap=SeedTest(mean=-0.44, low=-0.6, high=-0.3, p_sign=0.25, lower=3,
+                                                          seeds=3, sd=0.06)))
     assert ("paired within training seeds, the LS distance's Spearman minus the loss gap's is -0.44 [-0.60, -0.30] "
             "(sign test p = 0.25), the LS distance's the higher on 0 of 3 seeds; the t interval of the difference is "
             "clear of zero (the t test establishes it; the sign test cannot with 3 seeds).") in words
-    unclear = signal_words(verdict_with(SeedTest(-1.0, -2.0, 0.5, 0.5, 2, 3, 0.6),
-                                        signal_gap=SeedTest(-0.2, -0.9, 0.5, 1.0, 2, 3, 0.3)))
+    unclear = signal_words(verdict_with(SeedTest(mean=-1.0, low=-2.0, high=0.5, p_sign=0.5, lower=2, seeds=3, sd=0.6),
+                                        signal_gap=SeedTest(mean=-0.2, low=-0.9, high=0.5, p_sign=1.0, lower=2,
+                                                            seeds=3, sd=0.3)))
     assert "the LS distance's the higher on 1 of 3 seeds; the t interval of the difference includes zero" in unclear
 
 

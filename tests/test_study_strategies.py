@@ -96,7 +96,8 @@ def test_a_round_without_newcomers_is_not_the_final_pool():
 def test_a_seed_test_is_clear_of_zero_only_with_both_bounds_known():
     from lsh.study.statistics import SeedTest
 
-    assert SeedTest(-1.0, -2.0, -0.5, 0.25, 3, 3, 0.3).clear_of_zero() is True
-    assert SeedTest(1.0, 0.5, 2.0, 0.25, 0, 3, 0.3).clear_of_zero() is True
-    assert SeedTest(-1.0, -2.0, 0.5, 0.25, 3, 3, 0.3).clear_of_zero() is False
-    assert SeedTest(-1.0, math.nan, -0.5, 1.0, 1, 1, math.nan).clear_of_zero() is None
+    assert SeedTest(mean=-1.0, low=-2.0, high=-0.5, p_sign=0.25, lower=3, seeds=3, sd=0.3).clear_of_zero() is True
+    assert SeedTest(mean=1.0, low=0.5, high=2.0, p_sign=0.25, lower=0, seeds=3, sd=0.3).clear_of_zero() is True
+    assert SeedTest(mean=-1.0, low=-2.0, high=0.5, p_sign=0.25, lower=3, seeds=3, sd=0.3).clear_of_zero() is False
+    assert SeedTest(mean=-1.0, low=math.nan, high=-0.5, p_sign=1.0, lower=1, seeds=1,
+                    sd=math.nan).clear_of_zero() is None

@@ -36,7 +36,7 @@ def trainer_of(spec: RunSpec, corpus: data.Corpus) -> training.Trainer:
 @pytest.fixture(scope="module")
 def corpus(ptb_quick_small: Path) -> data.Corpus:
     full = data.load_corpus(ptb_quick_small)
-    return data.Corpus(full.train, full.valid, full.test[:5_000], full.vocab)
+    return data.Corpus(train=full.train, valid=full.valid, test=full.test[:5_000], vocab=full.vocab)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -139,7 +139,8 @@ def test_trainer_switches_to_averaging_on_a_scripted_loss_sequence(corpus, monke
     scripted = iter([5.0, 4.0, 6.0, 5.5, 4.1])
     monkeypatch.setattr(training.loop, "evaluate", lambda model, source, bptt: next(scripted))
     params = tiny_params(**{"train.nonmono": 2})
-    t = trainer_of(params, data.Corpus(corpus.train[:2000], corpus.valid, corpus.test, corpus.vocab))
+    t = trainer_of(params, data.Corpus(train=corpus.train[:2000], valid=corpus.valid, test=corpus.test,
+                                       vocab=corpus.vocab))
     active = []
     for _ in range(5):
         t.run_epoch(False)
@@ -231,7 +232,7 @@ def test_cli_trains_resumes_and_reports_test_perplexity(ptb_quick_small, tmp_pat
 
 def test_resume_with_other_data_is_refused(corpus, tmp_path):
     training.train(tiny_params(), corpus, tmp_path, 2)
-    other = data.Corpus(corpus.train[1000:], corpus.valid, corpus.test, corpus.vocab)
+    other = data.Corpus(train=corpus.train[1000:], valid=corpus.valid, test=corpus.test, vocab=corpus.vocab)
     with pytest.raises(LshError, match=r"another run \(corpus differ\)"):
         training.train(tiny_params(), other, tmp_path, 1, resume=True)
     assert len(list(tmp_path.glob("*.pt"))) == 3

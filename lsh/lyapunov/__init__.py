@@ -65,7 +65,7 @@ form geqrf returns and J Q is one ormqr (see `qr_loop`).
     qr.py        the QR loop, both layouts, the floor (qr_loop, finish, Spectrum)
     lstm.py      the stacked LSTM's analytic Jacobian (LSTMJacobian; a model's or a torch.nn.LSTM's)
     rhn.py       the RHN's analytic Jacobian (RHNJacobian)
-    stacked.py   stacked one-state cells: torch.nn weights per layer, the layer-by-layer h Jacobian
+    stacked.py   stacked cells (LSTM, GRU, RNN): torch.nn weights per layer, the layer-by-layer h Jacobian
     gru.py       torch.nn.GRU's analytic Jacobian (GRUJacobian)
     rnn.py       torch.nn.RNN's analytic Jacobian, tanh or relu (RNNJacobian)
     autograd.py  any step function by torch.func (AutogradJacobian, spectrum_of_map)

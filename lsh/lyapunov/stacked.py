@@ -1,4 +1,4 @@
-"""What the stacked GRU and Elman RNN tangents share: a torch.nn recurrent module's weights per layer,
+"""What the stacked LSTM, GRU and Elman RNN tangents share: a torch.nn recurrent module's weights per layer,
 and the layer-by-layer h-state Jacobian (block lower-triangular), per-layer blocks or the full one."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def layer_weights(rnn: nn.RNNBase, dtype: torch.dtype, device: torch.device) -> 
 
 
 class StackedJacobian(Tangent):
-    """A stack of one-state cells (h only) driven by inputs xs [T, K, input], and its h Jacobian.
+    """A stack of cells driven by inputs xs [T, K, input], and its h Jacobian (an LSTM keeps c itself).
 
     A subclass gives the cell: `_cell(l, gi, jacobian)` advances layer l from its input
     projection gi = W_l x_l + b [K, G H] and, if asked, returns the row scales

@@ -20,7 +20,7 @@ from lsh.search.schedule import Plan
 from lsh.search.schedule import plan as search_plan
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Candidate:
     """One candidate as the report sees it, gathered over rounds, final training and correlation study."""
 
@@ -47,7 +47,7 @@ class DenseReference:
     source: Path  # the dense-final folder both were read from
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """A finished run as the report reads it: the selection, every candidate, the dense reference."""
 
@@ -110,7 +110,7 @@ def _offer_history(cand: Candidate, history: list[Epoch], source: str) -> None:
 def _candidate(candidates: dict[str, Candidate], id_: str, config: dict) -> Candidate:
     """The candidate `id_`, added (in order of first appearance) the first time it is seen."""
     if id_ not in candidates:
-        candidates[id_] = Candidate(id_, dict(config))
+        candidates[id_] = Candidate(id=id_, config=dict(config))
     return candidates[id_]
 
 

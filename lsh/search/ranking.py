@@ -106,7 +106,7 @@ RANKERS = ("ls", "loss", "loss_gap", "tse")
 AGES = ("own", "common")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observed:
     """What a round can see of a candidate trained to `epoch`: its losses by epoch (1..epoch, None
     where it diverged) and its spectra of epochs 0..epoch (None: it diverged)."""

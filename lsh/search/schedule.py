@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # config validates a schedule with plan(): a run-time import 
     from lsh.config import SearchConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Round:
     round: int
     pool: int  # candidates trained in this round
@@ -83,7 +83,9 @@ def plan(search: SearchConfig) -> Plan:
         epochs = carried * ei + (pool - carried) * e0
         total += epochs
         max_epoch = e0 if not rounds else max_epoch + ei
-        rounds.append(Round(len(rounds), pool, survivors, new, carried, ei, e0, epochs, total, max_epoch))
+        rounds.append(Round(round=len(rounds), pool=pool, survivors=survivors, new=new, carried=carried,
+                            epochs_carried=ei, epochs_new=e0, candidate_epochs=epochs,
+                            cumulative_candidate_epochs=total, max_epoch=max_epoch))
         if survivors <= final_pool:
             return Plan(tuple(rounds), survivors)
         pool, carried = survivors + new, survivors

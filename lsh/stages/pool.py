@@ -30,10 +30,12 @@ def initial_pool(params: Params) -> Pool:
     proposals = propose(search.proposer, params.space, [], [], search.n, derived_seed(params.seed, 0))
     full = search.mode == "full"
     after = params.final_epochs if full else search.e0
-    slots: list[PoolEntry | None] = [PoolEntry(i, candidate_id(i), p.config, None, 0, after) for i, p in enumerate(proposals)]
+    slots: list[PoolEntry | None] = [
+        PoolEntry(slot=i, candidate=candidate_id(i), config=p.config, parent=None, epochs_before=0, epochs_after=after)
+        for i, p in enumerate(proposals)]
     slots += [None] * (search.n - len(slots))  # a grid smaller than n leaves slots empty
     tried = tuple(Tried(e.candidate, e.config) for e in slots if e)
-    return Pool("final" if full else 0, tuple(slots), tried, len(tried))
+    return Pool(round="final" if full else 0, slots=tuple(slots), tried=tried, next_id=len(tried))
 
 
 def next_pool(params: Params, layout: Layout, r: int) -> Pool:
@@ -49,14 +51,16 @@ def next_pool(params: Params, layout: Layout, r: int) -> Pool:
     slots: list[PoolEntry | None] = []
     for row, (before, after) in zip(survivors, epochs):
         parent = str(checkpoint(layout.slot_train(prev, row.slot), before))
-        slots.append(PoolEntry(len(slots), row.candidate, row.config, parent, before, after))
+        slots.append(PoolEntry(slot=len(slots), candidate=row.candidate, config=row.config, parent=parent,
+                               epochs_before=before, epochs_after=after))
     for p, (before, after) in zip(proposals, epochs[len(survivors):]):
-        slots.append(PoolEntry(len(slots), p.candidate, p.config, None, before, after))
+        slots.append(PoolEntry(slot=len(slots), candidate=p.candidate, config=p.config, parent=None,
+                               epochs_before=before, epochs_after=after))
     pool = records.read(layout.pool(prev), Pool)
     tried = (*pool.tried, *(Tried(p.candidate, p.config) for p in proposals))
     if not last:
         slots += [None] * (rounds[r].pool - len(slots))
-    return Pool("final" if last else r, tuple(slots), tried, pool.next_id + len(proposals))
+    return Pool(round="final" if last else r, slots=tuple(slots), tried=tried, next_id=pool.next_id + len(proposals))
 
 
 def build(params: Params, layout: Layout, round_: int | str) -> Pool:

@@ -56,8 +56,9 @@ def observed(layout: Layout, r: int, pool: Pool) -> dict[str, Observed]:
         history = records.read_lines(folder / names.METRICS, Epoch) if summary.ok and summary.epochs == e.epochs_after else []
         points = [spectra[e.candidate].get(epoch) for epoch in range(e.epochs_after + 1)]
         out[e.candidate] = Observed(
-            e.epochs_after, {h.epoch: h.valid_loss for h in history}, {h.epoch: h.train_loss for h in history},
-            np.array(points, dtype=float) if history and all(p is not None for p in points) else None)
+            epoch=e.epochs_after, valid_loss={h.epoch: h.valid_loss for h in history},
+            train_loss={h.epoch: h.train_loss for h in history},
+            spectra=np.array(points, dtype=float) if history and all(p is not None for p in points) else None)
     return out
 
 

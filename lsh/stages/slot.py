@@ -57,5 +57,6 @@ def train_to_final(params: Params, pool: Pool, slot: int, round_train: Path, out
         if not parent.exists():  # it diverged before its last round-0 epoch
             entry = None
         else:
-            entry = PoolEntry(slot, entry.candidate, entry.config, str(parent), entry.epochs_after, params.final_epochs)
+            entry = PoolEntry(slot=slot, candidate=entry.candidate, config=entry.config, parent=str(parent),
+                              epochs_before=entry.epochs_after, epochs_after=params.final_epochs)
     return train_entry(params, entry, out, data_dir, final=True, restart=restart)

@@ -36,7 +36,7 @@ COLUMNS = ("kind", "setting", "post_hoc", "seeds", "lsh_test_ppl", "loss_test_pp
            "loss_vs_lsh_high", "sign_p", "loss_lower_seeds", "lsh_candidate_epochs", "loss_candidate_epochs")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Variant:
     """One re-run of the comparison: the LSH and the loss-ranked strategy, on the table less `drop`."""
 
@@ -53,20 +53,20 @@ def variants(params: Params, table: Table, n: int) -> list[Variant]:
     base = dataclasses.replace(params.search, n=n, mode="lsh", age="own")
     layout = params.lyapunov.layout
 
-    def pair(search, **lsh) -> tuple[Strategy, Strategy]:
-        return (Strategy(kind="lsh", search=dataclasses.replace(search, ranker="ls", **lsh), layout=layout),
-                Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss"), layout=layout))
+    def pair(search, **lsh) -> dict[str, Strategy]:
+        return {"lsh": Strategy(kind="lsh", search=dataclasses.replace(search, ranker="ls", **lsh), layout=layout),
+                "loss": Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss"), layout=layout)}
 
-    out = [Variant("as run", f"e0 = {base.e0}", *pair(base))]
+    out = [Variant(kind="as run", setting=f"e0 = {base.e0}", **pair(base))]
     for e0 in E0S:
         search = dataclasses.replace(base, e0=e0)
         if e0 != base.e0 and plan(search).last_epoch <= table.final_epochs:
-            out.append(Variant("e0", f"e0 = {e0}", *pair(search)))
+            out.append(Variant(kind="e0", setting=f"e0 = {e0}", **pair(search)))
     for cid, _ in table.configs:
-        out.append(Variant("leave_out", f"without {cid}", *pair(base), drop=cid))
+        out.append(Variant(kind="leave_out", setting=f"without {cid}", **pair(base), drop=cid))
     for embedding, distance, fit, post_hoc in RANKER_OPTIONS:
-        out.append(Variant("ranker", f"LS {embedding}-{distance}-{fit}",
-                           *pair(base, embedding=embedding, distance=distance, pca_fit=fit), post_hoc=post_hoc))
+        out.append(Variant(kind="ranker", setting=f"LS {embedding}-{distance}-{fit}",
+                           **pair(base, embedding=embedding, distance=distance, pca_fit=fit), post_hoc=post_hoc))
     return out
 
 

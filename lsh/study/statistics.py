@@ -154,7 +154,7 @@ def repeat_spread(values: np.ndarray, groups: np.ndarray) -> float:
     return float(np.mean(sds)) if sds else math.nan
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SeedTest:
     """A difference paired within training seeds: its mean over the seeds, the 95 % t interval (df = seeds
     - 1; nan with fewer than 2), the exact two-sided sign test's p over the seeds whose difference is not
@@ -176,8 +176,9 @@ class SeedTest:
 
 def reference_test(row: pd.Series) -> SeedTest:
     """The paired test against the reference that summarise_methods recorded in a row of its table."""
-    return SeedTest(row["vs_reference"], row["vs_reference_low"], row["vs_reference_high"], row["vs_reference_p_sign"],
-                    int(row["lower_seeds"]), int(row["seeds"]), row["vs_reference_sd"])
+    return SeedTest(mean=row["vs_reference"], low=row["vs_reference_low"], high=row["vs_reference_high"],
+                    p_sign=row["vs_reference_p_sign"], lower=int(row["lower_seeds"]), seeds=int(row["seeds"]),
+                    sd=row["vs_reference_sd"])
 
 
 def seed_test(gaps: np.ndarray) -> SeedTest:
@@ -188,7 +189,7 @@ def seed_test(gaps: np.ndarray) -> SeedTest:
     lower, higher = int((gaps < 0).sum()), int((gaps > 0).sum())
     p_sign = float(stats.binomtest(lower, lower + higher, 0.5).pvalue) if lower + higher else math.nan
     sd = float(gaps.std(ddof=1)) if len(gaps) > 1 else math.nan
-    return SeedTest(mean, low, high, p_sign, lower, len(gaps), sd)
+    return SeedTest(mean=mean, low=low, high=high, p_sign=p_sign, lower=lower, seeds=len(gaps), sd=sd)
 
 
 def paired_over_seeds(values: np.ndarray, groups: np.ndarray, reference: np.ndarray,

@@ -54,7 +54,7 @@ META_KEYS = ("configs", "seeds", "final_epochs", "space")
 REBUILD = "rebuild the table (lsh study table, or snakemake study_table)"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Table:
     """A loaded table: its rows, and the spectra of each row in both layouts."""
 
@@ -75,7 +75,7 @@ class Table:
         rows = read_rows(folder / TABLE_ROWS)
         spectra = read_spectra(folder / TABLE_SPECTRA)
         check_table(rows, spectra, meta, folder)
-        return cls(rows, spectra, meta, folder)
+        return cls(rows=rows, spectra=spectra, meta=meta, folder=folder)
 
     def check_study(self, study_seeds: int) -> None:
         """Refuse a table no study verdict can come from: other training seeds than the params' study.seeds,
@@ -150,7 +150,8 @@ class Table:
             ok = row is not None and row["status"] == "ok"
             valid[e] = float(row["valid_loss"]) if ok and math.isfinite(row["valid_loss"]) else None
             train[e] = float(row["train_loss"]) if ok and math.isfinite(row["train_loss"]) else None
-        return Observed(epoch, valid, train, self.trajectory(config, seed, epoch, layout))
+        return Observed(epoch=epoch, valid_loss=valid, train_loss=train,
+                        spectra=self.trajectory(config, seed, epoch, layout))
 
     def final(self, config: str, seed: int, epochs: int | None = None) -> dict:
         """The outcome of training `config` to `epochs` (default final.epochs) as the final training reports
@@ -180,7 +181,8 @@ class Table:
             raise LshError(f"configurations {', '.join(sorted(unknown))} are not in the table")
         keep = self.rows["config"].isin([DENSE, *ids]).to_numpy()
         meta = {**self.meta, "configs": [[cid, c] for cid, c in self.meta["configs"] if cid in ids]}
-        return Table(self.rows[keep].reset_index(drop=True), {k: v[keep] for k, v in self.spectra.items()}, meta)
+        return Table(rows=self.rows[keep].reset_index(drop=True), spectra={k: v[keep] for k, v in self.spectra.items()},
+                     meta=meta)
 
     def has(self, config: dict) -> bool:
         return config_key(config) in self.ids
@@ -381,7 +383,7 @@ def check_table(rows: pd.DataFrame, spectra: dict[str, np.ndarray], meta: dict, 
     each row's configuration columns those of its configuration; finite losses and perplexities on every row
     of status ok from epoch 1 on. `rows` as check_rows returns them; names the files in `folder`."""
     folder = Path(folder)
-    files = _TableFiles(*(folder / name for name in TABLE_FILES), rows)
+    files = _TableFiles(csv=folder / TABLE_ROWS, npz=folder / TABLE_SPECTRA, js=folder / TABLE_META, rows=rows)
     final, seeds = int(meta["final_epochs"]), list(meta["seeds"])
     configs = {cid: config for cid, config in meta["configs"]}
     _check_keys(rows, files, list(configs), seeds, final)
@@ -391,7 +393,7 @@ def check_table(rows: pd.DataFrame, spectra: dict[str, np.ndarray], meta: dict, 
     _check_spectra_shapes(rows, spectra, files)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _TableFiles:
     """The table's files as its checks name them, and where in table.csv a row is."""
 

@@ -34,7 +34,7 @@ from lsh.training.loop import Trainer, batchify, evaluate, perplexity
 log = logging.getLogger("lsh.training")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """What a training depends on, and nothing else: not its folder, slot, round or run. A candidate
     trained twice from the same spec and data is the same model, bit for bit on the CPU."""
@@ -54,12 +54,12 @@ class RunSpec:
 def candidate_spec(params: Params, config: dict) -> RunSpec:
     """The run a candidate of a search or a study is: the params' model and training, its configuration
     in the sparse section."""
-    return RunSpec(params.seed, params.model, params.train, replace(params.sparse, **config))
+    return RunSpec(seed=params.seed, model=params.model, train=params.train, sparse=replace(params.sparse, **config))
 
 
 def dense_spec(params: Params) -> RunSpec:
     """The dense reference: the same model and training, no sparse section."""
-    return RunSpec(params.seed, params.model, params.train, None)
+    return RunSpec(seed=params.seed, model=params.model, train=params.train, sparse=None)
 
 
 def train(
