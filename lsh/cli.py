@@ -128,7 +128,7 @@ def cmd_train(args: argparse.Namespace, params: Params) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, params: Params) -> int:
-    from lsh.search.schedule import plan as make_plan
+    from lsh.schedule import plan as make_plan
 
     plan = make_plan(params.search)
     if args.json:

@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 from lsh.errors import LshError
+from lsh.schedule import plan
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -249,8 +250,6 @@ def _cross_field(params: dict) -> list[str]:
         lines.append("results: '/' is the root of the file system; give the run a folder of its own (e.g. results)")
     lines += _path_problems(params)
     if "search" in params:  # the schedule must be possible: `lsh params` refuses what `lsh plan` refuses
-        from lsh.search.schedule import plan
-
         try:
             last_epoch = plan(SearchConfig(**params["search"])).last_epoch
         except LshError as e:
@@ -323,8 +322,6 @@ def _space_problems(params: dict) -> list[str]:
 
 def _count_problems(params: dict, size: int) -> list[str]:
     """More distinct candidates than a finite space holds cannot be proposed (the proposer would search forever)."""
-    from lsh.search.schedule import plan
-
     try:
         the_plan = plan(SearchConfig(**params["search"]))
     except LshError:

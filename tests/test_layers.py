@@ -7,6 +7,7 @@ fields of one type swapped read as a good record."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -30,15 +31,16 @@ def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
-def imports(module: str) -> list[tuple[str, str]]:
+def imports(module: str, type_only: bool = False) -> list[tuple[str, str]]:
     """(imported lsh module, imported name or '') for every run-time import of `module`, at any depth
-    (a function's import counts: it runs when the function does)."""
+    (a function's import counts: it runs when the function does); with `type_only`, the imports under
+    TYPE_CHECKING too."""
     tree = ast.parse(MODULES[module].read_text())
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
-        if _type_checking_only(node, parents):
+        if not type_only and _type_checking_only(node, parents):
             continue
         if isinstance(node, ast.Import):
             out += [(a.name, "") for a in node.names if a.name.split(".")[0] == "lsh"]
@@ -108,6 +110,65 @@ def cycles() -> list[list[str]]:
 
 def test_no_import_cycle_between_modules():
     assert not cycles(), "\n".join(" -> ".join(c) for c in cycles())
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def floors() -> list[tuple[str, list[str]]]:
+    """docs/architecture.md's floors, highest first: (name, the modules and packages on it)."""
+    text = ARCHITECTURE.read_text().split("## Floors", 1)[1].split("\n## ", 1)[0]
+    found = [re.match(r"(\d+)\. ([^:]+): (.+)", line) for line in text.splitlines()]
+    return [(m.group(2), m.group(3).split()) for m in found if m]
+
+
+def floor_of(module: str, table: list[tuple[str, list[str]]]) -> int | None:
+    """The index of the floor whose longest name is `module` or a package holding it."""
+    best = None
+    for index, (_, names) in enumerate(table):
+        for name in names:
+            if (module == name or (name != "lsh" and module.startswith(name + "."))) and (
+                    best is None or len(name) > len(best[1])):
+                best = (index, name)
+    return None if best is None else best[0]
+
+
+def test_the_floors_of_the_architecture_page_place_every_module():
+    table = floors()
+    assert len(table) >= 5, f"{ARCHITECTURE} has no list of floors under '## Floors'"
+    unplaced = [m for m in MODULES if floor_of(m, table) is None]
+    assert not unplaced, f"name these modules' floor in {ARCHITECTURE}: {', '.join(unplaced)}"
+    named = [n for _, names in table for n in names]
+    unknown = [n for n in named if n not in MODULES]
+    assert not unknown, f"{ARCHITECTURE} names modules that do not exist: {', '.join(unknown)}"
+
+
+def test_no_module_imports_from_a_floor_above_its_own_even_lazily_or_for_type_hints():
+    table = floors()
+    found = [f"{m} ({table[floor_of(m, table)][0]}) imports {dep} ({table[floor_of(dep, table)][0]})"
+             for m in MODULES for dep, _ in imports(m, type_only=True)
+             if dep in MODULES and floor_of(dep, table) < floor_of(m, table)]
+    assert not found, "an arrow back up; move the shared code down a floor:\n" + "\n".join(sorted(set(found)))
+
+
+def test_the_architecture_page_names_every_module_file():
+    """Its tree lists every file of the package by name (so a new module is placed, or the page fails)."""
+    text = ARCHITECTURE.read_text()
+    missing = [str(p.relative_to(PACKAGE)) for p in MODULES.values()
+               if p.name not in ("__init__.py", "__main__.py") and not re.search(rf"\b{re.escape(p.name)}\b", text)]
+    assert not missing, f"{ARCHITECTURE} does not name: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    from lsh.stages import pool\n",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lsh.stages.pool import read\n",
+])
+def test_an_import_up_inside_a_function_or_for_type_hints_is_an_arrow_back_up(tmp_path, monkeypatch, source):
+    """The floor check reads what the layer checks read, and type-only imports too."""
+    monkeypatch.setitem(MODULES, "lsh.files", tmp_path / "fake.py")
+    (tmp_path / "fake.py").write_text(source)
+    with pytest.raises(AssertionError, match="lsh.files .* imports lsh.stages.pool"):
+        test_no_module_imports_from_a_floor_above_its_own_even_lazily_or_for_type_hints()
 
 
 @pytest.mark.parametrize("source", [

@@ -19,7 +19,7 @@ from lsh.report.correlation import MIN_CORRELATION, distance_table, final_perple
 from lsh.report.figures import ls_curve_candidates
 from lsh.report.run import load_run
 from lsh.report.tables import parse_markdown_table
-from lsh.search.schedule import plan
+from lsh.schedule import plan
 from lsh.stages.report import build_report, report_files
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ from lsh.config import DeathRateRange, Params, SearchConfig, SpaceConfig
 from lsh.errors import LshError
 from lsh.layout import Layout
 from lsh.records import Pool, PoolEntry, Spectra
+from lsh.schedule import Plan, plan
 from lsh.search import proposers, ranking
 from lsh.search import space as space_
 from lsh.search.proposers import propose
-from lsh.search.schedule import Plan, plan
 from lsh.stages import pool as stage_pool
 from lsh.stages.select import select
 

@@ -24,7 +24,7 @@ from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT_FILES
 from lsh.records import CELL_FIELDS, LAYOUTS
 from lsh.report.study import alternatives_words, method_words, sensitivity_words, signal_words, ties_words
-from lsh.search.schedule import plan
+from lsh.schedule import plan
 from lsh.stages.study import replay_all, write_study
 from lsh.study.cells import DENSE, cell_ids, table_configs
 from lsh.study.replay import replay

@@ -1,5 +1,5 @@
 """The study's strategies as data (lsh/study/strategies.py), the replay's next pool shared with the
-live search (lsh/search/schedule.pool_epochs), and the typed verdict (lsh/study/verdict.py)."""
+live search (lsh/schedule.pool_epochs), and the typed verdict (lsh/study/verdict.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import math
 import pytest
 from test_study import small_params, synthetic_table
 
+from lsh.schedule import plan, pool_epochs
 from lsh.search.proposers import PROPOSERS
 from lsh.search.ranking import RANKERS
-from lsh.search.schedule import plan, pool_epochs
 from lsh.study.replay import replay
 from lsh.study.strategies import (
     KIND_NAMES,

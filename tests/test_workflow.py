@@ -21,7 +21,7 @@ from conftest import BIN, REPO, SMALL_RUN, SMOKE, WORKFLOW_RUN, clone_of, copy_p
 from lsh import config, numerics
 from lsh.config import ModelParams, Params
 from lsh.layout import Layout
-from lsh.search.schedule import plan
+from lsh.schedule import plan
 from lsh.search.space import CONFIG_KEYS, config_key
 from lsh.stages import propose, rank
 

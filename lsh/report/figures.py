@@ -10,30 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lsh import files
+from lsh.plotting import pyplot, save_figure
 from lsh.records import Epoch
 from lsh.report.correlation import MEASURES, complete_epochs, trajectory
 from lsh.report.run import Candidate, Run
 from lsh.report.tables import number_or_nan
 from lsh.search.space import CONFIG_KEYS
-
-DPI = 120
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (files only, no display), imported when a figure is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    """The figure as a PNG, written atomically, then closed (a report draws many)."""
-    files.atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight", dpi=DPI))
-    pyplot().close(fig)
 
 
 def config_label(config: dict) -> str:

@@ -16,8 +16,8 @@ from lsh.config import Params
 from lsh.files import read_json_if
 from lsh.layout import Layout
 from lsh.records import LAYOUTS, RANKING_COLUMNS, Epoch, Pool, RankingRow, Selection, Spectra, Summary
-from lsh.search.schedule import Plan
-from lsh.search.schedule import plan as search_plan
+from lsh.schedule import Plan
+from lsh.schedule import plan as search_plan
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout, checkpoint
 from lsh.records import Pool, PoolEntry, Proposals, RankingRow, Tried
-from lsh.search.schedule import plan, pool_epochs
+from lsh.schedule import plan, pool_epochs
 from lsh.search.space import candidate_id, derived_seed
 
 log = logging.getLogger("lsh.stages")

@@ -11,8 +11,8 @@ from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import Pool, Proposals, RankingRow
+from lsh.schedule import plan
 from lsh.search.proposers import DIVERGED_SCORE, propose
-from lsh.search.schedule import plan
 from lsh.search.space import candidate_id, derived_seed
 
 log = logging.getLogger("lsh.stages")

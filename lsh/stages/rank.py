@@ -21,8 +21,8 @@ from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Spectra, Summary
+from lsh.schedule import plan
 from lsh.search.ranking import RANKERS, Observed, dense_trajectory, rank, round_scores
-from lsh.search.schedule import plan
 
 log = logging.getLogger("lsh.stages")
 

@@ -13,7 +13,7 @@ from lsh import layout as names
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import Pool, PoolEntry, RankingRow, Selection, Spectra, Summary
-from lsh.search.schedule import plan
+from lsh.schedule import plan
 
 log = logging.getLogger("lsh.stages")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsh.report.figures import pyplot, save_figure
+from lsh.plotting import pyplot, save_figure
 from lsh.study.signals import POOLED
 
 

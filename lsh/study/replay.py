@@ -36,9 +36,9 @@ import numpy as np
 
 from lsh.config import SpaceConfig
 from lsh.errors import LshError
+from lsh.schedule import plan, pool_epochs
 from lsh.search.proposers import DIVERGED_SCORE, propose
 from lsh.search.ranking import rank, round_scores, scored_epochs
-from lsh.search.schedule import plan, pool_epochs
 from lsh.search.space import CONFIG_KEYS, candidate_id, derived_seed
 from lsh.study.cells import DENSE
 from lsh.study.strategies import NEEDS_DENSE, Strategy

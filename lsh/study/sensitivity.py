@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lsh.config import Params
-from lsh.search.schedule import plan
+from lsh.schedule import plan
 from lsh.study.replay import Outcome, replay
 from lsh.study.statistics import over_seeds, paired_over_seeds
 from lsh.study.strategies import Strategy

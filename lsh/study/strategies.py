@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from lsh.config import Params, SearchConfig
 from lsh.errors import LshError
+from lsh.schedule import plan
 from lsh.search.proposers import PROPOSERS, TPE_STARTUP
 from lsh.search.ranking import RANKERS
-from lsh.search.schedule import plan
 from lsh.study.signals import LS_OPTIONS
 
 RANKER_LABELS = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TSE"}  # a name's first part

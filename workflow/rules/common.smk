@@ -16,7 +16,7 @@ from snakemake.utils import validate
 from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
 from lsh.errors import LshError
 from lsh.layout import CELL_ROWS, METRICS, SPECTRA, STUDY_REPORT_FILES, SUMMARY, TABLE_FILES, Layout, cell_folder, two
-from lsh.search.schedule import plan as search_plan
+from lsh.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 
 sys.path.insert(0, os.path.join(workflow.current_basedir, "..", "scripts"))

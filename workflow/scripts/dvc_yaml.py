@@ -31,7 +31,7 @@ from lsh import files
 from lsh.config import Params, load_params
 from lsh.errors import LshError
 from lsh.layout import SUMMARY, Layout
-from lsh.search.schedule import plan
+from lsh.schedule import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rule_reads  # noqa: E402  (beside this script)

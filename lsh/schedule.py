@@ -11,12 +11,22 @@ this module as it loads, so it imports nothing heavy.)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from lsh.errors import LshError
 
-if TYPE_CHECKING:  # config validates a schedule with plan(): a run-time import back would be a cycle
-    from lsh.config import SearchConfig
+
+class SearchConfig(Protocol):
+    """The search params a schedule follows from (lsh.config.SearchConfig has them): named here, not
+    imported, since config validates a schedule with plan() and imports this module."""
+
+    mode: str
+    n: int
+    e0: int
+    ei: int
+    eliminate: float
+    insert: float
+    final_pool: int
 
 
 @dataclass(frozen=True, kw_only=True)
