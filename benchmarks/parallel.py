@@ -34,7 +34,8 @@ def project(dest: Path) -> Path:
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(REPO / "workflow", dest / "workflow")
     (dest / "data").mkdir()
-    (dest / "data" / "ptb").symlink_to(next(p for p in PTB if (p / "ptb.train.txt.gz").exists() or (p / "ptb.train.txt").exists()))
+    (dest / "data" / "ptb").symlink_to(next(p for p in PTB
+                                            if (p / "ptb.train.txt.gz").exists() or (p / "ptb.train.txt").exists()))
     params = yaml.safe_load((REPO / "workflow" / "presets" / "smoke.yaml").read_text())
     params["model"].update(emb=128, hidden=128)
     params["search"].update(n=4, e0=2)

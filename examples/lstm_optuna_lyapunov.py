@@ -188,7 +188,8 @@ def main() -> None:
     parser.add_argument("--storage", help="an Optuna storage URL shared by several workers (sqlite:///search.db)")
     parser.add_argument("--seed", type=int, default=0, help="the corpus, the dense reference and the models' seed "
                         "(every worker the same)")
-    parser.add_argument("--worker", type=int, default=0, help="this worker's number: its sampler's seed is seed + worker")
+    parser.add_argument("--worker", type=int, default=0,
+                        help="this worker's number: its sampler's seed is seed + worker")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -214,7 +215,8 @@ def main() -> None:
 
     # 2. The search, pruned by the LS distance to the dense reference at epochs 2, 4, ...
     pruner = lsh.LyapunovPruner(dense_spectra)
-    study = shared_study("lstm-lyapunov", args.storage, optuna.samplers.TPESampler(seed=args.seed + args.worker), pruner)
+    sampler = optuna.samplers.TPESampler(seed=args.seed + args.worker)
+    study = shared_study("lstm-lyapunov", args.storage, sampler, pruner)
     print(f"rungs (epochs at which trials are compared): {pruner.rungs}")
     print("An LS distance is how far a trial's spectra of epochs 0..rung lie from the dense model's, in a PCA of\n"
           "both trajectories (nats per step). An exponent at the floor (-16: a direction the pruned weights\n"

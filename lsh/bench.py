@@ -345,7 +345,8 @@ def bench_spectrum_size(params: Params, model_params: dict, repeats: int, *, com
 
 
 # torch.nn cells measured beside the LSTM language model (module_spectrum): name -> (class, keyword arguments)
-CELLS = {"gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
+CELLS = {"gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
+         "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
 
 
 def _cell_inputs(params: Params, cell: str, model_params: dict, device: torch.device,
@@ -446,7 +447,8 @@ def bench_spectrum(params: Params, *, repeats: int = 5, paper: bool = True, size
     for name, (model_params, n) in sizes.items():
         warm = name == "demo" or result["device"] == "cuda"  # one paper-size run on the CPU takes seconds
         measured = bench_spectrum_size(params, model_params, n, compare=False, warm=warm)
-        result[name] = {k: measured[k] for k in ("model", "samples", "steps", "warmup", "exponents", "per_layer", "repeats")}
+        result[name] = {k: measured[k]
+                        for k in ("model", "samples", "steps", "warmup", "exponents", "per_layer", "repeats")}
         result[name]["seconds_per_spectrum"] = measured["analytic_s"]
         result[name]["floor_seconds"] = measured["floor_s"]
         result[name]["ratio_over_floor"] = measured["ratio_analytic_over_floor"]

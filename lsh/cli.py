@@ -54,7 +54,8 @@ def _count(low: int, what: str, high: int | Callable[[], int] | None = None, why
             value = math.nan
         if not (math.isfinite(value) and value.is_integer() and low <= value and (top is None or value <= top)):
             allowed = f">= {low}" if top is None else f"from {low} to {top}{why}"
-            raise argparse.ArgumentTypeError(f"{config.show(text)} is not allowed: {what} must be a whole number {allowed}")
+            raise argparse.ArgumentTypeError(f"{config.show(text)} is not allowed: "
+                                             f"{what} must be a whole number {allowed}")
         return int(value)
 
     return parse
@@ -136,7 +137,8 @@ def cmd_plan(args: argparse.Namespace, params: Params) -> int:
         return 0
     print(f"{'round':>5} {'pool':>5} {'survivors':>9} {'new':>4} {'epochs':>7} {'cumulative':>10}")
     for r in plan.rounds:
-        print(f"{r.round:>5} {r.pool:>5} {r.survivors:>9} {r.new:>4} {r.candidate_epochs:>7} {r.cumulative_candidate_epochs:>10}")
+        print(f"{r.round:>5} {r.pool:>5} {r.survivors:>9} {r.new:>4} "
+              f"{r.candidate_epochs:>7} {r.cumulative_candidate_epochs:>10}")
     print(f"total candidate-epochs for selection: {plan.total_candidate_epochs}")
     print(f"dense reference epochs (last compared epoch): {plan.last_epoch}")
     final = params.final_epochs
@@ -184,7 +186,8 @@ def cmd_bench(args: argparse.Namespace, params: Params) -> int:
     from lsh import bench
 
     if args.what == "numerics":  # fresh processes per mode: the caps act only when libraries load
-        result = bench.bench_numerics(args.params or "params.yaml", args.overrides, repeats=args.repeats, threads=args.threads)
+        result = bench.bench_numerics(args.params or "params.yaml", args.overrides, repeats=args.repeats,
+                                      threads=args.threads)
         print(json.dumps(result, indent=2) if args.json else
               "\n".join(f"{k}: portable/native speed {v}" for k, v in result["portable_speed_over_native"].items()))
         return 0
@@ -201,7 +204,8 @@ def cmd_bench(args: argparse.Namespace, params: Params) -> int:
             print(f"{key}: {value}")
     else:
         for name, size in result["sizes"].items():
-            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in size.items() if k.endswith(("_per_s", "overhead", "_dense"))))
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in size.items()
+                                          if k.endswith(("_per_s", "overhead", "_dense"))))
     return 0
 
 
@@ -309,8 +313,8 @@ def cmd_study_calibration(args: argparse.Namespace, params: Params) -> int:
 def cmd_study_table(args: argparse.Namespace, params: Params) -> int:
     from lsh.stages import table
 
-    table.build_table(params, [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results or params.results, params),
-                      Path(args.out), Path(args.data) if args.data else None)
+    cells = [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results or params.results, params)
+    table.build_table(params, cells, Path(args.out), Path(args.data) if args.data else None)
     return 0
 
 
@@ -329,7 +333,8 @@ def cmd_study_ls_samples(args: argparse.Namespace, params: Params) -> int:
     from lsh.stages import table
 
     _set_threads(args.threads)
-    files.write_text(Path(args.out), table.ls_samples(params, Path(args.table), _data_dir(args, params)).to_csv(index=False))
+    files.write_text(Path(args.out),
+                     table.ls_samples(params, Path(args.table), _data_dir(args, params)).to_csv(index=False))
     return 0
 
 
@@ -341,7 +346,8 @@ def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
         (args.replays, study.REPLAY_COLUMNS), (args.anytime, study.ANYTIME_COLUMNS),
         (args.sensitivity, study.SENSITIVITY_COLUMNS), (args.samples, study.SAMPLES_COLUMNS))]
     headline = study.write_study(params, Path(args.table), *frames, Path(args.out))
-    log.info("%s: %s", args.out, json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
+    log.info("%s: %s", args.out,
+             json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
     return 0
 
 
@@ -382,12 +388,14 @@ def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -
                              ("spectra", "spectra of a slot's new checkpoints", cmd_search_spectra)):
         q = step(name, text, func)
         q.add_argument("--pool", required=True, metavar="FILE")
-        q.add_argument("--slot", required=True, type=_count(0, "--slot", _schema_maximum("search", "n") - 1), metavar="S")
+        q.add_argument("--slot", required=True, type=_count(0, "--slot", _schema_maximum("search", "n") - 1),
+                       metavar="S")
         q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
         q.add_argument("--out", required=True, metavar="PATH")
         q.add_argument("--threads", type=THREADS, metavar="N")
         if name == "train":
-            q.add_argument("--final", action="store_true", help="the final training: keep the last and best epochs, test perplexity")
+            q.add_argument("--final", action="store_true",
+                           help="the final training: keep the last and best epochs, test perplexity")
         else:
             q.add_argument("--train", required=True, metavar="DIR", help="the slot's (round-0) training folder")
         if name != "spectra":
@@ -434,11 +442,13 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--results", metavar="DIR",
                    help="the results folder whose study/table/ cells to gather when --cells is not given "
                         "(default: the params' results)")
-    q.add_argument("--cells", nargs="+", metavar="FILE", help="the cells' rows.json (default: every cell under RESULTS)")
+    q.add_argument("--cells", nargs="+", metavar="FILE",
+                   help="the cells' rows.json (default: every cell under RESULTS)")
     q.add_argument("--data", metavar="DIR",
                    help="prepared data: check that every cell was trained as these params train on it")
     q.add_argument("--out", required=True, metavar="DIR")
-    q = step("ls-samples", "the spectrum from study.ls_samples validation samples (paper Table 4)", cmd_study_ls_samples)
+    q = step("ls-samples", "the spectrum from study.ls_samples validation samples (paper Table 4)",
+             cmd_study_ls_samples)
     q.add_argument("--table", required=True, metavar="DIR")
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="FILE")
@@ -475,19 +485,23 @@ def _add_params_commands(sub: argparse._SubParsersAction, common: argparse.Argum
 
 
 def _add_train_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("train", parents=[common], help="train the params' model (dense, or sparse with a sparse section)")
+    p = sub.add_parser("train", parents=[common],
+                       help="train the params' model (dense, or sparse with a sparse section)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: epoch-NNN.pt, metrics.jsonl, summary.json")
     p.add_argument("--epochs", required=True, type=EPOCHS, metavar="N", help="train until N epochs in total")
     p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (nothing to do once it is at --epochs); another run's checkpoints are refused")
+                   help="continue the run in --out (nothing to do once it is at --epochs); "
+                        "another run's checkpoints are refused")
     p.add_argument("--restart", action="store_true",
                    help="delete the checkpoints in --out and start over (with --resume: only another run's)")
-    p.add_argument("--keep", choices=layout.KEEP, default="all", help="checkpoints kept: every epoch, or the last and the best")
+    p.add_argument("--keep", choices=layout.KEEP, default="all",
+                   help="checkpoints kept: every epoch, or the last and the best")
     p.add_argument("--test", action="store_true", help="also compute the test perplexity at the end")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dense", action="store_true", help="ignore the params' sparse section: train the dense reference")
-    p.add_argument("--init", metavar="CKPT", help="continue from this checkpoint of another run folder (when --out has none)")
+    p.add_argument("--init", metavar="CKPT",
+                   help="continue from this checkpoint of another run folder (when --out has none)")
     p.add_argument("--spectra", action="store_true",
                    help="also leave the spectra of the checkpoints beside them (the params' lyapunov settings)")
     p.set_defaults(func=cmd_train)
@@ -500,8 +514,8 @@ def cmd_serve(args: argparse.Namespace, params: Params) -> int:
 
 def _add_serve_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common],
-                       help=f"a warm process for many short jobs: commands started with ${serve.VARIABLE}=SOCKET run in "
-                            "its forked copies (the same results, without importing torch each time)")
+                       help=f"a warm process for many short jobs: commands started with ${serve.VARIABLE}=SOCKET "
+                            "run in its forked copies (the same results, without importing torch each time)")
     p.add_argument("--socket", required=True, metavar="PATH", help="the Unix socket to listen on")
     p.add_argument("--exit-with-parent", action="store_true", help="end when the process that started it ends")
     p.set_defaults(func=cmd_serve)
@@ -514,14 +528,19 @@ def _add_plan_command(sub: argparse._SubParsersAction, common: argparse.Argument
 
 
 def _add_spectrum_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("spectrum", parents=[common], help="Lyapunov spectrum of a checkpoint (flags override the params' lyapunov section)")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint file (its evaluation weights are used)")
+    p = sub.add_parser("spectrum", parents=[common],
+                       help="Lyapunov spectrum of a checkpoint (flags override the params' lyapunov section)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="checkpoint file (its evaluation weights are used)")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON record to write")
     p.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     p.add_argument("--method", choices=_schema_choices("lyapunov", "method"), help="Jacobians: analytic or torch.func")
-    p.add_argument("--samples", type=_count(1, "--samples", _schema_maximum("lyapunov", "samples")), metavar="K", help="validation sequences")
-    p.add_argument("--steps", type=_count(1, "--steps", _schema_maximum("lyapunov", "steps")), metavar="T", help="accumulated steps")
-    p.add_argument("--warmup", type=_count(0, "--warmup", _schema_maximum("lyapunov", "warmup")), metavar="W", help="warm-up steps")
+    p.add_argument("--samples", type=_count(1, "--samples", _schema_maximum("lyapunov", "samples")), metavar="K",
+                   help="validation sequences")
+    p.add_argument("--steps", type=_count(1, "--steps", _schema_maximum("lyapunov", "steps")), metavar="T",
+                   help="accumulated steps")
+    p.add_argument("--warmup", type=_count(0, "--warmup", _schema_maximum("lyapunov", "warmup")), metavar="W",
+                   help="warm-up steps")
     p.add_argument("--exponents", type=_exponents_flag, metavar="k", help="k leading exponents, or all")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_spectrum)
@@ -532,7 +551,8 @@ def _add_bench_command(sub: argparse._SubParsersAction, common: argparse.Argumen
     p.add_argument("what", choices=["train", "spectrum", "numerics"],
                    help="what to measure (numerics: portable against native, a training epoch and a spectrum)")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--repeats", type=_count(1, "--repeats", 1000), default=5, metavar="N", help="interleaved repeats; medians are reported")
+    p.add_argument("--repeats", type=_count(1, "--repeats", 1000), default=5, metavar="N",
+                   help="interleaved repeats; medians are reported")
     p.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
     # one choice list for both benchmarks: train.device and lyapunov.device allow the same devices
     p.add_argument("--device", choices=_schema_choices("train", "device"),
@@ -546,7 +566,8 @@ def _add_report_command(sub: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument("--results", default="results", metavar="DIR", help="the run's results folder (default: results)")
     p.add_argument("--out", default="results/report", metavar="DIR", help="report folder (default: results/report)")
     p.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
-    p.add_argument("--compare", nargs="*", default=[], metavar="DIR", help="results folders of runs to table beside this one")
+    p.add_argument("--compare", nargs="*", default=[], metavar="DIR",
+                   help="results folders of runs to table beside this one")
     p.add_argument("--data", metavar="DIR",
                    help="prepared data: each ranking judged against its unigram perplexity (default: data.prepared)")
     p.set_defaults(func=cmd_report)
@@ -562,13 +583,17 @@ def _add_step_groups(sub: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _add_replay_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("replay", parents=[common], help="replay every selection strategy study.repeats times on a table")
-    p.add_argument("--table", required=True, metavar="DIR", help="the table's folder (table.csv, spectra.npz, table.json)")
+    p = sub.add_parser("replay", parents=[common],
+                       help="replay every selection strategy study.repeats times on a table")
+    p.add_argument("--table", required=True, metavar="DIR",
+                   help="the table's folder (table.csv, spectra.npz, table.json)")
     p.add_argument("--replays", required=True, metavar="FILE", help="every replay's outcome (CSV)")
-    p.add_argument("--anytime", required=True, metavar="FILE", help="the methods' incumbent after each candidate-epoch (CSV)")
+    p.add_argument("--anytime", required=True, metavar="FILE",
+                   help="the methods' incumbent after each candidate-epoch (CSV)")
     p.add_argument("--sensitivity", required=True, metavar="FILE",
                    help="the headline comparison at other e0, without each configuration, with other LS rankers (CSV)")
-    p.add_argument("--repeats", type=_count(1, "--repeats", _schema_maximum("study", "repeats")), metavar="R", help="override study.repeats")
+    p.add_argument("--repeats", type=_count(1, "--repeats", _schema_maximum("study", "repeats")), metavar="R",
+                   help="override study.repeats")
     p.add_argument("--workers", type=WORKERS, default=1, metavar="N", help="processes replaying in parallel")
     p.set_defaults(func=cmd_replay)
 

@@ -118,9 +118,11 @@ def read_yaml(path: str | os.PathLike) -> dict:
     except ConfigError as e:
         raise ConfigError(f"params file {path}: {e}") from None
     except RecursionError:  # PyYAML without libyaml recurses as deep as the file nests
-        raise ConfigError(f"params file {path} nests deeper than YAML can be read here; params nest four levels") from None
+        raise ConfigError(f"params file {path} nests deeper than YAML can be read here; "
+                          "params nest four levels") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+        raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start}: {e.reason}); "
+                          "save it as UTF-8") from None
     except yaml.YAMLError as e:  # one line: where, and what the parser expected
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -223,7 +225,8 @@ def _describe(error: jsonschema.ValidationError) -> list[str]:
         return [f"{where}: {show(error.instance)} is {word} {error.validator_value}"]
     if error.validator == "uniqueItems":
         return [f"{where}: {show(error.instance)} lists a value twice; each may appear once"]
-    message = error.message if len(error.message) <= 300 else f"{error.message[:300]}... ({len(error.message)} characters)"
+    message = (error.message if len(error.message) <= 300
+               else f"{error.message[:300]}... ({len(error.message)} characters)")
     return [f"{where}: {message}"]
 
 
@@ -244,7 +247,8 @@ def model_problems(kind: Any, emb: Any, hidden: Any, layers: Any, tied: Any) -> 
 def _cross_field(params: dict) -> list[str]:
     """Rules between keys, which a JSON schema cannot state; checked only once the schema passes."""
     model = params.get("model", {})
-    lines = model_problems(model.get("type"), model.get("emb"), model.get("hidden"), model.get("layers"), model.get("tied"))
+    lines = model_problems(model.get("type"), model.get("emb"), model.get("hidden"), model.get("layers"),
+                           model.get("tied"))
     lines += _space_problems(params)
     if os.path.normpath(params.get("results", "results")) in ("/", "//"):
         lines.append("results: '/' is the root of the file system; give the run a folder of its own (e.g. results)")
@@ -405,7 +409,8 @@ def validate(params: dict, source: str = "params", text_numbers: bool = False) -
     schema = load_schema()
     cls = jsonschema.validators.validator_for(schema)
     errors = sorted(cls(schema).iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
-    lines += [line for e in errors for line in _describe(e) if not any(line.startswith(p.split(":")[0] + ":") for p in lines)]
+    lines += [line for e in errors for line in _describe(e)
+              if not any(line.startswith(p.split(":")[0] + ":") for p in lines)]
     if not lines:
         lines = _cross_field(params)
     if lines:
@@ -435,7 +440,8 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def run_params(resolved: str | os.PathLike, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...]) -> dict:
+def run_params(resolved: str | os.PathLike, path: str | os.PathLike | None,
+               overrides: list[str] | tuple[str, ...]) -> dict:
     """The params of an existing run (its resolved-params.yaml): `--params` and `--set` may repeat them,
     never change them, since the run's files were made with these (numerics aside: how, not what)."""
     run = load_params(resolved)
@@ -637,9 +643,10 @@ class Params:
         if sparse["decay_epochs"] is None:
             sparse["decay_epochs"] = params["final"]["epochs"]
         return cls(
-            seed=params["seed"], numerics=params["numerics"], results=params["results"], data=DataParams(**params["data"]),
-            model=ModelParams.from_dict(params["model"]), train=TrainConfig(**params["train"]),
-            sparse=SparseConfig(**sparse), lyapunov=LyapunovConfig(**params["lyapunov"]),
+            seed=params["seed"], numerics=params["numerics"], results=params["results"],
+            data=DataParams(**params["data"]), model=ModelParams.from_dict(params["model"]),
+            train=TrainConfig(**params["train"]), sparse=SparseConfig(**sparse),
+            lyapunov=LyapunovConfig(**params["lyapunov"]),
             space=SpaceConfig.from_dict(params["space"]), search=SearchConfig(**params["search"]),
             final_epochs=params["final"]["epochs"], correlation_candidates=params["report"]["correlation_candidates"],
             study=StudyConfig.from_dict(params["study"]), raw=params,

@@ -94,7 +94,8 @@ def download(raw_dir: str | os.PathLike, url: str, splits: list[str]) -> None:
     if failures:
         lines = [f"  {ptb_name(s)}: " + "; ".join(r) for s, r in failures]
         raise DataError(
-            "could not download the missing raw files:\n" + "\n".join(lines) + "\n" + _where_to_put(raw_dir, [s for s, _ in failures])
+            "could not download the missing raw files:\n" + "\n".join(lines) + "\n"
+            + _where_to_put(raw_dir, [s for s, _ in failures])
         )
 
 
@@ -295,5 +296,6 @@ def check_prepared(prepared: str | os.PathLike, data_params: dict) -> None:
     for key, value in made_by.items():
         if data_params.get(key) != value:
             raise DataError(f"{prepared} was prepared with data.{key} = {value}, but the params have "
-                            f"data.{key} = {data_params.get(key)}: run `lsh prepare` again (under Snakemake: `snakemake --forcerun prepare`) "
+                            f"data.{key} = {data_params.get(key)}: run `lsh prepare` again "
+                            "(under Snakemake: `snakemake --forcerun prepare`) "
                             "or point data.prepared at data made by these params")

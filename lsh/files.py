@@ -180,7 +180,8 @@ def read_frame(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> Any:
     try:
         frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        raise LshError(f"{path} is not a CSV table lsh wrote ({str(e).splitlines()[0]}); rerun the stage that makes it") from None
+        raise LshError(f"{path} is not a CSV table lsh wrote ({str(e).splitlines()[0]}); "
+                       "rerun the stage that makes it") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise LshError(f"{path} lacks the column {missing[0]!r}: it is not a file lsh wrote, or was edited; rerun the "

@@ -416,5 +416,6 @@ def check_fits(cfg: ModelConfig, batch: int, bptt: int, device: torch.device, wh
 
         size = f"{cfg.layers} x {cfg.hidden}" if cfg.type == "lstm" else f"depth {cfg.depth}, {cfg.hidden} units"
         raise LshError(f"{what} ({cfg.type.upper()} {size}, embedding {cfg.emb}, vocabulary {cfg.vocab}) has "
-                       f"{parameter_count(cfg) / 1e9:.3g} G parameters: training needs at least {need / 2**30:.1f} GiB, "
-                       f"{where} has {have / 2**30:.1f} GiB. Lower model.hidden, model.emb or model.layers")
+                       f"{parameter_count(cfg) / 1e9:.3g} G parameters: "
+                       f"training needs at least {need / 2**30:.1f} GiB, {where} has {have / 2**30:.1f} GiB. "
+                       "Lower model.hidden, model.emb or model.layers")

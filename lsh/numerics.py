@@ -50,7 +50,8 @@ CAPS = {
 # dispatch on is an ImportWarning): x86-64-v4 levels since numpy 2.4, AVX-512 features before.
 NUMPY_CAP = "NPY_DISABLE_CPU_FEATURES"
 NUMPY_ABOVE_AVX2 = {(2, 4): "X86_V4 AVX512_ICL AVX512_SPR",
-                    (0, 0): "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"}
+                    (0, 0): "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX "
+                            "AVX512_CNL AVX512_ICL AVX512_SPR"}
 # What portable needs of the CPU: torch's AVX2 kernels need FMA as well.
 NEEDED_FLAGS = ("avx2", "fma")
 # The packages whose versions a run records (a new release can change a proposal or a rounding).

@@ -95,8 +95,8 @@ def _dense_array(dense: Any) -> np.ndarray:
         epochs = {_epoch(e, "LyapunovPruner: the dense reference") for e in dense}
         missing = [e for e in range(max(epochs, default=0) + 1) if e not in epochs]
         if missing or not epochs:
-            raise LshError(f"LyapunovPruner: the dense reference has no spectrum of epoch {missing[0] if epochs else 0} "
-                           "(it needs every epoch from 0, the initialisation, on)")
+            raise LshError("LyapunovPruner: the dense reference has no spectrum of epoch "
+                           f"{missing[0] if epochs else 0} (it needs every epoch from 0, the initialisation, on)")
         rows = [_spectrum(dense[e], f"LyapunovPruner: the dense spectrum of epoch {e}") for e in sorted(epochs)]
         lengths = {len(r) for r in rows}
         if len(lengths) > 1:
@@ -312,8 +312,9 @@ class LyapunovPruner(optuna.pruners.BasePruner):
             raise LshError(f"LyapunovPruner: the study's user attribute {DENSE!r} is {stored!r}, not what lsh "
                            "records: the storage was changed outside lsh")
         if stored["fingerprint"] != self.reference["fingerprint"]:
-            theirs = f"fingerprint {stored['fingerprint']}, {stored.get('epochs')} epochs of {stored.get('exponents')} " \
-                     f"exponents, {describe(stored.get('options') or {}) or 'options not carried'}"
+            theirs = f"fingerprint {stored['fingerprint']}, {stored.get('epochs')} epochs of " \
+                     f"{stored.get('exponents')} exponents, " \
+                     f"{describe(stored.get('options') or {}) or 'options not carried'}"
             mine = f"fingerprint {self.reference['fingerprint']}, {self.reference['epochs']} epochs of " \
                    f"{self.exponents} exponents, {describe(self.options or {}) or 'options not carried'}"
             raise LshError(f"LyapunovPruner: study {study.study_name!r} is pruned against another dense reference "

@@ -124,7 +124,8 @@ class Pool(Record):
     def validate(self, where: str) -> None:
         for i, entry in enumerate(self.slots):
             if entry is not None and entry.slot != i:
-                raise RecordError(f"{at(where, 'slots')}[{i}]: holds slot {entry.slot}; slot numbers must follow the order")
+                raise RecordError(f"{at(where, 'slots')}[{i}]: holds slot {entry.slot}; "
+                                  "slot numbers must follow the order")
 
     @property
     def entries(self) -> list[PoolEntry]:
@@ -160,7 +161,8 @@ class Summary(Record):
     config: Config | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k in ("valid_ppl", "best_epoch", "best_valid_ppl")}
+        return {k: v for k, v in asdict(self).items()
+                if v is not None or k in ("valid_ppl", "best_epoch", "best_valid_ppl")}
 
     @property
     def ok(self) -> bool:
@@ -304,11 +306,11 @@ class Cell(Record):
             row = self.rows.get(epoch)
             if row is not None and row.status == "ok" and not all(
                     isinstance(x, (int, float)) and math.isfinite(x) for values in layouts.values() for x in values):
-                raise RecordError(f"{at(where, 'spectra')}.{epoch}: a non-finite exponent on a row marked ok (a spectrum "
-                                  "is finite, or null with its row diverged)")
+                raise RecordError(f"{at(where, 'spectra')}.{epoch}: a non-finite exponent on a row marked ok "
+                                  "(a spectrum is finite, or null with its row diverged)")
             if sorted(layouts) != sorted(LAYOUTS):
-                raise RecordError(f"{at(where, 'spectra')}.{epoch}: has {', '.join(layouts) or 'no layout'}: expected the "
-                                  f"layouts {' and '.join(LAYOUTS)}")
+                raise RecordError(f"{at(where, 'spectra')}.{epoch}: has {', '.join(layouts) or 'no layout'}: "
+                                  f"expected the layouts {' and '.join(LAYOUTS)}")
             if len({len(v) for v in layouts.values()}) > 1 or not layouts[LAYOUTS[0]]:
                 raise RecordError(f"{at(where, 'spectra')}.{epoch}: has "
                                   f"{' and '.join(f'{len(layouts[n])} {n}' for n in LAYOUTS)} exponents: expected the "

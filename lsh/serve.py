@@ -206,7 +206,8 @@ def serve(path: Path, command: Command, exit_with_parent: bool = False) -> int:
     listener.listen(64)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # connection handlers reap themselves
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(0))
-    log.info("serving lsh commands at %s (pid %d); set %s=%s for the commands to use it", path, os.getpid(), VARIABLE, path)
+    log.info("serving lsh commands at %s (pid %d); set %s=%s for the commands to use it",
+             path, os.getpid(), VARIABLE, path)
     try:
         while not (exit_with_parent and os.getppid() != parent):
             ready, _, _ = select.select([listener], [], [], 1.0)

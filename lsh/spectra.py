@@ -47,7 +47,8 @@ def spectrum_record(state: dict, source: str, valid: Any, cfg: LyapunovConfig, s
         "n_exponents": cfg.exponents, "per_layer": None, "device": device.type, "checkpoint": source,
         "offsets": [int(o) for o in offsets],
     }
-    finite = all(torch.isfinite(v).all() for v in state["model"].values() if torch.is_tensor(v) and v.is_floating_point())
+    finite = all(torch.isfinite(v).all() for v in state["model"].values()
+                 if torch.is_tensor(v) and v.is_floating_point())
     if record["status"] == "diverged" or not finite:
         record["status"] = "diverged"
         return record
@@ -77,9 +78,9 @@ def checkpoint_spectrum(checkpoint: str | Path, data_dir: str | Path, cfg: Lyapu
     state = load_checkpoint(checkpoint)
     corpus = data.load_corpus(data_dir)
     if state["model_config"]["vocab"] != corpus.vocab_size:
-        raise LshError(f"checkpoint {checkpoint} was trained on a vocabulary of {state['model_config']['vocab']} words, "
-                       f"the data in {data_dir} has {corpus.vocab_size}: give the prepared data it was trained on "
-                       "(--data)")
+        raise LshError(f"checkpoint {checkpoint} was trained on a vocabulary of {state['model_config']['vocab']} "
+                       f"words, the data in {data_dir} has {corpus.vocab_size}: give the prepared data it was trained "
+                       "on (--data)")
     return spectrum_record(state, str(checkpoint), corpus.valid, cfg, seed)
 
 

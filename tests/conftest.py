@@ -82,14 +82,14 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-# The corpus of the pipeline tests and of most trainings in tests: PTB with every word outside the training split's 1,999 most frequent read
-# as <unk> (2,000 types with <eos>, against 10,000). The same text, format and splits; a smoke model spends
-# most of its arithmetic in the decoder and softmax over the vocabulary, which this makes a fifth (the 16
-# training epochs of a smoke run: 71 s against 22 s on a 2-core AMD EPYC, one thread each). Its checksums are not PTB's, so a project
-# copied with it reads it unverified (copy_project); the tests of verification use the real files. Its test
-# split is PTB's first QUICK_TEST_TOKENS: every test perplexity (a study cell's at each epoch, each final
-# training's) reads the whole split, 82,430 tokens, which made most of a study cell's time; the tests compare
-# runs with each other, never with a published figure.
+# The corpus of the pipeline tests and of most trainings in tests: PTB with every word outside the training split's
+# 1,999 most frequent read as <unk> (2,000 types with <eos>, against 10,000). The same text, format and splits; a smoke
+# model spends most of its arithmetic in the decoder and softmax over the vocabulary, which this makes a fifth (the 16
+# training epochs of a smoke run: 71 s against 22 s on a 2-core AMD EPYC, one thread each). Its checksums are not PTB's,
+# so a project copied with it reads it unverified (copy_project); the tests of verification use the real files. Its test
+# split is PTB's first QUICK_TEST_TOKENS: every test perplexity (a study cell's at each epoch, each final training's)
+# reads the whole split, 82,430 tokens, which made most of a study cell's time; the tests compare runs with each other,
+# never with a published figure.
 QUICK_VOCAB = 2_000
 QUICK_TEST_TOKENS = 8_000
 QUICK_MARK = "QUICK_PTB.md"
@@ -101,7 +101,8 @@ def ptb_quick(ptb_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ptb_quick")
     raw = {split: data.read_raw(path).decode("utf-8") for split, path in data.find_raw(ptb_raw).items()}
     counts = Counter(raw["train"].split())
-    keep = {word for word, _ in counts.most_common(QUICK_VOCAB - 1)} | {data.UNK}  # <unk> is among them; <eos> ends each line
+    # <unk> is among them; <eos> ends each line
+    keep = {word for word, _ in counts.most_common(QUICK_VOCAB - 1)} | {data.UNK}
     for split, text in raw.items():
         lines = [" ".join(w if w in keep else data.UNK for w in line.split()) for line in text.splitlines()]
         if split == "test":

@@ -36,7 +36,8 @@ def test_bench_train_json_reports_bare_and_loop_tokens_per_second():
 def test_bench_device_option_runs_both_benchmarks_where_it_says():
     """--device overrides train.device and lyapunov.device: cpu runs (and says so) even where the
     params ask for cuda; cuda without a GPU is one clean line before any work."""
-    small = ["--set", "model.emb=8", "--set", "model.hidden=8", "--set", "lyapunov.steps=3", "--set", "lyapunov.warmup=2"]
+    small = ["--set", "model.emb=8", "--set", "model.hidden=8", "--set", "lyapunov.steps=3",
+             "--set", "lyapunov.warmup=2"]
     out = run_lsh("bench", "spectrum", "--json", "--no-paper", "--repeats", "1", "--threads", "1", "--device", "cpu",
                   "--set", "lyapunov.device=cuda", "--set", "train.device=cuda", *small)
     assert out.returncode == 0, out.stderr
@@ -54,13 +55,15 @@ def test_bench_device_option_runs_both_benchmarks_where_it_says():
 
 def test_the_gpu_spectrum_target_applies_to_gpu_results_only():
     paper = {"seconds_per_spectrum": 0.8}
-    lines = check.check({"benchmark": "spectrum", "device": "cuda", "paper": paper, "demo": {"seconds_per_spectrum": 0.9}})
+    lines = check.check({"benchmark": "spectrum", "device": "cuda", "paper": paper,
+                         "demo": {"seconds_per_spectrum": 0.9}})
     assert [line.split(":")[0] for line in lines] == ["FAIL spectrum/paper"]
     assert check.check({"benchmark": "spectrum", "device": "cpu", "paper": paper}) == []
 
 
 def test_check_flags_a_missed_target():
-    result = {"benchmark": "train", "sizes": {"x": {"dense_overhead": 0.2, "sparse_over_dense": 0.95, "sparse_over_bare": 0.8}}}
+    result = {"benchmark": "train",
+              "sizes": {"x": {"dense_overhead": 0.2, "sparse_over_dense": 0.95, "sparse_over_bare": 0.8}}}
     lines = check.check(result)
     assert any(line.startswith("FAIL") and "dense_overhead" in line for line in lines)
     assert any(line.startswith("ok") and "sparse_over_dense" in line for line in lines)

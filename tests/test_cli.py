@@ -52,7 +52,8 @@ def test_every_subcommand_accepts_params_and_set(tmp_path: Path):
 
 
 def test_prepare_writes_the_arrays_from_the_command_line(ptb_raw: Path, tmp_path: Path):
-    out = run_lsh("prepare", "--raw", str(ptb_raw), "--out", str(tmp_path), "--set", "data.train_tokens=2000", "--set", "data.download=false")
+    out = run_lsh("prepare", "--raw", str(ptb_raw), "--out", str(tmp_path), "--set", "data.train_tokens=2000",
+                  "--set", "data.download=false")
     assert out.returncode == 0, out.stderr
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["tokens"]["train"] == 2000
@@ -178,25 +179,32 @@ BAD_INPUTS = [
     (["train", "--out", "{ws}/x", "--epochs", "x"], "argument --epochs"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--threads", "0"], "argument --threads"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--keep", "none"], "argument --keep"),
-    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--samples", "0"], "argument --samples"),
-    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--exponents", "0"], "argument --exponents"),
-    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--method", "numeric"], "argument --method"),
+    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--samples", "0"],
+     "argument --samples"),
+    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--exponents", "0"],
+     "argument --exponents"),
+    (["spectrum", "--checkpoint", "{ws}/run/epoch-001.pt", "--out", "{ws}/s.json", "--method", "numeric"],
+     "argument --method"),
     (["bench", "memory"], "argument what"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["search", "pool", "--round", "x", "--out", "{ws}/p.json"], "--round"),
     (["search", "pool", "--round", "9", "--results", "{ws}/no-run", "--out", "{ws}/p.json", *TINY], "--round 9"),
     # files: data, checkpoints, results folders
-    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/nowhere", *TINY], "nowhere/meta.json does not exist"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/nowhere", *TINY],
+     "nowhere/meta.json does not exist"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/prepared", *TINY, "--set", "data.train_tokens=1500"],
      "data.train_tokens = 1000"),
-    (["train", "--out", "{ws}/run", "--epochs", "2", "--resume", "--data", "{ws}/prepared", *TINY, "--set", "train.lr=5"],
-     "train.lr"),
-    (["train", "--out", "{ws}/x", "--epochs", "1", "--init", "{ws}/none.pt", "--data", "{ws}/prepared", *TINY], "none.pt"),
+    (["train", "--out", "{ws}/run", "--epochs", "2", "--resume", "--data", "{ws}/prepared", *TINY,
+      "--set", "train.lr=5"], "train.lr"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--init", "{ws}/none.pt", "--data", "{ws}/prepared", *TINY],
+     "none.pt"),
     (["spectrum", "--checkpoint", "{ws}/none.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "none.pt"),
-    (["spectrum", "--checkpoint", "{ws}/truncated.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "truncated.pt"),
+    (["spectrum", "--checkpoint", "{ws}/truncated.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "truncated.pt"),
     (["spectrum", "--checkpoint", "{ws}/text.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "text.pt"),
     (["spectrum", "--checkpoint", "{ws}/code.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "code.pt"),
-    (["spectrum", "--checkpoint", "{ws}/no-model.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "no-model.pt"),
+    (["spectrum", "--checkpoint", "{ws}/no-model.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "no-model.pt"),
     (["prepare", "--raw", "{ws}/empty-raw", "--out", "{ws}/p2", *TINY], "ptb.train.txt"),
     (["prepare", "--raw", "{ws}/bad-gzip", "--out", "{ws}/p2", *TINY], "ptb.train.txt.gz"),
     (["prepare", "--raw", "{ws}/raw", "--out", "{ws}/p2", *TINY, "--set", "data.verify=true"], "sha256 mismatch"),
@@ -280,13 +288,17 @@ SLOT = ["--data", "{ws}/prepared", "--out", "{ws}/slot-out"]
 
 ROUND_TWO = [
     # the files of a round, broken (each in a copy of the finished run: {ws}/<case>/...)
-    (["search", "rank", "--round", "0", "--results", "{ws}/pool-not-json"], "pool-not-json/rounds/r00/pool.json is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/pool-not-json"],
+     "pool-not-json/rounds/r00/pool.json is not valid JSON"),
     (["search", "rank", "--round", "0", "--results", "{ws}/pool-no-slots"], "field 'slots' is missing"),
     (["search", "rank", "--round", "0", "--results", "{ws}/spectra-truncated"], "s01/spectra.json is not valid JSON"),
-    (["search", "rank", "--round", "0", "--results", "{ws}/metrics-truncated"], "metrics.jsonl line 1 is not valid JSON"),
-    (["search", "rank", "--round", "0", "--results", "{ws}/summary-truncated"], "s02/train/summary.json is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/metrics-truncated"],
+     "metrics.jsonl line 1 is not valid JSON"),
+    (["search", "rank", "--round", "0", "--results", "{ws}/summary-truncated"],
+     "s02/train/summary.json is not valid JSON"),
     (["search", "rank", "--round", "0", "--results", "{ws}/summary-a-list"], "expected an object (Summary)"),
-    (["search", "propose", "--round", "0", "--results", "{ws}/ranking-text"], "ranking.csv: line 2.distance: expected a number"),
+    (["search", "propose", "--round", "0", "--results", "{ws}/ranking-text"],
+     "ranking.csv: line 2.distance: expected a number"),
     (["search", "propose", "--round", "0", "--results", "{ws}/ranking-empty"], "ranking.csv lacks the column 'round'"),
     (["search", "pool", "--round", "1", "--results", "{ws}/proposals-truncated"], "proposals.json is not valid JSON"),
     (["search", "train", "--pool", "{ws}/pool-unknown-key/rounds/r00/pool.json", "--slot", "0", *SLOT],
@@ -306,7 +318,8 @@ ROUND_TWO = [
     (["search", "rank", "--round", "0", "--results", RUN, "--out", "{ws}/r.csv", "--params", "params.yaml"],
      "conflicts with the run's own params"),
     # prepared data and checkpoints
-    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/meta-broken", *TINY], "meta-broken/meta.json is not valid JSON"),
+    (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/meta-broken", *TINY],
+     "meta-broken/meta.json is not valid JSON"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/vocab-truncated", *TINY], "outside the vocabulary"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--data", "{ws}/ids-too-large", *TINY], "token id 99999 is outside"),
     (["spectrum", "--checkpoint", "{ws}/type-gru.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
@@ -317,13 +330,15 @@ ROUND_TWO = [
      "model_config.hidden: expected a whole number, found 'eight'"),
     (["spectrum", "--checkpoint", "{ws}/run/dense/epoch-001.pt", "--out", "{ws}/s.json", "--data", "{ws}/other-vocab",
       *TINY], "was trained on a vocabulary of 31 words"),
-    (["spectrum", "--checkpoint", "{ws}/run", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY], "is a directory"),
+    (["spectrum", "--checkpoint", "{ws}/run", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
+     "is a directory"),
     (["train", "--out", "{ws}/x", "--epochs", "1", "--init", "{ws}/a-fifo", "--data", "{ws}/prepared", *TINY],
      "is a FIFO"),
     # values that would train or propose nonsense; counts and sizes that cannot work
     (["params", "--set", "train.lr=.nan"], "train.lr: nan is not allowed"),
     (["params", "--set", "train.lr=1e400"], "train.lr: inf is not allowed"),
-    (["params", "--set", "space.death_rate={low: .nan, high: 0.9, q: null}"], "space.death_rate.low: nan is not allowed"),
+    (["params", "--set", "space.death_rate={low: .nan, high: 0.9, q: null}"],
+     "space.death_rate.low: nan is not allowed"),
     (["params", "--set", "space.death_rate={low: 0.8, high: 0.95, q: 0.5}"], "must be a whole multiple of q = 0.5"),
     (["params", "--set", "search.n=300", "--set", "search.proposer=tpe", "--set", "final.epochs=40"],
      "but the space holds only 144 configurations"),
@@ -354,8 +369,9 @@ def _finished_round(ws: Path) -> Path:
     from lsh.cli import main
 
     run = ws / "run"
-    resolved = config.write_resolved(config.load_params(REPO / "workflow/presets/smoke.yaml", [
-        *(o for o in TINY if o != "--set"), f"results={run}", "final.epochs=3", "train.lr=2"]), run / "resolved-params.yaml")
+    params = config.load_params(REPO / "workflow/presets/smoke.yaml",
+                                [*(o for o in TINY if o != "--set"), f"results={run}", "final.epochs=3", "train.lr=2"])
+    resolved = config.write_resolved(params, run / "resolved-params.yaml")
     common = ["--params", str(resolved), "--data", str(ws / "prepared")]
     assert main(["train", *common, "--dense", "--out", str(run / "dense"), "--epochs", "2", "--test"]) == 0
     assert main(["search", "dense-spectra", *common, "--train", str(run / "dense"), "--epochs", "2",
@@ -407,8 +423,10 @@ def finished(workspace: Path) -> Path:
 
     _broken_copy(ws, "pool-not-json", f"{r0}/pool.json", half)
     _broken_copy(ws, "pool-no-slots", f"{r0}/pool.json", edit_pool(lambda p: p.pop("slots")))
-    _broken_copy(ws, "pool-unknown-key", f"{r0}/pool.json", edit_pool(lambda p: p["slots"][0]["config"].update(colour=1)))
-    _broken_copy(ws, "pool-rate-5", f"{r0}/pool.json", edit_pool(lambda p: p["slots"][0]["config"].update(death_rate=5.0)))
+    _broken_copy(ws, "pool-unknown-key", f"{r0}/pool.json",
+                 edit_pool(lambda p: p["slots"][0]["config"].update(colour=1)))
+    _broken_copy(ws, "pool-rate-5", f"{r0}/pool.json",
+                 edit_pool(lambda p: p["slots"][0]["config"].update(death_rate=5.0)))
     _broken_copy(ws, "pool-epochs-1e9", f"{r0}/pool.json",
                  edit_pool(lambda p: p["slots"][0].update(epochs_after=10**9)))
     _broken_copy(ws, "spectra-truncated", f"{r0}/s01/spectra.json", half)
@@ -438,7 +456,8 @@ def finished(workspace: Path) -> Path:
         ["prepare", "--raw", str(other), "--out", str(ws / "other-vocab"), *TINY]) == 0
 
     good = torch.load(ws / "run" / "dense" / "epoch-001.pt", weights_only=True)
-    for name, change in (("type-gru", {"type": "gru"}), ("extra-key", {"colour": 1}), ("hidden-text", {"hidden": "eight"})):
+    for name, change in (("type-gru", {"type": "gru"}), ("extra-key", {"colour": 1}),
+                         ("hidden-text", {"hidden": "eight"})):
         torch.save({**good, "model_config": {**good["model_config"], **change}}, ws / f"{name}.pt")
     os.mkfifo(ws / "a-fifo")
     (ws / "loop.yaml").symlink_to(ws / "loop.yaml")
@@ -489,15 +508,15 @@ ROUND_THREE = [
     (["params", "--params", "{ws}/recursive-alias.yaml"], "nests deeper than 32 levels"),  # it never ends
     (["train", "--out", "{ws}/t", "--epochs", "1000000000"], "from 0 to 100000"),
     (["train", "--out", "{ws}/t", "--epochs", "1" * 5000], "characters) is not allowed"),
-    (["replay", "--table", "{ws}/t", "--replays", "r", "--anytime", "a", "--sensitivity", "s", "--repeats", "100000000"],
-     "from 1 to 100000"),
+    (["replay", "--table", "{ws}/t", "--replays", "r", "--anytime", "a", "--sensitivity", "s",
+      "--repeats", "100000000"], "from 1 to 100000"),
     (["replay", "--table", "{ws}/t", "--replays", "r", "--anytime", "a", "--sensitivity", "s", "--workers", "100000"],
      "the cores this process may use"),
     (["spectrum", "--checkpoint", "{ws}/c.pt", "--out", "o", "--samples", "5000"], "from 1 to 4096"),
     (["spectrum", "--checkpoint", "{ws}/c.pt", "--out", "o", "--exponents", "9" * 5000], "characters): expected"),
     (["study", "cell", "--config", "g00", "--out", "o", "--seed-index", "100"], "from 0 to 99"),
-    (["spectrum", "--checkpoint", "{ws}/environment-string.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
-     "environment is 'AVX2', not a record"),
+    (["spectrum", "--checkpoint", "{ws}/environment-string.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared",
+      *TINY], "environment is 'AVX2', not a record"),
     (["spectrum", "--checkpoint", "{ws}/model-list.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
      "model is a list, not a mapping of parameter names to tensors"),
     (["spectrum", "--checkpoint", "{ws}/status-weird.pt", "--out", "{ws}/s.json", "--data", "{ws}/prepared", *TINY],
@@ -521,7 +540,8 @@ def third_round(workspace: Path) -> Path:
     (ws / "shallow-deep.yaml").write_text("seed: " + "[" * 40 + "]" * 40 + "\n")  # within libyaml's depth, past ours
     (ws / "big-integer.yaml").write_text("seed: " + "1" * 5000 + "\n")
     (ws / "megabyte.yaml").write_text("seed: 1\n" + "# a long comment\n" * 70_000)
-    (ws / "many-keys.yaml").write_text((REPO / "params.yaml").read_text() + "".join(f"k{i}: {i}\n" for i in range(5000)))
+    (ws / "many-keys.yaml").write_text((REPO / "params.yaml").read_text()
+                                       + "".join(f"k{i}: {i}\n" for i in range(5000)))
     chain = "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
         f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
         f"*a{i - 1}, *a{i - 1}]\n" for i in range(1, 8))

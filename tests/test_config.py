@@ -194,7 +194,8 @@ def test_a_fractional_value_for_an_integer_key_is_refused_by_name(params):
 
 
 def test_a_number_yaml_reads_as_text_says_how_to_write_it(tmp_path: Path):
-    text = (REPO / "params.yaml").read_text().replace("lr: 20 ", "lr: 1.0e30 ").replace("weight_decay: 1.2e-6", "weight_decay: 1e-06")
+    text = ((REPO / "params.yaml").read_text().replace("lr: 20 ", "lr: 1.0e30 ")
+            .replace("weight_decay: 1.2e-6", "weight_decay: 1e-06"))
     path = tmp_path / "p.yaml"
     path.write_text(text)
     with pytest.raises(config.ConfigError) as info:

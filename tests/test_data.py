@@ -72,7 +72,8 @@ def test_train_tokens_caps_the_training_split_only(ptb_raw: Path, tmp_path: Path
     assert meta["tokens"] == {"train": 5000, "valid": 73_760, "test": 82_430}
     assert meta["train_tokens_total"] == 929_589
     assert meta["vocab_size"] == 10_000, "the vocabulary still comes from the whole training split"
-    full = data.encode(data.tokenize(data.read_raw(data.find_raw(ptb_raw)["train"]).decode()[:100_000]), data.load_vocab(tmp_path), "train")
+    full = data.encode(data.tokenize(data.read_raw(data.find_raw(ptb_raw)["train"]).decode()[:100_000]),
+                       data.load_vocab(tmp_path), "train")
     np.testing.assert_array_equal(data.load_split(tmp_path, "train")[:1000], full[:1000])
 
 
@@ -99,7 +100,8 @@ def test_missing_files_without_download_say_which_and_where(ptb_raw: Path, tmp_p
     with pytest.raises(data.DataError) as info:
         data.prepare(raw, tmp_path / "out", allow_download=False)
     message = str(info.value)
-    assert "ptb.valid.txt, ptb.test.txt" in message and "ptb.train.txt" not in message.split("Missing:")[1].split(".")[0]
+    assert ("ptb.valid.txt, ptb.test.txt" in message
+            and "ptb.train.txt" not in message.split("Missing:")[1].split(".")[0])
     assert f"into {raw}/" in message
 
 

@@ -205,8 +205,9 @@ CHANGES = [
 
 def superseded(deleted: frozenset[str], rewritten: frozenset[str]) -> bool:
     """Deleted files are only checkpoints replaced by a later epoch's in their folder (`--keep last`)."""
-    return all(fnmatch(f, EVERY_CHECKPOINT) and any(
-        fnmatch(g, EVERY_CHECKPOINT) and Path(g).parent == Path(f).parent and g > f for g in rewritten) for f in deleted)
+    return all(fnmatch(f, EVERY_CHECKPOINT)
+               and any(fnmatch(g, EVERY_CHECKPOINT) and Path(g).parent == Path(f).parent and g > f for g in rewritten)
+               for f in deleted)
 
 
 def apply(change: Change, project: Path) -> None:
@@ -321,7 +322,8 @@ def test_a_pushed_run_pulled_into_another_clone_is_up_to_date_for_both_engines(a
     subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
     out = ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other, timeout=1200))
     assert "up to date" in out.stdout
-    assert (other / "results" / "final" / "selected.json").read_text() == (project / "results" / "final" / "selected.json").read_text()
+    assert ((other / "results" / "final" / "selected.json").read_text()
+            == (project / "results" / "final" / "selected.json").read_text())
     assert nothing_to_do(other) and dvc_clean(other)
 
 
@@ -344,7 +346,8 @@ def test_pull_checks_out_an_earlier_commits_run_from_the_cache(adopted: Path, tm
 
 @pytest.mark.slow
 @SMOKE_RUN
-def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touches_nothing(adopted: Path, tmp_path: Path):
+def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touches_nothing(
+        adopted: Path, tmp_path: Path):
     project = versioned_copy(adopted, tmp_path, remote=False)
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
@@ -360,7 +363,8 @@ def test_pull_without_a_remote_or_with_a_damaged_file_stops_in_one_line_and_touc
 
     ok(run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(tmp_path / "remote")], project))
     ok(run([str(BIN / "dvc"), "push", "dvc.yaml"], project))
-    damaged = next(p for p in sorted((tmp_path / "remote" / "files" / "md5").glob("*/*")) if not p.name.endswith(".dir"))
+    damaged = next(p for p in sorted((tmp_path / "remote" / "files" / "md5").glob("*/*"))
+                   if not p.name.endswith(".dir"))
     damaged.chmod(0o644)
     damaged.write_bytes(damaged.read_bytes() + b"damage")
     ok(run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(tmp_path / "remote")], other))
@@ -415,7 +419,8 @@ def test_a_lock_of_other_params_or_code_is_refused_by_pull_but_its_own_outputs_a
     assert versioned.recorded_otherwise(status, stages) == [
         "lsh/search/ranking.py", "params.yaml: search", "params.yaml: search.ranker"]
     assert versioned.recorded_otherwise({"round-00": [{"changed deps": {"data/prepared": "deleted"}},
-                                                      {"changed outs": {"results/rounds/r00": "deleted"}}]}, stages) == []
+                                                      {"changed outs": {"results/rounds/r00": "deleted"}}]},
+                                        stages) == []
 
 
 def test_a_fetch_that_left_a_file_out_is_named_before_anything_is_checked_out(tmp_path: Path):
@@ -427,10 +432,12 @@ def test_a_fetch_that_left_a_file_out_is_named_before_anything_is_checked_out(tm
 
     put("aa11", b"x")
     put("bb22.dir", json.dumps([{"md5": "aa11", "relpath": "kept.pt"}, {"md5": "cc33", "relpath": "lost.pt"}]).encode())
-    stages = {"dense": {"outs": [{"path": "results/dense", "md5": "bb22.dir"}, {"path": "results/e.json", "md5": "dd44"}]}}
+    stages = {"dense": {"outs": [{"path": "results/dense", "md5": "bb22.dir"},
+                                 {"path": "results/e.json", "md5": "dd44"}]}}
     assert versioned.missing_objects(cache, stages) == ["results/dense/lost.pt", "results/e.json"]
     put("bb22.dir", b"[{not json")
-    with pytest.raises(versioned.Stop, match=r"the list of the files of results/dense .* is damaged: nothing checked out"):
+    with pytest.raises(versioned.Stop,
+                       match=r"the list of the files of results/dense .* is damaged: nothing checked out"):
         versioned.missing_objects(cache, stages)
     assert versioned._reason("ERROR: failed to fetch 'x'\nHaving any troubles? Hit us up at https://dvc.org/support, "
                              "we are always happy to help!\n") == "failed to fetch 'x'"

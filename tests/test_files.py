@@ -21,7 +21,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of 2 MB (root only: the test is skipped with the reason elsewhere)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or 'not root'})")
     try:
@@ -47,8 +48,9 @@ def test_atomic_write_keeps_the_old_content_when_the_write_fails(tmp_path: Path)
 
 
 def train(ptb_small: Path, out: Path, epochs: int, *extra: str):
-    return run_lsh("train", "--params", str(SMOKE), "--data", str(ptb_small), "--out", str(out), "--epochs", str(epochs),
-                   "--threads", "1", "--set", "data.train_tokens=12000", "--set", "train.eval_tokens=4000", *extra)
+    return run_lsh("train", "--params", str(SMOKE), "--data", str(ptb_small), "--out", str(out),
+                   "--epochs", str(epochs), "--threads", "1",
+                   "--set", "data.train_tokens=12000", "--set", "train.eval_tokens=4000", *extra)
 
 
 def test_a_full_disk_is_one_line_and_resume_continues_once_there_is_room(ptb_small: Path, small_disk: Path):

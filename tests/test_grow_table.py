@@ -55,7 +55,8 @@ def test_an_empty_lock_just_made_is_held_by_the_grower_writing_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_grown_subset_keeps_each_finished_cell_with_the_machine_it_was_trained_on(tmp_path, ptb_quick_small, monkeypatch):
+def test_a_grown_subset_keeps_each_finished_cell_with_the_machine_it_was_trained_on(tmp_path, ptb_quick_small,
+                                                                                    monkeypatch):
     """The grower trains the cells of study.configs (and the dense reference), two epochs each here, and keeps
     each finished cell's rows.json and metrics.jsonl in study.cells with environment.json beside them."""
     raw = config.load_params(SMOKE)

@@ -47,7 +47,8 @@ def imports(module: str, type_only: bool = False) -> list[tuple[str, str]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
             if base.split(".")[0] != "lsh":
                 continue
             for alias in node.names:  # `from lsh import files` imports the module lsh.files
@@ -185,7 +186,8 @@ def test_the_reader_sees_a_stage_import_at_any_depth(tmp_path, monkeypatch, sour
 
 def test_an_import_under_type_checking_is_not_a_run_time_import(tmp_path, monkeypatch):
     monkeypatch.setitem(MODULES, "lsh.fake", tmp_path / "fake.py")
-    (tmp_path / "fake.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lsh.config import Params\n")
+    (tmp_path / "fake.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                      "    from lsh.config import Params\n")
     assert imports("lsh.fake") == []
 
 

@@ -389,7 +389,8 @@ def test_bad_settings_are_clean_errors_naming_the_value():
     model, tok = tiny("lstm", 2), tokens(6, 1)
     with pytest.raises(LshError, match=r"lyapunov.method = 'jacfwd': allowed are analytic, autograd"):
         lyapunov.model_spectrum(model, tok, method="jacfwd")
-    with pytest.raises(LshError, match=r"lyapunov.exponents = 13: the lstm h state has 12 dimensions; allowed are 1..12"):
+    with pytest.raises(LshError,
+                       match=r"lyapunov.exponents = 13: the lstm h state has 12 dimensions; allowed are 1..12"):
         lyapunov.model_spectrum(model, tok, exponents=13)
     with pytest.raises(LshError, match="only the LSTM has a cell state"):
         lyapunov.model_spectrum(tiny("rhn", 1), tok, state="hc")
@@ -407,7 +408,8 @@ def test_offsets_are_sorted_seeded_and_fit_the_split():
     assert np.array_equal(a, lyapunov.sample_offsets(1000, 5, 45, seed=7))
     assert not np.array_equal(a, lyapunov.sample_offsets(1000, 5, 45, seed=8))
     seqs, offsets = lyapunov.validation_tokens(np.arange(1000), 5, 45, seed=7)
-    assert seqs.shape == (45, 5) and seqs[0].tolist() == offsets.tolist() and seqs[-1].tolist() == (offsets + 44).tolist()
+    assert (seqs.shape == (45, 5) and seqs[0].tolist() == offsets.tolist()
+            and seqs[-1].tolist() == (offsets + 44).tolist())
     with pytest.raises(LshError, match="too few for 3 sequences of 45"):
         lyapunov.sample_offsets(46, 3, 45, seed=0)
 
@@ -453,21 +455,26 @@ def test_spectrum_cli_writes_the_documented_keys(trained_run: Path, ptb_quick_sm
 
 
 @pytest.mark.slow
-def test_same_seed_gives_the_same_offsets_and_identical_spectra(trained_run: Path, ptb_quick_small: Path, tmp_path: Path):
+def test_same_seed_gives_the_same_offsets_and_identical_spectra(trained_run: Path, ptb_quick_small: Path,
+                                                                tmp_path: Path):
     ckpt = trained_run / "epoch-001.pt"
-    a = spectrum_cli(ckpt, ptb_quick_small, tmp_path / "a.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
-    b = spectrum_cli(ckpt, ptb_quick_small, tmp_path / "b.json", "--steps", "10", "--exponents", "5", "--method", "autograd")
+    a = spectrum_cli(ckpt, ptb_quick_small, tmp_path / "a.json", "--steps", "10", "--exponents", "5",
+                     "--method", "autograd")
+    b = spectrum_cli(ckpt, ptb_quick_small, tmp_path / "b.json", "--steps", "10", "--exponents", "5",
+                     "--method", "autograd")
     assert a["offsets"] == b["offsets"] and a["exponents"] == b["exponents"] and len(a["exponents"]) == 5
     assert a["method"] == "autograd" and a["per_layer"] is False
     other = checkpoint_spectrum(ckpt, ptb_quick_small, LyapunovConfig(steps=10, exponents=5), seed=2)
     assert other["offsets"] != a["offsets"] and other["exponents"] != a["exponents"]
 
 
-def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path, ptb_quick_small: Path, tmp_path: Path):
+def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path, ptb_quick_small: Path,
+                                                               tmp_path: Path):
     state = training.load_checkpoint(trained_run / "epoch-001.pt")
     marked = dict(state, status="diverged")
     torch.save(marked, tmp_path / "marked.pt")
-    nan = dict(state, model={k: torch.full_like(v, math.nan) if v.is_floating_point() else v for k, v in state["model"].items()})
+    nan = dict(state, model={k: torch.full_like(v, math.nan) if v.is_floating_point() else v
+                             for k, v in state["model"].items()})
     torch.save(nan, tmp_path / "nan.pt")
     for name in ("marked", "nan"):
         rec = spectrum_cli(tmp_path / f"{name}.pt", ptb_quick_small, tmp_path / f"{name}.json")
@@ -481,7 +488,8 @@ def test_diverged_checkpoint_gives_status_diverged_not_a_crash(trained_run: Path
 
 
 def test_missing_checkpoint_is_one_clean_message(ptb_quick_small: Path, tmp_path: Path):
-    out = run_lsh("spectrum", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(ptb_quick_small), "--out", str(tmp_path / "x.json"))
+    out = run_lsh("spectrum", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(ptb_quick_small),
+                  "--out", str(tmp_path / "x.json"))
     assert out.returncode == 2 and "nope.pt does not exist" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x.json").exists()
 
@@ -535,7 +543,8 @@ def test_a_zero_row_of_the_jacobian_is_clipped_at_the_floor_in_every_dtype(dtype
 
 
 def test_blocks_layout_sorts_within_each_layer_and_sorted_sorts_all():
-    per_sample = torch.tensor([[1.0, 0.0, 0.5, 0.2], [0.1, 0.0, 2.0, 1.0]], dtype=torch.float64)  # 2 samples, 2 layers of 2
+    per_sample = torch.tensor([[1.0, 0.0, 0.5, 0.2], [0.1, 0.0, 2.0, 1.0]],  # 2 samples, 2 layers of 2
+                              dtype=torch.float64)
     spectrum = lyapunov.finish(per_sample, torch.zeros_like(per_sample, dtype=torch.bool), 2, "e")
     tol = accumulated(EPS64, 3, 2.0)  # float64 means of 2 values up to 2, and the decimals' own rounding
     assert spectrum["blocks"].tolist() == pytest.approx([0.55, 0.0, 1.25, 0.6], abs=tol)

@@ -481,8 +481,8 @@ def test_an_option_value_not_allowed_is_refused_naming_the_option_and_the_allowe
 
 def test_other_modules_are_refused_naming_what_is_accepted():
     with pytest.raises(LshError, match=r"expected a torch.nn.LSTM, GRU, RNN, LSTMCell, GRUCell or RNNCell, or an "
-                                       r"lsh.models language model \(any other step h' = f\(h, x\): lsh.step_spectrum\); "
-                                       "got Linear"):
+                                       r"lsh.models language model \(any other step h' = f\(h, x\): "
+                                       r"lsh.step_spectrum\); got Linear"):
         lsh.module_spectrum(nn.Linear(3, 3), inputs(5, 1))
     model = build_model(ModelConfig(type="lstm", vocab=30, emb=4, hidden=6, layers=1))
     with pytest.raises(LshError, match=r"a language model takes token ids \[T, K\]"):
@@ -877,7 +877,8 @@ def test_device_cpu_computes_on_the_cpu_and_the_result_lives_there():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where torch sees no CUDA device")
 def test_device_cuda_without_a_cuda_device_is_refused_naming_it():
-    with pytest.raises(LshError, match=r"device: cuda was asked for, but torch sees no CUDA device \(use auto or cpu\)"):
+    with pytest.raises(LshError,
+                       match=r"device: cuda was asked for, but torch sees no CUDA device \(use auto or cpu\)"):
         lsh.module_spectrum(cell("gru", 1), inputs(25, 2), device="cuda")
 
 

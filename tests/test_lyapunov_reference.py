@@ -33,7 +33,8 @@ def checkpoints(epochs: int = 3) -> tuple[Tiny, list[dict]]:
     return model, states
 
 
-PROBE = torch.arange(44).remainder(12).view(22, 2)  # token ids [T, K]: 21 steps after a warm-up of 1, enough not to warn
+# token ids [T, K]: 21 steps after a warm-up of 1, enough not to warn
+PROBE = torch.arange(44).remainder(12).view(22, 2)
 
 
 def measure(model: Tiny) -> tuple[nn.Module, torch.Tensor]:
@@ -105,5 +106,6 @@ def test_checkpoints_that_cannot_make_a_dense_reference_are_refused_naming_the_e
 
 def test_a_probe_function_must_return_the_module_and_its_inputs():
     model, states = checkpoints()
-    with pytest.raises(LshError, match="probe\\(model\\) returned a Tensor; expected \\(the recurrent module, its inputs\\)"):
+    with pytest.raises(LshError,
+                       match="probe\\(model\\) returned a Tensor; expected \\(the recurrent module, its inputs\\)"):
         lsh.dense_spectra(model, states, lambda m: m.embedding(PROBE))

@@ -51,7 +51,8 @@ def walk(d):
             levels.add(v["current"]) if "current" in v else walk(v)
 walk(opt_func_info())
 print(json.dumps({{"torch": torch.backends.cpu.get_cpu_capability(), "mode": numerics.effective_mode(),
-    "openblas": sorted({{i.get("architecture") for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"}}),
+    "openblas": sorted({{i.get("architecture") for i in threadpoolctl.threadpool_info()
+                        if i["internal_api"] == "openblas"}}),
     "numpy": sorted(levels), "notes": notes}}))
 """
 
@@ -196,7 +197,8 @@ def test_a_continuation_on_another_cpu_capability_is_refused_in_portable_mode_wi
     with pytest.raises(LshError) as refused:
         train(_spec(), synthetic_corpus(), tmp_path / "b", 2, init=tmp_path / "a" / "epoch-001.pt")
     message = str(refused.value)
-    assert "CPU capability AVX512 (numerics native)" in message and f"{here['cpu_capability']} (numerics portable)" in message
+    assert ("CPU capability AVX512 (numerics native)" in message
+            and f"{here['cpu_capability']} (numerics portable)" in message)
     assert f"{numerics.ACCEPT}=1" in message and not (tmp_path / "b" / "epoch-002.pt").exists()
     monkeypatch.setenv(numerics.ACCEPT, "1")
     with caplog.at_level(logging.WARNING, logger="lsh.numerics"):
@@ -257,5 +259,6 @@ def test_the_command_line_loads_neither_numpy_nor_torch_before_it_applies_the_ca
     """Every `lsh` process applies its numerics first: nothing the command line imports to read its
     params may load numpy or torch (they would keep the machine's own kernels)."""
     code = ("import sys\nfrom lsh import cli\nargs = cli.build_parser().parse_args(['search', 'rank', '--round', '0',"
-            " '--out', 'x'])\ncli._load_params(args)\nprint([m for m in ('numpy', 'torch', 'scipy') if m in sys.modules])")
+            " '--out', 'x'])\ncli._load_params(args)\n"
+            "print([m for m in ('numpy', 'torch', 'scipy') if m in sys.modules])")
     assert python(code, clean_env()) == "[]"

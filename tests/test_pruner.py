@@ -449,7 +449,8 @@ def test_two_workers_at_once_lose_nothing_and_decide_every_rung_as_the_trials_th
     if kind == "sqlite":
         spec = storage = f"sqlite:///{tmp_path / 'shared.db'}"
     else:
-        spec, storage = f"journal:{tmp_path / 'journal.log'}", JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+        spec, storage = (f"journal:{tmp_path / 'journal.log'}",
+                         JournalStorage(JournalFileBackend(str(tmp_path / "journal.log"))))
     optuna.create_study(study_name="shared", storage=storage)  # once, before the workers (docs/api.md)
     workers = [subprocess.Popen([sys.executable, str(script), spec, str(w), str(per_worker), str(go)], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in (0, 1)]
@@ -461,12 +462,14 @@ def test_two_workers_at_once_lose_nothing_and_decide_every_rung_as_the_trials_th
     trials = study.trials
     assert len(trials) == 2 * per_worker and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert sorted(t.user_attrs["worker"] for t in trials) == [0] * per_worker + [1] * per_worker
-    spans = {w: [(t.datetime_start, t.datetime_complete) for t in trials if t.user_attrs["worker"] == w] for w in (0, 1)}
+    spans = {w: [(t.datetime_start, t.datetime_complete) for t in trials if t.user_attrs["worker"] == w]
+             for w in (0, 1)}
     assert min(s for s, _ in spans[1]) < max(e for _, e in spans[0]) and \
         min(s for s, _ in spans[0]) < max(e for _, e in spans[1]), "the two workers ran at the same time"
     decisions = 0
     for t in trials:
-        pruned_at = int(t.user_attrs["lsh_pruned"].split(" at rung ")[1].split(":")[0]) if t.state.name == "PRUNED" else None
+        pruned_at = (int(t.user_attrs["lsh_pruned"].split(" at rung ")[1].split(":")[0]) if t.state.name == "PRUNED"
+                     else None)
         for rung, distance in rung_distances(t).items():
             assert distance == pytest.approx(known_distance(t.params["drift"], rung), abs=DISTANCE_TOL)
             assert replayed_decision(study, t, rung) == (rung == pruned_at), (t.number, rung)
@@ -485,8 +488,8 @@ def test_a_worker_with_another_dense_reference_is_refused_naming_both_fingerprin
     again = optuna.load_study(study_name="s", storage=storage, pruner=LyapunovPruner(DENSE))
     run(again, [0.4])  # the same reference: accepted
     other = optuna.load_study(study_name="s", storage=storage, pruner=LyapunovPruner(DENSE + 0.01))
-    with pytest.raises(LshError, match="is pruned against another dense reference \\(fingerprint [0-9a-f]{16}, 5 epochs "
-                                       "of 6 exponents.*than this pruner's \\(fingerprint [0-9a-f]{16}"):
+    with pytest.raises(LshError, match="is pruned against another dense reference \\(fingerprint [0-9a-f]{16}, "
+                                       "5 epochs of 6 exponents.*than this pruner's \\(fingerprint [0-9a-f]{16}"):
         run(other, [0.5])
     for options in ({"embedding": "raw"}, {"random_state": 1}):  # the distance's options are the reference's too
         with pytest.raises(LshError, match="another dense reference"):
@@ -578,7 +581,8 @@ def test_spectra_carrying_other_options_are_refused_by_the_distance_and_the_prun
 
     candidate = np.array([spectrum(0.3, e) for e in range(3)])
     assert lsh.ls_distance(tagged(DENSE, nats), tagged(candidate, nats)) == lsh.ls_distance(DENSE, candidate)
-    assert lsh.ls_distance(tagged(DENSE, nats), candidate) == lsh.ls_distance(DENSE, candidate), "a bare array: no check"
+    assert lsh.ls_distance(tagged(DENSE, nats), candidate) == lsh.ls_distance(DENSE, candidate), \
+        "a bare array: no check"
     with pytest.raises(LshError, match="the dense spectra were computed with log_base 'e'.* but the candidate with "
                                        "log_base '2'.*they differ in log_base"):
         lsh.ls_distance(tagged(DENSE, nats), tagged(candidate, bits))

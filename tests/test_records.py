@@ -185,7 +185,8 @@ def test_every_committed_study_cell_reads_as_its_record_and_writes_back_byte_for
 
 @pytest.mark.parametrize("change, said", [
     (lambda c: c["rows"].pop("1"), "has no row for epoch 1 (its epochs: 0, 2)"),
-    (lambda c: c["rows"]["2"].update(status="ok", valid_loss=1.0), "stops at epoch 2 with status ok: expected epochs 0..3"),
+    (lambda c: c["rows"]["2"].update(status="ok", valid_loss=1.0),
+     "stops at epoch 2 with status ok: expected epochs 0..3"),
     (lambda c: c["rows"].update({"3": CELL_ROW}) or c["spectra"].update({"3": None}),
      "has rows after epoch 2, at which it diverged"),
 ])

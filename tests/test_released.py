@@ -59,7 +59,8 @@ def test_the_trials_pickle_is_read_as_data_only():
 
     with pytest.raises(pickle.UnpicklingError, match="refusing to load subprocess.run"):
         released_data._DataOnly(io.BytesIO(pickle.dumps(Evil()))).load()
-    assert released_data._DataOnly(io.BytesIO(pickle.dumps({("a", "0.5"): {"loss": 1.0}}))).load() == {("a", "0.5"): {"loss": 1.0}}
+    assert (released_data._DataOnly(io.BytesIO(pickle.dumps({("a", "0.5"): {"loss": 1.0}}))).load()
+            == {("a", "0.5"): {"loss": 1.0}})
 
 
 def test_the_committed_summary_is_what_the_committed_candidates_give(tmp_path):

@@ -209,8 +209,8 @@ def test_compared_runs_get_table1_rows_and_this_run_is_not_repeated(smoke: dict,
 
 
 def test_snakemake_report_embeds_the_figures_and_tables(smoke: dict):
-    out = run([str(BIN / "snakemake"), "all", "report", "--report", "results/report.html", "--configfile", "smoke6.yaml"],
-              smoke["project"])
+    out = run([str(BIN / "snakemake"), "all", "report", "--report", "results/report.html",
+               "--configfile", "smoke6.yaml"], smoke["project"])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     html = (smoke["project"] / "results" / "report.html").read_text()
     for name in ("ls_curves.png", "distance_curves.png", "perplexity_curves.png", "ls_space.png",

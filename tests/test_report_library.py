@@ -74,7 +74,8 @@ def _ppl(candidate: str, epoch: int) -> float:
 
 def _epochs(ppls: dict[int, float | None]) -> list[Epoch]:
     """metrics.jsonl lines: a None perplexity is a diverged epoch."""
-    return [Epoch(epoch=e, train_loss=None if p is None else math.log(p) + 0.1, train_ppl=None if p is None else p * 1.1,
+    return [Epoch(epoch=e, train_loss=None if p is None else math.log(p) + 0.1,
+                  train_ppl=None if p is None else p * 1.1,
                   valid_loss=None if p is None else math.log(p), valid_ppl=p, averaging=False, lr=20.0,
                   tokens_per_s=1000.0, status="ok" if p is not None else "diverged", seconds=1.0)
             for e, p in ppls.items()]
@@ -118,8 +119,9 @@ def _ranking(path: Path, r: int, order: list[tuple[str, int, int]], kept: int, d
         loss = math.inf if c in diverged else math.log(_ppl(c, epoch))
         tse = math.inf if c in diverged else sum(math.log(_ppl(c, e)) + 0.1 for e in range(1, epoch + 1))
         rows.append(RankingRow(round=r, rank=rank, candidate=c, slot=slot, **CONFIGS[c], epoch=epoch, distance=distance,
-                               loss_gap=distance, loss=loss, tse=tse, valid_ppl=math.inf if c in diverged else _ppl(c, epoch),
-                               score=distance, status="diverged" if c in diverged else "ok", kept=rank <= kept))
+                               loss_gap=distance, loss=loss, tse=tse,
+                               valid_ppl=math.inf if c in diverged else _ppl(c, epoch), score=distance,
+                               status="diverged" if c in diverged else "ok", kept=rank <= kept))
     records.write_rows(path, rows, RankingRow)
 
 
@@ -293,7 +295,8 @@ def test_correlation_points_take_each_measure_at_the_early_epoch_itself(syntheti
     points = correlation_points(run, {"blocks": pd.DataFrame({"candidate": ["c002"], "epoch": [2], "distance": [0.5]})},
                                 [1, 2]).set_index(["candidate", "epoch"])
     assert points.loc[("c002", 2), "distance_blocks"] == 0.5
-    assert math.isnan(points.loc[("c002", 1), "distance_blocks"]) and math.isnan(points.loc[("c002", 2), "distance_sorted"])
+    assert (math.isnan(points.loc[("c002", 1), "distance_blocks"])
+            and math.isnan(points.loc[("c002", 2), "distance_sorted"]))
     # the same float64 expression written to metrics.jsonl and read back exactly (JSON keeps every bit)
     assert points.loc[("c003", 2), "valid_ppl"] == _ppl("c003", 2) * 1.01, "epoch 2's, not the best"
     assert points.loc[("c002", 1), "final_test_ppl"] == SELECTED["test_ppl"]

@@ -21,7 +21,8 @@ from lsh.stages import pool as stage_pool
 from lsh.stages.select import select
 
 
-def schedule(n: int, e0: int = 3, ei: int = 3, eliminate: float = 0.5, insert: float = 0.25, final_pool: int = 2) -> Plan:
+def schedule(n: int, e0: int = 3, ei: int = 3, eliminate: float = 0.5, insert: float = 0.25,
+             final_pool: int = 2) -> Plan:
     return plan(SearchConfig(mode="lsh", ranker="ls", embedding="pca", distance="l2", pca_fit="pair", proposer="tpe",
                              history="survivors", n=n, e0=e0, ei=ei, eliminate=eliminate, insert=insert,
                              final_pool=final_pool))
@@ -202,7 +203,8 @@ def test_tpe_concentrates_where_the_history_is_good_more_than_random():
     space = dataclasses.replace(SPACE, death_rate=DeathRateRange(0.4, 0.9, None))
     good = [dict(init="ER", death=d, growth="random", redistribution="nonzeros", death_rate=0.5 + 0.02 * i)
             for i, d in enumerate(["magnitude", "SET", "threshold", "global_magnitude"])]
-    bad = [dict(good[i], init="uniform", redistribution=r, death_rate=0.8 + 0.01 * i) for i, r in enumerate(["magnitude", "none"] * 2)]
+    bad = [dict(good[i], init="uniform", redistribution=r, death_rate=0.8 + 0.01 * i)
+           for i, r in enumerate(["magnitude", "none"] * 2)]
     history = [(c, 0.1 * (i + 1)) for i, c in enumerate(good)] + [(c, 5.0 + i) for i, c in enumerate(bad)]
     tried = [c for c, _ in history]
 
@@ -314,9 +316,10 @@ def final_run(root, outcomes: list[tuple[str, float | None]]) -> dict:
     root.joinpath("final").mkdir(parents=True)
     layout.final_pool.write_text(json.dumps(Pool(round="final", slots=slots, tried=(), next_id=len(slots)).to_json()))
     for f, (status, ppl) in enumerate(outcomes):
-        summary = {"status": status, "epochs": 3 if status == "diverged" else 10, "best_valid_ppl": ppl, "best_epoch": 2,
-                   "test_ppl": ppl, "seconds": 1.0, "epochs_trained": 3,
-                   **({"reason": "the validation perplexity 5e+66 is worse than uniform guessing"} if status == "diverged" else {})}
+        summary = {"status": status, "epochs": 3 if status == "diverged" else 10, "best_valid_ppl": ppl,
+                   "best_epoch": 2, "test_ppl": ppl, "seconds": 1.0, "epochs_trained": 3,
+                   **({"reason": "the validation perplexity 5e+66 is worse than uniform guessing"}
+                      if status == "diverged" else {})}
         layout.final_train(f).mkdir(parents=True)
         (layout.final_train(f) / "summary.json").write_text(json.dumps(summary))
     return select(params, layout)

@@ -83,7 +83,8 @@ def test_a_served_training_writes_the_bits_a_fresh_process_writes(server, prepar
     assert rows("fresh") == rows("served")
     def spectra(name: str) -> list[dict]:  # the clock's and the file system's fields aside
         cache = json.loads((tmp_path / name / "spectra-cache.json").read_text())
-        return [{k: v for k, v in entry.items() if k not in ("seconds", "mtime_ns")} for entry in cache["spectra"].values()]
+        return [{k: v for k, v in entry.items() if k not in ("seconds", "mtime_ns")}
+                for entry in cache["spectra"].values()]
     assert len(spectra("fresh")) == 3 and spectra("fresh") == spectra("served")
 
 

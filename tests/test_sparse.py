@@ -28,8 +28,9 @@ def small_params(model_type: str = "lstm", **sparse_cfg: object) -> Params:
         if model_type == "lstm"
         else ["model.type=rhn", "model.layers=1", "model.depth=2", "model.emb=8", "model.hidden=8", "model.tied=true"]
     )
-    overrides = [*model, "train.lr=2", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4", "train.eval_tokens=null",
-                 "final.epochs=4", "sparse.decay_epochs=null", *(f"sparse.{k}={json.dumps(v)}" for k, v in sparse_cfg.items())]
+    overrides = [*model, "train.lr=2", "train.batch_size=4", "train.bptt=10", "train.eval_batch_size=4",
+                 "train.eval_tokens=null", "final.epochs=4", "sparse.decay_epochs=null",
+                 *(f"sparse.{k}={json.dumps(v)}" for k, v in sparse_cfg.items())]
     return Params.from_dict(config.load_params(SMOKE, overrides))
 
 
@@ -154,7 +155,8 @@ def test_redistribution_shares_exactly_and_caps_a_layer_at_99_percent():
     counts = sparse.topology.regrowth_counts({"a": 10, "b": 10}, shares, masks)
     assert sum(counts.values()) == 20
     assert counts["a"] == 4, "a: 95 of 100 + 4 = 99 %, the rest spills to b"
-    counts = sparse.topology.regrowth_counts({"a": 3, "b": 4}, sparse.topology.redistribution_shares("nonzeros", weights, masks, None), masks)
+    counts = sparse.topology.regrowth_counts(
+        {"a": 3, "b": 4}, sparse.topology.redistribution_shares("nonzeros", weights, masks, None), masks)
     assert sum(counts.values()) == 7 and counts["a"] == 4 and counts["b"] == 3
     assert sparse.topology.redistribution_shares("none", weights, masks, None) is None
     assert sparse.topology.regrowth_counts({"a": 2, "b": 5}, None, masks) == {"a": 2, "b": 5}
@@ -177,7 +179,8 @@ def test_redistribution_shares_are_measured_before_pruning(mode):
     expected_shares = sparse.topology.redistribution_shares(mode, weights, before, None)
     removed = sparse.topology.death_global_magnitude(weights, before, hook.death_rate)
     after_prune = {n: before[n] & ~removed[n] for n in before}
-    expected = sparse.topology.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, expected_shares, after_prune)
+    expected = sparse.topology.regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, expected_shares,
+                                               after_prune)
     hook.end_of_epoch(t.model, t.optimizer, t.averager)
     regrown = {n: int((hook.masks[n] & ~after_prune[n]).sum()) for n in hook.masks}
     assert regrown == expected
@@ -257,7 +260,8 @@ def test_same_seed_gives_same_masks_and_weights_and_resume_is_exact(ptb_quick_sm
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
     a0, c0 = (training.load_checkpoint(tmp_path / d / "epoch-000.pt") for d in "ac")
-    assert not torch.equal(a0["masks"]["lstm.weight_hh_l0"], c0["masks"]["lstm.weight_hh_l0"]), "masks come from the seed"
+    assert not torch.equal(a0["masks"]["lstm.weight_hh_l0"], c0["masks"]["lstm.weight_hh_l0"]), \
+        "masks come from the seed"
     assert a0["masks"]["lstm.weight_hh_l0"].dtype == torch.bool
 
 
@@ -281,7 +285,8 @@ def test_jacobian_init_keeps_the_top_k_of_a_direct_computation():
     for u in (1, 2):
         h, c = states[6 - u]
         x = model.embed(tokens[6 - u])
-        jac = torch.func.vmap(torch.func.jacrev(lambda hb, cb, xb: model.step((hb, cb), xb)[0]), in_dims=(1, 1, 0))(h, c, x)
+        jac = torch.func.vmap(torch.func.jacrev(lambda hb, cb, xb: model.step((hb, cb), xb)[0]),
+                              in_dims=(1, 1, 0))(h, c, x)
         j1 = jac.reshape(3, 10, 10).sum(dim=2)
         grads = torch.autograd.grad((j1**2).sum() / 3, params, allow_unused=True)
         for n, g in zip(names, grads):
@@ -294,7 +299,8 @@ def test_jacobian_init_keeps_the_top_k_of_a_direct_computation():
     gamma = dict(zip(names, torch.autograd.grad(total / 3, params, allow_unused=True)))
     for n in names:
         g = gamma[n]
-        direct = torch.where(g.abs() > 0, delta[n] / g.abs().clamp(min=1e-30), torch.zeros_like(delta[n])) if g is not None else torch.zeros_like(delta[n])
+        direct = (torch.where(g.abs() > 0, delta[n] / g.abs().clamp(min=1e-30), torch.zeros_like(delta[n]))
+                  if g is not None else torch.zeros_like(delta[n]))
         # gamma runs the same operations on both sides; delta's float64 gradients sum over 3 samples and 6 steps
         # the 4 gates' 4 + 5 + 5 terms in another order (jvp against jacrev): relative to each entry
         torch.testing.assert_close(scores[n], direct, rtol=two_ways(EPS64, 3 * 6 * 4 * 14), atol=0)

@@ -143,7 +143,8 @@ def test_method_summaries_count_what_selected_nothing_apart():
                             "candidate_epochs": [10, 10, 10, 10], "selects_best": [True, False, False, False],
                             "config": ["g00", "g01", "g02", None]})
     row = summarise_methods(replays).iloc[0]
-    assert row["test_ppl"] == 106.0 and row["nothing_selected"] == 1 and row["test_ppl_low"] < 106 < row["test_ppl_high"]
+    assert (row["test_ppl"] == 106.0 and row["nothing_selected"] == 1
+            and row["test_ppl_low"] < 106 < row["test_ppl_high"])
 
 
 # --- the table and the replays ------------------------------------------------------------------
@@ -169,12 +170,14 @@ def test_every_strategy_spends_the_budget_it_claims():
     for ranker, proposer in (("ls", "grid"), ("loss", "tpe")):
         strategy = Strategy(kind="lsh", search=dataclasses.replace(search, ranker=ranker, proposer=proposer))
         for outcome in replay(table, strategy, params.space, repeats=6, base_seed=params.seed):
-            assert 10 + 2 * 2 <= outcome.candidate_epochs <= budget and len(outcome.incumbent) == outcome.candidate_epochs
+            assert (10 + 2 * 2 <= outcome.candidate_epochs <= budget
+                    and len(outcome.incumbent) == outcome.candidate_epochs)
             spent.add(outcome.candidate_epochs)
     assert spent == {14, 15}, "a newcomer among the finalists trains from e0, a survivor from epoch 2"
     for strategy, expected in (
         (Strategy(kind="random", search=search, budget=budget), budget // table.final_epochs * table.final_epochs),
-        (Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="rand")), 6 * table.final_epochs),
+        (Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="rand")),
+         6 * table.final_epochs),
         (Strategy(kind="iepoch", search=dataclasses.replace(search, proposer="rand")), 6 * 1 + 2 * (4 - 1)),
     ):
         for outcome in replay(table, strategy, params.space, repeats=3, base_seed=params.seed):
@@ -248,7 +251,8 @@ def subset_strategies(params: Params) -> list[Strategy]:
     search = dataclasses.replace(params.search, n=4)
     budget = lsh_budget(search, params.final_epochs)
     return [
-        *(Strategy(kind="lsh", search=dataclasses.replace(search, proposer=p)) for p in ("tpe", "atpe", "rand", "grid")),
+        *(Strategy(kind="lsh", search=dataclasses.replace(search, proposer=p))
+          for p in ("tpe", "atpe", "rand", "grid")),
         Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss")),
         Strategy(kind="iepoch", search=dataclasses.replace(search, proposer="tpe")),
         Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="tpe")),
@@ -294,7 +298,8 @@ def test_the_ls_replay_ranks_by_the_spectrum():
     outcome = replay(table, Strategy(kind="lsh", search=search), params.space, repeats=1, base_seed=params.seed)[0]
     first = [outcome.candidates[c] for c in outcome.rounds[0]]
     assert sorted(first) == [cid for cid, _ in table.configs]
-    assert first[:2] == ["g00", "g01"]  # the spectrum drifts from the dense one in proportion to a configuration's index
+    # the spectrum drifts from the dense one in proportion to a configuration's index
+    assert first[:2] == ["g00", "g01"]
     assert outcome.config == "g00" and outcome.test_ppl == 106.0
 
 
@@ -339,7 +344,8 @@ def test_repeats_cycle_over_the_training_seeds_and_read_only_that_seeds_rows():
     table = synthetic_table(params, seeds=2)
     search = dataclasses.replace(params.search, n=6)
     budget = lsh_budget(search, table.final_epochs)
-    for strategy in (Strategy(kind="lsh", search=search), Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss")),
+    for strategy in (Strategy(kind="lsh", search=search),
+                     Strategy(kind="lsh", search=dataclasses.replace(search, ranker="loss")),
                      Strategy(kind="optuna", search=search, pruner="hyperband", budget=budget),
                      Strategy(kind="random", search=search, budget=budget),
                      Strategy(kind="full", search=dataclasses.replace(search, mode="full", proposer="rand"))):
@@ -371,7 +377,8 @@ def test_a_quantised_table_holds_every_death_rate_and_its_replays_propose_them()
         seen |= set(outcome.candidates.values())
     assert len({round(dict(table.configs)[cid]["death_rate"], 6) for cid in seen}) > 1, "death rates are searched"
     with pytest.raises(Exception, match="study.space: quantised needs a quantised death rate"):
-        table_configs(dataclasses.replace(params.space, death_rate=dataclasses.replace(params.space.death_rate, q=None)),
+        table_configs(dataclasses.replace(params.space,
+                                          death_rate=dataclasses.replace(params.space.death_rate, q=None)),
                       "quantised")
 
 
@@ -418,9 +425,12 @@ def test_the_study_compares_every_method_at_every_pool_size():
     assert (1, 1) in schedules and all(plan(dataclasses.replace(params.search, e0=a, ei=b)).last_epoch <= 4
                                        for a, b in schedules)
     with pytest.raises(Exception, match="study.pools: n = 2"):
-        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(2,))), table.final_epochs)
-    with pytest.raises(Exception, match="study.pools: n = 12 takes the search to epoch 5, past the table's final.epochs"):
-        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))), table.final_epochs)
+        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(2,))),
+                         table.final_epochs)
+    with pytest.raises(Exception,
+                       match="study.pools: n = 12 takes the search to epoch 5, past the table's final.epochs"):
+        study_strategies(dataclasses.replace(params, study=dataclasses.replace(params.study, pools=(12,))),
+                         table.final_epochs)
 
 
 def test_the_summary_judges_alternatives_by_their_paired_difference_from_lsh_beside_their_budgets():
@@ -441,7 +451,8 @@ def test_the_summary_judges_alternatives_by_their_paired_difference_from_lsh_bes
             "-2.00 [-5.00, 1.00] (sign test p = 0.50), lower on 2 of 3 training seeds)") in words
     assert "LSH spent 44.0 candidate-epochs with the dense reference's 4.0." in words
     assert "Worse than LSH, the t interval of the paired difference clear of zero: Optuna's TPE with Hyperband" in words
-    assert "Not distinguishable from LSH (the t interval of the paired difference includes zero): random search" in words
+    assert ("Not distinguishable from LSH (the t interval of the paired difference includes zero): "
+            "random search") in words
     assert "successive halving" not in words, "a strategy the study did not replay is not mentioned"
     assert ("Better than LSH, the t interval of the paired difference clear of zero: training-speed estimation (TSE), "
             "training all n candidates to the end") in words, "TSE with LSH's proposer, not another's"
@@ -727,7 +738,8 @@ def test_a_table_where_every_configuration_diverged_cannot_support_a_verdict(tmp
     rows = table.rows
     keep = ((rows["config"] == DENSE) | (rows["epoch"] <= 2)).to_numpy()
     rows = rows[keep].reset_index(drop=True)
-    rows.loc[(rows["config"] != DENSE) & (rows["epoch"] == 2), ["status", "test_ppl", "valid_ppl"]] = ["diverged", None, None]
+    rows.loc[(rows["config"] != DENSE) & (rows["epoch"] == 2),
+             ["status", "test_ppl", "valid_ppl"]] = ["diverged", None, None]
     folder = save_table(Table(rows=rows, spectra={k: v[keep] for k, v in table.spectra.items()}, meta=table.meta),
                         tmp_path / "table")
     loaded = Table.load(folder)  # a valid table...
@@ -743,9 +755,11 @@ def test_a_seeds_mismatch_is_refused_naming_both(tmp_path):
     one = save_table(synthetic_table(params), tmp_path / "one")
     two = save_table(synthetic_table(params, seeds=2), tmp_path / "two")
     three = dataclasses.replace(params, study=dataclasses.replace(params.study, seeds=3))
-    with pytest.raises(LshError, match=r"one/table.json: the table was built with 1 training seed\(s\) .* study.seeds is 3"):
+    with pytest.raises(LshError,
+                       match=r"one/table.json: the table was built with 1 training seed\(s\) .* study.seeds is 3"):
         replay_all(three, one, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
-    with pytest.raises(LshError, match=r"two/table.json: the table was built with 2 training seed\(s\) .* study.seeds is 1"):
+    with pytest.raises(LshError,
+                       match=r"two/table.json: the table was built with 2 training seed\(s\) .* study.seeds is 1"):
         replay_all(params, two, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
     with pytest.raises(LshError, match=r"built with 2 training seed"):  # the report refuses it alike
         write_study(params, two, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path / "report")
@@ -796,12 +810,15 @@ def test_cells_gathered_into_a_table_load_back_as_they_were(tmp_path):
     (lambda cell: "{\"config\": \"g01\", \"se", "is not valid JSON"),
     (lambda cell: "", "the file is empty"),
     (lambda cell: {k: v for k, v in cell.items() if k != "spectra"}, "field 'spectra' is missing"),
-    (lambda cell: {**cell, "spectra": {k: v for k, v in cell["spectra"].items() if k != "2"}}, "no spectrum for epoch 2"),
-    (lambda cell: {**cell, "rows": {**cell["rows"], "1": {k: v for k, v in cell["rows"]["1"].items() if k != "test_ppl"}}},
+    (lambda cell: {**cell, "spectra": {k: v for k, v in cell["spectra"].items() if k != "2"}},
+     "no spectrum for epoch 2"),
+    (lambda cell: {**cell, "rows": {**cell["rows"],
+                                    "1": {k: v for k, v in cell["rows"]["1"].items() if k != "test_ppl"}}},
      "rows.1: field 'test_ppl' is missing"),
     (lambda cell: {**cell, "rows": {**cell["rows"], "1": {**cell["rows"]["1"], "valid_ppl": "12.5"}}},
      "rows.1.valid_ppl: expected a number, found '12.5'"),
-    (lambda cell: {**cell, "rows": {k: v for k, v in cell["rows"].items() if k != "4"}}, "stops at epoch 3 with status ok"),
+    (lambda cell: {**cell, "rows": {k: v for k, v in cell["rows"].items() if k != "4"}},
+     "stops at epoch 3 with status ok"),
     (lambda cell: {**cell, "config": "g99"}, "config 'g99' is not a configuration of this table"),
     (lambda cell: {**cell, "seed": 12345}, "seed 12345 is not a training seed of these params"),
 ])
@@ -824,8 +841,8 @@ def test_cells_missing_from_the_table_are_refused_before_it_is_written(tmp_path)
 
     params = small_params()
     cells = write_cells(synthetic_table(params), tmp_path / "cells")
-    with pytest.raises(LshError, match=f"do not make a valid table, so none is written: .*no rows for g02 with training "
-                                       f"seed {params.seed}"):
+    with pytest.raises(LshError, match=f"do not make a valid table, so none is written: .*no rows for g02 "
+                                       f"with training seed {params.seed}"):
         build_table(params, [c for c in cells if c.parent.parent.name != "g02"], tmp_path / "table")
     assert not (tmp_path / "table").exists()
 
@@ -880,7 +897,8 @@ def test_a_cell_relabelled_as_another_configuration_or_seed_is_refused_without_t
     by_config = {json.loads(p.read_text())["config"]: p for p in cells}
     original = by_config["g01"].read_text()
     for change, words in ((lambda c: c.update(config="g02"), "labelled g02, but its run records"),
-                          (lambda c: c["run"].update(seed=c["seed"] + 1), "labelled seed 1111, but its run records seed 1112"),
+                          (lambda c: c["run"].update(seed=c["seed"] + 1),
+                           "labelled seed 1111, but its run records seed 1112"),
                           (lambda c: c.update(config=DENSE), "labelled dense, but its run records a sparse training")):
         cell = json.loads(original)
         change(cell)
@@ -1029,7 +1047,8 @@ def test_a_cell_continued_after_a_kill_records_what_one_trained_straight_through
 
 
 @pytest.mark.slow
-def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_was_not_kept(ptb_quick_small, tmp_path, caplog):
+def test_table_4_trains_a_kept_cell_again_to_the_same_rows_when_its_checkpoint_was_not_kept(
+        ptb_quick_small, tmp_path, caplog):
     """Cells kept with the project (study.cells) come without checkpoints: Table 4 trains its best and worst
     configuration again beside the table, to the very rows kept, and a second call trains nothing."""
     import logging
@@ -1078,13 +1097,15 @@ def test_a_live_grid_run_and_its_replay_on_the_table_select_alike_round_by_round
     raw["study"].update({"pools": [6], "repeats": 2})
     (project / "small.yaml").write_text(config.dump(raw))
     params = Params.from_dict(config.validate(raw))
-    out = run([str(BIN / "snakemake"), "all", "study", "--cores", "2", "--configfile", "small.yaml"], project, timeout=1800)
+    out = run([str(BIN / "snakemake"), "all", "study", "--cores", "2", "--configfile", "small.yaml"], project,
+              timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     results = project / "results"
     table = Table.load(results / "study" / "table")
     assert [cid for cid, _ in table.configs] == cell_ids(params)[1:] and len(table.configs) == 8
-    outcome = replay(table, Strategy(kind="lsh", search=params.search), params.space, repeats=1, base_seed=params.seed)[0]
+    outcome = replay(table, Strategy(kind="lsh", search=params.search), params.space, repeats=1,
+                     base_seed=params.seed)[0]
     for r in range(len(plan(params.search).rounds)):
         live = list(csv.DictReader(open(results / "rounds" / f"r{r:02d}" / "ranking.csv")))
         assert [row["candidate"] for row in live] == outcome.rounds[r], f"round {r}"
@@ -1162,7 +1183,8 @@ def test_the_interval_over_seeds_is_the_t_interval_of_the_seeds_means():
     # the standard error's relative rounding carried through the quantile 4.3)
     tol = accumulated(EPS64, len(replays) + 3, 120.0)
     assert row["seeds"] == 3 and row["test_ppl"] == pytest.approx(means.mean(), abs=tol)
-    assert row["test_ppl_low"] == pytest.approx(low, abs=10 * tol) and row["test_ppl_high"] == pytest.approx(high, abs=10 * tol)
+    assert (row["test_ppl_low"] == pytest.approx(low, abs=10 * tol)
+            and row["test_ppl_high"] == pytest.approx(high, abs=10 * tol))
 
 
 def test_the_interval_over_seeds_widens_when_the_training_seeds_disagree_more():
@@ -1524,11 +1546,13 @@ def test_a_left_out_configuration_is_never_proposed_nor_selected():
 def test_the_sensitivity_words_name_the_configuration_that_moves_the_difference_most():
     def row(kind, setting, gap, post_hoc=False):
         return {"kind": kind, "setting": setting, "post_hoc": post_hoc, "seeds": 3, "lsh_test_ppl": 191.0,
-                "loss_test_ppl": 191.0 + gap, "loss_vs_lsh": gap, "loss_vs_lsh_low": gap - 1, "loss_vs_lsh_high": gap + 1,
-                "sign_p": 0.25, "loss_lower_seeds": 3, "lsh_candidate_epochs": 28.8, "loss_candidate_epochs": 24.0}
+                "loss_test_ppl": 191.0 + gap, "loss_vs_lsh": gap, "loss_vs_lsh_low": gap - 1,
+                "loss_vs_lsh_high": gap + 1, "sign_p": 0.25, "loss_lower_seeds": 3, "lsh_candidate_epochs": 28.8,
+                "loss_candidate_epochs": 24.0}
     frame = pd.DataFrame([row("as run", "e0 = 2", -1.2), row("e0", "e0 = 1", -0.3), row("e0", "e0 = 3", 0.2),
                           row("leave_out", "without g00", -1.1), row("leave_out", "without g01", -0.4),
-                          row("ranker", "LS raw-cosine-pair", 0.1, post_hoc=True), row("ranker", "LS raw-l2-pair", -1.0)])
+                          row("ranker", "LS raw-cosine-pair", 0.1, post_hoc=True),
+                          row("ranker", "LS raw-l2-pair", -1.0)])
     points = pd.DataFrame([{"config": c, "seed": s, "epoch": e, "final_test_ppl": f, "loss_gap": g, "ls": ls}
                            for s in (1, 2, 3) for e in (1, 2, 3, 4)
                            for c, f, g, ls in (("g00", 190, 0.3, 1.0), ("g01", 185, 0.1, 9.0 if e == 2 else 0.5),
@@ -1538,7 +1562,8 @@ def test_the_sensitivity_words_name_the_configuration_that_moves_the_difference_
     assert "most of all g01 (-0.40 [-1.40, 0.60] without it)" in words
     assert ("g01 ranks 1 by final test perplexity; at e0 = 2 the LS distance ranks it 3 and the loss gap 1, "
             "at epoch 4 the LS distance 1.") in words
-    assert "With the raw-cosine-pair LS ranker, chosen after looking at this study's data (so it tests nothing)" in words
+    assert ("With the raw-cosine-pair LS ranker, chosen after looking at this study's data "
+            "(so it tests nothing)") in words
     assert "raw-l2" not in words, "only the post hoc option is in the summary; the rest are in sensitivity.md"
 
 

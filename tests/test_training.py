@@ -207,7 +207,8 @@ def test_a_failed_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
 def test_divergence_ends_as_status_not_crash(ptb_quick_small, tmp_path):
     out = run_lsh(
         "train", "--params", str(SMOKE), "--out", str(tmp_path), "--epochs", "3",
-        "--data", str(ptb_quick_small), "--set", "data.train_tokens=12000", "--set", "train.lr=1e12", "--set", "train.clip=1e9",
+        "--data", str(ptb_quick_small), "--set", "data.train_tokens=12000",
+        "--set", "train.lr=1e12", "--set", "train.clip=1e9",
         "--set", "model.emb=16", "--set", "model.hidden=16", "--set", "train.eval_tokens=4000",
     )
     assert out.returncode == 0, out.stderr
@@ -271,7 +272,8 @@ def test_init_continues_a_parent_and_stale_checkpoints_of_another_parent_are_rep
         training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt", resume=True)
     training.train(params, corpus, tmp_path / "child", 2, init=tmp_path / "parent" / "epoch-001.pt",
                    resume=True, restart=True)
-    assert training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")["history"][:1] == training.load_checkpoint(tmp_path / "parent" / "epoch-001.pt")["history"]
+    assert (training.load_checkpoint(tmp_path / "child" / "epoch-002.pt")["history"][:1]
+            == training.load_checkpoint(tmp_path / "parent" / "epoch-001.pt")["history"])
 
 
 def sparse_params(**sets: object) -> RunSpec:
@@ -390,7 +392,8 @@ def test_a_checkpoint_holding_code_is_refused_as_unsafe_not_called_corrupted(tmp
 def test_init_from_a_diverged_parent_says_it_diverged(tmp_path):
     parent = tmp_path / "parent"
     parent.mkdir()
-    (parent / "summary.json").write_text(json.dumps({"status": "diverged", "epochs": 2, "reason": "the training loss is no longer finite"}))
+    (parent / "summary.json").write_text(json.dumps({"status": "diverged", "epochs": 2,
+                                                     "reason": "the training loss is no longer finite"}))
     with pytest.raises(LshError, match="--init .*epoch-003.pt does not exist: that run diverged at epoch 2 "
                                        r"\(the training loss is no longer finite\)"):
         training.train(sparse_params(), synthetic_corpus(), tmp_path / "child", 4, init=parent / "epoch-003.pt")

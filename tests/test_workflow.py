@@ -262,7 +262,8 @@ def test_the_same_seed_gives_the_same_run_under_dvc_repro_from_scratch_and_snake
     project = copy_project(tmp_path, ptb_quick)
     for name in ("params.yaml", "dvc.yaml", ".gitignore"):
         shutil.copy2(smoke_run / name, project / name)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"]):
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"]):
         subprocess.run(cmd, cwd=project, check=True)
     ok(run([str(BIN / "dvc"), "repro"], project, timeout=1200))
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -270,7 +271,8 @@ def test_the_same_seed_gives_the_same_run_under_dvc_repro_from_scratch_and_snake
     outs = {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
     assert {"results/dense", "results/rounds/r00", "results/rounds/r01", "results/final"} <= outs
     one, two = smoke_run / "results", project / "results"
-    for path in [*sorted(one.glob("rounds/*/*.json")), *sorted(one.glob("rounds/*/ranking.csv")), one / "final" / "pool.json"]:
+    for path in [*sorted(one.glob("rounds/*/*.json")), *sorted(one.glob("rounds/*/ranking.csv")),
+                 one / "final" / "pool.json"]:
         assert path.read_text() == (two / path.relative_to(one)).read_text(), path
     a, b = (json.loads((r / "final" / "selected.json").read_text()) for r in (one, two))
     for key in ("candidate", "config", "valid_ppl", "test_ppl", "distance_history", "finalists"):
@@ -370,7 +372,8 @@ def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(proje
     assert all(params[k] != defaults[k] for k in defaults), "the preset differs from params.yaml in every section"
     (project / "preset.yaml").write_text(config.dump(params))
     assert "1.0e-06" in (project / "preset.yaml").read_text() and "1.0e+16" in (project / "preset.yaml").read_text()
-    out = run([str(BIN / "snakemake"), "out/dense/spectra.json", "--cores", "2", "--configfile", "preset.yaml"], project)
+    out = run([str(BIN / "snakemake"), "out/dense/spectra.json", "--cores", "2", "--configfile", "preset.yaml"],
+              project)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert config.load_params(project / "out" / "resolved-params.yaml") == params
     assert json.loads((project / "data" / "prepared" / "meta.json").read_text())["tokens"]["train"] == 15000
@@ -425,11 +428,13 @@ def reference_of(results: Path) -> dict:
     """What tests/data/smoke_reference.json records of a smoke run: the environment that made it, its data
     (conftest's quick corpus), the pools, every ranking's rows (floats as written), the proposals and the selection."""
     environment = json.loads((results / "environment.json").read_text())
-    pools = {str(p.relative_to(results)): [None if e is None else {k: e[k] for k in ("candidate", "config", "epochs_before", "epochs_after")}
+    slot_keys = ("candidate", "config", "epochs_before", "epochs_after")
+    pools = {str(p.relative_to(results)): [None if e is None else {k: e[k] for k in slot_keys}
                                            for e in json.loads(p.read_text())["slots"]]
              for p in [*sorted(results.glob("rounds/*/pool.json")), results / "final" / "pool.json"]}
-    rankings = {str(p.relative_to(results)): [{"candidate": r["candidate"], "rank": int(r["rank"]), "kept": r["kept"] == "True",
-                                               "distance": r["distance"], "valid_ppl": r["valid_ppl"]}
+    rankings = {str(p.relative_to(results)): [{"candidate": r["candidate"], "rank": int(r["rank"]),
+                                               "kept": r["kept"] == "True", "distance": r["distance"],
+                                               "valid_ppl": r["valid_ppl"]}
                                               for r in csv.DictReader(p.open())]
                 for p in sorted(results.glob("rounds/*/ranking.csv"))}
     proposals = {str(p.relative_to(results)): json.loads(p.read_text())["proposals"]

@@ -56,7 +56,8 @@ def test_every_rules_command_keeps_a_hostile_results_path_one_argument(project: 
     params["results"] = HOSTILE
     params["report"]["correlation_candidates"] = 1
     (project / "hostile.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    out = run([SNAKEMAKE, "all", "compare", "study", "-n", "-p", "--cores", "1", "--configfile", "hostile.yaml"], project)
+    out = run([SNAKEMAKE, "all", "compare", "study", "-n", "-p", "--cores", "1", "--configfile", "hostile.yaml"],
+              project)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     commands = shell_commands(out.stdout)
     assert {rule for rule, _ in commands} == shell_rules(), "a dry run that shows every rule's command"
@@ -68,7 +69,8 @@ def test_every_rules_command_keeps_a_hostile_results_path_one_argument(project: 
                 assert word == HOSTILE or word.startswith(HOSTILE + "/"), (rule, word, command)
     compare = next(shlex.split(c) for rule, c in commands if rule == "compare")
     runs = compare[compare.index("--compare") + 1: compare.index("--out")]
-    assert runs == [f"{HOSTILE}/compare/{m}" for m in yaml.safe_load((REPO / "workflow" / "comparison.yaml").read_text())]
+    assert runs == [f"{HOSTILE}/compare/{m}"
+                    for m in yaml.safe_load((REPO / "workflow" / "comparison.yaml").read_text())]
     assert not injected(project)
 
 
@@ -91,7 +93,8 @@ def test_a_results_folder_with_a_space_quotes_and_non_ascii_letters_runs_the_smo
 def test_a_new_results_folder_reuses_the_prepared_data(hostile_run: Path):
     prepared = hostile_run / "data" / "prepared"
     before = snapshot(prepared)
-    dry = run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", SMOKE, "--config", "results=other results"], hostile_run)
+    dry = run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", SMOKE, "--config", "results=other results"],
+              hostile_run)
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
     rules = set(re.findall(r"^rule (\w+):", dry.stdout, flags=re.M))
     assert "train_dense" in rules and "prepare" not in rules, rules

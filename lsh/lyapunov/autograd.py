@@ -103,7 +103,8 @@ def spectrum_of_map(
     k = exponent_count(exponents, L, "map's")
     steps = inputs.shape[0] - warmup
     if steps < 1 or inputs.shape[1] != K:
-        raise LshError(f"inputs of shape {tuple(inputs.shape)} do not give {K} samples with steps after {warmup} warm-up")
+        raise LshError(f"inputs of shape {tuple(inputs.shape)} do not give {K} samples "
+                       f"with steps after {warmup} warm-up")
     xs = inputs.to(dt) if inputs.is_floating_point() else inputs
     h0 = h0.to(dt)
     tangent = AutogradJacobian(lambda z, aux, x: (step(z, x), aux), h0, h0[:, :0], xs)

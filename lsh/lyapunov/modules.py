@@ -325,7 +325,8 @@ def _language_model_job(model: LanguageModel, tokens: Tensor, h0: State, options
     if h0 is not None:
         raise LshError("h0: a language model of this project starts from the zero state; h0 is for torch.nn modules")
     if not isinstance(tokens, Tensor) or tokens.is_floating_point() or tokens.dim() not in (1, 2):
-        what = f"shape {tuple(tokens.shape)}, dtype {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
+        what = (f"shape {tuple(tokens.shape)}, dtype {tokens.dtype}" if isinstance(tokens, Tensor)
+                else type(tokens).__name__)
         raise LshError(f"inputs: a language model takes token ids [T, K] or one sequence [T]; got {what}")
     tokens = tokens.reshape(tokens.shape[0], -1)
     if isinstance(model, LSTMLanguageModel):
@@ -339,7 +340,8 @@ def _language_model_job(model: LanguageModel, tokens: Tensor, h0: State, options
     layout = _layout(options["layout"], 1, state, k, L)
     device = options["device"] or next(model.parameters()).device
     keys = ("warmup", "exponents", "state", "method", "log_base", "dtype", "qr_every", "min_exponent")
-    return _Job(steps, lambda: model_spectra(model, tokens, device=device, **{key: options[key] for key in keys})[layout],
+    return _Job(steps,
+                lambda: model_spectra(model, tokens, device=device, **{key: options[key] for key in keys})[layout],
                 {"log_base": options["log_base"], "layout": layout, "state": state})
 
 

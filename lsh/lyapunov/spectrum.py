@@ -67,7 +67,8 @@ def autograd_tangent(model: LanguageModel, xs: Tensor, state: str, per_layer: bo
         return AutogradJacobian(lstm_flat_step(model, state), zeros, aux, xs, blocks)
     s0 = model.init_state(K)
     if not isinstance(s0, Tensor):
-        raise LshError(f"method autograd: {type(model).__name__}'s state is not one tensor; wrap its step for spectrum_of_map")
+        raise LshError(f"method autograd: {type(model).__name__}'s state is not one tensor; "
+                       "wrap its step for spectrum_of_map")
 
     def step(z, aux, x):  # z [B, L] <-> the model's state [B, ...]
         return model.step(z.view(z.shape[0], *s0.shape[1:]), x).reshape(z.shape), aux

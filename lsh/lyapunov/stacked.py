@@ -18,9 +18,11 @@ def layer_weights(rnn: nn.RNNBase, dtype: torch.dtype, device: torch.device) -> 
     unidirectional torch.nn.LSTM, GRU or RNN, detached and cast once; zero biases when bias=False."""
     out = []
     for l in range(rnn.num_layers):
-        w_ih, w_hh = (getattr(rnn, f"{n}_l{l}").detach().to(device=device, dtype=dtype) for n in ("weight_ih", "weight_hh"))
+        w_ih, w_hh = (getattr(rnn, f"{n}_l{l}").detach().to(device=device, dtype=dtype)
+                      for n in ("weight_ih", "weight_hh"))
         if rnn.bias:
-            b_ih, b_hh = (getattr(rnn, f"{n}_l{l}").detach().to(device=device, dtype=dtype) for n in ("bias_ih", "bias_hh"))
+            b_ih, b_hh = (getattr(rnn, f"{n}_l{l}").detach().to(device=device, dtype=dtype)
+                          for n in ("bias_ih", "bias_hh"))
         else:
             b_ih = b_hh = w_hh.new_zeros(w_hh.shape[0])
         out.append((w_ih, w_hh, b_ih, b_hh))

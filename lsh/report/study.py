@@ -195,8 +195,8 @@ def alternatives_words(methods: pd.DataFrame, n: int, proposer: str) -> str:
         test = reference_test(row)
         budget = row.get("budget_vs_reference", math.nan)
         more = "" if not math.isfinite(budget) else (
-            "the same budget as LSH" if abs(budget) < 0.05 else f"{abs(budget):.1f} {'more' if budget > 0 else 'fewer'} "
-            "than LSH")
+            "the same budget as LSH" if abs(budget) < 0.05
+            else f"{abs(budget):.1f} {'more' if budget > 0 else 'fewer'} than LSH")
         parts.append(f"{words} {estimate_words(Estimate.of(row, 'test_ppl'))} ({budget_words(*charges(row))}"
                      f"{'; ' + more if more else ''}; minus LSH's: {test_words(test)}, lower on "
                      f"{test.lower} of {test.seeds} training seeds)")
@@ -294,19 +294,21 @@ def summary_markdown(params: Params, table: Table, v: Verdict, repeats: int, not
     lines = [
         "# Study: does ranking by the Lyapunov spectrum pick better pruned models than ranking by the loss?", "",
         f"Table: {len(table.configs)} configurations ({meta['space']} space), {len(table.seeds)} training seed(s), "
-        f"epochs 0..{table.final_epochs}, model {params.model.type.upper()} {params.model.layers} x {params.model.hidden}, "
+        f"epochs 0..{table.final_epochs}, "
+        f"model {params.model.type.upper()} {params.model.layers} x {params.model.hidden}, "
         f"{params.data.train_tokens or 'all'} training tokens; every strategy replayed {repeats} times.", "",
         "## Verdict", "", signal_words(v), "", method_words(v), "", *[line for note in notes for line in (note, "")],
         "## Files", "",
-        "- `early_signals.md` / `.csv`: every signal (the LS distance under each ranker option, the validation-loss gap, "
-        "the training loss, the validation perplexity, and the labels-only reference) at each early epoch, per training "
-        "seed and pooled, Pearson, Spearman and Kendall with 95 % bootstrap intervals, top-quarter recall, and Spearman "
-        "within death methods and controlling for the choices; `signals.png`",
+        "- `early_signals.md` / `.csv`: every signal (the LS distance under each ranker option, the validation-loss "
+        "gap, the training loss, the validation perplexity, and the labels-only reference) at each early epoch, per "
+        "training seed and pooled, Pearson, Spearman and Kendall with 95 % bootstrap intervals, top-quarter recall, "
+        "and Spearman within death methods and controlling for the choices; `signals.png`",
         "- `methods.md` / `.csv`: every strategy at each pool size, its candidate-epochs, mean final test perplexity "
         "and regret with 95 % intervals over training seeds (none with one seed), and its difference from LSH paired "
         "within training seeds (`vs_lsh`); `methods.png`; `anytime.png` (the "
         "incumbent against candidate-epochs)",
-        "- `ls_options.md` / `.csv`: the LS ranker's options (embedding, distance, layout, PCA fit) with the grid proposer",
+        "- `ls_options.md` / `.csv`: the LS ranker's options (embedding, distance, layout, PCA fit) "
+        "with the grid proposer",
         "- `schedules.md` / `.csv`: e0 in 1..3 and ei in 1..4 on the grid (paper Table 3)",
         "- `ls_samples.md` / `.csv`: the spectrum from K validation samples (paper Table 4)",
         "- `../replays.csv`, `../anytime.csv` (in the run's study folder; a copy of this report kept elsewhere "
@@ -358,7 +360,8 @@ def sensitivity_words(frame: pd.DataFrame, points: pd.DataFrame, default_ls: str
     by_e0 = frame[frame["kind"].isin(["as run", "e0"])].copy()
     by_e0["e0"] = by_e0["setting"].str.extract(r"e0 = (\d+)", expand=False).astype(int)
     parts.append("Sensitivity (`sensitivity.md`): the loss-ranked search minus LSH at "
-                 + "; ".join(f"e0 = {int(r['e0'])} {said(r)} (lower on {int(r['loss_lower_seeds'])} of {int(r['seeds'])} seeds)"
+                 + "; ".join(f"e0 = {int(r['e0'])} {said(r)} "
+                             f"(lower on {int(r['loss_lower_seeds'])} of {int(r['seeds'])} seeds)"
                              for _, r in by_e0.sort_values("e0").iterrows()) + ".")
     base = frame[frame["kind"] == "as run"].iloc[0]
     out = frame[frame["kind"] == "leave_out"]
@@ -370,7 +373,8 @@ def sensitivity_words(frame: pd.DataFrame, points: pd.DataFrame, default_ls: str
             f"Leaving one configuration out moves the difference between {out['loss_vs_lsh'].min():.2f} and "
             f"{out['loss_vs_lsh'].max():.2f} (as run: {base['loss_vs_lsh']:.2f}); most of all {cid} ({said(top)} "
             f"without it). Over the training seeds {cid} ranks {_span(_ranks(points, 'final_test_ppl', e0, cid))} by "
-            f"final test perplexity; at e0 = {e0} the LS distance ranks it {_span(_ranks(points, default_ls, e0, cid))} "
+            f"final test perplexity; at e0 = {e0} the LS distance ranks it "
+            f"{_span(_ranks(points, default_ls, e0, cid))} "
             f"and the loss gap {_span(_ranks(points, 'loss_gap', e0, cid))}"
             + (f", at epoch {e0 + 2} the LS distance {_span(_ranks(points, default_ls, e0 + 2, cid))}"
                if (points["epoch"] == e0 + 2).any() else "") + ".")
@@ -387,11 +391,13 @@ def released_words(ls: pd.Series, ppl: pd.Series) -> str:
     said = lambda r, k: estimate_words(Estimate.of(r, k))  # noqa: E731
     better = lambda k: "the LS distance" if ls[k] > ppl[k] else "the validation perplexity"  # noqa: E731
     agree = better("spearman") == better("pearson")
+    keeps = (ls["keeps_best"], ppl["keeps_best"])
     best = {(True, True): "both keep the best candidate", (False, False): "neither keeps the best candidate",
             (True, False): "only the LS distance's keeps the best candidate",
-            (False, True): "only the validation perplexity's keeps the best candidate"}[(ls["keeps_best"], ppl["keeps_best"])]
+            (False, True): "only the validation perplexity's keeps the best candidate"}[keeps]
     return (f"By Spearman {better('spearman')} ranks the outcome better (the LS distance {said(ls, 'spearman')}, the "
-            f"validation perplexity {said(ppl, 'spearman')}); by Pearson {'so does it' if agree else 'the order reverses'} "
+            f"validation perplexity {said(ppl, 'spearman')}); "
+            f"by Pearson {'so does it' if agree else 'the order reverses'} "
             f"({said(ls, 'pearson')} against {said(ppl, 'pearson')}). The half each keeps, as a round of the pipeline "
             f"ranks it: the LS distance's has a mean outcome of {ls['kept_mean_final']:.2f}, the validation "
             f"perplexity's {ppl['kept_mean_final']:.2f} (all {int(ls['n'])}: {ls['all_mean_final']:.2f}); {best}; "

@@ -91,7 +91,8 @@ def _selection_lines(run: Run, dense: dict | None) -> list[str]:
     rows = [("selected " + sel.candidate, sel.valid_ppl, sel.test_ppl)]
     if dense:
         rows.append(("dense reference", dense["valid_ppl"], dense["test_ppl"]))
-        rows.append(("selected - dense", _diff(sel.valid_ppl, dense["valid_ppl"]), _diff(sel.test_ppl, dense["test_ppl"])))
+        rows.append(("selected - dense", _diff(sel.valid_ppl, dense["valid_ppl"]),
+                     _diff(sel.test_ppl, dense["test_ppl"])))
     lines += ["| model | validation perplexity | test perplexity |", "| --- | --- | --- |"]
     lines += [f"| {name} | {_fmt(v)} | {_fmt(t)} |" for name, v, t in rows]
     lines.append("")
@@ -149,7 +150,8 @@ def _diff(a: Any, b: Any) -> float:
 
 FILE_DESCRIPTIONS = {
     "summary.md": "this summary",
-    "table1.md": "method, validation and test perplexity, candidate-epochs and wall time (paper Table 1; also table1.csv)",
+    "table1.md": "method, validation and test perplexity, candidate-epochs and wall time "
+                 "(paper Table 1; also table1.csv)",
     "table1.csv": "the same as table1.md, full precision",
     "budget.md": "candidate-epochs per round, planned against spent, and wall seconds per stage",
     "metrics.json": "the final numbers, flat (`dvc metrics show`)",
@@ -157,7 +159,8 @@ FILE_DESCRIPTIONS = {
     "distance_curves.png": "distance to the dense reference in LS space over epochs",
     "perplexity_curves.png": "validation perplexity over epochs",
     "ls_space.png": "the dense and the selected trajectories in 2-D PCA LS space",
-    "correlation.png": "early LS distance (both layouts) and validation perplexity at the same epoch against final perplexity",
+    "correlation.png": "early LS distance (both layouts) and validation perplexity at the same epoch "
+                       "against final perplexity",
     "correlation.csv": "Pearson and Spearman coefficients of correlation.png",
     "correlation_points.csv": "the per-candidate points of correlation.png",
 }

@@ -104,7 +104,8 @@ def format_cell(x: Any, digits: int) -> str:
     return str(x)
 
 
-def markdown_table(df: pd.DataFrame, digits: dict[str, int] | None = None, headers: dict[str, str] | None = None) -> str:
+def markdown_table(df: pd.DataFrame, digits: dict[str, int] | None = None,
+                   headers: dict[str, str] | None = None) -> str:
     """A GitHub markdown table (no tabulate dependency); floats with `digits` decimals per column (default 2)."""
     digits, headers = digits or {}, headers or {}
     cols = list(df.columns)

@@ -103,7 +103,8 @@ def propose_hyperopt(proposer: str) -> Callable[..., list[Proposal]]:
     """k proposals from one of hyperopt's algorithms; only when it keeps proposing known configurations
     (a nearly exhausted space) is the rest drawn uniformly from the unused ones, marked `fallback`."""
 
-    def propose_with(space: SpaceConfig, history: list[tuple[dict, float]], seen: set, k: int, seed: int) -> list[Proposal]:
+    def propose_with(space: SpaceConfig, history: list[tuple[dict, float]], seen: set, k: int,
+                     seed: int) -> list[Proposal]:
         trials = history_trials(history, space)
         out: list[Proposal] = []
         attempt = 0

@@ -38,7 +38,9 @@ def embed_tsne(points: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
 
-EMBEDDINGS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"pca": embed_pca, "raw": embed_raw, "tsne": embed_tsne}
+EMBEDDINGS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "pca": embed_pca, "raw": embed_raw, "tsne": embed_tsne,
+}
 
 
 def distance_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -169,7 +171,8 @@ def rank(scores: dict[str, float], order: list[str]) -> list[str]:
 
 
 
-def loss_gaps(candidates: dict[str, tuple[int, float | None]], dense: dict[int, float | None], source: str) -> dict[str, float]:
+def loss_gaps(candidates: dict[str, tuple[int, float | None]], dense: dict[int, float | None],
+              source: str) -> dict[str, float]:
     """The loss-based distance: a candidate's validation loss minus the dense reference's at the same
     epoch (candidates: id -> (epoch, loss or None when diverged)). Comparing each candidate with the
     dense model at its own epoch, as the LS ranker does, lets a new candidate at e0 compete fairly

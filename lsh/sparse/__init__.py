@@ -104,7 +104,8 @@ class SparseTraining:
         self.apply()  # pruned weights are zero now, so one regrown at once starts from zero too
         counts = regrowth_counts({n: int(r.sum()) for n, r in removed.items()}, shares, self.masks)
         for n, w in self.weights.items():
-            grown = grow(self.cfg.growth, ~self.masks[n], counts[n], w.grad, self.momentum[n] if self.momentum else None)
+            grown = grow(self.cfg.growth, ~self.masks[n], counts[n], w.grad,
+                         self.momentum[n] if self.momentum else None)
             self.masks[n] = self.masks[n] | grown
             if averager.active:
                 averager.restart(n, grown)

@@ -49,7 +49,8 @@ def random_masks(weights: dict[str, Tensor], counts: dict[str, int]) -> dict[str
     return {n: choose_random(torch.ones_like(w, dtype=torch.bool), counts[n]) for n, w in weights.items()}
 
 
-def jacobian_sensitivity(model: LanguageModel, tokens: Tensor, approx_tokens: Tensor, horizon: int) -> dict[str, Tensor]:
+def jacobian_sensitivity(model: LanguageModel, tokens: Tensor, approx_tokens: Tensor,
+                         horizon: int) -> dict[str, Tensor]:
     """Normalised Jacobian-spectrum sensitivity of every sparsifiable weight (Jacobian-spectrum pruning, Alg. 1).
 
     d_n = sum over the last `horizon` steps u of |d ||J_{S-u} 1||^2 / d theta_n|, divided by

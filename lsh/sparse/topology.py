@@ -69,7 +69,8 @@ def _per_layer_count(mask: Tensor, rate: float) -> int:
 
 def death_magnitude(weights: dict[str, Tensor], masks: dict[str, Tensor], rate: float) -> dict[str, Tensor]:
     """Each layer removes its ceil(rate * nnz) active weights of smallest |w|."""
-    return {n: choose_top(w.abs(), masks[n], _per_layer_count(masks[n], rate), largest=False) for n, w in weights.items()}
+    return {n: choose_top(w.abs(), masks[n], _per_layer_count(masks[n], rate), largest=False)
+            for n, w in weights.items()}
 
 
 def death_set(weights: dict[str, Tensor], masks: dict[str, Tensor], rate: float) -> dict[str, Tensor]:
@@ -148,7 +149,8 @@ def _mean_abs(x: Tensor, mask: Tensor) -> float:
 Shares = dict[str, float]
 
 
-def shares_magnitude(weights: dict[str, Tensor], masks: dict[str, Tensor], momentum: dict[str, Tensor] | None) -> Shares:
+def shares_magnitude(weights: dict[str, Tensor], masks: dict[str, Tensor],
+                     momentum: dict[str, Tensor] | None) -> Shares:
     """In proportion to each layer's mean |w| over its active weights."""
     return {n: _mean_abs(w, masks[n]) for n, w in weights.items()}
 
@@ -184,7 +186,8 @@ def redistribution_shares(
     return None if shares is None else shares(weights, masks, momentum)
 
 
-def regrowth_counts(removed: dict[str, int], shares: dict[str, float] | None, masks: dict[str, Tensor]) -> dict[str, int]:
+def regrowth_counts(removed: dict[str, int], shares: dict[str, float] | None,
+                    masks: dict[str, Tensor]) -> dict[str, int]:
     """Per-layer regrowth summing exactly to the number removed, split by `shares` (None: each layer
     regrows what it lost); no layer above 99 % full (`masks`: after pruning)."""
     total = sum(removed.values())

@@ -40,4 +40,5 @@ def _finite(score: float) -> float:
 def write(proposals: dict, out: Path) -> None:
     """proposals.json through its record, and the newcomers in the log."""
     records.write(out, Proposals.from_json(proposals))
-    log.info("%s: %s", out, ", ".join(f"{p['candidate']} {p['config']} ({p['source']})" for p in proposals["proposals"]) or "none")
+    log.info("%s: %s", out,
+             ", ".join(f"{p['candidate']} {p['config']} ({p['source']})" for p in proposals["proposals"]) or "none")

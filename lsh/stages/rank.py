@@ -53,7 +53,8 @@ def observed(layout: Layout, r: int, pool: Pool) -> dict[str, Observed]:
     for e in pool.entries:
         folder = layout.slot_train(r, e.slot)
         summary = records.read(folder / names.SUMMARY, Summary)
-        history = records.read_lines(folder / names.METRICS, Epoch) if summary.ok and summary.epochs == e.epochs_after else []
+        history = (records.read_lines(folder / names.METRICS, Epoch) if summary.ok and summary.epochs == e.epochs_after
+                   else [])
         points = [spectra[e.candidate].get(epoch) for epoch in range(e.epochs_after + 1)]
         out[e.candidate] = Observed(
             epoch=e.epochs_after, valid_loss={h.epoch: h.valid_loss for h in history},
@@ -98,4 +99,5 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
 def write(ranking: pd.DataFrame, out: Path) -> None:
     """ranking.csv through its record (records.RankingRow: the columns, and floats that read back exactly)."""
     records.write_rows(out, ranking.to_dict("records"), RankingRow)
-    log.info("%s:\n%s", out, ranking[["rank", "candidate", "distance", "loss_gap", "valid_ppl", "kept"]].to_string(index=False))
+    log.info("%s:\n%s", out,
+             ranking[["rank", "candidate", "distance", "loss_gap", "valid_ppl", "kept"]].to_string(index=False))

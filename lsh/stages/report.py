@@ -105,7 +105,8 @@ def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, d
     seconds = seconds_table(run)
     _write_budget(run, budget_table(run), seconds, out)
     if dense_reference(run) is None:
-        out.notes.append("No dense reference trained to final.epochs (dense-final/): Table 1 and this summary have no dense row.")
+        out.notes.append("No dense reference trained to final.epochs (dense-final/): "
+                         "Table 1 and this summary have no dense row.")
     if run.plan.rounds:  # the workflow expects these three whenever the params imply rounds
         _write_ls_figures(run, out)
     else:
@@ -203,7 +204,8 @@ def _write_correlation(run: Run, out: _Folder) -> pd.DataFrame | None:
         out.notes.append(f"The correlation is missing: {missing} {fix}")
         plot_correlation(points, pd.DataFrame(), out.path / "correlation.png", missing=missing)
     out.written.append("correlation.png")
-    out.text("correlation.csv", (correlation if correlation is not None else correlation_table(points.iloc[0:0])).to_csv(index=False))
+    out.text("correlation.csv",
+             (correlation if correlation is not None else correlation_table(points.iloc[0:0])).to_csv(index=False))
     out.text("correlation_points.csv", points.to_csv(index=False))
     if correlation is not None and not run.rounds:
         out.notes.append("Without selection rounds there are no early LS distances: the correlation has the early "

@@ -25,7 +25,8 @@ def slot_spectra(params: Params, pool: Pool, slot: int, train_dir: Path, data_di
         record["status"] = "empty"
         return record
     epochs = new_epochs(entry, train_dir)
-    record.update(candidate=entry.candidate, status="ok", **epochs_spectra(train_dir, epochs, data_dir, params.lyapunov, params.seed))
+    record.update(candidate=entry.candidate, status="ok",
+                  **epochs_spectra(train_dir, epochs, data_dir, params.lyapunov, params.seed))
     return record
 
 

@@ -68,11 +68,12 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
             if group == "methods":  # the anytime curves: of the methods only (the options' would be 10 times more rows)
                 curves += [{"strategy": strategy.name, "n": n, "repeat": o.repeat, "candidate_epoch": i + 1,
                             "incumbent_test_ppl": v} for i, v in enumerate(o.incumbent)]
-            rows.append({"group": group, "strategy": strategy.name, "kind": strategy.kind, "n": n, "e0": strategy.search.e0,
-                         "ei": strategy.search.ei, "repeat": o.repeat, "seed": o.seed, "config": o.config,
-                         "test_ppl": o.test_ppl, "valid_ppl": o.valid_ppl, "regret": o.test_ppl - seed_best,
-                         "candidate_epochs": o.candidate_epochs, "selects_best": o.config == best_config,
-                         "dense_epochs": o.dense_epochs, "candidate_epochs_with_dense": o.candidate_epochs + o.dense_epochs,
+            rows.append({"group": group, "strategy": strategy.name, "kind": strategy.kind, "n": n,
+                         "e0": strategy.search.e0, "ei": strategy.search.ei, "repeat": o.repeat, "seed": o.seed,
+                         "config": o.config, "test_ppl": o.test_ppl, "valid_ppl": o.valid_ppl,
+                         "regret": o.test_ppl - seed_best, "candidate_epochs": o.candidate_epochs,
+                         "selects_best": o.config == best_config, "dense_epochs": o.dense_epochs,
+                         "candidate_epochs_with_dense": o.candidate_epochs + o.dense_epochs,
                          "finalist_epoch": o.finalist_epoch, "newcomers_kept": o.newcomers_kept})
         log.info("%s (n = %d): %d repeats, mean test ppl %.2f", strategy.name, n, len(outcomes),
                  float(np.mean([o.test_ppl for o in outcomes])))
@@ -107,8 +108,9 @@ def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime:
     notes = [words.alternatives_words(methods, headline_pool(params), params.search.proposer),
              words.sensitivity_words(variations, points, default_ls, params.search.e0),
              words.ties_words(points[points["seed"] == table.seeds[0]])]
-    files.write_text(out / "summary.md", words.summary_markdown(params, table, verdict, int(replays["repeat"].max()) + 1,
-                                                                [n for n in notes if n]))
+    files.write_text(out / "summary.md",
+                     words.summary_markdown(params, table, verdict, int(replays["repeat"].max()) + 1,
+                                            [n for n in notes if n]))
     return verdict.numbers()
 
 

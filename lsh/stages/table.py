@@ -182,7 +182,8 @@ def build_table(params: Params, cells: list[Path], out: Path, data_dir: Path | N
         cell = read_cell(path, params.final_epochs)  # checked, and complete: 0..final.epochs or up to a divergence
         if cell.config != DENSE and cell.config not in configs:
             raise LshError(f"{path}: config {cell.config!r} is not a configuration of this table (study.space "
-                           f"{params.study.space}: {DENSE}, {', '.join(list(configs)[:3])}, ..): a cell of another study")
+                           f"{params.study.space}: {DENSE}, {', '.join(list(configs)[:3])}, ..): "
+                           "a cell of another study")
         if cell.seed not in seeds:
             raise LshError(f"{path}: seed {cell.seed} is not a training seed of these params "
                            f"({', '.join(map(str, seeds))}): a cell of another study")
@@ -261,7 +262,8 @@ def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
             stats[k] = {"max": float(values.max()), "mean": float(values.mean()), "variance": float(values.var())}
         for k in samples:
             row = {"configuration": f"{label}: {cid}", "samples": k, **stats[k]}
-            row.update({f"{key}_difference": stats[k][key] - stats[samples[0]][key] for key in ("max", "mean", "variance")})
+            row.update({f"{key}_difference": stats[k][key] - stats[samples[0]][key]
+                        for key in ("max", "mean", "variance")})
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -50,7 +50,8 @@ def released_point(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def beside_the_study(point: pd.DataFrame, signals: pd.DataFrame, ls_signal: str, epoch: int, label: str) -> pd.DataFrame:
+def beside_the_study(point: pd.DataFrame, signals: pd.DataFrame, ls_signal: str, epoch: int,
+                     label: str) -> pd.DataFrame:
     """The released point's coefficients and the study's (its early_signals.csv, pooled over training seeds, at
     `epoch`) for the LS distance and the validation perplexity, one row per setting and signal."""
     rows = [{"setting": "paper scale (released), epoch 3 of 100", "signal": SIGNALS[s].split(" at ")[0],

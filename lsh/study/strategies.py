@@ -55,7 +55,8 @@ class Strategy:
 
     def __post_init__(self) -> None:
         if self.kind in NEEDS_BUDGET and self.budget is None:
-            raise ValueError(f"a {self.kind} strategy searches until its budget is spent: give budget (candidate-epochs)")
+            raise ValueError(f"a {self.kind} strategy searches until its budget is spent: "
+                             "give budget (candidate-epochs)")
         if self.kind == "optuna" and self.pruner not in PRUNER_LABELS:
             raise ValueError(f"optuna pruner {self.pruner!r}: allowed are {', '.join(PRUNER_LABELS)}")
         if self.shows not in SHOWS:
@@ -130,7 +131,8 @@ def study_strategies(params: Params, final_epochs: int) -> list[tuple[str, Strat
             raise LshError(f"study.pools: n = {n} is not a schedule the search can run ({e})") from None
         if last > final_epochs:
             raise LshError(f"study.pools: n = {n} takes the search to epoch {last}, past the table's final.epochs "
-                           f"({final_epochs}); choose pool sizes whose rounds end by then (`lsh plan --set search.n=N`)")
+                           f"({final_epochs}); choose pool sizes whose rounds end by then "
+                           "(`lsh plan --set search.n=N`)")
         out += [("methods", s, n) for s in method_strategies(search, layout, lsh_budget(search, final_epochs))]
     search = dataclasses.replace(base, mode="lsh", ranker="ls", proposer="grid")
     for embedding, distance, lay, fit in LS_OPTIONS:

@@ -92,8 +92,9 @@ class Table:
         where = self.folder / TABLE_ROWS if self.folder else "the table"
         for seed in self.seeds:
             if not any(math.isfinite(self.final(cid, seed)["test_ppl"]) for cid, _ in self.configs):
-                raise LshError(f"{where}: no configuration has a finite final test perplexity with training seed {seed} "
-                               f"(every one diverged before epoch {self.final_epochs}): the study cannot rank anything")
+                raise LshError(f"{where}: no configuration has a finite final test perplexity with training "
+                               f"seed {seed} (every one diverged before epoch {self.final_epochs}): "
+                               "the study cannot rank anything")
 
     def __post_init__(self) -> None:
         """The lookups every replay makes: (config, seed, epoch) -> row number, and configuration -> id."""
@@ -314,7 +315,8 @@ def check_rows(rows: pd.DataFrame, where: str | Path) -> pd.DataFrame:
     for col in NUMERIC:
         values = rows[col]
         if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
-            parsed = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values) else values * np.nan
+            parsed = (pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values)
+                      else values * np.nan)
             bad = np.flatnonzero(values.notna() & parsed.isna())
             if bad.size:
                 i = int(bad[0])
@@ -326,8 +328,8 @@ def check_rows(rows: pd.DataFrame, where: str | Path) -> pd.DataFrame:
         if bad.size:
             i = int(bad[0])
             said = "blank" if math.isnan(values[i]) else repr(float(values[i]))
-            raise LshError(f"{where} line {i + 2}: column {col} is {said}: every row names its training seed and epoch, "
-                           "as whole numbers")
+            raise LshError(f"{where} line {i + 2}: column {col} is {said}: every row names its training seed and "
+                           "epoch, as whole numbers")
         rows[col] = values.astype("int64")
     blank = np.flatnonzero(rows["config"].fillna("").astype(str).str.strip().eq("").to_numpy())
     if blank.size:
@@ -404,7 +406,8 @@ class _TableFiles:
 
     def __post_init__(self) -> None:
         rows = self.rows
-        self.config, self.seed, self.epoch = rows["config"].to_numpy(object), rows["seed"].to_numpy(), rows["epoch"].to_numpy()
+        self.config, self.seed, self.epoch = (rows["config"].to_numpy(object), rows["seed"].to_numpy(),
+                                              rows["epoch"].to_numpy())
 
     def at(self, i: int) -> str:
         return f"{self.csv} line {i + 2} ({self.config[i]}, seed {self.seed[i]}, epoch {self.epoch[i]})"
@@ -430,8 +433,8 @@ def _check_keys(rows: pd.DataFrame, f: _TableFiles, ids: list[str], seeds: list[
     if (i := _first(duplicated)) is not None:
         same = np.flatnonzero(duplicated & (config == config[i]) & (seed == seed[i]) & (epoch == epoch[i]))
         raise LshError(f"{f.csv}: the row ({config[i]}, seed {seed[i]}, epoch {epoch[i]}) appears {same.size} times "
-                       f"(lines {', '.join(str(j + 2) for j in same)}): a table has one row per configuration, training "
-                       f"seed and epoch, so which one holds is unknown; {REBUILD}")
+                       f"(lines {', '.join(str(j + 2) for j in same)}): a table has one row per configuration, "
+                       f"training seed and epoch, so which one holds is unknown; {REBUILD}")
 
 
 def _check_config_columns(rows: pd.DataFrame, f: _TableFiles, configs: dict[str, dict]) -> None:

@@ -60,7 +60,8 @@ class Method:
 
     @classmethod
     def of(cls, row: pd.Series) -> Method:
-        return cls(test_ppl=Estimate.of(row, "test_ppl"), regret=row["regret"], candidate_epochs=row["candidate_epochs"],
+        return cls(test_ppl=Estimate.of(row, "test_ppl"), regret=row["regret"],
+                   candidate_epochs=row["candidate_epochs"],
                    charged=row.get("candidate_epochs_with_dense", row["candidate_epochs"]))
 
 
@@ -94,7 +95,8 @@ def headline_pool(params: Params) -> int:
     return params.search.n if params.search.n in params.study.pools else params.study.pools[0]
 
 
-def build_verdict(params: Params, signals: pd.DataFrame, methods: pd.DataFrame, default_ls: str, best: float) -> Verdict:
+def build_verdict(params: Params, signals: pd.DataFrame, methods: pd.DataFrame, default_ls: str,
+                  best: float) -> Verdict:
     """The headline numbers: the signals pooled over training seeds at e0, the methods at the headline pool
     (`methods` summarised with LSH as the reference, so the loss row's difference is against LSH)."""
     at = signals[signals["seeds"] == POOLED].set_index(["signal", "epoch"])

@@ -37,5 +37,6 @@ from lsh.training.run import RunSpec, build_trainer, candidate_spec, dense_spec,
 __all__ = [
     "Averager", "swapped_in", "CHECKPOINT_FORMAT", "checkpoint_path", "list_checkpoints", "load_checkpoint",
     "model_from_checkpoint", "save_checkpoint", "Trainer", "batchify", "divergence", "evaluate", "perplexity",
-    "should_switch_to_asgd", "windows", "RunSpec", "build_trainer", "candidate_spec", "dense_spec", "summarize", "train",
+    "should_switch_to_asgd", "windows", "RunSpec", "build_trainer", "candidate_spec", "dense_spec", "summarize",
+    "train",
 ]

@@ -65,7 +65,8 @@ class Averager:
         """Averages and per-weight counters on `device` (default: where they were saved), scalar counters on the CPU."""
         self.active = state["active"]
         self.avg = {n: t.to(device) if device else t for n, t in state["avg"].items()}
-        self.steps = {n: t.cpu() if t.dim() == 0 else (t.to(device) if device else t) for n, t in state["steps"].items()}
+        self.steps = {n: t.cpu() if t.dim() == 0 else (t.to(device) if device else t)
+                      for n, t in state["steps"].items()}
 
 
 class swapped_in:

@@ -62,9 +62,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise LshError(f"checkpoint {path} was refused as unsafe: it holds objects other than tensors and plain "
                            f"data, which torch.load(weights_only=True) will not run ({first}); "
                            "lsh never loads such files") from None
-        raise LshError(f"checkpoint {path} is truncated or corrupted (UnpicklingError: {e}); delete it and rerun") from None
+        raise LshError(f"checkpoint {path} is truncated or corrupted (UnpicklingError: {e}); "
+                       "delete it and rerun") from None
     except Exception as e:  # zip and torch errors alike: the file is unusable
-        raise LshError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: {e}); delete it and rerun") from None
+        raise LshError(f"checkpoint {path} is truncated or corrupted ({type(e).__name__}: {e}); "
+                       "delete it and rerun") from None
     if not isinstance(state, dict) or "format" not in state:
         raise LshError(f"checkpoint {path} is not an lsh checkpoint (format {CHECKPOINT_FORMAT})")
     if state["format"] != CHECKPOINT_FORMAT:
@@ -72,7 +74,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                        "delete it (and what was made from it) and rerun")
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
     if missing:
-        raise LshError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it is incomplete; delete it and rerun")
+        raise LshError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it is incomplete; "
+                       "delete it and rerun")
     model_config(state, path)
     _check_fields(state, path)
     return state
@@ -97,7 +100,8 @@ def _check_fields(state: dict, path: Path) -> None:
         value = state[field]
         if value is None and field == "weights":  # a dense model before averaging resumes from `model`
             continue
-        if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())):
+        if not (isinstance(value, dict)
+                and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())):
             raise wrong(field, "a mapping of parameter names to tensors")
     environment = state.get("environment")
     if environment is not None and not (isinstance(environment, dict)

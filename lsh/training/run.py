@@ -216,7 +216,8 @@ def finish_summary(out: Path, trainer: Trainer, epochs: int, test: bool, *, seco
         test_ppl = files.finite_or_none(best_test_perplexity(out, summary.best_epoch, trainer))
     summary = Summary(**{**asdict(summary), "seconds": round(seconds, 3), "epochs_trained": trained,
                          "test_ppl": test_ppl, "test_epoch": summary.best_epoch if test_ppl is not None else None,
-                         "candidate": candidate[0] if candidate else None, "config": candidate[1] if candidate else None})
+                         "candidate": candidate[0] if candidate else None,
+                         "config": candidate[1] if candidate else None})
     if not (out / layout.METRICS).exists():
         write_metrics(out, trainer.history)
     files.write_json(out / layout.SUMMARY, summary.to_json())

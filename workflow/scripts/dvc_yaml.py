@@ -44,7 +44,8 @@ HEADER = """\
 """
 
 PROJECT = Path(__file__).resolve().parents[2]
-RULES = {name: f"workflow/rules/{name}.smk" for name in ("common", "data", "dense", "search", "final", "report", "study")}
+RULES = {name: f"workflow/rules/{name}.smk"
+         for name in ("common", "data", "dense", "search", "final", "report", "study")}
 COMPARISON = "workflow/comparison.yaml"  # the dense reference's epochs cover the comparison runs' too
 # The rules each stage asks Snakemake for (their jobs are what the stage computes).
 PHASES = {
@@ -120,7 +121,8 @@ def stages(params: Params) -> dict[str, Any]:
     )
     report_deps = [str(run.environment), str(run.final_dir), *([str(run.correlation_dir)] if correlation else [])]
     if the_plan.rounds:
-        report_deps += [str(run.dense), str(run.dense_final), *(str(run.round_dir(r)) for r in range(len(the_plan.rounds)))]
+        report_deps += [str(run.dense), str(run.dense_final),
+                        *(str(run.round_dir(r)) for r in range(len(the_plan.rounds)))]
     out["report"] = _stage([str(run.report / "summary.md")], [*report_deps, *phase_code("report", RULES["report"])],
                            phase_params("report", raw), [str(run.report)])
     document: dict[str, Any] = {"stages": out}
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             current = Path(args.out).read_text() if Path(args.out).exists() else ""
             if current != text:
                 raise LshError(f"{args.out} is not what {args.params} generates: run "
-                               f"`python workflow/scripts/dvc_yaml.py{' --study' if args.study else ''} --out {args.out}`")
+                               f"`python workflow/scripts/dvc_yaml.py{' --study' if args.study else ''} "
+                               f"--out {args.out}`")
         elif args.out == "-":
             sys.stdout.write(text)
         else:

@@ -102,7 +102,8 @@ def summarise(folder: Path, study: Path, seed: int) -> None:
     files.write_text(folder / "released.csv", point.to_csv(index=False))
     files.write_text(folder / "settings.csv", beside.to_csv(index=False))
     plot_settings(beside, folder / "settings.png")
-    source = f"FATE4869/hyperpruning at {SOURCE_COMMIT} ({TRIALS} and {PLOTTER}), read by workflow/scripts/released_data.py"
+    source = (f"FATE4869/hyperpruning at {SOURCE_COMMIT} ({TRIALS} and {PLOTTER}), "
+              "read by workflow/scripts/released_data.py")
     files.write_text(folder / "summary.md", released_markdown(point, beside, source))
     print(f"{folder}: summary.md, released.csv, settings.csv, settings.png")
 

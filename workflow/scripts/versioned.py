@@ -196,7 +196,8 @@ def pull(remote: str | None) -> str:
     if cleaned.returncode and "metadata was not present" not in cleaned.stderr + cleaned.stdout:
         raise Stop("snakemake --cleanup-metadata failed: " + (cleaned.stderr.strip().splitlines() or ["?"])[-1])
     _run(str(BIN / "snakemake"), "--touch", "--cores", "1", check="snakemake --touch failed")
-    removed = f" (removed {len(partials)} partial file(s) an interrupted write had left, e.g. {partials[0]})" if partials else ""
+    removed = (f" (removed {len(partials)} partial file(s) an interrupted write had left, e.g. {partials[0]})"
+               if partials else "")
     return f"pulled and checked out the run; Snakemake and DVC both see it up to date{removed}"
 
 
