@@ -16,7 +16,7 @@ from typing import Protocol
 from lsh.errors import LshError
 
 
-class SearchConfig(Protocol):
+class SearchSettings(Protocol):
     """The search params a schedule follows from (lsh.config.SearchConfig has them): named here, not
     imported, since config validates a schedule with plan() and imports this module."""
 
@@ -66,7 +66,7 @@ class Plan:
         }
 
 
-def plan(search: SearchConfig) -> Plan:
+def plan(search: SearchSettings) -> Plan:
     """The rounds that the `search` params imply; an impossible schedule is an LshError."""
     n, e0, ei = search.n, search.e0, search.ei
     if search.mode == "full":
@@ -103,7 +103,7 @@ def plan(search: SearchConfig) -> Plan:
 
 
 
-def pool_epochs(search: SearchConfig, r: int, survivor_epochs: list[int], newcomers: int,
+def pool_epochs(search: SearchSettings, r: int, survivor_epochs: list[int], newcomers: int,
                 final_epochs: int) -> list[tuple[int, int]]:
     """Round r's pool (r = the number of rounds: the final pool) as (epochs before, epochs after) per slot,
     in slot order: the previous round's survivors, best first, continue from their epoch for ei more
