@@ -15,7 +15,8 @@ from snakemake.utils import validate
 
 from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
 from lsh.errors import LshError
-from lsh.layout import CELL_ROWS, METRICS, SPECTRA, STUDY_REPORT_FILES, SUMMARY, TABLE_FILES, Layout, cell_folder, two
+from lsh.layout import (CELL_ROWS, CURVES, METRICS, SPECTRA, STUDY_REPORT_FILES, SUMMARY, TABLE_FILES, Layout,
+                        cell_folder, two)
 from lsh.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 
@@ -161,7 +162,7 @@ def slot_spectra_files(run, r):
 
 
 def dense_outputs():
-    return {"spectra": str(DENSE / SPECTRA), "metrics": str(DENSE / METRICS),
+    return {"spectra": str(DENSE / SPECTRA), "metrics": str(DENSE / METRICS), "curves": str(DENSE / CURVES),
             "summary": str(DENSE / SUMMARY)}
 
 

@@ -10,7 +10,7 @@ rule train_dense:
         prepared_files(),
     output:
         metrics=dense_outputs()["metrics"],
-        curves=str(DENSE / "curves.json"),
+        curves=dense_outputs()["curves"],
         summary=dense_outputs()["summary"],
     params:
         **lsh_params("train_dense"),

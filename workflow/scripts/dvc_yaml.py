@@ -30,7 +30,7 @@ import yaml
 from lsh import files
 from lsh.config import Params, load_params
 from lsh.errors import LshError
-from lsh.layout import SUMMARY, Layout
+from lsh.layout import CURVES, SUMMARY, Layout
 from lsh.schedule import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -128,11 +128,11 @@ def stages(params: Params) -> dict[str, Any]:
     document: dict[str, Any] = {"stages": out}
     document["metrics"] = [str(run.report / "metrics.json")]
     document["plots"] = [
-        {str(run.final_train(f) / "curves.json"): {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}}
+        {str(run.final_train(f) / CURVES): {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}}
         for f in range(the_plan.final_pool)
     ]
     if the_plan.rounds:
-        document["plots"].insert(0, {str(run.dense / "curves.json"): {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}})
+        document["plots"].insert(0, {str(run.dense / CURVES): {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}})
     return document
 
 
