@@ -18,6 +18,7 @@ from lsh.layout import Layout
 from lsh.records import LAYOUTS, RANKING_COLUMNS, Epoch, Pool, RankingRow, Selection, Spectra, Summary
 from lsh.schedule import Plan
 from lsh.schedule import plan as search_plan
+from lsh.search.ranking import RANKER_LABELS
 
 
 @dataclass(kw_only=True)
@@ -91,8 +92,7 @@ def method_name(selected: Selection) -> str:
     if selected.mode == "full":
         prefix = "full-training"
     else:
-        prefix = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TSE"}.get(
-            selected.ranker, str(selected.ranker))
+        prefix = RANKER_LABELS.get(selected.ranker, str(selected.ranker))
     age = " common-age" if selected.age == "common" and selected.mode != "full" else ""
     return f"{prefix}-{str(selected.proposer).upper()}{age}"
 

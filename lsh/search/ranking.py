@@ -105,6 +105,7 @@ def ls_distances(
 
 
 RANKERS = ("ls", "loss", "loss_gap", "tse")
+RANKER_LABELS = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TSE"}  # a search's name's first part
 AGES = ("own", "common")
 
 

@@ -17,10 +17,9 @@ from lsh.config import Params, SearchConfig
 from lsh.errors import LshError
 from lsh.schedule import plan
 from lsh.search.proposers import PROPOSERS, TPE_STARTUP
-from lsh.search.ranking import RANKERS
+from lsh.search.ranking import RANKER_LABELS, RANKERS
 from lsh.study.signals import LS_OPTIONS
 
-RANKER_LABELS = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TSE"}  # a name's first part
 PRUNER_LABELS = {"hyperband": "hyperband", "successive_halving": "halving"}  # Optuna's pruners the study runs
 KIND_NAMES = {"iepoch": "i-Epoch", "optuna_ls": "optuna-TPE-lyapunov", "random": "random", "full": "full-training"}
 NEEDS_BUDGET = ("random", "optuna", "optuna_ls")  # kinds that search until a budget of candidate-epochs is spent
