@@ -507,3 +507,96 @@ def test_a_rules_code_is_the_import_closure_of_its_command(tmp_path: Path):
     rule_reads.code_hash.cache_clear()
     assert rule_reads.code_hash(str(project), "lsh.stages.report") != before
     assert rule_reads.code_hash(str(project), "lsh.stages.train") == rule_reads.code_hash(str(REPO), "lsh.stages.train")
+
+
+# --- the shared state, interrupted and raced ---------------------------------------------------------
+
+
+def _group_runs(pgid: int, word: str) -> bool:
+    """Whether a process of the group runs with `word` as an argument (`dvc fetch ...`)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid and word.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                return True
+        except OSError:  # gone meanwhile
+            continue
+    return False
+
+
+def run_results(project: Path) -> dict[str, str]:
+    """The run's results (not Snakemake's or DVC's bookkeeping), by content without timings."""
+    return {f: h for f, (_, _, h) in snapshot(project).items()}
+
+
+@pytest.mark.slow
+@SMOKE_RUN
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_pull_interrupted_in_its_fetch_or_its_checkout_is_completed_by_the_next_pull(adopted: Path, tmp_path: Path,
+                                                                                        sig: signal.Signals):
+    """Ctrl-C (SIGINT to the group) or kill -9 while `make pull` fetches or checks out, at several moments of
+    each: the interrupted pull leaves nothing marked current for Snakemake, and the next pull completes the
+    very run that was pushed (no leftover file stops it, no output stays missing)."""
+    project = versioned_copy(adopted, tmp_path)
+    ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "push"], project))
+    pushed = run_results(project)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    landed = set()
+    for phase in ("fetch", "checkout"):
+        for delay in (0.0, 0.7, 1.5):
+            other = tmp_path / f"{phase}-{delay}"
+            subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
+            proc = subprocess.Popen([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], cwd=other, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 300
+            while not _group_runs(proc.pid, phase) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(delay)
+            if proc.poll() is None:
+                landed.add((phase, _group_runs(proc.pid, phase)))
+                os.killpg(proc.pid, sig)
+            proc.wait(timeout=300)
+            if (other / "results").exists():  # whatever the interrupted pull left, Snakemake must not take as done
+                assert not nothing_to_do(other), f"{phase}+{delay}s: a partial pull was marked current"
+            out = run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], other, timeout=1200)
+            assert out.returncode == 0, f"{phase}+{delay}s: {out.stdout}{out.stderr}"
+            assert run_results(other) == pushed, f"{phase}+{delay}s: the next pull did not bring the pushed run"
+            assert nothing_to_do(other) and dvc_clean(other), f"{phase}+{delay}s"
+    assert ("fetch", True) in landed and ("checkout", True) in landed, f"no kill landed inside both phases: {landed}"
+
+
+@pytest.mark.slow
+@SMOKE_RUN
+def test_two_clones_pushing_to_one_remote_at_once_both_succeed_and_a_third_pulls_the_run(adopted: Path,
+                                                                                        tmp_path: Path):
+    """The same objects written by two pushes at the same moment (two machines sharing a team remote):
+    neither push fails or leaves a damaged object, and a fresh clone pulls the run whole."""
+    project = versioned_copy(adopted, tmp_path)
+    twin = tmp_path / "twin"
+    shutil.copytree(project, twin, symlinks=True)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    procs = [subprocess.Popen([str(BIN / "python"), "workflow/scripts/versioned.py", "push"], cwd=p, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in (project, twin)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    remote = tmp_path / "remote"
+    assert versioned.bad_cache_objects(remote) == [] and not list(remote.rglob("*.tmp")), "a damaged remote object"
+    third = tmp_path / "third"
+    subprocess.run(["git", "clone", "-q", str(project), str(third)], check=True)
+    ok(run([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], third, timeout=1200))
+    assert run_results(third) == run_results(project) and nothing_to_do(third) and dvc_clean(third)
+
+
+@pytest.mark.slow
+@SMOKE_RUN
+def test_another_numerics_reruns_every_job_but_the_data_so_no_record_is_rewritten_alone(finished: Path,
+                                                                                        tmp_path: Path):
+    """`--config numerics=native` after a portable run: every output that numerics' kernels computed is
+    planned again, and the environment record with them, never the environment record alone."""
+    project = clone_of(finished, tmp_path / "p")
+    out = ok(run([str(BIN / "snakemake"), "-n", "--cores", "1", "--config", "numerics=native"], project))
+    planned = {line.split()[1].rstrip(":") for line in out.stdout.splitlines()
+               if line.startswith(("rule ", "localrule "))}
+    computed = {"environment", "report", "train_dense", "train_candidate", "spectra_candidate", "select"}
+    assert "prepare" not in planned and computed <= planned, planned
