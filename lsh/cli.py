@@ -98,15 +98,15 @@ def cmd_params(args: argparse.Namespace, params: Params) -> int:
 
 def cmd_environment(args: argparse.Namespace, params: Params) -> int:
     """What this process computes with (numerics, CPU capability, versions): the run's record."""
-    from lsh import files
+    from lsh import records
 
-    record = numerics.current()
+    record = records.Environment.from_json(numerics.current(), "this process's environment")
     if args.out:
-        files.write_json(args.out, record)
-        log.info("%s: numerics %s, CPU capability %s, torch %s", args.out, record["numerics"],
-                 record["cpu_capability"], record["versions"]["torch"])
+        records.write(args.out, record)
+        log.info("%s: numerics %s, CPU capability %s, torch %s", args.out, record.numerics,
+                 record.cpu_capability, record.versions["torch"])
     else:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record.to_json(), indent=2))
     return 0
 
 

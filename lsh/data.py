@@ -22,6 +22,7 @@ import numpy as np
 
 from lsh import files
 from lsh.errors import LshError
+from lsh.layout import PREPARED_META, SPLIT_IDS, VOCAB
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +202,10 @@ def _read_texts(found: dict[str, Path], verify: bool) -> tuple[dict[str, str], d
 def _write_prepared(out_dir: Path, arrays: dict[str, np.ndarray], vocab: list[str], meta: dict) -> None:
     """The arrays, the vocabulary and, after what it describes, meta.json."""
     for split, ids in arrays.items():
-        files.write_npy(out_dir / f"{split}.npy", ids)
+        files.write_npy(out_dir / SPLIT_IDS.format(split=split), ids)
         log.info("%s: %d tokens", split, len(ids))
-    files.write_text(out_dir / "vocab.txt", "".join(f"{w}\n" for w in vocab))
-    files.write_json(out_dir / "meta.json", meta)
+    files.write_text(out_dir / VOCAB, "".join(f"{w}\n" for w in vocab))
+    files.write_json(out_dir / PREPARED_META, meta)
     log.info("vocabulary: %d types; wrote %s", len(vocab), out_dir)
 
 
@@ -241,14 +242,14 @@ def prepare(
 
 
 def load_vocab(prepared: str | os.PathLike) -> list[str]:
-    path = Path(prepared) / "vocab.txt"
+    path = Path(prepared) / VOCAB
     if not path.exists():
         raise DataError(f"{path} does not exist: run `lsh prepare` first")
     return files.read_text(path).splitlines()
 
 
 def load_split(prepared: str | os.PathLike, split: str) -> np.ndarray:
-    path = Path(prepared) / f"{split}.npy"
+    path = Path(prepared) / SPLIT_IDS.format(split=split)
     if not path.exists():
         raise DataError(f"{path} does not exist: run `lsh prepare` first")
     problem = files.not_a_file(path)
@@ -271,13 +272,13 @@ def load_corpus(prepared: str | os.PathLike, data_params: dict | None = None) ->
     corpus = Corpus(**{s: load_split(prepared, s) for s in SPLITS}, vocab=load_vocab(prepared))
     for split in SPLITS:
         ids = getattr(corpus, split)
-        path = Path(prepared) / (split + ".npy")
+        path = Path(prepared) / SPLIT_IDS.format(split=split)
         if len(ids) == 0:
             raise DataError(f"{path}: the {split} split has no tokens; rerun `lsh prepare`")
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= corpus.vocab_size:
             raise DataError(f"{path}: token id {high if high >= corpus.vocab_size else low} is outside the vocabulary "
-                            f"of {corpus.vocab_size} words in {Path(prepared) / 'vocab.txt'} (truncated, or from other "
+                            f"of {corpus.vocab_size} words in {Path(prepared) / VOCAB} (truncated, or from other "
                             "data); rerun `lsh prepare`")
     return corpus
 
@@ -285,7 +286,7 @@ def load_corpus(prepared: str | os.PathLike, data_params: dict | None = None) ->
 def check_prepared(prepared: str | os.PathLike, data_params: dict) -> None:
     """Refuse prepared data that other data params made (another data.train_tokens), naming both values:
     reusing it silently would train on other data than the params say."""
-    path = Path(prepared) / "meta.json"
+    path = Path(prepared) / PREPARED_META
     if not path.exists():
         raise DataError(f"{path} does not exist: run `lsh prepare` first")
     meta = files.read_json(path)

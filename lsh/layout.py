@@ -49,11 +49,63 @@ ENVIRONMENT = "environment.json"
 CELL_ROWS = "rows.json"  # a table cell's epochs, recorded as they are trained
 TABLE_ROWS, TABLE_SPECTRA, TABLE_META = "table.csv", "spectra.npz", "table.json"  # the benchmark table
 TABLE_FILES = (TABLE_ROWS, TABLE_SPECTRA, TABLE_META)
+SPLIT_IDS, VOCAB, PREPARED_META = "{split}.npy", "vocab.txt", "meta.json"  # the prepared data (lsh prepare)
+SUMMARY_MD = "summary.md"  # a report's words: the run's, the study's, the released data's
+@dataclass(frozen=True, kw_only=True)
+class ReportFile:
+    """A file of the run's report (`lsh report`): its name, its output's name in the `report` rule, its
+    HTML-report category (None: not shown there) and caption (workflow/report/<key>.rst), and what it holds."""
+
+    name: str
+    key: str
+    category: str | None
+    holds: str
+    needs_rounds: bool = False  # the LS figures: only a search with selection rounds has spectra
+
+
+_RESULT, _SEARCH, _CORRELATION = "1. Result", "2. Search", "3. Correlation"
+REPORT_FILES = (  # in the order summary.md lists them
+    ReportFile(name=SUMMARY_MD, key="summary", category=_RESULT, holds="this summary"),
+    ReportFile(name="table1.md", key="table1_md", category=None,
+               holds="method, validation and test perplexity, candidate-epochs and wall time (paper Table 1; "
+                     "also table1.csv)"),
+    ReportFile(name="table1.csv", key="table1", category=_RESULT, holds="the same as table1.md, full precision"),
+    ReportFile(name="budget.md", key="budget", category=_RESULT,
+               holds="candidate-epochs per round, planned against spent, and wall seconds per stage"),
+    ReportFile(name="metrics.json", key="metrics", category=None,
+               holds="the final numbers, flat (`dvc metrics show`)"),
+    ReportFile(name="perplexity_curves.png", key="perplexity_curves", category=_SEARCH,
+               holds="validation perplexity over epochs"),
+    ReportFile(name="correlation.png", key="correlation", category=_CORRELATION,
+               holds="early LS distance (both layouts) and validation perplexity at the same epoch against final "
+                     "perplexity"),
+    ReportFile(name="correlation.csv", key="correlation_table", category=_CORRELATION,
+               holds="Pearson and Spearman coefficients of correlation.png"),
+    ReportFile(name="correlation_points.csv", key="correlation_points", category=_CORRELATION,
+               holds="the per-candidate points of correlation.png"),
+    ReportFile(name="ls_curves.png", key="ls_curves", category=_SEARCH, needs_rounds=True,
+               holds="spectra of the dense model and of the best, median and worst round-0 candidate"),
+    ReportFile(name="distance_curves.png", key="distance_curves", category=_SEARCH, needs_rounds=True,
+               holds="distance to the dense reference in LS space over epochs"),
+    ReportFile(name="ls_space.png", key="ls_space", category=_SEARCH, needs_rounds=True,
+               holds="the dense and the selected trajectories in 2-D PCA LS space"),
+    ReportFile(name="page.rst", key="page", category=None,
+               holds="the first page of `snakemake --report` (workflow/report/workflow.rst shows it)"),
+)
+REPORT = {f.key: f.name for f in REPORT_FILES}  # the report's file names by key: REPORT["summary"]
+
+
+def report_files(has_rounds: bool) -> tuple[ReportFile, ...]:
+    """The files `lsh report` writes: all of them for an LSH run, the LS figures only with rounds."""
+    return tuple(f for f in REPORT_FILES if has_rounds or not f.needs_rounds)
+
+
 STUDY_REPORT_FILES = (  # the study's report: the verdict, then each part as Markdown, CSV and a figure
-    "summary.md", "early_signals.md", "early_signals.csv", "early_signals_points.csv", "signals.png", "methods.md",
+    SUMMARY_MD, "early_signals.md", "early_signals.csv", "early_signals_points.csv", "signals.png", "methods.md",
     "methods.csv", "methods.png", "anytime.png", "ls_options.md", "ls_options.csv", "schedules.md", "schedules.csv",
     "ls_samples.md", "ls_samples.csv", "sensitivity.md", "sensitivity.csv",
 )
+STUDY_REPORT = {name.replace(".", "_"): name for name in STUDY_REPORT_FILES}  # STUDY_REPORT["methods_csv"]
 
 
 def two(number: int | str) -> str:

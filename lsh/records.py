@@ -240,6 +240,28 @@ class SpectraCache(Record):
     spectra: dict[str, CachedSpectrum]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Environment(Record):
+    """environment.json (and a study cell's): what computed the run (lsh.numerics.record). The numerics and
+    the capability decide its last bits; the CPU model and the versions say where to reproduce them."""
+
+    numerics: Literal["portable", "native"]
+    cpu_capability: str
+    cpu: str
+    vendor: str
+    machine: str
+    caps: dict[str, str]
+    onednn: bool
+    python: str
+    lsh: str
+    versions: dict[str, str | None]
+    cuda: dict[str, Any] | None = None  # the GPU's name and CUDA, cuDNN versions, when one was used
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        return out if self.cuda is not None else {k: v for k, v in out.items() if k != "cuda"}
+
+
 LAYOUTS = ("blocks", "sorted")  # lyapunov.LAYOUTS without importing torch (tests/test_config.py holds them equal)
 
 

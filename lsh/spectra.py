@@ -14,18 +14,18 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from lsh import files, layout, records
+from lsh import layout, records
 from lsh.config import LyapunovConfig
 from lsh.errors import LshError
-from lsh.records import PoolEntry, SpectraCache
+from lsh.records import CachedSpectrum, PoolEntry, Spectra, SpectraCache, Spectrum
 
 log = logging.getLogger("lsh.spectra")
 
-SPECTRUM_KEYS = ("exponents", "layouts", "clipped", "status", "seconds")  # kept per epoch in spectra.json
+SPECTRUM_KEYS = tuple(f.name for f in fields(Spectrum))  # of a spectrum record, what spectra.json keeps
 
 
 def spectrum_record(state: dict, source: str, valid: Any, cfg: LyapunovConfig, seed: int) -> dict:
@@ -96,7 +96,7 @@ def cache_key(cfg: LyapunovConfig, seed: int) -> str:
     return hashlib.sha256(json.dumps({"lyapunov": asdict(cfg), "seed": seed}, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _cached(train_dir: Path, epochs: list[int], cfg: LyapunovConfig, seed: int) -> dict | None:
+def _cached(train_dir: Path, epochs: list[int], cfg: LyapunovConfig, seed: int) -> dict[str, Spectrum] | None:
     path = Path(train_dir) / layout.SPECTRA_CACHE
     try:
         cache = records.read_if(path, SpectraCache)
@@ -109,36 +109,34 @@ def _cached(train_dir: Path, epochs: list[int], cfg: LyapunovConfig, seed: int) 
     if any(str(e) not in spectra or spectra[str(e)].mtime_ns != layout.checkpoint(train_dir, e).stat().st_mtime_ns
            for e in epochs):
         return None
-    return {str(e): {k: getattr(spectra[str(e)], k) for k in SPECTRUM_KEYS} for e in epochs}
+    return {str(e): Spectrum(**{k: getattr(spectra[str(e)], k) for k in SPECTRUM_KEYS}) for e in epochs}
 
 
 def write_cache(train_dir: Path, epochs: list[int], data_dir: Path, cfg: LyapunovConfig, seed: int) -> None:
     """Compute and leave the spectra of `epochs` beside the checkpoints (called by a training job)."""
-    out = epochs_spectra(train_dir, epochs, data_dir, cfg, seed, use_cache=False)
-    for e, record in out["spectra"].items():
-        record["mtime_ns"] = layout.checkpoint(train_dir, int(e)).stat().st_mtime_ns
-    files.write_json(Path(train_dir) / layout.SPECTRA_CACHE, {"key": cache_key(cfg, seed), "spectra": out["spectra"]})
+    measured = epochs_spectra(train_dir, epochs, data_dir, cfg, seed, use_cache=False)
+    cached = {e: CachedSpectrum(**asdict(s), mtime_ns=layout.checkpoint(train_dir, int(e)).stat().st_mtime_ns)
+              for e, s in measured.spectra.items()}
+    records.write(Path(train_dir) / layout.SPECTRA_CACHE, SpectraCache(key=cache_key(cfg, seed), spectra=cached))
 
 
 def epochs_spectra(train_dir: Path, epochs: list[int], data_dir: Path, cfg: LyapunovConfig, seed: int, *,
-                   use_cache: bool = True) -> dict:
-    """{"spectra": epoch -> record (SPECTRUM_KEYS), "seconds": total} for a training folder's checkpoints."""
+                   use_cache: bool = True) -> Spectra:
+    """The spectra of a training folder's checkpoints `epochs`, and the seconds they took."""
     cached = _cached(train_dir, epochs, cfg, seed) if use_cache else None
     if cached is not None:
         log.info("%s: the spectra of epochs %s from the training job's cache", train_dir, ", ".join(cached))
-        return {"spectra": cached, "seconds": round(sum(r["seconds"] for r in cached.values()), 4)}
+        return Spectra(spectra=cached, seconds=round(sum(s.seconds for s in cached.values()), 4))
     from lsh import data
     from lsh.training import load_checkpoint
 
     valid = data.load_split(data_dir, "valid")
-    out: dict[str, Any] = {"spectra": {}, "seconds": 0.0}
+    measured: dict[str, Spectrum] = {}
     for epoch in epochs:
         path = layout.checkpoint(train_dir, epoch)
         record = spectrum_record(load_checkpoint(path), str(path), valid, cfg, seed)
-        out["spectra"][str(epoch)] = {k: record[k] for k in SPECTRUM_KEYS}
-        out["seconds"] += record["seconds"]
-    out["seconds"] = round(out["seconds"], 4)
-    return out
+        measured[str(epoch)] = Spectrum(**{k: record[k] for k in SPECTRUM_KEYS})
+    return Spectra(spectra=measured, seconds=round(sum(s.seconds for s in measured.values()), 4))
 
 
 def new_epochs(entry: PoolEntry, train_dir: Path) -> list[int]:

@@ -23,7 +23,7 @@ from precision import EPS64, accumulated
 
 from lsh import config, records
 from lsh.config import Params
-from lsh.layout import Layout
+from lsh.layout import REPORT_FILES, Layout
 from lsh.records import (
     Budget,
     DistancePoint,
@@ -446,8 +446,7 @@ SNAKEMAKE_LINKS = textwrap.dedent("""
     .. _{{ res.target }}: javascript:app.showResultInfo('{{ res.path|urlencode }}')
     {% endfor %}
     """)
-SHOWN = ("summary.md", "table1.csv", "budget.md", "perplexity_curves.png", "correlation.png", "correlation.csv",
-         "correlation_points.csv", "ls_curves.png", "distance_curves.png", "ls_space.png")  # report() in report.smk
+SHOWN = tuple(f.name for f in REPORT_FILES if f.category)  # report() in report.smk
 
 
 def render_description(report_dir: Path | None) -> str:

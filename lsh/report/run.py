@@ -13,9 +13,8 @@ import pandas as pd
 from lsh import layout as names
 from lsh import records
 from lsh.config import Params
-from lsh.files import read_json_if
 from lsh.layout import Layout
-from lsh.records import LAYOUTS, RANKING_COLUMNS, Epoch, Pool, RankingRow, Selection, Spectra, Summary
+from lsh.records import LAYOUTS, RANKING_COLUMNS, Environment, Epoch, Pool, RankingRow, Selection, Spectra, Summary
 from lsh.schedule import Plan
 from lsh.schedule import plan as search_plan
 from lsh.search.ranking import RANKER_LABELS
@@ -66,7 +65,7 @@ class Run:
     final_pool: Pool
     dense_dir: Path  # the dense reference's training folder (dense-final/ lies beside it)
     compared: list[tuple[Path, Selection]]  # other runs of a comparison set: (results folder, selected.json)
-    environment: dict | None = None  # environment.json: numerics, CPU capability, versions (None: not recorded)
+    environment: Environment | None = None  # None: not recorded (a run made by an older lsh)
 
     @property
     def method(self) -> str:
@@ -232,5 +231,5 @@ def load_run(params: Params, results_dir: str | Path, dense: str | Path | None =
         candidates=candidates, dense_reference=_dense_reference(dense_dir, others),
         dense_history=read_metrics(Layout(dense_dir.parent).dense_final) or read_metrics(dense_dir),
         dense_spectra=dense_spectra, dense_layouts=dense_layouts, final_pool=final_pool, dense_dir=dense_dir,
-        compared=others, environment=read_json_if(layout.environment),
+        compared=others, environment=records.read_if(layout.environment, Environment),
     )

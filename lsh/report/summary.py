@@ -7,9 +7,19 @@ from typing import Any
 
 import pandas as pd
 
-from lsh.records import Selection
+from lsh.layout import REPORT_FILES
+from lsh.records import Environment, Selection
 from lsh.report.run import Run
-from lsh.report.tables import correlation_study_cost, dense_reference, format_cell, markdown_table, number_or_nan
+from lsh.report.tables import (
+    Block,
+    Table,
+    correlation_study_cost,
+    dense_reference,
+    format_cell,
+    markdown_blocks,
+    markdown_table,
+    number_or_nan,
+)
 from lsh.search.space import CONFIG_KEYS
 
 
@@ -61,7 +71,7 @@ def summary_markdown(run: Run, seconds: pd.DataFrame, correlation: pd.DataFrame 
         lines.append(markdown_table(correlation, digits={"pearson": 3, "spearman": 3}))
     lines += environment_markdown(run.environment)
     lines += ["## Files", ""]
-    lines += [f"- `{name}`: {FILE_DESCRIPTIONS[name]}" for name in written if name in FILE_DESCRIPTIONS]
+    lines += [f"- `{f.name}`: {f.holds}" for f in REPORT_FILES if f.name in written]
     lines.append("")
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -70,35 +80,43 @@ def summary_markdown(run: Run, seconds: pd.DataFrame, correlation: pd.DataFrame 
 
 def _search_lines(run: Run) -> list[str]:
     """The title and the search: mode, ranker, proposer, model, density, seed."""
+    return [f"# Report: {run.method}", "", search_sentence(run), ""]
+
+
+def search_sentence(run: Run) -> str:
+    """What was searched, in one sentence (Markdown inline code): mode, ranker, proposer, model, density, seed."""
     sel, p, model = run.selected, run.params, run.params.model
     size = f"{model.layers} x {model.hidden}" if model.type == "lstm" else f"depth {model.depth}, {model.hidden} units"
-    return [f"# Report: {run.method}", "",
-            f"Search mode `{sel.mode}`, ranker `{sel.ranker}`, proposer `{sel.proposer}`; "
+    return (f"Search mode `{sel.mode}`, ranker `{sel.ranker}`, proposer `{sel.proposer}`; "
             f"model {model.type.upper()} ({size}); density {sel.density} (pruning ratio {1 - sel.density:.2f}); "
-            f"seed {p.seed}.", ""]
+            f"seed {p.seed}.")
 
 
 def _selection_lines(run: Run, dense: dict | None) -> list[str]:
-    """The selected configuration and its perplexities against the dense reference's (or why there are none)."""
+    return ["## Selected configuration", "", *markdown_blocks(selection_blocks(run, dense))]
+
+
+def selection_blocks(run: Run, dense: dict | None) -> list[Block]:
+    """The selected configuration and its perplexities against the dense reference's (or why there are none):
+    summary.md's section and the HTML report's first page, each in its own markup."""
     sel = run.selected
-    lines = ["## Selected configuration", ""]
     if not sel.candidate:
-        return lines + [f"No candidate was selected: {sel.status}.", ""]
+        return [f"No candidate was selected: {sel.status}."]
     cfg = sel.config or {}
-    lines += [f"Candidate **{sel.candidate}**, best epoch {sel.best_epoch} of {run.params.final_epochs}:", ""]
-    lines += ["| " + " | ".join(CONFIG_KEYS) + " |", "| " + " | ".join("---" for _ in CONFIG_KEYS) + " |",
-              "| " + " | ".join(str(cfg.get(k)) for k in CONFIG_KEYS) + " |", ""]
     rows = [("selected " + sel.candidate, sel.valid_ppl, sel.test_ppl)]
     if dense:
         rows.append(("dense reference", dense["valid_ppl"], dense["test_ppl"]))
         rows.append(("selected - dense", _diff(sel.valid_ppl, dense["valid_ppl"]),
                      _diff(sel.test_ppl, dense["test_ppl"])))
-    lines += ["| model | validation perplexity | test perplexity |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {_fmt(v)} | {_fmt(t)} |" for name, v, t in rows]
-    lines.append("")
+    blocks: list[Block] = [
+        f"Candidate **{sel.candidate}**, best epoch {sel.best_epoch} of {run.params.final_epochs}:",
+        Table(header=CONFIG_KEYS, rows=[tuple(str(cfg.get(k)) for k in CONFIG_KEYS)]),
+        Table(header=("model", "validation perplexity", "test perplexity"),
+              rows=[(name, _fmt(v), _fmt(t)) for name, v, t in rows]),
+    ]
     if not dense:
-        lines += ["No dense reference trained to final.epochs in this run (dense-final/): nothing to compare with.", ""]
-    return lines
+        blocks.append("No dense reference trained to final.epochs in this run (dense-final/): nothing to compare with.")
+    return blocks
 
 
 def _diverged_lines(sel: Selection) -> list[str]:
@@ -126,43 +144,22 @@ def _budget_lines(run: Run, seconds: pd.DataFrame) -> list[str]:
     return lines
 
 
-def environment_markdown(env: dict | None) -> list[str]:
+def environment_markdown(env: Environment | None) -> list[str]:
     """What produced the run (environment.json): the numerics, the CPU, the versions."""
     lines = ["## Environment", ""]
-    if not env:
+    if env is None:
         return lines + ["Not recorded (environment.json is missing: a run made by an older lsh).", ""]
-    portable = env.get("numerics") == "portable"
-    lines += [f"Numerics `{env.get('numerics')}` (CPU capability {env.get('cpu_capability')}, {env.get('cpu')}, "
-              f"{env.get('machine')}): " + ("the same seed gives these bits on every x86-64 machine with AVX2."
-                                            if portable else "the bits are this CPU capability's."), ""]
-    if env.get("cuda"):
-        cuda = env["cuda"]
-        lines += [f"GPU {cuda.get('device')} (CUDA {cuda.get('cuda')}, cuDNN {cuda.get('cudnn')}): GPU results "
-                  "are not bitwise reproducible across GPU models.", ""]
-    versions = {"python": env.get("python"), "lsh": env.get("lsh"), **env.get("versions", {})}
+    portable = env.numerics == "portable"
+    lines += [f"Numerics `{env.numerics}` (CPU capability {env.cpu_capability}, {env.cpu}, {env.machine}): "
+              + ("the same seed gives these bits on every x86-64 machine with AVX2."
+                 if portable else "the bits are this CPU capability's."), ""]
+    if env.cuda:
+        lines += [f"GPU {env.cuda.get('device')} (CUDA {env.cuda.get('cuda')}, cuDNN {env.cuda.get('cudnn')}): GPU "
+                  "results are not bitwise reproducible across GPU models.", ""]
+    versions = {"python": env.python, "lsh": env.lsh, **env.versions}
     lines += ["| package | version |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in versions.items()] + [""]
     return lines
 
 
 def _diff(a: Any, b: Any) -> float:
     return number_or_nan(a) - number_or_nan(b)
-
-
-FILE_DESCRIPTIONS = {
-    "summary.md": "this summary",
-    "table1.md": "method, validation and test perplexity, candidate-epochs and wall time "
-                 "(paper Table 1; also table1.csv)",
-    "table1.csv": "the same as table1.md, full precision",
-    "budget.md": "candidate-epochs per round, planned against spent, and wall seconds per stage",
-    "metrics.json": "the final numbers, flat (`dvc metrics show`)",
-    "ls_curves.png": "spectra of the dense model and of the best, median and worst round-0 candidate",
-    "distance_curves.png": "distance to the dense reference in LS space over epochs",
-    "perplexity_curves.png": "validation perplexity over epochs",
-    "ls_space.png": "the dense and the selected trajectories in 2-D PCA LS space",
-    "correlation.png": "early LS distance (both layouts) and validation perplexity at the same epoch "
-                       "against final perplexity",
-    "correlation.csv": "Pearson and Spearman coefficients of correlation.png",
-    "correlation_points.csv": "the per-candidate points of correlation.png",
-}
-
-

@@ -4,6 +4,7 @@ and the wall seconds per stage, and Markdown without a tabulate dependency."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,30 @@ def markdown_table(df: pd.DataFrame, digits: dict[str, int] | None = None,
     for _, row in df.iterrows():
         lines.append("| " + " | ".join(format_cell(row[c], digits.get(c, 2)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table:
+    """A small table of text cells, for a section that more than one file shows (each in its own markup)."""
+
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+
+Block = str | Table  # a section's parts: a paragraph (Markdown inline markup) or a table
+
+
+def markdown_blocks(blocks: list[Block]) -> list[str]:
+    """The lines of `blocks` in Markdown, each followed by a blank line."""
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, Table):
+            lines += ["| " + " | ".join(block.header) + " |", "| " + " | ".join("---" for _ in block.header) + " |"]
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+        else:
+            lines.append(block)
+        lines.append("")
+    return lines
 
 
 def parse_markdown_table(text: str) -> pd.DataFrame:

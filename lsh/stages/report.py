@@ -4,15 +4,8 @@ The library (`lsh.report`) reads the run once (`load_run`) and computes tables, 
 correlation study and figures from it; this stage writes every output atomically:
 
     summary.md            the selection, its perplexities against the dense reference, the budget, notes
-    table1.md, table1.csv method, validation and test perplexity, candidate-epochs, wall time (paper Table 1)
-    budget.md             pool sizes and candidate-epochs per round, planned against spent (Table 3 style)
-    metrics.json          flat final numbers for `dvc metrics show`
-    ls_curves.png         spectra of the dense model and three round-0 candidates (paper Fig. 1A)
-    distance_curves.png   distance to the dense reference over epochs (Fig. 1B)
-    perplexity_curves.png validation perplexity over epochs (Fig. 1C)
-    ls_space.png          the dense and the selected trajectory in 2-D PCA LS space (supplement Fig. 2)
-    correlation.png, correlation.csv, correlation_points.csv
-                          early LS distance and early perplexity against final perplexity (supplement Fig. 1)
+    page.rst              the first page of the HTML report (`snakemake --report`): the selection again
+    ...                   every file is listed, with what it holds, in lsh.layout.REPORT_FILES
 
 The files depend only on the params (`report_files`), so the workflow's outputs are static.
 A run without selection rounds (`search.mode: full`) has no spectra: ls_curves,
@@ -30,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from lsh import data, files
+from lsh import data, files, layout
 from lsh.config import Params
 from lsh.errors import LshError
+from lsh.layout import REPORT, REPORT_FILES
 from lsh.records import LAYOUTS
 from lsh.report.correlation import (
     MIN_CORRELATION,
@@ -51,6 +45,7 @@ from lsh.report.figures import (
     plot_ls_space,
     plot_perplexity_curves,
 )
+from lsh.report.page import page_rst
 from lsh.report.regime import alternatives_table, regime_markdown, regime_table, regime_words
 from lsh.report.run import Run, load_run
 from lsh.report.summary import metrics, summary_markdown
@@ -66,16 +61,12 @@ from lsh.study.calibration import unigram_perplexity
 
 log = logging.getLogger("lsh.stages")
 
-FIGURES_NEEDING_ROUNDS = ("ls_curves.png", "distance_curves.png", "ls_space.png")
-ALWAYS = (
-    "summary.md", "table1.md", "table1.csv", "budget.md", "metrics.json", "perplexity_curves.png",
-    "correlation.png", "correlation.csv", "correlation_points.csv",
-)
+FIGURES_NEEDING_ROUNDS = tuple(f.name for f in REPORT_FILES if f.needs_rounds)
 
 
 def report_files(has_rounds: bool) -> list[str]:
-    """The files `build_report` writes: all of them for an LSH run, fewer without rounds."""
-    return [*ALWAYS, *(FIGURES_NEEDING_ROUNDS if has_rounds else ())]
+    """The names of the files `build_report` writes: all of them for an LSH run, fewer without rounds."""
+    return [f.name for f in layout.report_files(has_rounds)]
 
 
 @dataclass
@@ -112,14 +103,15 @@ def build_report(params: Params, results_dir: str | Path, out_dir: str | Path, d
     else:
         out.notes.append(f"{', '.join(FIGURES_NEEDING_ROUNDS)} are skipped: search.mode is full, so there are no "
                          "selection rounds and no spectra.")
-    plot_perplexity_curves(run, out.path / "perplexity_curves.png")
-    out.written.append("perplexity_curves.png")
+    plot_perplexity_curves(run, out.path / REPORT["perplexity_curves"])
+    out.written.append(REPORT["perplexity_curves"])
     correlation = _write_correlation(run, out)
-    files.write_json(out.path / "metrics.json", metrics(run, correlation))
-    out.written.append("metrics.json")
+    files.write_json(out.path / REPORT["metrics"], metrics(run, correlation))
+    out.written.append(REPORT["metrics"])
     regime = _regime_lines(run, Path(data_dir if data_dir is not None else params.data.prepared))
-    listed = sorted({*out.written, "summary.md"}, key=_order)
-    out.text("summary.md", summary_markdown(run, seconds, correlation, out.notes, listed, regime))
+    listed = sorted({*out.written, REPORT["summary"], REPORT["page"]}, key=_order)
+    out.text(REPORT["summary"], summary_markdown(run, seconds, correlation, out.notes, listed, regime))
+    out.text(REPORT["page"], page_rst(run, [f for f in REPORT_FILES if f.name in listed]))
     return {"files": listed, "notes": out.notes}
 
 
@@ -147,8 +139,8 @@ def _regime_lines(run: Run, data_dir: Path) -> list[str]:
 def _write_table1(run: Run, out: _Folder) -> None:
     """table1.csv at full precision, table1.md rounded for reading."""
     table = table1(run)
-    out.text("table1.csv", table.to_csv(index=False))
-    out.text("table1.md", "# Table 1\n\n" + markdown_table(
+    out.text(REPORT["table1"], table.to_csv(index=False))
+    out.text(REPORT["table1_md"], "# Table 1\n\n" + markdown_table(
         table.drop(columns=["source"]), digits={"wall_seconds": 1},
         headers={"valid_ppl": "validation perplexity", "test_ppl": "test perplexity",
                  "candidate_epochs": "candidate-epochs", "wall_seconds": "wall seconds"})
@@ -159,7 +151,7 @@ def _write_table1(run: Run, out: _Folder) -> None:
 def _write_budget(run: Run, budget: pd.DataFrame, seconds: pd.DataFrame, out: _Folder) -> None:
     """budget.md: candidate-epochs per stage planned against spent, wall seconds, the correlation study's cost."""
     cost = correlation_study_cost(run)
-    out.text("budget.md", "# Budget\n\nCandidate-epochs per stage: planned (`lsh plan`; for the final training, "
+    out.text(REPORT["budget"], "# Budget\n\nCandidate-epochs per stage: planned (`lsh plan`; for the final training, "
              "from final/pool.json) against spent.\n\n"
              + markdown_table(budget, headers={"planned": "planned candidate-epochs", "spent": "spent candidate-epochs",
                                                "cumulative": "cumulative spent"})
@@ -173,20 +165,20 @@ def _write_ls_figures(run: Run, out: _Folder) -> None:
     """ls_curves, distance_curves and ls_space: each drawn, or a placeholder that says why it cannot be
     (the workflow's outputs are static), with a note."""
     if run.rounds and run.dense_spectra is not None:
-        plot_ls_curves(run, out.path / "ls_curves.png")
-        plot_distance_curves(run, distance_table(run), out.path / "distance_curves.png")
+        plot_ls_curves(run, out.path / REPORT["ls_curves"])
+        plot_distance_curves(run, distance_table(run), out.path / REPORT["distance_curves"])
     else:
         why = "the run has no finished selection rounds or dense spectra"
-        out.notes.append(f"ls_curves.png and distance_curves.png are empty: {why}.")
-        for name in ("ls_curves.png", "distance_curves.png"):
-            placeholder_figure(out.path / name, why)
+        out.notes.append(f"{REPORT['ls_curves']} and {REPORT['distance_curves']} are empty: {why}.")
+        for key in ("ls_curves", "distance_curves"):
+            placeholder_figure(out.path / REPORT[key], why)
     space = ls_space(run)
     if space is not None:
-        plot_ls_space(run, space, out.path / "ls_space.png")
+        plot_ls_space(run, space, out.path / REPORT["ls_space"])
     else:
         why = "the selected candidate has no spectra (did no candidate finish?)"
-        out.notes.append(f"ls_space.png is empty: {why}.")
-        placeholder_figure(out.path / "ls_space.png", why)
+        out.notes.append(f"{REPORT['ls_space']} is empty: {why}.")
+        placeholder_figure(out.path / REPORT["ls_space"], why)
     out.written += list(FIGURES_NEEDING_ROUNDS)
 
 
@@ -198,15 +190,15 @@ def _write_correlation(run: Run, out: _Folder) -> pd.DataFrame | None:
     correlation: pd.DataFrame | None = None
     if len(finals) >= MIN_CORRELATION:
         correlation = correlation_table(points)
-        plot_correlation(points, correlation, out.path / "correlation.png")
+        plot_correlation(points, correlation, out.path / REPORT["correlation"])
     else:
         missing, fix = _too_few_final_perplexities(run, finals)
         out.notes.append(f"The correlation is missing: {missing} {fix}")
-        plot_correlation(points, pd.DataFrame(), out.path / "correlation.png", missing=missing)
-    out.written.append("correlation.png")
-    out.text("correlation.csv",
+        plot_correlation(points, pd.DataFrame(), out.path / REPORT["correlation"], missing=missing)
+    out.written.append(REPORT["correlation"])
+    out.text(REPORT["correlation_table"],
              (correlation if correlation is not None else correlation_table(points.iloc[0:0])).to_csv(index=False))
-    out.text("correlation_points.csv", points.to_csv(index=False))
+    out.text(REPORT["correlation_points"], points.to_csv(index=False))
     if correlation is not None and not run.rounds:
         out.notes.append("Without selection rounds there are no early LS distances: the correlation has the early "
                          "validation perplexity only.")
@@ -231,5 +223,5 @@ def _too_few_final_perplexities(run: Run, finals: pd.DataFrame) -> tuple[str, st
 
 
 def _order(name: str) -> int:
-    everything = [*ALWAYS, *FIGURES_NEEDING_ROUNDS]
+    everything = [f.name for f in REPORT_FILES]
     return everything.index(name) if name in everything else len(everything)

@@ -4,30 +4,26 @@ epochs, each one record per epoch in a spectra.json (the measuring is the librar
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from lsh import files, layout, records
+from lsh import layout, records
 from lsh.config import Params
 from lsh.errors import LshError
-from lsh.records import Pool, Summary
+from lsh.records import Pool, Spectra, Summary
 from lsh.spectra import epochs_spectra, new_epochs
 
 log = logging.getLogger("lsh.stages")
 
 
-def slot_spectra(params: Params, pool: Pool, slot: int, train_dir: Path, data_dir: Path) -> dict:
+def slot_spectra(params: Params, pool: Pool, slot: int, train_dir: Path, data_dir: Path) -> Spectra:
     """Spectra of every checkpoint this slot trained (and of epoch 0 for a new candidate); a survivor's
     earlier epochs were measured in earlier rounds."""
     entry = pool.entry(slot)
-    record: dict[str, Any] = {"round": pool.round, "slot": slot, "candidate": None, "spectra": {}, "seconds": 0.0}
     if entry is None:
-        record["status"] = "empty"
-        return record
-    epochs = new_epochs(entry, train_dir)
-    record.update(candidate=entry.candidate, status="ok",
-                  **epochs_spectra(train_dir, epochs, data_dir, params.lyapunov, params.seed))
-    return record
+        return Spectra(round=pool.round, slot=slot, candidate=None, spectra={}, seconds=0.0, status="empty")
+    measured = epochs_spectra(train_dir, new_epochs(entry, train_dir), data_dir, params.lyapunov, params.seed)
+    return replace(measured, round=pool.round, slot=slot, candidate=entry.candidate)
 
 
 def check_dense(params: Params, train_dir: Path, last_epoch: int) -> None:
@@ -44,14 +40,14 @@ def check_dense(params: Params, train_dir: Path, last_epoch: int) -> None:
                        f"against epochs up to {last_epoch}: train it that far")
 
 
-def dense_spectra(params: Params, train_dir: Path, data_dir: Path, last_epoch: int) -> dict:
+def dense_spectra(params: Params, train_dir: Path, data_dir: Path, last_epoch: int) -> Spectra:
     """Spectra of the dense reference at every epoch 0..last the search compares against."""
     check_dense(params, train_dir, last_epoch)
     return epochs_spectra(train_dir, list(range(last_epoch + 1)), data_dir, params.lyapunov, params.seed)
 
 
-def write(record: dict, out: Path) -> None:
-    files.write_json(out, record)
-    log.info("%s: %d spectra in %.1f s", out, len(record["spectra"]), record["seconds"])
+def write(record: Spectra, out: Path) -> None:
+    records.write(out, record)
+    log.info("%s: %d spectra in %.1f s", out, len(record.spectra), record.seconds)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from lsh import files
 from lsh.config import Params
 from lsh.errors import LshError
+from lsh.layout import STUDY_REPORT, SUMMARY_MD
 from lsh.report import study as words
 from lsh.study.cells import study_configs
 from lsh.study.replay import replay_strategies
@@ -98,17 +99,17 @@ def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime:
     methods = _write_methods(params, replays, len(table.seeds), out)
     _write_options(params, replays, len(table.seeds), out)
     _write_schedules(params, table, replays, out)
-    files.write_text(out / "ls_samples.csv", samples.to_csv(index=False))
-    files.write_text(out / "ls_samples.md", words.samples_markdown(samples))
-    files.write_text(out / "sensitivity.csv", variations.to_csv(index=False))
-    files.write_text(out / "sensitivity.md", words.sensitivity_markdown(variations))
+    files.write_text(out / STUDY_REPORT["ls_samples_csv"], samples.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["ls_samples_md"], words.samples_markdown(samples))
+    files.write_text(out / STUDY_REPORT["sensitivity_csv"], variations.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["sensitivity_md"], words.sensitivity_markdown(variations))
     best = float(np.mean([table.best(s)[1] for s in table.seeds]))  # as the methods' means: over training seeds
     _plot_anytime(params, anytime, best, out)
     verdict = build_verdict(params, signals, methods, default_ls, best)
     notes = [words.alternatives_words(methods, headline_pool(params), params.search.proposer),
              words.sensitivity_words(variations, points, default_ls, params.search.e0),
              words.ties_words(points[points["seed"] == table.seeds[0]])]
-    files.write_text(out / "summary.md",
+    files.write_text(out / SUMMARY_MD,
                      words.summary_markdown(params, table, verdict, int(replays["repeat"].max()) + 1,
                                             [n for n in notes if n]))
     return verdict.numbers()
@@ -122,7 +123,8 @@ def _plot_anytime(params: Params, anytime: pd.DataFrame, best: float, out: Path)
     curves = [method_name("ls", proposer), method_name("loss", proposer), optuna_name("hyperband"),
               optuna_name("successive_halving"), KIND_NAMES["optuna_ls"], KIND_NAMES["random"], KIND_NAMES["full"]]
     n0 = headline_pool(params)
-    plot_anytime(anytime[(anytime["n"] == n0) & anytime["strategy"].isin(curves)], curves, out / "anytime.png", best)
+    plot_anytime(anytime[(anytime["n"] == n0) & anytime["strategy"].isin(curves)], curves,
+                 out / STUDY_REPORT["anytime_png"], best)
 
 
 def _write_signals(params: Params, table: Table, epochs: list[int], default_ls: str,
@@ -132,13 +134,13 @@ def _write_signals(params: Params, table: Table, epochs: list[int], default_ls: 
 
     points = signal_points(table, epochs)
     signals = signal_table(points, params.seed)
-    files.write_text(out / "early_signals_points.csv", points.to_csv(index=False))
-    files.write_text(out / "early_signals.csv", signals.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["early_signals_points_csv"], points.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["early_signals_csv"], signals.to_csv(index=False))
     shown = [default_ls, "loss_gap", "train_loss", LABELS_ONLY]
     labels = {default_ls: f"LS distance ({default_ls[3:]})", "loss_gap": "validation-loss gap to the dense model",
               "train_loss": "training loss", LABELS_ONLY: "configuration labels only (leave-one-out, reference)"}
-    plot_signals(signals, shown, labels, out / "signals.png")
-    files.write_text(out / "early_signals.md", words.signals_markdown(signals))
+    plot_signals(signals, shown, labels, out / STUDY_REPORT["signals_png"])
+    files.write_text(out / STUDY_REPORT["early_signals_md"], words.signals_markdown(signals))
     return points, signals
 
 
@@ -148,17 +150,17 @@ def _write_methods(params: Params, replays: pd.DataFrame, seeds: int, out: Path)
 
     reference = method_name("ls", params.search.proposer)
     methods = summarise_methods(replays[replays["group"] == "methods"], reference=reference)
-    files.write_text(out / "methods.csv", methods.to_csv(index=False))
-    files.write_text(out / "methods.md", words.methods_markdown(methods, seeds, reference))
-    plot_methods(methods, out / "methods.png")
+    files.write_text(out / STUDY_REPORT["methods_csv"], methods.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["methods_md"], words.methods_markdown(methods, seeds, reference))
+    plot_methods(methods, out / STUDY_REPORT["methods_png"])
     return methods
 
 
 def _write_options(params: Params, replays: pd.DataFrame, seeds: int, out: Path) -> None:
     """ls_options.csv / .md: LSH with the grid proposer under each of the LS ranker's options."""
     variants = summarise_methods(replays[replays["group"] == "ls_options"])
-    files.write_text(out / "ls_options.csv", variants.to_csv(index=False))
-    files.write_text(out / "ls_options.md", words.options_markdown(variants, seeds, params.search.n))
+    files.write_text(out / STUDY_REPORT["ls_options_csv"], variants.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["ls_options_md"], words.options_markdown(variants, seeds, params.search.n))
 
 
 def _write_schedules(params: Params, table: Table, replays: pd.DataFrame, out: Path) -> None:
@@ -172,5 +174,5 @@ def _write_schedules(params: Params, table: Table, replays: pd.DataFrame, out: P
                               "selects_best": float(group["selects_best"].mean()),
                               "test_ppl": float(group["test_ppl"].mean())})
     schedules = pd.DataFrame(schedule_rows)
-    files.write_text(out / "schedules.csv", schedules.to_csv(index=False))
-    files.write_text(out / "schedules.md", words.schedules_markdown(schedules))
+    files.write_text(out / STUDY_REPORT["schedules_csv"], schedules.to_csv(index=False))
+    files.write_text(out / STUDY_REPORT["schedules_md"], words.schedules_markdown(schedules))

@@ -15,8 +15,9 @@ from snakemake.utils import validate
 
 from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
 from lsh.errors import LshError
-from lsh.layout import (CELL_ROWS, CURVES, METRICS, SPECTRA, STUDY_REPORT_FILES, SUMMARY, TABLE_FILES, Layout,
-                        cell_folder, two)
+from lsh.layout import (CELL_ROWS, CURVES, METRICS, PREPARED_META, SPECTRA, SPLIT_IDS, STUDY_REPORT_FILES, SUMMARY,
+                        TABLE_FILES, VOCAB, Layout, cell_folder, report_files, two)
+from lsh.layout import REPORT as REPORT_NAME
 from lsh.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 
@@ -138,9 +139,9 @@ def kept_if_failed(outputs):
 
 def prepared_files():
     return [
-        *expand(f"{PREPARED}/{{split}}.npy", split=SPLITS),
-        f"{PREPARED}/vocab.txt",
-        f"{PREPARED}/meta.json",
+        *(f"{PREPARED}/{SPLIT_IDS.format(split=split)}" for split in SPLITS),
+        f"{PREPARED}/{VOCAB}",
+        f"{PREPARED}/{PREPARED_META}",
     ]
 
 

@@ -1,32 +1,13 @@
 # The run's report (results/report/): tables and figures from the finished run, embedded
 # in `snakemake --report results/report.html` with the captions of workflow/report/; its first
-# page, workflow/report/workflow.rst (the Snakefile's `report:`), shows summary.md's selection.
+# page, workflow/report/workflow.rst (the Snakefile's `report:`), shows the page.rst `lsh report` writes.
 REPORT = MAIN.report
 
-# Every file `lsh report` writes (lsh.stages.report.report_files); the LS figures only with
-# selection rounds. report(...) puts a file with its caption into the HTML report.
-shown = lambda name, caption, category: report(
-    f"{REPORT}/{name}", caption=f"../report/{caption}.rst", category=category
-)
+# Every file `lsh report` writes (lsh.layout.REPORT_FILES: the LS figures only with selection
+# rounds); a file with a category goes into the HTML report with its caption, workflow/report/<key>.rst.
+shown = lambda f: report(f"{REPORT}/{f.name}", caption=f"../report/{f.key}.rst", category=f.category)
 REPORT_OUTPUTS = {
-    "summary": shown("summary.md", "summary", "1. Result"),
-    "table1": shown("table1.csv", "table1", "1. Result"),
-    "table1_md": f"{REPORT}/table1.md",
-    "budget": shown("budget.md", "budget", "1. Result"),
-    "metrics": f"{REPORT}/metrics.json",
-    "perplexity": shown("perplexity_curves.png", "perplexity_curves", "2. Search"),
-    "correlation": shown("correlation.png", "correlation", "3. Correlation"),
-    "correlation_table": shown("correlation.csv", "correlation_table", "3. Correlation"),
-    "correlation_points": shown("correlation_points.csv", "correlation_points", "3. Correlation"),
-    **(
-        {
-            "ls_curves": shown("ls_curves.png", "ls_curves", "2. Search"),
-            "distance": shown("distance_curves.png", "distance_curves", "2. Search"),
-            "ls_space": shown("ls_space.png", "ls_space", "2. Search"),
-        }
-        if PLAN.rounds
-        else {}
-    ),
+    f.key: shown(f) if f.category else f"{REPORT}/{f.name}" for f in report_files(bool(PLAN.rounds))
 }
 
 

@@ -73,7 +73,7 @@ def calibrate(name: str, out: Path, params: str, threads: int, configs: list[str
     sets = ["--set", f"data.prepared={prepared}"]
     for key, value in {**BASE, **SETTINGS[name]}.items():
         sets += ["--set", f"{key}={value}"]
-    if not (prepared / "meta.json").is_file():
+    if not (prepared / layout.PREPARED_META).is_file():
         _lsh("prepare", "--params", params, *sets)
     folder = out / name
     rows = []

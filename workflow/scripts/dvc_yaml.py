@@ -30,7 +30,7 @@ import yaml
 from lsh import files
 from lsh.config import Params, load_params
 from lsh.errors import LshError
-from lsh.layout import CURVES, SUMMARY, Layout
+from lsh.layout import CURVES, REPORT, SUMMARY, TABLE_META, Layout
 from lsh.schedule import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -123,10 +123,11 @@ def stages(params: Params) -> dict[str, Any]:
     if the_plan.rounds:
         report_deps += [str(run.dense), str(run.dense_final),
                         *(str(run.round_dir(r)) for r in range(len(the_plan.rounds)))]
-    out["report"] = _stage([str(run.report / "summary.md")], [*report_deps, *phase_code("report", RULES["report"])],
-                           phase_params("report", raw), [str(run.report)])
+    out["report"] = _stage([str(run.report / REPORT["summary"])],
+                           [*report_deps, *phase_code("report", RULES["report"])], phase_params("report", raw),
+                           [str(run.report)])
     document: dict[str, Any] = {"stages": out}
-    document["metrics"] = [str(run.report / "metrics.json")]
+    document["metrics"] = [str(run.report / REPORT["metrics"])]
     document["plots"] = [
         {str(run.final_train(f) / CURVES): {"x": "epoch", "y": ["valid_ppl", "train_ppl"]}}
         for f in range(the_plan.final_pool)
@@ -142,7 +143,7 @@ def study_stages(params: Params) -> dict[str, Any]:
     raw = params.raw
     root = {"wdir": "../.."}
     kept_cells = [params.study.cells] if params.study.cells else []  # finished cells kept with the project
-    table = {**root, **_stage([str(run.table / "table.json")],
+    table = {**root, **_stage([str(run.table / TABLE_META)],
                               [params.data.prepared, *kept_cells, *phase_code("study-table", RULES["study"])],
                               phase_params("study-table", raw), [str(run.table)])}
     study = {**root, **_stage(["study"], [str(run.table), *phase_code("study", RULES["study"])],

@@ -38,7 +38,6 @@ from lsh.records import read_cell
 from lsh.study.cells import cell_ids
 
 LOCK = "grow.lock"
-ENVIRONMENT = "environment.json"  # beside a kept cell: the machine and numerics it was trained under
 
 
 def _alive(pid: int) -> bool:
@@ -122,7 +121,7 @@ def grow(lsh: Path, args: argparse.Namespace, cid: str, k: int, out: Path, kept:
         read_cell(out / layout.CELL_ROWS, final_epochs)  # complete: to final.epochs or a divergence
     except LshError:
         return True  # trained only --until: not finished
-    machine = [str(lsh), "environment", "--params", args.params, "--out", str(kept.parent / ENVIRONMENT)]
+    machine = [str(lsh), "environment", "--params", args.params, "--out", str(kept.parent / layout.ENVIRONMENT)]
     kept.parent.mkdir(parents=True, exist_ok=True)
     if subprocess.run(machine).returncode:
         return False

@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lsh.layout import STUDY_REPORT
+
 TRIALS = "trials/LSTM_PTB/LE_tpe_trials_num_40_ind_100.pickle"
 PLOTTER = "sources/plotter.py"
 KEYS = ("init", "growth", "death", "redistribution", "death_rate")
@@ -87,6 +89,7 @@ def summarise(folder: Path, study: Path, seed: int) -> None:
     """summary.md, released.csv, settings.csv and settings.png in `folder`, from its candidates.csv and the
     study's early_signals.csv (the LS distance as the study preset ranks, the validation perplexity, at e0)."""
     from lsh import config, files
+    from lsh.layout import SUMMARY_MD
     from lsh.report.study import released_markdown
     from lsh.study.figures import plot_settings
     from lsh.study.released import COLUMNS as RELEASED
@@ -104,8 +107,8 @@ def summarise(folder: Path, study: Path, seed: int) -> None:
     plot_settings(beside, folder / "settings.png")
     source = (f"FATE4869/hyperpruning at {SOURCE_COMMIT} ({TRIALS} and {PLOTTER}), "
               "read by workflow/scripts/released_data.py")
-    files.write_text(folder / "summary.md", released_markdown(point, beside, source))
-    print(f"{folder}: summary.md, released.csv, settings.csv, settings.png")
+    files.write_text(folder / SUMMARY_MD, released_markdown(point, beside, source))
+    print(f"{folder}: {SUMMARY_MD}, released.csv, settings.csv, settings.png")
 
 
 SOURCE_COMMIT = "4d08f7b"
@@ -117,7 +120,7 @@ def main() -> int:
     parser.add_argument("--commit", default=SOURCE_COMMIT, help="the commit read (default: the one this study used)")
     parser.add_argument("--out", type=Path, help="candidates.csv to write from --repo")
     parser.add_argument("--summary", type=Path, metavar="DIR", help="summarise DIR/candidates.csv beside the study")
-    parser.add_argument("--study", type=Path, default=Path("docs/results/study/early_signals.csv"))
+    parser.add_argument("--study", type=Path, default=Path("docs/results/study") / STUDY_REPORT["early_signals_csv"])
     parser.add_argument("--seed", type=int, default=1111, help="the bootstrap's seed")
     args = parser.parse_args()
     if args.repo is None and args.summary is None:
