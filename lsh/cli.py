@@ -1,17 +1,15 @@
-"""The `lsh` command line: one handler per subcommand, each reading params and calling a stage.
+"""The `lsh` command line: its subcommands, every flag with its type and bound, and the dispatch to the
+handlers of lsh/commands.py (one per subcommand, each calling a stage).
 
 Every subcommand takes `--params FILE` (default `params.yaml`) and repeated
-`--set key.path=value`; both are validated against the one schema before any work. A
-handler imports only what its stage needs, so a job that ranks or proposes never pays for
-importing torch. An `LshError` (or a file-system error) is printed as one clean message
-(exit status 2), never a traceback.
+`--set key.path=value`; both are validated against the one schema before any work. An
+`LshError` (or a file-system error) is printed as one clean message (exit status 2), never a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import math
 import os
@@ -19,9 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from lsh import config, layout, numerics, serve
+from lsh import commands, config, layout, numerics, params_file, serve
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout
@@ -54,7 +50,7 @@ def _count(low: int, what: str, high: int | Callable[[], int] | None = None, why
             value = math.nan
         if not (math.isfinite(value) and value.is_integer() and low <= value and (top is None or value <= top)):
             allowed = f">= {low}" if top is None else f"from {low} to {top}{why}"
-            raise argparse.ArgumentTypeError(f"{config.show(text)} is not allowed: "
+            raise argparse.ArgumentTypeError(f"{params_file.show(text)} is not allowed: "
                                              f"{what} must be a whole number {allowed}")
         return int(value)
 
@@ -73,103 +69,6 @@ def _round_or_final(text: str) -> int | str:
     return "final" if text == "final" else _count(0, "--round (or `final`)", _schema_maximum("search", "n"))(text)
 
 
-def _set_threads(threads: int | None) -> None:
-    """torch's CPU threads, without importing torch for a job that may not need it (a spectra job
-    whose training left the spectra behind): torch reads OMP_NUM_THREADS when it is imported."""
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
-
-
-def _data_dir(args: argparse.Namespace, params: Params) -> Path:
-    return Path(args.data or params.data.prepared)
-
-
-# -----------------------------------------------------------------------------
-# Handlers: one per subcommand
-
-
-def cmd_params(args: argparse.Namespace, params: Params) -> int:
-    """Print the validated params, overrides applied."""
-    sys.stdout.write(yaml.safe_dump(params.raw, sort_keys=False))
-    return 0
-
-
-def cmd_environment(args: argparse.Namespace, params: Params) -> int:
-    """What this process computes with (numerics, CPU capability, versions): the run's record."""
-    from lsh import records
-
-    record = records.Environment.from_json(numerics.current(), "this process's environment")
-    if args.out:
-        records.write(args.out, record)
-        log.info("%s: numerics %s, CPU capability %s, torch %s", args.out, record.numerics,
-                 record.cpu_capability, record.versions["torch"])
-    else:
-        print(json.dumps(record.to_json(), indent=2))
-    return 0
-
-
-def cmd_prepare(args: argparse.Namespace, params: Params) -> int:
-    from lsh import data
-
-    cfg = params.data
-    data.prepare(args.raw or cfg.raw, args.out or cfg.prepared, verify=cfg.verify, allow_download=cfg.download,
-                 url=cfg.url, train_tokens=cfg.train_tokens)
-    return 0
-
-
-def cmd_train(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import train
-
-    _set_threads(args.threads)
-    train.run(params, _data_dir(args, params), Path(args.out), args.epochs, dense=args.dense, resume=args.resume,
-              restart=args.restart, keep=args.keep, test=args.test, init=args.init, spectra=args.spectra)
-    return 0
-
-
-def cmd_plan(args: argparse.Namespace, params: Params) -> int:
-    from lsh.schedule import plan as make_plan
-
-    plan = make_plan(params.search)
-    if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
-        return 0
-    print(f"{'round':>5} {'pool':>5} {'survivors':>9} {'new':>4} {'epochs':>7} {'cumulative':>10}")
-    for r in plan.rounds:
-        print(f"{r.round:>5} {r.pool:>5} {r.survivors:>9} {r.new:>4} "
-              f"{r.candidate_epochs:>7} {r.cumulative_candidate_epochs:>10}")
-    print(f"total candidate-epochs for selection: {plan.total_candidate_epochs}")
-    print(f"dense reference epochs (last compared epoch): {plan.last_epoch}")
-    final = params.final_epochs
-    extra = plan.final_pool * (final - plan.last_epoch)  # validation refuses final.epochs below last_epoch
-    print(f"final training: {plan.final_pool} survivors to epoch {final} (at most {extra} more candidate-epochs)")
-    if plan.rounds and params.search.e0 < 2:
-        print("note: with search.e0 = 1 a new candidate is scored before its first topology update, so its death, "
-              "growth and redistribution modes cannot affect its first ranking (only its sparse init can)")
-    return 0
-
-
-def cmd_spectrum(args: argparse.Namespace, params: Params) -> int:
-    import dataclasses
-
-    from lsh import files
-    from lsh.spectra import checkpoint_spectrum
-
-    _set_threads(args.threads)
-    overrides = {k: v for k, v in (("method", args.method), ("samples", args.samples), ("steps", args.steps),
-                                   ("warmup", args.warmup)) if v is not None}
-    if args.exponents is not None:  # "all" overrides a k in the params
-        overrides["exponents"] = None if args.exponents == "all" else args.exponents
-    cfg = dataclasses.replace(params.lyapunov, **overrides)
-    record = checkpoint_spectrum(args.checkpoint, _data_dir(args, params), cfg, params.seed)
-    files.write_json(args.out, record)
-    top = record["exponents"][0] if record["exponents"] else None
-    log.info("%s: %s, %s exponents, largest %s, %.2f s", args.out, record["status"],
-             len(record["exponents"] or []), f"{top:.4f}" if top is not None else "-", record["seconds"])
-    return 0
-
-
 def _exponents_flag(text: str) -> int | str:
     if text == "all":
         return text
@@ -178,177 +77,14 @@ def _exponents_flag(text: str) -> int | str:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{config.show(text)}: expected an integer >= 1 or all")
+        raise argparse.ArgumentTypeError(f"{params_file.show(text)}: expected an integer >= 1 or all")
     return value
-
-
-def cmd_bench(args: argparse.Namespace, params: Params) -> int:
-    from lsh import bench
-
-    if args.what == "numerics":  # fresh processes per mode: the caps act only when libraries load
-        result = bench.bench_numerics(args.params or "params.yaml", args.overrides, repeats=args.repeats,
-                                      threads=args.threads)
-        print(json.dumps(result, indent=2) if args.json else
-              "\n".join(f"{k}: portable/native speed {v}" for k, v in result["portable_speed_over_native"].items()))
-        return 0
-    _set_threads(args.threads)
-    if args.device:  # both benchmarks on the named device (train.device and lyapunov.device)
-        params = dataclasses.replace(params, train=dataclasses.replace(params.train, device=args.device),
-                                     lyapunov=dataclasses.replace(params.lyapunov, device=args.device))
-    run = {"train": bench.bench_train, "spectrum": bench.bench_spectrum}[args.what]
-    result = run(params, paper=not args.no_paper, repeats=args.repeats)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    elif args.what == "spectrum":
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    else:
-        for name, size in result["sizes"].items():
-            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in size.items()
-                                          if k.endswith(("_per_s", "overhead", "_dense"))))
-    return 0
-
-
-def cmd_report(args: argparse.Namespace, params: Params) -> int:
-    """The run's report: tables and figures from a finished run's results folder."""
-    from lsh.stages.report import build_report
-
-    written = build_report(params, args.results, args.out, args.dense, args.compare, _data_dir(args, params))
-    log.info("%s: %s", args.out, ", ".join(written["files"]))
-    for note in written["notes"]:
-        log.info("note: %s", note)
-    return 0
 
 
 # `lsh search <step>`: the steps of the LSH search, one per workflow rule
 
 
-def cmd_search_pool(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import pool
-
-    pool.write(pool.build(params, Layout(args.results), args.round), Path(args.out))
-    return 0
-
-
-def _read_pool(path: str):
-    from lsh import records
-
-    return records.read(path, records.Pool)
-
-
-def cmd_search_train(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import slot
-
-    _set_threads(args.threads)
-    slot.train_slot(params, _read_pool(args.pool), args.slot, Path(args.out), _data_dir(args, params), final=args.final,
-                    restart=args.restart)
-    return 0
-
-
-def cmd_search_train_to_final(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import slot
-
-    _set_threads(args.threads)
-    slot.train_to_final(params, _read_pool(args.pool), args.slot, Path(args.train), Path(args.out),
-                        _data_dir(args, params), restart=args.restart)
-    return 0
-
-
-def cmd_search_spectra(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import spectra
-
-    _set_threads(args.threads)
-    record = spectra.slot_spectra(params, _read_pool(args.pool), args.slot, Path(args.train), _data_dir(args, params))
-    spectra.write(record, Path(args.out))
-    return 0
-
-
-def cmd_search_dense_spectra(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import spectra
-
-    _set_threads(args.threads)
-    spectra.write(spectra.dense_spectra(params, Path(args.train), _data_dir(args, params), args.epochs), Path(args.out))
-    return 0
-
-
-def cmd_search_rank(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import rank
-
-    rank.write(rank.rank_round(params, Layout(args.results), args.round, args.dense), Path(args.out))
-    return 0
-
-
-def cmd_search_propose(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import propose
-
-    propose.write(propose.propose_round(params, Layout(args.results), args.round), Path(args.out))
-    return 0
-
-
-def cmd_search_select(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import select
-
-    select.write(select.select(params, Layout(args.results), args.dense), Path(args.out))
-    return 0
-
-
 # `lsh study <step>` and `lsh replay`: the evidence study, one per workflow rule
-
-
-def cmd_study_cell(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import table
-
-    _set_threads(args.threads)
-    table.train_cell(params, args.config, args.seed_index, Path(args.out), _data_dir(args, params), until=args.until)
-    return 0
-
-
-def cmd_study_calibration(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import table
-
-    table.calibrate(params, Path(args.cells), args.seed_index, _data_dir(args, params), Path(args.out))
-    return 0
-
-
-def cmd_study_table(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import table
-
-    cells = [Path(c) for c in args.cells] if args.cells else table.cell_rows(args.results or params.results, params)
-    table.build_table(params, cells, Path(args.out), Path(args.data) if args.data else None)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace, params: Params) -> int:
-    from lsh.stages import study
-
-    if args.repeats:
-        params = dataclasses.replace(params, study=dataclasses.replace(params.study, repeats=args.repeats))
-    study.replay_all(params, Path(args.table), Path(args.replays), Path(args.anytime), Path(args.sensitivity),
-                     workers=args.workers)
-    return 0
-
-
-def cmd_study_ls_samples(args: argparse.Namespace, params: Params) -> int:
-    from lsh import files
-    from lsh.stages import table
-
-    _set_threads(args.threads)
-    files.write_text(Path(args.out),
-                     table.ls_samples(params, Path(args.table), _data_dir(args, params)).to_csv(index=False))
-    return 0
-
-
-def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
-    from lsh import files
-    from lsh.stages import study
-
-    frames = [files.read_frame(path, columns) for path, columns in (
-        (args.replays, study.REPLAY_COLUMNS), (args.anytime, study.ANYTIME_COLUMNS),
-        (args.sensitivity, study.SENSITIVITY_COLUMNS), (args.samples, study.SAMPLES_COLUMNS))]
-    headline = study.write_study(params, Path(args.table), *frames, Path(args.out))
-    log.info("%s: %s", args.out,
-             json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
-    return 0
 
 
 # -----------------------------------------------------------------------------
@@ -378,14 +114,14 @@ def _step_adder(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
 
 def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     step = _step_adder(p, common)
-    q = step("pool", "a round's pool (0: the proposer's initial n) or the final pool", cmd_search_pool)
+    q = step("pool", "a round's pool (0: the proposer's initial n) or the final pool", commands.cmd_search_pool)
     q.add_argument("--round", required=True, type=_round_or_final, help="round number, or final")
     q.add_argument("--results", default="results", metavar="DIR", help="the run's results folder")
     q.add_argument("--out", required=True, metavar="FILE")
-    for name, text, func in (("train", "train one pool slot's candidate", cmd_search_train),
+    for name, text, func in (("train", "train one pool slot's candidate", commands.cmd_search_train),
                              ("train-to-final", "train a round-0 candidate on to final.epochs (correlation study)",
-                              cmd_search_train_to_final),
-                             ("spectra", "spectra of a slot's new checkpoints", cmd_search_spectra)):
+                              commands.cmd_search_train_to_final),
+                             ("spectra", "spectra of a slot's new checkpoints", commands.cmd_search_spectra)):
         q = step(name, text, func)
         q.add_argument("--pool", required=True, metavar="FILE")
         q.add_argument("--slot", required=True, type=_count(0, "--slot", _schema_maximum("search", "n") - 1),
@@ -401,21 +137,21 @@ def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -
         if name != "spectra":
             q.add_argument("--restart", action="store_true",
                            help="delete another run's checkpoints in the slot's folder instead of refusing them")
-    q = step("dense-spectra", "spectra of the dense epochs 0..N", cmd_search_dense_spectra)
+    q = step("dense-spectra", "spectra of the dense epochs 0..N", commands.cmd_search_dense_spectra)
     q.add_argument("--train", required=True, metavar="DIR")
     q.add_argument("--epochs", required=True, type=EPOCHS, metavar="N")
     q.add_argument("--data", metavar="DIR")
     q.add_argument("--out", required=True, metavar="FILE")
     q.add_argument("--threads", type=THREADS, metavar="N")
-    for name, text, func in (("rank", "rank a round's candidates", cmd_search_rank),
-                             ("propose", "propose new candidates after a round", cmd_search_propose)):
+    for name, text, func in (("rank", "rank a round's candidates", commands.cmd_search_rank),
+                             ("propose", "propose new candidates after a round", commands.cmd_search_propose)):
         q = step(name, text, func)
         q.add_argument("--round", required=True, type=_count(0, "--round", _schema_maximum("search", "n")))
         q.add_argument("--results", default="results", metavar="DIR")
         q.add_argument("--out", required=True, metavar="FILE")
         if name == "rank":
             q.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
-    q = step("select", "pick the best final candidate", cmd_search_select)
+    q = step("select", "pick the best final candidate", commands.cmd_search_select)
     q.add_argument("--results", default="results", metavar="DIR")
     q.add_argument("--dense", metavar="DIR", help="the dense reference's folder (default: RESULTS/dense)")
     q.add_argument("--out", required=True, metavar="FILE")
@@ -423,7 +159,8 @@ def _search_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -
 
 def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     step = _step_adder(p, common)
-    q = step("cell", "train one configuration of the table (or the dense reference) to final.epochs", cmd_study_cell)
+    q = step("cell", "train one configuration of the table (or the dense reference) to final.epochs",
+             commands.cmd_study_cell)
     q.add_argument("--config", required=True, metavar="ID", help="a table configuration (g00.., q000..) or dense")
     q.add_argument("--seed-index", type=SEED_INDEX, default=0, metavar="K",
                    help="the training seed: seed + K (0..study.seeds-1)")
@@ -433,12 +170,12 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--threads", type=THREADS, metavar="N")
     q = step("calibration", "does the regime let candidates learn before the first ranking? (cells to search.e0)",
-             cmd_study_calibration)
+             commands.cmd_study_calibration)
     q.add_argument("--cells", required=True, metavar="DIR", help="the folder of cells (<config>/s<K>/) to read")
     q.add_argument("--seed-index", type=SEED_INDEX, default=0, metavar="K")
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="DIR")
-    q = step("table", "gather the cells into the table (table.csv, spectra.npz, table.json)", cmd_study_table)
+    q = step("table", "gather the cells into the table (table.csv, spectra.npz, table.json)", commands.cmd_study_table)
     q.add_argument("--results", metavar="DIR",
                    help="the results folder whose study/table/ cells to gather when --cells is not given "
                         "(default: the params' results)")
@@ -448,12 +185,12 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
                    help="prepared data: check that every cell was trained as these params train on it")
     q.add_argument("--out", required=True, metavar="DIR")
     q = step("ls-samples", "the spectrum from study.ls_samples validation samples (paper Table 4)",
-             cmd_study_ls_samples)
+             commands.cmd_study_ls_samples)
     q.add_argument("--table", required=True, metavar="DIR")
     q.add_argument("--data", metavar="DIR", help="prepared data folder (default: data.prepared)")
     q.add_argument("--out", required=True, metavar="FILE")
     q.add_argument("--threads", type=THREADS, metavar="N")
-    q = step("report", "the study's summary.md, tables and figures", cmd_study_report)
+    q = step("report", "the study's summary.md, tables and figures", commands.cmd_study_report)
     q.add_argument("--table", required=True, metavar="DIR")
     q.add_argument("--replays", required=True, metavar="FILE")
     q.add_argument("--anytime", required=True, metavar="FILE")
@@ -471,17 +208,17 @@ def _schema_choices(section: str, key: str) -> list:
 def _add_params_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """params, environment, prepare: the commands that train nothing."""
     p = sub.add_parser("params", parents=[common], help="print the validated params")
-    p.set_defaults(func=cmd_params)
+    p.set_defaults(func=commands.cmd_params)
 
     p = sub.add_parser("environment", parents=[common],
                        help="what this machine computes with: numerics, CPU capability, versions (a run's record)")
     p.add_argument("--out", metavar="FILE", help="JSON file to write (default: print it)")
-    p.set_defaults(func=cmd_environment)
+    p.set_defaults(func=commands.cmd_environment)
 
     p = sub.add_parser("prepare", parents=[common], help="PTB text -> token ids, vocabulary and meta.json")
     p.add_argument("--raw", metavar="DIR", help="raw text folder (default: data.raw)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: data.prepared)")
-    p.set_defaults(func=cmd_prepare)
+    p.set_defaults(func=commands.cmd_prepare)
 
 
 def _add_train_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -504,7 +241,7 @@ def _add_train_command(sub: argparse._SubParsersAction, common: argparse.Argumen
                    help="continue from this checkpoint of another run folder (when --out has none)")
     p.add_argument("--spectra", action="store_true",
                    help="also leave the spectra of the checkpoints beside them (the params' lyapunov settings)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
 
 def cmd_serve(args: argparse.Namespace, params: Params) -> int:
@@ -524,7 +261,7 @@ def _add_serve_command(sub: argparse._SubParsersAction, common: argparse.Argumen
 def _add_plan_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("plan", parents=[common], help="the search's rounds and budget, known before any training")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    p.set_defaults(func=cmd_plan)
+    p.set_defaults(func=commands.cmd_plan)
 
 
 def _add_spectrum_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -543,7 +280,7 @@ def _add_spectrum_command(sub: argparse._SubParsersAction, common: argparse.Argu
                    help="warm-up steps")
     p.add_argument("--exponents", type=_exponents_flag, metavar="k", help="k leading exponents, or all")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=cmd_spectrum)
+    p.set_defaults(func=commands.cmd_spectrum)
 
 
 def _add_bench_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -558,7 +295,7 @@ def _add_bench_command(sub: argparse._SubParsersAction, common: argparse.Argumen
     p.add_argument("--device", choices=_schema_choices("train", "device"),
                    help="where to run both benchmarks (default: train.device and lyapunov.device)")
     p.add_argument("--threads", type=THREADS, metavar="N", help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=commands.cmd_bench)
 
 
 def _add_report_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -570,7 +307,7 @@ def _add_report_command(sub: argparse._SubParsersAction, common: argparse.Argume
                    help="results folders of runs to table beside this one")
     p.add_argument("--data", metavar="DIR",
                    help="prepared data: each ranking judged against its unigram perplexity (default: data.prepared)")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=commands.cmd_report)
 
 
 def _add_step_groups(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -595,7 +332,7 @@ def _add_replay_command(sub: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument("--repeats", type=_count(1, "--repeats", _schema_maximum("study", "repeats")), metavar="R",
                    help="override study.repeats")
     p.add_argument("--workers", type=WORKERS, default=1, metavar="N", help="processes replaying in parallel")
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(func=commands.cmd_replay)
 
 
 # The commands in the order `lsh --help` lists them
@@ -641,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         return func(args, params)
     except (LshError, OSError) as e:  # an OSError not met elsewhere: the file system's, one line naming the path
-        print(f"lsh {args.command}{step}: error: {config.cut(str(e), MESSAGE_CHARACTERS)}", file=sys.stderr)
+        print(f"lsh {args.command}{step}: error: {params_file.cut(str(e), MESSAGE_CHARACTERS)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lsh {args.command}: interrupted", file=sys.stderr)

@@ -6,33 +6,26 @@ selection, a study cell's rows. A reader checks the file against the record's fi
 types, the allowed configuration values, no missing and no unknown keys), so a truncated,
 foreign or hand-edited file is one error naming the file, the field and what was expected,
 never a traceback or a silently wrong number further on. `to_json` writes the same keys
-`from_json` reads.
+`from_json` reads. CSV files of these records are read and written by lsh/csv_records.py.
 
     read(path, Pool)             a JSON file as its record
     read_lines(path, Epoch)      a JSON-lines file, a record per line
-    read_rows(path, RankingRow)  a CSV file, a record per row
     read_cell(path, final)       a study cell's rows.json, checked complete
     write(path, record)          atomically
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import math
 import os
-import types
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
-
-import numpy as np
+from typing import Annotated, Any, Literal, TypeVar
 
 from lsh import files
 from lsh.errors import LshError
-from lsh.typecheck import Measure, RecordError, at, build, fail, hints, lead, show
+from lsh.typecheck import Measure, RecordError, at, build, fail, lead, show
 
 R = TypeVar("R")
 
@@ -260,6 +253,79 @@ class Environment(Record):
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         return out if self.cuda is not None else {k: v for k, v in out.items() if k != "cuda"}
+
+
+# The study's CSV files, read and written as frames (lsh.csv_records): `lsh replay` writes the replays, the
+# anytime curves and the sensitivity, `lsh study ls-samples` the samples; `lsh study report` reads them.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replay(Record):
+    """A row of replays.csv: one replay of a strategy on one training seed's rows of the table."""
+
+    group: str  # the report's part: methods, ls_options or schedules
+    strategy: str
+    kind: str
+    n: int
+    e0: int
+    ei: int
+    repeat: int
+    seed: int
+    config: str | None  # what it selected (None: nothing finished)
+    test_ppl: Measure
+    valid_ppl: Measure
+    regret: Measure  # test_ppl minus the seed's best
+    candidate_epochs: int
+    selects_best: bool
+    dense_epochs: int
+    candidate_epochs_with_dense: int
+    finalist_epoch: Measure  # lsh: the finalists' mean age when the selection ends
+    newcomers_kept: Measure
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnytimePoint(Record):
+    """A row of anytime.csv: a replay's incumbent (its final test perplexity) after a candidate-epoch."""
+
+    strategy: str
+    n: int
+    repeat: int
+    candidate_epoch: int
+    incumbent_test_ppl: Measure
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variation(Record):
+    """A row of sensitivity.csv: the LSH-against-loss comparison under one variation of the study."""
+
+    kind: str
+    setting: str
+    post_hoc: bool  # chosen after looking at the data
+    seeds: int
+    lsh_test_ppl: Measure
+    loss_test_ppl: Measure
+    loss_vs_lsh: Measure  # paired within training seeds
+    loss_vs_lsh_low: Measure
+    loss_vs_lsh_high: Measure
+    sign_p: Measure
+    loss_lower_seeds: int
+    lsh_candidate_epochs: Measure
+    loss_candidate_epochs: Measure
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplesRow(Record):
+    """A row of ls-samples.csv (paper Table 4): a configuration's spectrum from K validation sequences, and its
+    differences from the first K's."""
+
+    configuration: str
+    samples: int
+    max: float
+    mean: float
+    variance: float
+    max_difference: float
+    mean_difference: float
+    variance_difference: float
 
 
 LAYOUTS = ("blocks", "sorted")  # lyapunov.LAYOUTS without importing torch (tests/test_config.py holds them equal)
@@ -525,78 +591,3 @@ def write_lines(path: str | os.PathLike, records: list) -> Path:
 
     return files.write_text(path, "".join(json.dumps(r.to_json() if isinstance(r, Record) else r) + "\n"
                                           for r in records))
-
-
-def _from_text(text: str, hint: Any, where: str) -> Any:
-    """A CSV cell as the value the field's type wants (empty: None, or NaN for a Measure)."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        if text == "" and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if origin is Literal or hint is str:
-        return text
-    if hint is bool:
-        if text not in ("True", "False"):
-            raise fail(where, "True or False", text)
-        return text == "True"
-    try:
-        if hint is int:
-            return int(text)
-        if hint is Measure:
-            return math.nan if text == "" else float(text)
-        if hint is float:
-            return float(text)
-    except ValueError:
-        raise fail(where, "a number", text) from None
-    return text
-
-
-def read_rows(path: str | os.PathLike, cls: type[R]) -> list[R]:
-    """A CSV file whose header is the record's fields, one record per row."""
-    text = files.read_text(path, "run the stage that makes it first")
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [f.name for f in fields(cls)]
-    header = reader.fieldnames or []
-    missing = [c for c in columns if c not in header]
-    if missing or len(header) != len(columns):
-        what = f"lacks the column {missing[0]!r}" if missing else f"has other columns than {', '.join(columns)}"
-        raise LshError(f"{path} {what}: it is not a file lsh wrote, or was edited; rerun the stage that makes it")
-    types_of = hints(cls)
-    out = []
-    for number, row in enumerate(reader, 2):
-        where = f"line {number}"
-        try:
-            if None in row or any(v is None for v in row.values()):
-                raise RecordError(f"{where}: expected {len(columns)} values")
-            values = {c: _from_text(row[c], types_of[c], f"{where}.{c}") for c in columns}
-            out.append(build(cls, values, where))
-        except RecordError as e:
-            raise LshError(f"{path}: {e}: the file is truncated, edited or not one lsh wrote; rerun the stage that "
-                           "makes it") from None
-    return out
-
-
-def write_rows(path: str | os.PathLike, rows: list, cls: type) -> Path:
-    """Records (or dicts with the record's fields) as CSV with the record's header."""
-    columns = [f.name for f in fields(cls)]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        values = asdict(row) if dataclasses.is_dataclass(row) else row
-        writer.writerow({c: _to_text(values[c]) for c in columns})
-    return files.write_text(path, buffer.getvalue())
-
-
-def _to_text(value: Any) -> str:
-    """A CSV cell: floats as the shortest text that reads back exactly, NaN and None empty (numpy scalars too)."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)):
-        return "" if math.isnan(value) else repr(float(value))
-    if isinstance(value, np.integer):
-        return str(int(value))
-    return str(value)

@@ -35,7 +35,7 @@ for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "
 
 import numpy as np  # noqa: E402
 
-from lsh import config, data, serve  # noqa: E402
+from lsh import data, params_file, serve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -242,7 +242,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> Pa
 def small_search_params(project: Path) -> dict:
     """The smoke preset with one round of three candidates and two final epochs, on 8,000 training tokens
     (the tests that read it compare two runs of these params, never a figure): few, short jobs."""
-    params = config.read_yaml(project / SMOKE)
+    params = params_file.read_yaml(project / SMOKE)
     params["data"]["train_tokens"] = 8_000
     params["search"].update(n=3)
     params["final"]["epochs"] = params["sparse"]["decay_epochs"] = 2

@@ -570,12 +570,12 @@ def test_an_input_that_costs_more_than_it_is_worth_is_one_line_before_any_work(t
 
 
 def test_a_message_never_runs_past_its_bound_whatever_a_value_expands_to():
-    from lsh import config
+    from lsh import config, params_file
 
     long = "x" * 100_000
-    assert len(config.cut(long)) < 120 and "100,000 characters" in config.cut(long)
-    assert config.show(long).startswith("'xxx") and len(config.show(long)) < 120
-    with pytest.raises(config.ConfigError) as refused:
+    assert len(params_file.cut(long)) < 120 and "100,000 characters" in params_file.cut(long)
+    assert params_file.show(long).startswith("'xxx") and len(params_file.show(long)) < 120
+    with pytest.raises(params_file.ConfigError) as refused:
         config.validate({f"k{i}": i for i in range(1000)})
     lines = str(refused.value).splitlines()
     assert len(lines) == 1 + config.MAX_PROBLEMS + 1 and lines[-1].strip().startswith("... and ")

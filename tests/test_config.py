@@ -8,18 +8,18 @@ import pytest
 import yaml
 from conftest import REPO
 
-from lsh import config
+from lsh import config, params_file
 
 PRESETS = [REPO / "params.yaml", *sorted((REPO / "workflow" / "presets").glob("*.yaml"))]
 
 
 @pytest.fixture
 def params() -> dict:
-    return config.read_yaml(REPO / "params.yaml")
+    return params_file.read_yaml(REPO / "params.yaml")
 
 
 def _problems(params: dict) -> str:
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(params_file.ConfigError) as info:
         config.validate(params)
     return str(info.value)
 
@@ -114,7 +114,7 @@ def test_set_a_whole_section_as_json(params):
     section = dict(params["data"], train_tokens=5000)
     import json
 
-    out = config.apply_overrides(params, [f"data={json.dumps(section)}"])
+    out = params_file.apply_overrides(params, [f"data={json.dumps(section)}"])
     assert out["data"] == section
     assert params["data"]["train_tokens"] != 5000, "overrides must not change their input"
 
@@ -122,37 +122,37 @@ def test_set_a_whole_section_as_json(params):
 def test_set_an_unknown_key_is_refused_by_validation(params, tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(params))
-    with pytest.raises(config.ConfigError, match=r"data\.trian_tokens: unknown key"):
+    with pytest.raises(params_file.ConfigError, match=r"data\.trian_tokens: unknown key"):
         config.load_params(path, ["data.trian_tokens=3"])
 
 
 @pytest.mark.parametrize("text", ["seed", "=3", "data..raw=x", ".seed=1"])
 def test_malformed_set_says_the_expected_form(text):
-    with pytest.raises(config.ConfigError, match="expected KEY.PATH=VALUE"):
-        config.parse_override(text)
+    with pytest.raises(params_file.ConfigError, match="expected KEY.PATH=VALUE"):
+        params_file.parse_override(text)
 
 
 def test_set_below_a_scalar_key_is_refused(params):
-    with pytest.raises(config.ConfigError, match=f"seed is {params['seed']}, not a section"):
-        config.apply_overrides(params, ["seed.x=1"])
+    with pytest.raises(params_file.ConfigError, match=f"seed is {params['seed']}, not a section"):
+        params_file.apply_overrides(params, ["seed.x=1"])
 
 
 def test_params_file_that_is_not_yaml_names_the_file(tmp_path: Path):
     path = tmp_path / "broken.yaml"
     path.write_text("seed: [1, 2\n")
-    with pytest.raises(config.ConfigError, match=f"params file {path} is not valid YAML"):
+    with pytest.raises(params_file.ConfigError, match=f"params file {path} is not valid YAML"):
         config.load_params(path)
 
 
 def test_missing_params_file_is_named(tmp_path: Path):
-    with pytest.raises(config.ConfigError, match="does not exist"):
+    with pytest.raises(params_file.ConfigError, match="does not exist"):
         config.load_params(tmp_path / "nope.yaml")
 
 
 def test_params_file_must_be_a_mapping(tmp_path: Path):
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")
-    with pytest.raises(config.ConfigError, match="must hold a mapping"):
+    with pytest.raises(params_file.ConfigError, match="must hold a mapping"):
         config.load_params(path)
 
 
@@ -198,7 +198,7 @@ def test_a_number_yaml_reads_as_text_says_how_to_write_it(tmp_path: Path):
             .replace("weight_decay: 1.2e-6", "weight_decay: 1e-06"))
     path = tmp_path / "p.yaml"
     path.write_text(text)
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(params_file.ConfigError) as info:
         config.load_params(path)
     message = str(info.value)
     assert "train.lr: '1.0e30' is read as text by YAML; write the number as 1.0e+30" in message
@@ -223,8 +223,8 @@ def test_the_resolved_file_reads_back_to_the_same_numbers(params, tmp_path: Path
 def test_a_params_file_that_is_not_utf8_is_named(tmp_path: Path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("seed: 1 # café\n".encode("latin-1"))
-    with pytest.raises(config.ConfigError, match=f"params file {path} is not UTF-8 text"):
-        config.read_yaml(path)
+    with pytest.raises(params_file.ConfigError, match=f"params file {path} is not UTF-8 text"):
+        params_file.read_yaml(path)
 
 
 def test_params_validation_refuses_an_impossible_schedule_like_plan_does(params):
@@ -285,11 +285,11 @@ def test_nested_text_from_snakemakes_config_is_read_as_the_numbers_the_schema_wa
 
 def test_nested_text_that_is_no_number_is_still_refused_by_name(params):
     params["lyapunov"]["steps"] = "thirty"
-    with pytest.raises(config.ConfigError, match="lyapunov.steps"):
+    with pytest.raises(params_file.ConfigError, match="lyapunov.steps"):
         config.validate(params, text_numbers=True)
 
 
 def test_text_numbers_are_only_for_snakemakes_config_a_params_file_says_how_to_write_them(params):
     params["lyapunov"]["steps"] = "30"
-    with pytest.raises(config.ConfigError, match="lyapunov.steps"):
+    with pytest.raises(params_file.ConfigError, match="lyapunov.steps"):
         config.validate(params)

@@ -58,7 +58,7 @@ def imports(module: str, type_only: bool = False) -> list[tuple[str, str]]:
 
 
 def layer(module: str) -> str:
-    if module in ("lsh.cli", "lsh.__main__"):
+    if module in ("lsh.cli", "lsh.commands", "lsh.__main__"):
         return "cli"
     if module.startswith("lsh.stages"):
         return "stages"

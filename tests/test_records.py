@@ -10,9 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from lsh import records
+from lsh import csv_records, records
 from lsh.errors import LshError
-from lsh.records import Cell, Epoch, Pool, Proposals, RankingRow, Selection, Spectra, Summary
+from lsh.records import (
+    Cell,
+    Environment,
+    Epoch,
+    Pool,
+    Proposals,
+    RankingRow,
+    Selection,
+    Spectra,
+    SpectraCache,
+    Summary,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +53,10 @@ GOOD = {
                            "rounds": [{"round": 0, "pool": 6, "planned_candidate_epochs": 6,
                                        "spent_candidate_epochs": 6}]}},
 }
+GOOD[SpectraCache] = {"key": "0123456789abcdef", "spectra": {"1": {**SPECTRUM, "mtime_ns": 1765000000000000000}}}
+GOOD[Environment] = {"numerics": "native", "cpu_capability": "AVX512", "cpu": "Intel(R) Xeon(R) Processor",
+                     "vendor": "GenuineIntel", "machine": "x86_64", "caps": {}, "onednn": True, "python": "3.11.7",
+                     "lsh": "0.1.0", "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6", "snakemake": None}}
 CELL_ROW = {"train_loss": 6.6, "train_ppl": 735.1, "valid_loss": 6.5, "valid_ppl": 665.1, "test_ppl": 640.2,
             "status": "ok", "clipped": 0}
 GOOD[Cell] = {"config": "g03", "seed": 1111, "run": {"seed": 1111}, "lyapunov": {"steps": 35},
@@ -61,6 +76,17 @@ def test_a_good_file_reads_back_to_the_record_it_was_written_from(tmp_path: Path
     record = records.read(path, cls)
     records.write(tmp_path / "g.json", record)
     assert records.read(tmp_path / "g.json", cls) == record
+
+
+def test_the_environment_record_holds_what_numerics_records_and_writes_the_same_keys():
+    """environment.json is lsh.numerics.record() through the Environment record: a key numerics adds and the
+    record lacks would be refused as unknown here, and a GPU's entry appears only when there is one."""
+    from lsh import numerics
+
+    current = numerics.current()
+    assert Environment.from_json(current).to_json() == current
+    with_gpu = {**GOOD[Environment], "cuda": {"device": "NVIDIA H100", "cuda": "12.8", "cudnn": 91000}}
+    assert Environment.from_json(with_gpu).to_json() == with_gpu
 
 
 def _broken(cls) -> dict[str, tuple[str, str]]:
@@ -140,18 +166,18 @@ def test_a_ranking_reads_back_exactly_with_its_infinities_and_a_non_numeric_cell
     rows = [RankingRow(**ROW), RankingRow(**{**ROW, "rank": 2, "candidate": "c001", "slot": 1, "distance": math.inf,
                                               "valid_ppl": math.inf, "score": math.inf, "status": "diverged",
                                               "kept": False})]
-    records.write_rows(path, rows, RankingRow)
-    assert records.read_rows(path, RankingRow) == rows
+    csv_records.write_rows(path, rows, RankingRow)
+    assert csv_records.read_rows(path, RankingRow) == rows
     text = path.read_text().replace("2.5,inf", "far,inf", 1)
     path.write_text(text)
     with pytest.raises(LshError, match="ranking.csv: line 2.distance: expected a number, found 'far'"):
-        records.read_rows(path, RankingRow)
+        csv_records.read_rows(path, RankingRow)
     path.write_text("round,rank\n0,1\n")
     with pytest.raises(LshError, match="ranking.csv lacks the column 'candidate'"):
-        records.read_rows(path, RankingRow)
+        csv_records.read_rows(path, RankingRow)
     path.write_text(text.splitlines()[0] + "\n0,1,c000\n")
     with pytest.raises(LshError, match="ranking.csv: line 2: expected 18 values"):
-        records.read_rows(path, RankingRow)
+        csv_records.read_rows(path, RankingRow)
 
 
 @pytest.mark.parametrize("what", ["a directory", "a FIFO", "a link loop", "missing"])

@@ -13,7 +13,7 @@ import yaml
 from conftest import BIN, SMOKE, copy_project, run
 from scipy import stats
 
-from lsh import config
+from lsh import config, params_file
 from lsh.config import Params
 from lsh.report.correlation import MIN_CORRELATION, distance_table, final_perplexities
 from lsh.report.figures import ls_curve_candidates
@@ -30,7 +30,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, ptb_quick: Path) -> dict:
     """The smoke preset run once (on fewer training tokens), with every round-0 candidate trained on
     for the correlation study, and the workflow's `report` rule making results/report/."""
     project = copy_project(tmp_path_factory.mktemp("report"), ptb_quick)
-    params = config.read_yaml(project / SMOKE)
+    params = params_file.read_yaml(project / SMOKE)
     params["report"]["correlation_candidates"] = params["search"]["n"]  # at least 5 candidates reach the end
     params["data"]["train_tokens"] = 5000  # quicker epochs; the report's inputs are the same files
     (project / "smoke6.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -56,7 +56,7 @@ def test_the_report_rule_writes_every_report_file_from_a_smoke_run(smoke: dict):
     written = sorted(p.name for p in smoke["report"].iterdir() if not p.name.startswith("."))
     assert written == sorted(report_files(has_rounds=True))
     summary = (smoke["report"] / "summary.md").read_text()
-    assert smoke["selected"]["candidate"] in summary and "LSH-TPE" in summary
+    assert smoke["selected"]["candidate"] in summary and "LSH-tpe" in summary
     assert "The correlation is missing" not in summary
     log = (smoke["results"] / "logs" / "report.log").read_text()
     assert "summary.md" in log, "the rule ran `lsh report`"
@@ -64,9 +64,9 @@ def test_the_report_rule_writes_every_report_file_from_a_smoke_run(smoke: dict):
 
 def test_table1_numbers_equal_selected_json_and_the_dense_summary(smoke: dict):
     table = pd.read_csv(smoke["report"] / "table1.csv").set_index("method")
-    assert list(table.index) == ["dense", "LSH-TPE"]
+    assert list(table.index) == ["dense", "LSH-tpe"]
     sel, budget = smoke["selected"], smoke["selected"]["budget"]
-    row = table.loc["LSH-TPE"]
+    row = table.loc["LSH-tpe"]
     assert row["candidate"] == sel["candidate"]
     assert row["valid_ppl"] == pytest.approx(sel["valid_ppl"], rel=1e-12)
     assert row["test_ppl"] == pytest.approx(sel["test_ppl"], rel=1e-12)
@@ -77,7 +77,7 @@ def test_table1_numbers_equal_selected_json_and_the_dense_summary(smoke: dict):
     assert table.loc["dense", "test_ppl"] == pytest.approx(dense["test_ppl"], rel=1e-12)
     assert table.loc["dense", "candidate_epochs"] == dense["epochs"]
     md = parse_markdown_table((smoke["report"] / "table1.md").read_text())
-    assert list(md["method"]) == ["dense", "LSH-TPE"]
+    assert list(md["method"]) == ["dense", "LSH-tpe"]
     assert float(md["test perplexity"][1]) == pytest.approx(sel["test_ppl"], abs=0.005)
     metrics = json.loads((smoke["report"] / "metrics.json").read_text())
     assert metrics["selected_test_ppl"] == sel["test_ppl"] and metrics["dense_test_ppl"] == dense["test_ppl"]
@@ -184,9 +184,9 @@ def test_a_full_training_run_without_rounds_gets_a_report(smoke: dict, tmp_path:
     assert set(out["files"]) == set(report_files(has_rounds=False))
     assert not (tmp_path / "report" / "ls_space.png").exists()
     summary = (tmp_path / "report" / "summary.md").read_text()
-    assert "are skipped: search.mode is full" in summary and "full-training-TPE" in summary
+    assert "are skipped: search.mode is full" in summary and "full-training-tpe" in summary
     table = pd.read_csv(tmp_path / "report" / "table1.csv")
-    assert list(table["method"]) == ["full-training-TPE"], "no dense reference without dense-final/"
+    assert list(table["method"]) == ["full-training-tpe"], "no dense reference without dense-final/"
     budget = parse_markdown_table((tmp_path / "report" / "budget.md").read_text())
     assert list(budget["stage"]) == ["final training", "total"]
 
@@ -203,9 +203,9 @@ def test_compared_runs_get_table1_rows_and_this_run_is_not_repeated(smoke: dict,
     build_report(smoke["params"], results, tmp_path / "report",
                  compared=[results / "compare" / "lsh-tpe", results / "compare" / "loss-tpe"])
     table = pd.read_csv(tmp_path / "report" / "table1.csv").set_index("method")
-    assert list(table.index) == ["dense", "LSH-TPE", "loss-TPE"]
-    assert table.loc["loss-TPE", "test_ppl"] == 1200.25 and table.loc["loss-TPE", "candidate_epochs"] == 99
-    assert table.loc["loss-TPE", "wall_seconds"] == 12.5
+    assert list(table.index) == ["dense", "LSH-tpe", "loss-tpe"]
+    assert table.loc["loss-tpe", "test_ppl"] == 1200.25 and table.loc["loss-tpe", "candidate_epochs"] == 99
+    assert table.loc["loss-tpe", "wall_seconds"] == 12.5
 
 
 def test_snakemake_report_embeds_the_figures_and_tables(smoke: dict):

@@ -21,7 +21,7 @@ from conftest import REPO, SMOKE
 from docutils.core import publish_parts
 from precision import EPS64, accumulated
 
-from lsh import config, records
+from lsh import config, csv_records, records
 from lsh.config import Params
 from lsh.layout import REPORT_FILES, Layout
 from lsh.records import (
@@ -41,7 +41,7 @@ from lsh.records import (
     Tried,
 )
 from lsh.report.correlation import MIN_CORRELATION, correlation_points, early_epochs, final_perplexities
-from lsh.report.run import load_run, method_name
+from lsh.report.run import load_run, selection_name
 from lsh.report.summary import metrics
 from lsh.report.tables import budget_table, parse_markdown_table, table1
 from lsh.stages.report import build_report, report_files
@@ -122,7 +122,7 @@ def _ranking(path: Path, r: int, order: list[tuple[str, int, int]], kept: int, d
                                loss_gap=distance, loss=loss, tse=tse,
                                valid_ppl=math.inf if c in diverged else _ppl(c, epoch), score=distance,
                                status="diverged" if c in diverged else "ok", kept=rank <= kept))
-    records.write_rows(path, rows, RankingRow)
+    csv_records.write_rows(path, rows, RankingRow)
 
 
 def _selection() -> Selection:
@@ -263,10 +263,10 @@ def test_rankings_hold_the_csv_rows_a_diverged_distance_infinite(synthetic: Path
 
 def test_table1_has_the_dense_reference_then_this_run_with_selected_json_numbers(synthetic: Path, params: Params):
     table = table1(load_run(params, synthetic)).set_index("method")
-    assert list(table.index) == ["dense", "LSH-TPE"]
-    assert table.loc["LSH-TPE", "candidate"] == "c002"
-    assert table.loc["LSH-TPE", "test_ppl"] == SELECTED["test_ppl"]
-    assert table.loc["LSH-TPE", "candidate_epochs"] == 11 and table.loc["LSH-TPE", "wall_seconds"] == 30.5
+    assert list(table.index) == ["dense", "LSH-tpe"]
+    assert table.loc["LSH-tpe", "candidate"] == "c002"
+    assert table.loc["LSH-tpe", "test_ppl"] == SELECTED["test_ppl"]
+    assert table.loc["LSH-tpe", "candidate_epochs"] == 11 and table.loc["LSH-tpe", "wall_seconds"] == 30.5
     assert table.loc["dense", "test_ppl"] == DENSE_FINAL["test_ppl"]
     assert table.loc["dense", "candidate_epochs"] == 3, "the reference's own epochs"
     assert table.loc["dense", "wall_seconds"] == 3.0 + DENSE_FINAL["seconds"], "dense/ and dense-final/ together"
@@ -314,11 +314,11 @@ def test_metrics_json_is_flat_with_non_finite_coefficients_as_null(synthetic: Pa
 
 def test_method_names_follow_ranker_proposer_age_and_mode():
     selection = _selection()
-    name = lambda **kw: method_name(Selection.from_json({**selection.to_json(), **kw}))  # noqa: E731
-    assert name() == "LSH-TPE"
-    assert name(ranker="loss", proposer="atpe") == "loss-ATPE"
-    assert name(ranker="loss_gap", age="common") == "loss-gap-TPE common-age"
-    assert name(mode="full", ranker="loss", proposer="grid", age="common") == "full-training-GRID"
+    name = lambda **kw: selection_name(Selection.from_json({**selection.to_json(), **kw}))  # noqa: E731
+    assert name() == "LSH-tpe"
+    assert name(ranker="loss", proposer="atpe") == "loss-atpe"
+    assert name(ranker="loss_gap", age="common") == "loss-gap-tpe common-age"
+    assert name(mode="full", ranker="loss", proposer="grid", age="common") == "full-training-grid"
 
 
 # -----------------------------------------------------------------------------
@@ -336,7 +336,7 @@ def test_the_report_writes_exactly_the_files_it_lists(report: dict):
 
 def test_the_summary_compares_the_selection_with_the_dense_model(report: dict):
     summary = (report["out"] / "summary.md").read_text()
-    assert summary.startswith("# Report: LSH-TPE\n")
+    assert summary.startswith("# Report: LSH-tpe\n")
     assert "Candidate **c002**, best epoch 3 of 3:" in summary
     assert "| ER | threshold | random | nonzeros | 0.4 |" in summary
     assert "| selected c002 | 105.25 | 101.50 |" in summary
@@ -350,7 +350,7 @@ def test_the_summary_compares_the_selection_with_the_dense_model(report: dict):
 
 def test_the_budget_and_table1_markdown_round_what_the_csv_keeps(report: dict):
     table = parse_markdown_table((report["out"] / "table1.md").read_text()).set_index("method")
-    assert table.loc["LSH-TPE", "test perplexity"] == "101.50" and table.loc["dense", "wall seconds"] == "8.0"
+    assert table.loc["LSH-tpe", "test perplexity"] == "101.50" and table.loc["dense", "wall seconds"] == "8.0"
     assert pd.read_csv(report["out"] / "table1.csv").loc[0, "test_ppl"] == DENSE_FINAL["test_ppl"]
     budget = (report["out"] / "budget.md").read_text()
     assert "the correlation study trained 8 candidate-epochs in 12.0 s" in budget
@@ -377,7 +377,7 @@ def test_without_dense_final_table1_has_no_dense_row_and_the_summary_says_so(res
                                                                              tmp_path: Path):
     shutil.rmtree(results / "dense-final")
     out = build_report(params, results, tmp_path / "report")
-    assert list(pd.read_csv(tmp_path / "report" / "table1.csv")["method"]) == ["LSH-TPE"]
+    assert list(pd.read_csv(tmp_path / "report" / "table1.csv")["method"]) == ["LSH-tpe"]
     assert out["notes"][0].startswith("No dense reference trained to final.epochs")
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "nothing to compare with" in summary and "| dense reference |" not in summary
@@ -391,7 +391,7 @@ def test_a_compared_run_is_a_table1_row_and_this_run_is_not_repeated(results: Pa
     run = load_run(params, results, compared=[results / "compare" / "lsh-tpe", results / "compare" / "loss-tpe"])
     assert [folder.name for folder, _ in run.compared] == ["loss-tpe"]
     table = table1(run).set_index("method")
-    assert list(table.index) == ["dense", "LSH-TPE", "loss-TPE"] and table.loc["loss-TPE", "test_ppl"] == 111.0
+    assert list(table.index) == ["dense", "LSH-tpe", "loss-tpe"] and table.loc["loss-tpe", "test_ppl"] == 111.0
 
 
 def test_a_run_without_its_own_dense_final_takes_the_first_compared_runs(results: Path, params: Params):
@@ -427,7 +427,7 @@ def test_a_run_without_rounds_skips_the_ls_figures_and_says_why(tmp_path: Path):
     assert set(out["files"]) == set(report_files(has_rounds=False))
     assert not (tmp_path / "report" / "ls_space.png").exists()
     summary = (tmp_path / "report" / "summary.md").read_text()
-    assert summary.startswith("# Report: full-training-TPE")
+    assert summary.startswith("# Report: full-training-tpe")
     assert "ls_curves.png, distance_curves.png, ls_space.png are skipped: search.mode is full" in summary
     assert list(parse_markdown_table((tmp_path / "report" / "budget.md").read_text())["stage"]) == [
         "final training", "total"]
@@ -461,7 +461,7 @@ def render_description(report_dir: Path | None) -> str:
 
 def test_the_report_opens_on_the_selection_against_the_dense_model_and_links_the_figures(report: dict):
     html = render_description(report["out"])
-    assert '<h1 class="title">Report: LSH-TPE</h1>' in html
+    assert '<h1 class="title">Report: LSH-tpe</h1>' in html
     assert "Candidate <strong>c002</strong>" in html
     for cell in ("ER", "threshold", "nonzeros", "0.4", "selected c002", "105.25", "101.50", "dense reference",
                  "88.12", "selected - dense", "13.38"):

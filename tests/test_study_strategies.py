@@ -11,17 +11,9 @@ from test_study import small_params, synthetic_table
 
 from lsh.schedule import plan, pool_epochs
 from lsh.search.proposers import PROPOSERS
-from lsh.search.ranking import RANKERS
+from lsh.search.ranking import RANKER_LABELS, RANKERS, method_name
 from lsh.study.replay import replay
-from lsh.study.strategies import (
-    KIND_NAMES,
-    RANKER_LABELS,
-    STUDY_PROPOSERS,
-    Strategy,
-    method_name,
-    optuna_name,
-    study_strategies,
-)
+from lsh.study.strategies import KIND_NAMES, STUDY_PROPOSERS, Strategy, optuna_name, study_strategies
 
 
 def test_a_strategy_name_is_derived_from_its_settings():
@@ -41,6 +33,20 @@ def test_a_strategy_name_is_derived_from_its_settings():
     assert Strategy(kind="optuna", search=search, pruner="hyperband", budget=9, startup=1).name == \
         optuna_name("hyperband", matched=True) == "optuna-TPE-hyperband matched"
     assert Strategy(kind="iepoch", search=search).name == KIND_NAMES["iepoch"] == "i-Epoch"
+
+
+def test_a_runs_report_and_the_study_name_the_same_search_alike():
+    """One name function: a run's Table 1 and the study's tables say the same thing for the same settings."""
+    from lsh.records import Budget, Selection
+    from lsh.report.run import selection_name
+
+    search = dataclasses.replace(small_params().search, ranker="loss_gap", proposer="atpe", age="common")
+    budget = Budget(planned_selection_candidate_epochs=0, candidate_epochs={}, total_candidate_epochs=0,
+                    wall_seconds={}, total_wall_seconds=0.0, rounds=[])
+    selected = Selection(status="ok", mode="lsh", ranker="loss_gap", proposer="atpe", age="common", density=0.33,
+                         candidate=None, config=None, valid_ppl=None, test_ppl=None, best_epoch=None,
+                         distance_history=[], finalists=[], diverged=[], budget=budget)
+    assert selection_name(selected) == Strategy(kind="lsh", search=search).name == "loss-gap-atpe common-age"
 
 
 def test_every_ranker_and_proposer_has_its_place_in_the_names():

@@ -18,7 +18,7 @@ import torch
 import yaml
 from conftest import BIN, REPO, SMALL_RUN, SMOKE, WORKFLOW_RUN, clone_of, copy_project, ok, run
 
-from lsh import config, numerics
+from lsh import config, numerics, params_file
 from lsh.config import ModelParams, Params
 from lsh.layout import Layout
 from lsh.schedule import plan
@@ -176,7 +176,7 @@ def test_full_training_search_trains_every_initial_candidate_to_the_end(small_ru
     assert selected["budget"]["candidate_epochs"] == {"selection": 0, "final": 6}
     best = min(selected["finalists"], key=lambda f: f["valid_ppl"])
     assert selected["candidate"] == best["candidate"] and selected["valid_ppl"] == best["valid_ppl"]
-    params = config.read_yaml(small_run / "small.yaml")
+    params = params_file.read_yaml(small_run / "small.yaml")
     params["search"].update(mode="full", ranker="loss")
     params["results"] = "alone"
     rules = {rule for rule, _ in planned_jobs(small_run, params, tmp_path)}
@@ -206,7 +206,7 @@ def planned_jobs(project: Path, params: dict, scratch: Path) -> list[tuple[str, 
 
 
 def smoke_params(project: Path) -> dict:
-    return config.read_yaml(project / SMOKE)
+    return params_file.read_yaml(project / SMOKE)
 
 
 @pytest.mark.slow
@@ -356,7 +356,7 @@ def test_compare_runs_every_method_into_its_folder_and_tables_them_together(smal
 
 @pytest.mark.slow
 def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(project: Path):
-    params = config.read_yaml(project / SMOKE)
+    params = params_file.read_yaml(project / SMOKE)
     params.update(seed=7, results="out", numerics="native")
     params["data"]["train_tokens"] = 15000
     params["model"].update(emb=24, hidden=24)
@@ -368,7 +368,7 @@ def test_every_section_of_a_preset_and_its_floats_reach_the_jobs_unchanged(proje
     params["final"]["epochs"] = 2
     params["report"]["correlation_candidates"] = 1
     params["study"]["repeats"] = 3
-    defaults = config.read_yaml(project / "params.yaml")
+    defaults = params_file.read_yaml(project / "params.yaml")
     assert all(params[k] != defaults[k] for k in defaults), "the preset differs from params.yaml in every section"
     (project / "preset.yaml").write_text(config.dump(params))
     assert "1.0e-06" in (project / "preset.yaml").read_text() and "1.0e+16" in (project / "preset.yaml").read_text()
@@ -401,7 +401,7 @@ def test_snakemakes_nested_config_values_reach_the_schema_as_numbers(project: Pa
 
 @pytest.mark.slow
 def test_a_diverged_dense_reference_stops_the_run_naming_the_divergence_and_the_learning_rate(project: Path):
-    params = config.read_yaml(project / SMOKE)
+    params = params_file.read_yaml(project / SMOKE)
     params["train"].update(lr=1e15, clip=1e15)
     (project / "blowup.yaml").write_text(config.dump(params))
     out = run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "blowup.yaml"], project)

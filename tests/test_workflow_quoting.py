@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import BIN, HOSTILE, HOSTILE_RUN, REPO, SMOKE, run
 
-from lsh import config
+from lsh import config, params_file
 
 # HOSTILE (conftest): a results folder whose every character a shell would misread.
 SNAKEMAKE = str(BIN / "snakemake")
@@ -52,7 +52,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 def test_every_rules_command_keeps_a_hostile_results_path_one_argument(project: Path):
     """A dry run prints every job's command (the whole run, the comparison set, the study and a correlation
     training): each path under the results folder is one word of the command, and nothing else is."""
-    params = config.read_yaml(project / SMOKE)
+    params = params_file.read_yaml(project / SMOKE)
     params["results"] = HOSTILE
     params["report"]["correlation_candidates"] = 1
     (project / "hostile.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lsh import csv_records, records
 from lsh import layout as names
-from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import LAYOUTS, RANKING_COLUMNS, Environment, Epoch, Pool, RankingRow, Selection, Spectra, Summary
 from lsh.schedule import Plan
 from lsh.schedule import plan as search_plan
-from lsh.search.ranking import RANKER_LABELS
+from lsh.search.ranking import method_name
 
 
 @dataclass(kw_only=True)
@@ -69,8 +69,8 @@ class Run:
 
     @property
     def method(self) -> str:
-        """The run's name in tables and titles (method_name)."""
-        return method_name(self.selected)
+        """The run's name in tables and titles."""
+        return selection_name(self.selected)
 
 
 def read_metrics(folder: Path) -> list[Epoch]:
@@ -86,14 +86,10 @@ def ranking_frame(rows: list[RankingRow]) -> pd.DataFrame:
     return pd.DataFrame([asdict(row) for row in rows], columns=list(RANKING_COLUMNS))
 
 
-def method_name(selected: Selection) -> str:
-    """`LSH-TPE`, `loss-ATPE`, `full-training-GRID`: the ranker (or full mode) and the proposer."""
-    if selected.mode == "full":
-        prefix = "full-training"
-    else:
-        prefix = RANKER_LABELS.get(selected.ranker, str(selected.ranker))
-    age = " common-age" if selected.age == "common" and selected.mode != "full" else ""
-    return f"{prefix}-{str(selected.proposer).upper()}{age}"
+def selection_name(selected: Selection) -> str:
+    """The selecting search's name (search.ranking.method_name): LSH-tpe, loss-atpe, full-training-grid."""
+    return method_name(str(selected.ranker), str(selected.proposer), full=selected.mode == "full",
+                       age=str(selected.age))
 
 
 def _last_epoch(history: list[Epoch]) -> int:
@@ -139,7 +135,7 @@ def _gather_rounds(layout: Layout, the_plan: Plan, candidates: dict[str, Candida
     selection ran every round of the plan: each one's files must be there."""
     rankings = []
     for r in range(len(the_plan.rounds)):
-        rankings.append(records.read_rows(layout.ranking(r), RankingRow))
+        rankings.append(csv_records.read_rows(layout.ranking(r), RankingRow))
         pool = records.read(layout.pool(r), Pool)
         for s, entry in enumerate(pool.slots):
             if entry is None:

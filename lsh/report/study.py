@@ -13,8 +13,9 @@ import pandas as pd
 
 from lsh.config import Params
 from lsh.report.tables import markdown_table
+from lsh.search.ranking import method_name
 from lsh.study.statistics import COEFFICIENTS, SeedTest, reference_test, sign_test_seeds
-from lsh.study.strategies import KIND_NAMES, method_name, optuna_name
+from lsh.study.strategies import KIND_NAMES, optuna_name
 from lsh.study.table import Table
 from lsh.study.verdict import Estimate, Verdict
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from lsh.layout import Layout
 from lsh.records import Selection
-from lsh.report.run import Run, method_name
+from lsh.report.run import Run, selection_name
 
 
 def number_or_nan(x: Any) -> float:
@@ -48,7 +48,7 @@ def table1(run: Run) -> pd.DataFrame:
                      "wall_seconds": dense["wall_seconds"], "source": dense["source"]})
     for folder, selected in [(run.root, run.selected), *run.compared]:
         epochs, seconds = _budget_numbers(selected)
-        rows.append({"method": method_name(selected), "candidate": selected.candidate,
+        rows.append({"method": selection_name(selected), "candidate": selected.candidate,
                      "valid_ppl": number_or_nan(selected.valid_ppl), "test_ppl": number_or_nan(selected.test_ppl),
                      "candidate_epochs": epochs, "wall_seconds": seconds,
                      "source": str(Layout(folder).selected)})

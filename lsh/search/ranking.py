@@ -109,6 +109,14 @@ RANKER_LABELS = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TS
 AGES = ("own", "common")
 
 
+def method_name(ranker: str, proposer: str, *, full: bool = False, age: str = "own") -> str:
+    """A search's name in every table, a run's report and the study's alike: the ranker's label (or
+    full-training: every candidate trained to the end), the proposer, and the age when it is not the paper's:
+    LSH-tpe, loss-grid, TSE-rand common-age, full-training-tpe."""
+    prefix = "full-training" if full else RANKER_LABELS.get(ranker, str(ranker))
+    return f"{prefix}-{proposer}" + (" common-age" if age == "common" and not full else "")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Observed:
     """What a round can see of a candidate trained to `epoch`: its losses by epoch (1..epoch, None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lsh import records
+from lsh import csv_records, records
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import Layout, checkpoint
@@ -44,7 +44,7 @@ def next_pool(params: Params, layout: Layout, r: int) -> Pool:
     search, prev = params.search, r - 1
     rounds = plan(search).rounds
     last = r == len(rounds)
-    survivors = sorted((row for row in records.read_rows(layout.ranking(prev), RankingRow) if row.kept),
+    survivors = sorted((row for row in csv_records.read_rows(layout.ranking(prev), RankingRow) if row.kept),
                        key=lambda row: row.rank)
     proposals = [] if last else list(records.read(layout.proposals(prev), Proposals).proposals)
     epochs = pool_epochs(search, r, [row.epoch for row in survivors], len(proposals), params.final_epochs)

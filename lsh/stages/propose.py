@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from lsh import records
+from lsh import csv_records, records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import Pool, Proposals, RankingRow
@@ -22,7 +22,7 @@ log = logging.getLogger("lsh.stages")
 def propose_round(params: Params, layout: Layout, r: int) -> dict:
     """proposals.json of round r: the history handed to the proposer and the new candidates, each with its source."""
     search = params.search
-    rows = [row for row in records.read_rows(layout.ranking(r), RankingRow) if search.history == "all" or row.kept]
+    rows = [row for row in csv_records.read_rows(layout.ranking(r), RankingRow) if search.history == "all" or row.kept]
     history = [(row.config, _finite(row.score)) for row in rows]
     pool = records.read(layout.pool(r), Pool)
     new = propose(search.proposer, params.space, history, [t.config for t in pool.tried], plan(search).rounds[r].new,

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lsh import csv_records, records
 from lsh import layout as names
-from lsh import records
 from lsh.config import Params
 from lsh.layout import Layout
 from lsh.records import RANKING_COLUMNS, Epoch, Pool, RankingRow, Spectra, Summary
@@ -98,6 +98,6 @@ def rank_round(params: Params, layout: Layout, r: int, dense: Path | None = None
 
 def write(ranking: pd.DataFrame, out: Path) -> None:
     """ranking.csv through its record (records.RankingRow: the columns, and floats that read back exactly)."""
-    records.write_rows(out, ranking.to_dict("records"), RankingRow)
+    csv_records.write_rows(out, ranking.to_dict("records"), RankingRow)
     log.info("%s:\n%s", out,
              ranking[["rank", "candidate", "distance", "loss_gap", "valid_ppl", "kept"]].to_string(index=False))

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lsh import files, records
+from lsh import csv_records, files, records
 from lsh import layout as names
 from lsh.config import Params
 from lsh.layout import Layout
@@ -31,7 +31,7 @@ def select(params: Params, layout: Layout, dense: Path | None = None) -> dict:
     diverged = [{"candidate": e.candidate, "where": "final", "epoch": s.epochs, "reason": s.reason}
                 for e, s in finals if s.status == "diverged"]
     for r in range(len(the_plan.rounds)):
-        for row in records.read_rows(layout.ranking(r), RankingRow):
+        for row in csv_records.read_rows(layout.ranking(r), RankingRow):
             if row.status == "diverged":
                 summary = records.read(layout.slot_train(r, row.slot) / names.SUMMARY, Summary)
                 diverged.append({"candidate": row.candidate, "where": f"round {r}", "epoch": summary.epochs,

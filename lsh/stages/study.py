@@ -15,29 +15,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsh import files
+from lsh import csv_records, files
 from lsh.config import Params
 from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT, SUMMARY_MD
+from lsh.records import AnytimePoint, Replay, SamplesRow, Variation
 from lsh.report import study as words
+from lsh.search.ranking import RANKER_LABELS, method_name
 from lsh.study.cells import study_configs
 from lsh.study.replay import replay_strategies
-from lsh.study.sensitivity import COLUMNS as SENSITIVITY_COLUMNS  # noqa: F401 (the report's reader checks them)
 from lsh.study.sensitivity import sensitivity
 from lsh.study.signals import LABELS_ONLY, ls_signal_name, signal_points, signal_table
 from lsh.study.statistics import summarise_methods
-from lsh.study.strategies import KIND_NAMES, RANKER_LABELS, Strategy, method_name, optuna_name, study_strategies
+from lsh.study.strategies import KIND_NAMES, Strategy, optuna_name, study_strategies
 from lsh.study.table import Table
 from lsh.study.verdict import build_verdict, headline_pool
 
 log = logging.getLogger("lsh.stages")
 
-# The columns the study's report reads from the replays' files (lsh.files.read_frame checks them)
-REPLAY_COLUMNS = ("group", "strategy", "kind", "n", "e0", "ei", "repeat", "seed", "config", "test_ppl", "valid_ppl",
-                  "regret", "candidate_epochs", "selects_best", "dense_epochs", "candidate_epochs_with_dense",
-                  "finalist_epoch", "newcomers_kept")
-ANYTIME_COLUMNS = ("strategy", "n", "repeat", "candidate_epoch", "incumbent_test_ppl")
-SAMPLES_COLUMNS = ("configuration", "samples", "max", "mean", "variance")
+# The replays' files: what `lsh replay` writes and the study's report reads, each through its record
+INPUTS = {"replays": Replay, "anytime": AnytimePoint, "sensitivity": Variation, "samples": SamplesRow}
 
 
 def load_table(params: Params, table_dir: Path) -> Table:
@@ -67,23 +64,23 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
         for o in outcomes:
             best_config, seed_best = table.best(o.seed)
             if group == "methods":  # the anytime curves: of the methods only (the options' would be 10 times more rows)
-                curves += [{"strategy": strategy.name, "n": n, "repeat": o.repeat, "candidate_epoch": i + 1,
-                            "incumbent_test_ppl": v} for i, v in enumerate(o.incumbent)]
-            rows.append({"group": group, "strategy": strategy.name, "kind": strategy.kind, "n": n,
-                         "e0": strategy.search.e0, "ei": strategy.search.ei, "repeat": o.repeat, "seed": o.seed,
-                         "config": o.config, "test_ppl": o.test_ppl, "valid_ppl": o.valid_ppl,
-                         "regret": o.test_ppl - seed_best, "candidate_epochs": o.candidate_epochs,
-                         "selects_best": o.config == best_config, "dense_epochs": o.dense_epochs,
-                         "candidate_epochs_with_dense": o.candidate_epochs + o.dense_epochs,
-                         "finalist_epoch": o.finalist_epoch, "newcomers_kept": o.newcomers_kept})
+                curves += [AnytimePoint(strategy=strategy.name, n=n, repeat=o.repeat, candidate_epoch=i + 1,
+                                        incumbent_test_ppl=v) for i, v in enumerate(o.incumbent)]
+            rows.append(Replay(group=group, strategy=strategy.name, kind=strategy.kind, n=n, e0=strategy.search.e0,
+                               ei=strategy.search.ei, repeat=o.repeat, seed=o.seed, config=o.config,
+                               test_ppl=o.test_ppl, valid_ppl=o.valid_ppl, regret=o.test_ppl - seed_best,
+                               candidate_epochs=o.candidate_epochs, selects_best=o.config == best_config,
+                               dense_epochs=o.dense_epochs,
+                               candidate_epochs_with_dense=o.candidate_epochs + o.dense_epochs,
+                               finalist_epoch=o.finalist_epoch, newcomers_kept=o.newcomers_kept))
         log.info("%s (n = %d): %d repeats, mean test ppl %.2f", strategy.name, n, len(outcomes),
                  float(np.mean([o.test_ppl for o in outcomes])))
-    replays, anytime = pd.DataFrame(rows), pd.DataFrame(curves)
-    files.write_text(Path(replays_out), replays.to_csv(index=False))
-    files.write_text(Path(anytime_out), anytime.to_csv(index=False))
+    replays, anytime = csv_records.frame(rows, Replay), csv_records.frame(curves, AnytimePoint)
+    csv_records.write_frame(replays_out, replays, Replay)
+    csv_records.write_frame(anytime_out, anytime, AnytimePoint)
     log.info("the table's best configuration: %s, test perplexity %.2f", *table.best(table.seeds[0]))
     variations = sensitivity(params, table, headline_pool(params), workers)
-    files.write_text(Path(sensitivity_out), variations.to_csv(index=False))
+    csv_records.write_frame(sensitivity_out, variations, Variation)
     log.info("%s: %d variations of the headline comparison", sensitivity_out, len(variations))
     return replays, anytime
 

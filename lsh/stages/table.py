@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lsh import data, files, layout, records
+from lsh import csv_records, data, files, layout, records
 from lsh.config import Params, differences, show
 from lsh.errors import LshError
-from lsh.records import LAYOUTS, Cell, CellRow, read_cell
+from lsh.records import LAYOUTS, Cell, CellRow, SamplesRow, read_cell
 from lsh.search.space import CONFIG_KEYS
 from lsh.study.cells import DENSE, cell_ids, study_configs, training_seeds
 from lsh.study.table import COLUMNS, Table, check_rows, check_table
@@ -261,11 +261,10 @@ def ls_samples(params: Params, table_dir: Path, data_dir: Path) -> pd.DataFrame:
             values = np.array(record["exponents"], dtype=float)
             stats[k] = {"max": float(values.max()), "mean": float(values.mean()), "variance": float(values.var())}
         for k in samples:
-            row = {"configuration": f"{label}: {cid}", "samples": k, **stats[k]}
-            row.update({f"{key}_difference": stats[k][key] - stats[samples[0]][key]
-                        for key in ("max", "mean", "variance")})
-            rows.append(row)
-    return pd.DataFrame(rows)
+            rows.append(SamplesRow(configuration=f"{label}: {cid}", samples=k, **stats[k],
+                                   **{f"{key}_difference": stats[k][key] - stats[samples[0]][key]
+                                      for key in ("max", "mean", "variance")}))
+    return csv_records.frame(rows, SamplesRow)
 
 
 def check_built_with(params: Params, table: Table, table_dir: Path) -> None:

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lsh import csv_records
 from lsh.config import Params
+from lsh.records import Variation
 from lsh.schedule import plan
 from lsh.study.replay import Outcome, replay
 from lsh.study.statistics import over_seeds, paired_over_seeds
@@ -32,8 +34,6 @@ E0S = (1, 2, 3, 4)
 # The LS ranker's options compared with the paper's (PCA, L2, the pair fit). Raw cosine was picked after
 # the calibrated study's early_signals.md showed it closest to the loss: its row is post hoc.
 RANKER_OPTIONS = (("raw", "cosine", "pair", True), ("raw", "l2", "pair", False), ("pca", "l2", "pool", False))
-COLUMNS = ("kind", "setting", "post_hoc", "seeds", "lsh_test_ppl", "loss_test_ppl", "loss_vs_lsh", "loss_vs_lsh_low",
-           "loss_vs_lsh_high", "sign_p", "loss_lower_seeds", "lsh_candidate_epochs", "loss_candidate_epochs")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +86,11 @@ def _over_seeds(outcomes: list[Outcome]) -> float:
     return over_seeds(np.array([o.test_ppl for o in outcomes]), np.array([o.seed for o in outcomes]))[0]
 
 
+def _mean_epochs(outcomes: list[Outcome]) -> float:
+    """Candidate-epochs with the dense reference's, over the replays."""
+    return float(np.mean([o.candidate_epochs + o.dense_epochs for o in outcomes]))
+
+
 def sensitivity(params: Params, table: Table, n: int, workers: int = 1) -> pd.DataFrame:
     """Every variant's comparison (`variants`), `study.repeats` replays of each strategy."""
     if workers > 1 and table.folder is None:
@@ -102,10 +107,9 @@ def sensitivity(params: Params, table: Table, n: int, workers: int = 1) -> pd.Da
     for v, (lsh, loss) in zip(todo, results):
         test = paired_over_seeds([o.test_ppl for o in loss], np.array([o.seed for o in loss]),
                                  [o.test_ppl for o in lsh], np.array([o.seed for o in lsh]))
-        rows.append({"kind": v.kind, "setting": v.setting, "post_hoc": v.post_hoc, "seeds": test.seeds,
-                     "lsh_test_ppl": _over_seeds(lsh), "loss_test_ppl": _over_seeds(loss),
-                     "loss_vs_lsh": test.mean, "loss_vs_lsh_low": test.low, "loss_vs_lsh_high": test.high,
-                     "sign_p": test.p_sign, "loss_lower_seeds": test.lower,
-                     "lsh_candidate_epochs": float(np.mean([o.candidate_epochs + o.dense_epochs for o in lsh])),
-                     "loss_candidate_epochs": float(np.mean([o.candidate_epochs + o.dense_epochs for o in loss]))})
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+        rows.append(Variation(kind=v.kind, setting=v.setting, post_hoc=v.post_hoc, seeds=test.seeds,
+                              lsh_test_ppl=_over_seeds(lsh), loss_test_ppl=_over_seeds(loss), loss_vs_lsh=test.mean,
+                              loss_vs_lsh_low=test.low, loss_vs_lsh_high=test.high, sign_p=test.p_sign,
+                              loss_lower_seeds=test.lower,
+                              lsh_candidate_epochs=_mean_epochs(lsh), loss_candidate_epochs=_mean_epochs(loss)))
+    return csv_records.frame(rows, Variation)

@@ -17,7 +17,7 @@ from lsh.config import Params, SearchConfig
 from lsh.errors import LshError
 from lsh.schedule import plan
 from lsh.search.proposers import PROPOSERS, TPE_STARTUP
-from lsh.search.ranking import RANKER_LABELS, RANKERS
+from lsh.search.ranking import RANKERS, method_name
 from lsh.study.signals import LS_OPTIONS
 
 PRUNER_LABELS = {"hyperband": "hyperband", "successive_halving": "halving"}  # Optuna's pruners the study runs
@@ -27,11 +27,6 @@ NEEDS_DENSE = ("ls", "loss_gap")  # rankers that compare with the dense referenc
 STUDY_PROPOSERS = tuple(sorted(PROPOSERS, key=lambda p: p != "grid"))  # grid first: the tables' order
 SCHEDULES = [(e0, ei) for e0 in (1, 2, 3) for ei in (1, 2, 3, 4)]  # paper Table 3
 SHOWS = ("", "options", "schedule")  # what an LSH strategy's name spells out beyond its ranker and proposer
-
-
-def method_name(ranker: str, proposer: str) -> str:
-    """The name of the search with `ranker` and `proposer`, each candidate at its own epoch: LSH-tpe, loss-grid."""
-    return f"{RANKER_LABELS[ranker]}-{proposer}"
 
 
 def optuna_name(pruner: str, matched: bool = False) -> str:
@@ -82,7 +77,7 @@ class Strategy:
             return f"{name} {s.embedding}-{s.distance}-{self.layout}-{s.pca_fit}"
         if self.shows == "schedule":
             return f"{name} e0={s.e0} ei={s.ei}"
-        return name + (" common-age" if s.age == "common" else "")
+        return method_name(s.ranker, s.proposer, age=s.age)
 
 
 def lsh_budget(search: SearchConfig, final_epochs: int) -> int:

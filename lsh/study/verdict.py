@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from lsh.config import Params
+from lsh.search.ranking import method_name
 from lsh.study.signals import LABELS_ONLY, POOLED
 from lsh.study.statistics import SeedTest, reference_test, seed_test, seeds_for_power
-from lsh.study.strategies import method_name
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsh import config, files, layout, numerics
+from lsh import files, layout, numerics, params_file
 from lsh.config import differences as describe_difference  # noqa: F401  (the dotted keys two run configs differ in)
 from lsh.data import Corpus
 from lsh.errors import LshError
@@ -90,7 +90,7 @@ def _check_fields(state: dict, path: Path) -> None:
     of the training loop's)."""
     def wrong(field: str, what: str) -> LshError:
         value = state.get(field)
-        found = config.show(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
+        found = params_file.show(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
         return LshError(f"checkpoint {path}: {field} is {found}, not {what}: it is not a checkpoint lsh wrote; "
                         "delete it and rerun")
 

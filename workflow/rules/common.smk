@@ -13,7 +13,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from lsh.config import ConfigError, Params, SearchConfig, validate as describe_problems, write_resolved
+from lsh.config import Params, SearchConfig, validate as describe_problems, write_resolved
+from lsh.params_file import ConfigError
 from lsh.errors import LshError
 from lsh.layout import (CELL_ROWS, CURVES, METRICS, PREPARED_META, SPECTRA, SPLIT_IDS, STUDY_REPORT_FILES, SUMMARY,
                         TABLE_FILES, VOCAB, Layout, cell_folder, report_files, two)

@@ -136,7 +136,7 @@ def code_files(root: str, module: str) -> tuple[str, ...]:
     """The package's source files `module`'s command runs, relative to the project folder `root`."""
     base = Path(root)
     seen: set[str] = set()
-    todo = ["lsh.cli", module]
+    todo = ["lsh.cli", "lsh.commands", module]
     while todo:
         name = todo.pop()
         path = _module_file(base, name)
@@ -145,7 +145,7 @@ def code_files(root: str, module: str) -> tuple[str, ...]:
         seen.add(name)
         parts = name.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # the packages it lives in
-        lazy = name == "lsh.cli" or path.name == "__init__.py"
+        lazy = name in ("lsh.cli", "lsh.commands") or path.name == "__init__.py"  # the handlers import their stage
         todo.extend(_imports(base, name, path, follow_functions=not lazy))
     paths = {str(_module_file(base, m).relative_to(base)) for m in seen}
     return tuple(sorted(paths | {f for f in PACKAGE_DATA if (base / f).is_file()}))
