@@ -152,7 +152,7 @@ def samples_markdown(samples: pd.DataFrame) -> str:
             + markdown_table(samples, digits={c: 4 for c in samples.columns if c not in ("configuration", "samples")}))
 
 
-ALTERNATIVES = {KIND_NAMES["random"]: "random search", KIND_NAMES["iepoch"]: "i-Epoch",
+ALTERNATIVES = {KIND_NAMES["random"]: "random search", KIND_NAMES["iepoch"]: "i-Epoch (Egele et al., 2023)",
                 optuna_name("hyperband"): "Optuna's TPE with Hyperband",
                 optuna_name("hyperband", matched=True): "Optuna's TPE with Hyperband (start-up matched to hyperopt's)",
                 optuna_name("successive_halving"): "Optuna's TPE with successive halving",

@@ -107,13 +107,14 @@ def ls_distances(
 RANKERS = ("ls", "loss", "loss_gap", "tse")
 RANKER_LABELS = {"ls": "LSH", "loss": "loss", "loss_gap": "loss-gap", "tse": "TSE"}  # a search's name's first part
 AGES = ("own", "common")
+FULL_TRAINING = "full-training"  # the search that trains every candidate to the end: no ranker
 
 
 def method_name(ranker: str, proposer: str, *, full: bool = False, age: str = "own") -> str:
     """A search's name in every table, a run's report and the study's alike: the ranker's label (or
     full-training: every candidate trained to the end), the proposer, and the age when it is not the paper's:
     LSH-tpe, loss-grid, TSE-rand common-age, full-training-tpe."""
-    prefix = "full-training" if full else RANKER_LABELS.get(ranker, str(ranker))
+    prefix = FULL_TRAINING if full else RANKER_LABELS.get(ranker, str(ranker))
     return f"{prefix}-{proposer}" + (" common-age" if age == "common" and not full else "")
 
 

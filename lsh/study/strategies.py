@@ -17,11 +17,11 @@ from lsh.config import Params, SearchConfig
 from lsh.errors import LshError
 from lsh.schedule import plan
 from lsh.search.proposers import PROPOSERS, TPE_STARTUP
-from lsh.search.ranking import RANKERS, method_name
+from lsh.search.ranking import FULL_TRAINING, RANKERS, method_name
 from lsh.study.signals import LS_OPTIONS
 
 PRUNER_LABELS = {"hyperband": "hyperband", "successive_halving": "halving"}  # Optuna's pruners the study runs
-KIND_NAMES = {"iepoch": "i-Epoch", "optuna_ls": "optuna-TPE-lyapunov", "random": "random", "full": "full-training"}
+KIND_NAMES = {"iepoch": "i-Epoch", "optuna_ls": "optuna-TPE-lyapunov", "random": "random", "full": FULL_TRAINING}
 NEEDS_BUDGET = ("random", "optuna", "optuna_ls")  # kinds that search until a budget of candidate-epochs is spent
 NEEDS_DENSE = ("ls", "loss_gap")  # rankers that compare with the dense reference (charged its epochs)
 STUDY_PROPOSERS = tuple(sorted(PROPOSERS, key=lambda p: p != "grid"))  # grid first: the tables' order

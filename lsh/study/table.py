@@ -38,13 +38,13 @@ from lsh import files
 from lsh.config import DeathRateRange, SpaceConfig
 from lsh.errors import LshError
 from lsh.layout import TABLE_FILES, TABLE_META, TABLE_ROWS, TABLE_SPECTRA
-from lsh.records import LAYOUTS, CellRow, run_problem
+from lsh.records import CELL_FIELDS, LAYOUTS, CellRow, run_problem
 from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key, discrete_space
 from lsh.study.cells import DENSE, SPACES
 from lsh.typecheck import hints
 
-COLUMNS = ("config", *CONFIG_KEYS, "seed", "epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "test_ppl",
-           "status", "clipped")
+# A row: the cell's configuration (its id and values), its training seed and epoch, and that epoch's CellRow
+COLUMNS = ("config", *CONFIG_KEYS, "seed", "epoch", *CELL_FIELDS)
 TEXT = ("config", *CATEGORICAL, "status")  # read as text: blank is missing, never a number
 NUMERIC = tuple(c for c in COLUMNS if c not in TEXT)
 WHOLE = ("seed", "epoch")  # never blank, whole numbers
