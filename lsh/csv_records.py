@@ -155,9 +155,10 @@ def _column(values: Any, hint: Any, optional: bool, where: str, name: str, pd: A
                    else values * np.nan).astype(float)
         missing_ok = hint is Measure or (optional and hint is float)
         wrong = np.flatnonzero((blank & ~(missing_ok or optional)) | (~blank & numbers.isna().to_numpy()))
-        if hint is int:
-            finite = numbers.to_numpy()
-            wrong = np.union1d(wrong, np.flatnonzero(~blank & np.isfinite(finite) & (finite != np.round(finite))))
+        if hint is int:  # whole and finite
+            given = numbers.to_numpy()
+            whole = np.isfinite(given) & (given == np.round(np.nan_to_num(given)))
+            wrong = np.union1d(wrong, np.flatnonzero(~blank & ~whole))
         if hint is float and not missing_ok:
             wrong = np.union1d(wrong, np.flatnonzero(~np.isfinite(numbers.to_numpy()) & ~blank))
         if wrong.size:
@@ -191,10 +192,10 @@ def read_frame(path: str | os.PathLike, cls: type) -> Any:
     text_columns = {name: "str" for name, hint in hints(cls).items() if str in (hint, *get_args(hint))
                     or get_origin(hint) is Literal}
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=text_columns, keep_default_na=True)
+        table = pd.read_csv(io.StringIO(text), dtype=text_columns, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise LshError(f"{path} is not a CSV table lsh wrote ({str(e).splitlines()[0]}); {REMAKE}") from None
-    return check_frame(frame, cls, path)
+    return check_frame(table, cls, path)
 
 
 def write_frame(path: str | os.PathLike, frame: Any, cls: type) -> Path:

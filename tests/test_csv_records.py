@@ -37,6 +37,7 @@ def test_a_frame_of_records_reads_back_with_its_types_and_its_blanks(tmp_path: P
     (lambda f: f.assign(extra=1), "has the columns .*extra, not group"),
     (lambda f: f.assign(n=[6, 6.5]), "line 3: column n is 6.5: expected a whole number"),
     (lambda f: f.assign(seed=[1111, None]), "line 3: column seed is blank: expected a whole number"),
+    (lambda f: f.assign(repeat=[0, float("inf")]), "line 3: column repeat is inf: expected a whole number"),
     (lambda f: f.assign(test_ppl=["x", 1.0]), "line 2: column test_ppl is 'x': expected a number"),
     (lambda f: f.assign(selects_best=["yes", "True"]), "line 2: column selects_best is 'yes': expected True or False"),
     (lambda f: f.assign(strategy=[None, "LSH-tpe"]), "line 2: column strategy is blank: expected text"),

@@ -525,6 +525,12 @@ def _group_runs(pgid: int, word: str) -> bool:
     return False
 
 
+def _interruptible() -> None:
+    """Ctrl-C's default action in the child, as in a terminal: a test run started in the background (CI, `&`)
+    hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_results(project: Path) -> dict[str, str]:
     """The run's results (not Snakemake's or DVC's bookkeeping), by content without timings."""
     return {f: h for f, (_, _, h) in snapshot(project).items()}
@@ -548,7 +554,8 @@ def test_a_pull_interrupted_in_its_fetch_or_its_checkout_is_completed_by_the_nex
             other = tmp_path / f"{phase}-{delay}"
             subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
             proc = subprocess.Popen([str(BIN / "python"), "workflow/scripts/versioned.py", "pull"], cwd=other, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_interruptible)
             deadline = time.monotonic() + 300
             while not _group_runs(proc.pid, phase) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)

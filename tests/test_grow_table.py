@@ -72,6 +72,6 @@ def test_a_grown_subset_keeps_each_finished_cell_with_the_machine_it_was_trained
     assert kept == ["dense", "g00", "g07"], "the subset and the dense reference, nothing else"
     for cid in kept:
         folder = tmp_path / "kept" / cid / "s0"
-        environment = json.loads((folder / grow_table.ENVIRONMENT).read_text())
+        environment = json.loads((folder / layout.ENVIRONMENT).read_text())
         assert environment["numerics"] == raw["numerics"] and environment["cpu"] == numerics.current()["cpu"]
         assert (folder / layout.METRICS).is_file()
