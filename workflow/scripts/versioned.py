@@ -78,6 +78,15 @@ def absent_remote(where: list[str]) -> str | None:
     return None
 
 
+def remove_cache_partials(cache: Path) -> list[Path]:
+    """The temporary files an interrupted fetch left in the cache (DVC writes `.<random>.tmp` beside an object
+    and renames it when whole): never an object, removed; returns them."""
+    found = [p for p in sorted((cache / "files" / "md5").glob("*/*.tmp")) if p.is_file()]
+    for path in found:
+        path.unlink()
+    return found
+
+
 def bad_cache_objects(cache: Path) -> list[Path]:
     """Cached files whose content does not hash to their name (DVC names objects by MD5)."""
     bad = []
@@ -169,8 +178,9 @@ def pull(remote: str | None) -> str:
         raise Stop(f"dvc.lock records another run's params or code than this workspace holds ({', '.join(differ[:3])}"
                    f"{', ...' if len(differ) > 3 else ''}): nothing checked out; check out its commit whole "
                    "(git checkout <commit>) and pull there, or run `dvc repro` for these params")
-    fetched = _run(str(BIN / "dvc"), "fetch", *where, PIPELINE)
     cache = Path(_run(str(BIN / "dvc"), "cache", "dir").stdout.strip() or ".dvc/cache")
+    remove_cache_partials(cache)  # an interrupted fetch's: DVC would take them for objects of its cache
+    fetched = _run(str(BIN / "dvc"), "fetch", *where, PIPELINE)
     bad = bad_cache_objects(cache)
     if bad:
         raise Stop(f"{len(bad)} cached file(s) do not match their hash, e.g. {bad[0]}: nothing checked out; "
@@ -178,6 +188,8 @@ def pull(remote: str | None) -> str:
     missing = missing_objects(cache, stages)
     if (missing or fetched.returncode) and (absent := absent_remote(where)):
         raise Stop(absent)
+    if missing and fetched.returncode and "failed to fetch" not in (reason := _reason(fetched.stderr + fetched.stdout)):
+        raise Stop(f"dvc fetch failed (nothing checked out): {reason}")  # not for a missing file: busy, unreachable
     if missing:
         raise Stop(f"{len(missing)} file(s) of the run are in neither the remote nor the cache, e.g. {missing[0]}: "
                    "nothing checked out; push them from a clone that has them, or rerun what makes them")
