@@ -271,8 +271,8 @@ def cmd_study_report(args: argparse.Namespace, params: Params) -> int:
     from lsh import csv_records
     from lsh.stages import study
 
-    frames = [csv_records.read_frame(getattr(args, name), record) for name, record in study.INPUTS.items()]
-    headline = study.write_study(params, Path(args.table), *frames, Path(args.out))
+    frames = {name: csv_records.read_frame(getattr(args, name), record) for name, record in study.INPUTS.items()}
+    headline = study.write_study(params, Path(args.table), Path(args.out), **frames)
     log.info("%s: %s", args.out,
              json.dumps({k: v for k, v in headline.items() if not isinstance(v, tuple)}, default=str))
     return 0

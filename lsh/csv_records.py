@@ -61,11 +61,11 @@ def read_rows(path: str | os.PathLike, cls: type[R]) -> list[R]:
     """A CSV file whose header is the record's fields, one record per row."""
     text = files.read_text(path, "run the stage that makes it first")
     reader = csv.DictReader(io.StringIO(text))
-    columns = [f.name for f in fields(cls)]
+    names = columns(cls)
     header = reader.fieldnames or []
-    missing = [c for c in columns if c not in header]
-    if missing or len(header) != len(columns):
-        what = f"lacks the column {missing[0]!r}" if missing else f"has other columns than {', '.join(columns)}"
+    missing = [c for c in names if c not in header]
+    if missing or len(header) != len(names):
+        what = f"lacks the column {missing[0]!r}" if missing else f"has other columns than {', '.join(names)}"
         raise LshError(f"{path} {what}: it is not a file lsh wrote, or was edited; rerun the stage that makes it")
     types_of = hints(cls)
     out = []
@@ -73,8 +73,8 @@ def read_rows(path: str | os.PathLike, cls: type[R]) -> list[R]:
         where = f"line {number}"
         try:
             if None in row or any(v is None for v in row.values()):
-                raise RecordError(f"{where}: expected {len(columns)} values")
-            values = {c: _from_text(row[c], types_of[c], f"{where}.{c}") for c in columns}
+                raise RecordError(f"{where}: expected {len(names)} values")
+            values = {c: _from_text(row[c], types_of[c], f"{where}.{c}") for c in names}
             out.append(build(cls, values, where))
         except RecordError as e:
             raise LshError(f"{path}: {e}: the file is truncated, edited or not one lsh wrote; rerun the stage that "
@@ -84,13 +84,13 @@ def read_rows(path: str | os.PathLike, cls: type[R]) -> list[R]:
 
 def write_rows(path: str | os.PathLike, rows: list, cls: type) -> Path:
     """Records (or dicts with the record's fields) as CSV with the record's header."""
-    columns = [f.name for f in fields(cls)]
+    names = columns(cls)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         values = asdict(row) if dataclasses.is_dataclass(row) else row
-        writer.writerow({c: _to_text(values[c]) for c in columns})
+        writer.writerow({c: _to_text(values[c]) for c in names})
     return files.write_text(path, buffer.getvalue())
 
 
@@ -116,25 +116,26 @@ def columns(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-def check_frame(frame: Any, cls: type, where: str | os.PathLike) -> Any:
-    """`frame` with exactly the record's columns, each of its field's type: whole numbers (never blank) for
-    int, numbers for float (blank only for a Measure or an optional field), True/False for bool, text (one of
-    the allowed values for a Literal) for str. Returns a typed copy; a wrong cell is an LshError naming it."""
+def check_frame(table: Any, cls: type, where: str | os.PathLike) -> Any:
+    """`table` (a pandas frame) with exactly the record's columns, each of its field's type: whole numbers
+    (never blank) for int, numbers for float (blank only for a Measure or an optional field), True/False for
+    bool, text (one of the allowed values for a Literal) for str. Returns a typed copy; a wrong cell is an
+    LshError naming it."""
     import pandas as pd
 
     wanted = columns(cls)
-    if tuple(frame.columns) != wanted:
-        missing = [c for c in wanted if c not in frame.columns]
+    if tuple(table.columns) != wanted:
+        missing = [c for c in wanted if c not in table.columns]
         what = (f"lacks the column {missing[0]!r}" if missing
-                else f"has the columns {', '.join(map(str, frame.columns))}, not {', '.join(wanted)}")
+                else f"has the columns {', '.join(map(str, table.columns))}, not {', '.join(wanted)}")
         raise LshError(f"{where} {what}: it is not a file lsh wrote, or was edited; {REMAKE}")
-    frame = frame.reset_index(drop=True).copy()
+    table = table.reset_index(drop=True).copy()
     for name, hint in hints(cls).items():
         optional = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
         if optional:
             hint = next(a for a in get_args(hint) if a is not type(None))
-        frame[name] = _column(frame[name], hint, optional, f"{where}", name, pd)
-    return frame
+        table[name] = _column(table[name], hint, optional, f"{where}", name, pd)
+    return table
 
 
 def _column(values: Any, hint: Any, optional: bool, where: str, name: str, pd: Any) -> Any:
@@ -146,20 +147,20 @@ def _column(values: Any, hint: Any, optional: bool, where: str, name: str, pd: A
     blank = values.isna().to_numpy()
     if hint is bool:
         text = values.astype(str)
-        wrong = np.flatnonzero(~text.isin(["True", "False"]).to_numpy() & ~(optional & blank))
+        wrong = np.flatnonzero(~text.isin(["True", "False"]).to_numpy() & ~(blank & optional))
         if wrong.size:
             raise bad(int(wrong[0]), "True or False")
-        return text.eq("True") if not optional else values
+        return text.eq("True") if not blank.any() else text.eq("True").astype(object).where(~blank, None)
     if hint in (int, float, Measure):
         numbers = (pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values)
                    else values * np.nan).astype(float)
-        missing_ok = hint is Measure or (optional and hint is float)
-        wrong = np.flatnonzero((blank & ~(missing_ok or optional)) | (~blank & numbers.isna().to_numpy()))
+        blank_ok = hint is Measure or optional
+        wrong = np.flatnonzero((blank & (not blank_ok)) | (~blank & numbers.isna().to_numpy()))
         if hint is int:  # whole and finite
             given = numbers.to_numpy()
             whole = np.isfinite(given) & (given == np.round(np.nan_to_num(given)))
             wrong = np.union1d(wrong, np.flatnonzero(~blank & ~whole))
-        if hint is float and not missing_ok:
+        if hint is float and not blank_ok:
             wrong = np.union1d(wrong, np.flatnonzero(~np.isfinite(numbers.to_numpy()) & ~blank))
         if wrong.size:
             raise bad(int(wrong[0]), "a whole number" if hint is int else "a number")
@@ -191,14 +192,14 @@ def read_frame(path: str | os.PathLike, cls: type) -> Any:
         raise LshError(f"{path} is empty: it is truncated or not a file lsh wrote; {REMAKE}")
     text_columns = {name: "str" for name, hint in hints(cls).items() if str in (hint, *get_args(hint))
                     or get_origin(hint) is Literal}
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=text_columns, keep_default_na=True)
+    try:  # only an empty cell is blank: a text "NA" or "None" is text (NaN and None are written empty)
+        table = pd.read_csv(io.StringIO(text), dtype=text_columns, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise LshError(f"{path} is not a CSV table lsh wrote ({str(e).splitlines()[0]}); {REMAKE}") from None
     return check_frame(table, cls, path)
 
 
-def write_frame(path: str | os.PathLike, frame: Any, cls: type) -> Path:
+def write_frame(path: str | os.PathLike, table: Any, cls: type) -> Path:
     """A frame of `cls` records as CSV, atomically; its columns checked first (a writer's slip is caught here,
     not by the next job)."""
-    return files.write_text(path, check_frame(frame, cls, path).to_csv(index=False))
+    return files.write_text(path, check_frame(table, cls, path).to_csv(index=False))

@@ -51,6 +51,8 @@ TABLE_ROWS, TABLE_SPECTRA, TABLE_META = "table.csv", "spectra.npz", "table.json"
 TABLE_FILES = (TABLE_ROWS, TABLE_SPECTRA, TABLE_META)
 SPLIT_IDS, VOCAB, PREPARED_META = "{split}.npy", "vocab.txt", "meta.json"  # the prepared data (lsh prepare)
 SUMMARY_MD = "summary.md"  # a report's words: the run's, the study's, the released data's
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReportFile:
     """A file of the run's report (`lsh report`): its name, its output's name in the `report` rule, its

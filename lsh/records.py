@@ -241,10 +241,10 @@ class Environment(Record):
     numerics: Literal["portable", "native"]
     cpu_capability: str
     cpu: str
-    vendor: str
+    vendor: str | None = None  # None: recorded by an lsh before 9aeba62 (2026-12-06), which kept neither
     machine: str
     caps: dict[str, str]
-    onednn: bool
+    onednn: bool | None = None
     python: str
     lsh: str
     versions: dict[str, str | None]

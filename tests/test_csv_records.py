@@ -62,3 +62,26 @@ def test_an_empty_list_of_records_is_a_frame_with_the_records_columns(tmp_path: 
     csv_records.write_frame(path, csv_records.frame([], Variation), Variation)
     assert path.read_text().strip() == ",".join(csv_records.columns(Variation))
     assert len(csv_records.read_frame(path, Variation)) == 0
+
+
+def test_text_that_reads_like_a_missing_value_stays_text_and_an_optional_field_may_be_blank(tmp_path: Path):
+    """Only an empty cell is blank: a configuration id "NA" or "None" is text. Every kind of optional field
+    (text, number, flag) reads a blank as None or NaN, and a flag reads back as True or False."""
+    from dataclasses import dataclass
+
+    from lsh.records import Record
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row(Record):
+        name: str
+        note: str | None
+        count: int | None
+        best: bool | None
+
+    path = tmp_path / "rows.csv"
+    rows = [Row(name="NA", note="None", count=3, best=True), Row(name="n/a", note=None, count=None, best=None)]
+    csv_records.write_frame(path, csv_records.frame(rows, Row), Row)
+    back = csv_records.read_frame(path, Row)
+    assert back["name"].tolist() == ["NA", "n/a"] and back["note"].tolist() == ["None", None]
+    assert back["count"].iloc[0] == 3 and math.isnan(back["count"].iloc[1])
+    assert back["best"].tolist() == [True, None]

@@ -460,20 +460,37 @@ def test_a_pull_of_a_lock_recorded_under_other_params_stops_before_it_changes_an
     assert impact(before, snapshot(project)).rewritten == frozenset(), "nothing checked out"
 
 
-def test_a_fetch_killed_mid_copy_leaves_a_temporary_file_in_the_cache_that_the_next_pull_removes(tmp_path: Path):
+def test_a_killed_fetchs_temporary_file_in_the_cache_is_no_damaged_object_and_goes_once_nothing_writes_it(
+        tmp_path: Path):
     """DVC copies an object to `.<random>.tmp` beside it and renames it when whole; a killed fetch leaves the
-    temporary file, which no hash matches: removed before the next fetch, never reported as a damaged object."""
+    temporary file, which no hash matches. It is never reported as a damaged object, and after the next fetch
+    it is removed unless something wrote to it meanwhile (a fetch running beside this one)."""
     import hashlib
 
     folder = tmp_path / "cache" / "files" / "md5" / hashlib.md5(b"x").hexdigest()[:2]
     folder.mkdir(parents=True)
     whole = folder / hashlib.md5(b"x").hexdigest()[2:]
     whole.write_bytes(b"x")
-    partial = folder / ".QMmJmr_sARJoHuf04YTvGA.tmp"
-    partial.write_bytes(b"half an obj")
-    assert versioned.bad_cache_objects(tmp_path / "cache") == [partial], "without the cleaning: a damaged object"
-    assert versioned.remove_cache_partials(tmp_path / "cache") == [partial]
-    assert versioned.bad_cache_objects(tmp_path / "cache") == [] and whole.read_bytes() == b"x"
+    stale, live = folder / ".QMmJmr_sARJoHuf04YTvGA.tmp", folder / ".b2VvdGhlcg.tmp"
+    stale.write_bytes(b"half an obj")
+    live.write_bytes(b"a fourth")
+    assert versioned.bad_cache_objects(tmp_path / "cache") == []
+    before = versioned.cache_partials(tmp_path / "cache")
+    assert set(before) == {stale, live}
+    os.utime(live, ns=(before[live] + 10**9, before[live] + 10**9))  # written during the fetch
+    assert versioned.remove_stale_partials(before) == [stale]
+    assert live.exists() and not stale.exists() and whole.read_bytes() == b"x"
+
+
+def test_a_fetch_that_fails_for_another_reason_than_a_missing_file_is_named_as_dvc_names_it():
+    """DVC wraps every fetch failure in "failed to fetch data from the cloud"; only "N files failed to download"
+    is a file the remote lacks (named by missing_objects). A workspace DVC takes as busy is not that."""
+    busy = ("ERROR: failed to fetch data from the cloud - '/p/dvc.yaml' is busy, it is being blocked by:\n"
+            "  (PID 4242): dvc fetch dvc.yaml\n")
+    assert versioned.fetch_failure(1, busy).startswith("failed to fetch data from the cloud - '/p/dvc.yaml' is busy")
+    assert versioned.fetch_failure(1, "ERROR: failed to fetch data from the cloud - 5 files failed to download\n") \
+        is None
+    assert versioned.fetch_failure(0, "") is None
 
 
 def test_a_pull_removes_the_partial_files_an_interrupted_write_left_in_the_outputs_and_nothing_else(tmp_path: Path,

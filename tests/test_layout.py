@@ -3,9 +3,8 @@ renamed file cannot leave a writer and a reader disagreeing."""
 
 from __future__ import annotations
 
-import io
+import ast
 import re
-import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +24,13 @@ def layout_names() -> set[str]:
 
 
 def string_literals(path: Path) -> Iterator[tuple[int, str]]:
-    """(line, content) of each string literal: Python's tokens, or quoted text in a Snakemake file."""
+    """(line, content) of each string literal, an f-string's literal parts each on its own (`f"{root}/x.json"`
+    gives "/x.json"); in a Snakemake file, the quoted text of each line."""
     text = path.read_text()
     if path.suffix == ".py":
-        for token in tokenize.generate_tokens(io.StringIO(text).readline):
-            if token.type == tokenize.STRING:
-                yield token.start[0], re.sub(r"^[a-zA-Z]*(\"\"\"|'''|\"|')|(\"\"\"|'''|\"|')$", "", token.string)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                yield node.lineno, node.value
     else:
         for number, line in enumerate(text.splitlines(), 1):
             for m in re.finditer(r'"([^"\n]*)"|\'([^\'\n]*)\'', line):

@@ -87,6 +87,8 @@ def test_the_environment_record_holds_what_numerics_records_and_writes_the_same_
     assert Environment.from_json(current).to_json() == current
     with_gpu = {**GOOD[Environment], "cuda": {"device": "NVIDIA H100", "cuda": "12.8", "cudnn": 91000}}
     assert Environment.from_json(with_gpu).to_json() == with_gpu
+    older = {k: v for k, v in GOOD[Environment].items() if k not in ("vendor", "onednn")}  # before they were kept
+    assert Environment.from_json(older).vendor is None
 
 
 def _broken(cls) -> dict[str, tuple[str, str]]:

@@ -20,7 +20,7 @@ from lsh.report.figures import ls_curve_candidates
 from lsh.report.run import load_run
 from lsh.report.tables import parse_markdown_table
 from lsh.schedule import plan
-from lsh.stages.report import build_report, report_files
+from lsh.stages.report import build_report, report_names
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def _results_copy(results: Path, dest: Path) -> Path:
 
 def test_the_report_rule_writes_every_report_file_from_a_smoke_run(smoke: dict):
     written = sorted(p.name for p in smoke["report"].iterdir() if not p.name.startswith("."))
-    assert written == sorted(report_files(has_rounds=True))
+    assert written == sorted(report_names(has_rounds=True))
     summary = (smoke["report"] / "summary.md").read_text()
     assert smoke["selected"]["candidate"] in summary and "LSH-tpe" in summary
     assert "The correlation is missing" not in summary
@@ -146,7 +146,7 @@ def test_ls_curves_take_the_best_median_and_worst_of_round_0(smoke: dict):
 
 def test_every_png_is_a_valid_image_of_sensible_size(smoke: dict):
     pngs = sorted(smoke["report"].glob("*.png"))
-    assert {p.name for p in pngs} == {n for n in report_files(True) if n.endswith(".png")}
+    assert {p.name for p in pngs} == {n for n in report_names(True) if n.endswith(".png")}
     for png in pngs:
         image = mpimg.imread(png)
         height, width = image.shape[:2]
@@ -160,8 +160,8 @@ def test_fewer_than_five_final_candidates_writes_the_rest_and_says_why(smoke: di
         shutil.rmtree(folder)
     params = Params.from_dict(config.load_params(smoke["project"] / SMOKE))
     out = build_report(params, results, tmp_path / "report")
-    assert set(out["files"]) == set(report_files(True))
-    for name in report_files(True):
+    assert set(out["files"]) == set(report_names(True))
+    for name in report_names(True):
         assert (tmp_path / "report" / name).is_file(), name
     finals = final_perplexities(load_run(params, results))
     assert len(finals) < MIN_CORRELATION
@@ -181,7 +181,7 @@ def test_a_full_training_run_without_rounds_gets_a_report(smoke: dict, tmp_path:
     (results / "final" / "selected.json").write_text(json.dumps(selected))
     params = Params.from_dict(config.load_params(smoke["project"] / SMOKE, ["search.mode=full", "search.ranker=loss"]))
     out = build_report(params, results, tmp_path / "report")
-    assert set(out["files"]) == set(report_files(has_rounds=False))
+    assert set(out["files"]) == set(report_names(has_rounds=False))
     assert not (tmp_path / "report" / "ls_space.png").exists()
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "are skipped: search.mode is full" in summary and "full-training-tpe" in summary

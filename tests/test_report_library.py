@@ -44,7 +44,7 @@ from lsh.report.correlation import MIN_CORRELATION, correlation_points, early_ep
 from lsh.report.run import load_run, selection_name
 from lsh.report.summary import metrics
 from lsh.report.tables import budget_table, parse_markdown_table, table1
-from lsh.stages.report import build_report, report_files
+from lsh.stages.report import build_report, report_names
 
 EXPONENTS = 8  # 2 layers x 4 (the blocks layout marks the layers off)
 CONFIGS = {
@@ -327,7 +327,7 @@ def test_method_names_follow_ranker_proposer_age_and_mode():
 
 def test_the_report_writes_exactly_the_files_it_lists(report: dict):
     written = sorted(p.name for p in report["out"].iterdir())
-    assert written == sorted(report["files"]) == sorted(report_files(has_rounds=True))
+    assert written == sorted(report["files"]) == sorted(report_names(has_rounds=True))
     for png in report["out"].glob("*.png"):
         image = mpimg.imread(png)
         assert image.shape[0] >= 200 and image.std() > 0.01, f"{png.name} is blank"
@@ -364,7 +364,7 @@ def test_fewer_than_five_final_perplexities_leave_the_correlation_empty_and_say_
         shutil.rmtree(folder)
     out = build_report(params, results, tmp_path / "report")
     assert len(final_perplexities(load_run(params, results))) == 3 < MIN_CORRELATION
-    assert set(out["files"]) == set(report_files(True))
+    assert set(out["files"]) == set(report_names(True))
     assert pd.read_csv(tmp_path / "report" / "correlation.csv").empty
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert ("The correlation is missing: only 3 candidates have a final perplexity (5 needed): 2 of the final pool "
@@ -424,7 +424,7 @@ def test_a_run_without_rounds_skips_the_ls_figures_and_says_why(tmp_path: Path):
     selection["budget"].update(rounds=[], planned_selection_candidate_epochs=0)
     records.write(layout.selected, Selection.from_json(selection))
     out = build_report(full, results, tmp_path / "report")
-    assert set(out["files"]) == set(report_files(has_rounds=False))
+    assert set(out["files"]) == set(report_names(has_rounds=False))
     assert not (tmp_path / "report" / "ls_space.png").exists()
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert summary.startswith("# Report: full-training-tpe")

@@ -762,7 +762,8 @@ def test_a_seeds_mismatch_is_refused_naming_both(tmp_path):
                        match=r"two/table.json: the table was built with 2 training seed\(s\) .* study.seeds is 1"):
         replay_all(params, two, tmp_path / "replays.csv", tmp_path / "anytime.csv", tmp_path / "sensitivity.csv")
     with pytest.raises(LshError, match=r"built with 2 training seed"):  # the report refuses it alike
-        write_study(params, two, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), tmp_path / "report")
+        write_study(params, two, tmp_path / "report", replays=pd.DataFrame(), anytime=pd.DataFrame(),
+                    sensitivity=pd.DataFrame(), samples=pd.DataFrame())
     assert not (tmp_path / "replays.csv").exists() and not (tmp_path / "report").exists()
 
 
@@ -1231,7 +1232,7 @@ def test_the_paired_difference_has_no_interval_with_one_training_seed():
 
 
 def test_the_seed_test_of_the_studys_three_gaps_is_the_t_interval_and_the_sign_test():
-    """The per-seed gaps the calibrated study measured (loss-TPE minus LSH-TPE): a t interval over 3 seeds
+    """The per-seed gaps the calibrated study measured (loss-tpe minus LSH-tpe): a t interval over 3 seeds
     that includes zero, and 'lower on 3 of 3' is p = 0.25."""
     from lsh.study.statistics import seed_test
 
@@ -1475,7 +1476,8 @@ def study_replays(params: Params, seeds: int) -> tuple[pd.DataFrame, pd.DataFram
             curves += [{"strategy": name, "n": 6, "repeat": r, "candidate_epoch": e, "incumbent_test_ppl": offset + ppl}
                        for e in range(1, 15) if group == "methods"]
     samples = pd.DataFrame({"configuration": ["best: g00"], "samples": [2], "max": [0.1], "mean": [0.0],
-                            "variance": [1.0]})
+                            "variance": [1.0], "max_difference": [0.0], "mean_difference": [0.0],
+                            "variance_difference": [0.0]})
     variations = sensitivity(params, synthetic_table(params, seeds=seeds), 6)
     return pd.DataFrame(rows), pd.DataFrame(curves), variations, samples
 
@@ -1491,7 +1493,9 @@ def test_the_report_gives_signals_per_seed_and_pooled_and_methods_over_training_
     default = (params.search.embedding, params.search.distance, params.lyapunov.layout, params.search.pca_fit)
     monkeypatch.setattr(study, "signal_points", functools.partial(signal_points, options=[default]))  # no t-SNE
     folder = save_table(synthetic_table(params, seeds=seeds), tmp_path / "table")
-    headline = write_study(params, folder, *study_replays(params, seeds), tmp_path / "report")
+    replays, anytime, sensitivity, samples = study_replays(params, seeds)
+    headline = write_study(params, folder, tmp_path / "report", replays=replays, anytime=anytime,
+                           sensitivity=sensitivity, samples=samples)
     report = tmp_path / "report"
     signals = pd.read_csv(report / "early_signals.csv", dtype={"seeds": str})
     assert {"seeds", "within_death", "within_death_low", "within_death_high", "partial_spearman",

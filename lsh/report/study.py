@@ -312,9 +312,12 @@ def summary_markdown(params: Params, table: Table, v: Verdict, repeats: int, not
         "with the grid proposer",
         "- `schedules.md` / `.csv`: e0 in 1..3 and ei in 1..4 on the grid (paper Table 3)",
         "- `ls_samples.md` / `.csv`: the spectrum from K validation samples (paper Table 4)",
-        "- `../replays.csv`, `../anytime.csv` (in the run's study folder; a copy of this report kept elsewhere "
-        "comes without them, and the study target writes them again): every replay's outcome, and the methods' "
-        "incumbent after each candidate-epoch", "",
+        "- `sensitivity.md` / `.csv`: the LSH-against-loss comparison under each variation (the first ranking's "
+        "epoch, each configuration left out, the ranker's options), paired within training seeds",
+        "- `../replays.csv`, `../anytime.csv`, `../sensitivity.csv`, `../ls-samples.csv` (in the run's study "
+        "folder; a copy of this report kept elsewhere comes without them, and the study target writes them "
+        "again): every replay's outcome, the methods' incumbent after each candidate-epoch, the variations and "
+        "Table 4, as `lsh study report` reads them", "",
     ]
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ correlation study and figures from it; this stage writes every output atomically
     page.rst              the first page of the HTML report (`snakemake --report`): the selection again
     ...                   every file is listed, with what it holds, in lsh.layout.REPORT_FILES
 
-The files depend only on the params (`report_files`), so the workflow's outputs are static.
+The files depend only on the params (`report_names`), so the workflow's outputs are static.
 A run without selection rounds (`search.mode: full`) has no spectra: ls_curves,
 distance_curves and ls_space are skipped with a note in summary.md (with rounds they are
 always written; a figure whose data is missing says why instead). The correlation files
@@ -64,7 +64,7 @@ log = logging.getLogger("lsh.stages")
 FIGURES_NEEDING_ROUNDS = tuple(f.name for f in REPORT_FILES if f.needs_rounds)
 
 
-def report_files(has_rounds: bool) -> list[str]:
+def report_names(has_rounds: bool) -> list[str]:
     """The names of the files `build_report` writes: all of them for an LSH run, fewer without rounds."""
     return [f.name for f in layout.report_files(has_rounds)]
 

@@ -2,7 +2,7 @@
 what the evidence says.
 
 `replay_all` runs the strategy set (lsh/study/strategies.py) `study.repeats` times each and writes
-replays.csv and anytime.csv. `write_study` turns the table and the replays into <results>/study/:
+replays.csv, anytime.csv and sensitivity.csv. `write_study` turns the table and the replays into <results>/study/:
 summary.md (the verdict in plain words), early_signals, methods, schedules and ls_samples as
 Markdown and CSV, and the figures signals.png, methods.png, anytime.png.
 """
@@ -85,9 +85,11 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
     return replays, anytime
 
 
-def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime: pd.DataFrame,
-                variations: pd.DataFrame, samples: pd.DataFrame, out: Path) -> dict:
-    """Every study output in `out`; returns the verdict's numbers."""
+def write_study(params: Params, table_dir: Path, out: Path, *, replays: pd.DataFrame, anytime: pd.DataFrame,
+                sensitivity: pd.DataFrame, samples: pd.DataFrame) -> dict:
+    """Every study output in `out`, from the table and the replays' files (INPUTS, by name); returns the
+    verdict's numbers."""
+    variations = sensitivity
     table = load_table(params, table_dir)
     epochs = list(range(1, params.search.e0 + params.search.ei + 1))
     default_ls = ls_signal_name(params.search.embedding, params.search.distance, params.lyapunov.layout,
@@ -96,9 +98,9 @@ def write_study(params: Params, table_dir: Path, replays: pd.DataFrame, anytime:
     methods = _write_methods(params, replays, len(table.seeds), out)
     _write_options(params, replays, len(table.seeds), out)
     _write_schedules(params, table, replays, out)
-    files.write_text(out / STUDY_REPORT["ls_samples_csv"], samples.to_csv(index=False))
+    csv_records.write_frame(out / STUDY_REPORT["ls_samples_csv"], samples, SamplesRow)
     files.write_text(out / STUDY_REPORT["ls_samples_md"], words.samples_markdown(samples))
-    files.write_text(out / STUDY_REPORT["sensitivity_csv"], variations.to_csv(index=False))
+    csv_records.write_frame(out / STUDY_REPORT["sensitivity_csv"], variations, Variation)
     files.write_text(out / STUDY_REPORT["sensitivity_md"], words.sensitivity_markdown(variations))
     best = float(np.mean([table.best(s)[1] for s in table.seeds]))  # as the methods' means: over training seeds
     _plot_anytime(params, anytime, best, out)

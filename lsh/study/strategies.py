@@ -72,11 +72,10 @@ class Strategy:
             return optuna_name(self.pruner, matched=self.startup is not None)
         if self.kind != "lsh":
             return KIND_NAMES[self.kind]
-        name = method_name(s.ranker, s.proposer)
         if self.shows == "options":
-            return f"{name} {s.embedding}-{s.distance}-{self.layout}-{s.pca_fit}"
+            return f"{method_name(s.ranker, s.proposer)} {s.embedding}-{s.distance}-{self.layout}-{s.pca_fit}"
         if self.shows == "schedule":
-            return f"{name} e0={s.e0} ei={s.ei}"
+            return f"{method_name(s.ranker, s.proposer)} e0={s.e0} ei={s.ei}"
         return method_name(s.ranker, s.proposer, age=s.age)
 
 

@@ -18,7 +18,7 @@ from lsh.params_file import ConfigError
 from lsh.errors import LshError
 from lsh.layout import (CELL_ROWS, CURVES, METRICS, PREPARED_META, SPECTRA, SPLIT_IDS, STUDY_REPORT_FILES, SUMMARY,
                         TABLE_FILES, VOCAB, Layout, cell_folder, report_files, two)
-from lsh.layout import REPORT as REPORT_NAME
+from lsh.layout import REPORT
 from lsh.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
 

@@ -8,7 +8,7 @@ rule compare:
     input:
         unpack(compare_inputs),
     output:
-        str(MAIN.compare_report / REPORT_NAME["table1_md"]),
+        str(MAIN.compare_report / REPORT["table1_md"]),
     params:
         **lsh_params("compare"),
         results=lambda w, input: str(Path(input.selected).parents[1]),

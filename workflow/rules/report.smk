@@ -1,13 +1,13 @@
 # The run's report (results/report/): tables and figures from the finished run, embedded
 # in `snakemake --report results/report.html` with the captions of workflow/report/; its first
 # page, workflow/report/workflow.rst (the Snakefile's `report:`), shows the page.rst `lsh report` writes.
-REPORT = MAIN.report
+REPORT_DIR = MAIN.report
 
 # Every file `lsh report` writes (lsh.layout.REPORT_FILES: the LS figures only with selection
 # rounds); a file with a category goes into the HTML report with its caption, workflow/report/<key>.rst.
-shown = lambda f: report(f"{REPORT}/{f.name}", caption=f"../report/{f.key}.rst", category=f.category)
+shown = lambda f: report(f"{REPORT_DIR}/{f.name}", caption=f"../report/{f.key}.rst", category=f.category)
 REPORT_OUTPUTS = {
-    f.key: shown(f) if f.category else f"{REPORT}/{f.name}" for f in report_files(bool(PLAN.rounds))
+    f.key: shown(f) if f.category else f"{REPORT_DIR}/{f.name}" for f in report_files(bool(PLAN.rounds))
 }
 
 

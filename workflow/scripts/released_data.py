@@ -26,8 +26,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lsh.layout import STUDY_REPORT
-
 TRIALS = "trials/LSTM_PTB/LE_tpe_trials_num_40_ind_100.pickle"
 PLOTTER = "sources/plotter.py"
 KEYS = ("init", "growth", "death", "redistribution", "death_rate")
@@ -115,6 +113,8 @@ SOURCE_COMMIT = "4d08f7b"
 
 
 def main() -> int:
+    from lsh.layout import STUDY_REPORT
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, help="a clone of FATE4869/hyperpruning: extract candidates.csv (--out)")
     parser.add_argument("--commit", default=SOURCE_COMMIT, help="the commit read (default: the one this study used)")

@@ -20,6 +20,7 @@ Only the main pipeline (dvc.yaml): the study's stages (workflow/study/dvc.yaml) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -78,20 +79,41 @@ def absent_remote(where: list[str]) -> str | None:
     return None
 
 
-def remove_cache_partials(cache: Path) -> list[Path]:
-    """The temporary files an interrupted fetch left in the cache (DVC writes `.<random>.tmp` beside an object
-    and renames it when whole): never an object, removed; returns them."""
-    found = [p for p in sorted((cache / "files" / "md5").glob("*/*.tmp")) if p.is_file()]
-    for path in found:
-        path.unlink()
-    return found
+def cache_partials(cache: Path) -> dict[Path, int]:
+    """The temporary files in the cache (DVC copies an object to `.<random>.tmp` beside it and renames it when
+    whole), with their modification times: never objects."""
+    out = {}
+    for path in sorted((cache / "files" / "md5").glob("*/*.tmp")):
+        with contextlib.suppress(OSError):  # renamed meanwhile by a fetch that finished it
+            out[path] = path.stat().st_mtime_ns
+    return out
+
+
+def remove_stale_partials(before: dict[Path, int]) -> list[Path]:
+    """Of the temporary files found before a fetch, those no process wrote to since (an interrupted fetch's):
+    removed; a fetch running beside this one keeps its own. Returns the removed."""
+    stale = []
+    for path, mtime in before.items():
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime_ns == mtime:
+                path.unlink()
+                stale.append(path)
+    return stale
+
+
+def fetch_failure(returncode: int, output: str) -> str | None:
+    """Why a fetch failed when it is not a file the remote lacks (which missing_objects names): DVC reports
+    every failure as "failed to fetch data from the cloud"; only its DownloadError means files are missing."""
+    reason = _reason(output)
+    return reason if returncode and "failed to download" not in reason else None
 
 
 def bad_cache_objects(cache: Path) -> list[Path]:
-    """Cached files whose content does not hash to their name (DVC names objects by MD5)."""
+    """Cached files whose content does not hash to their name (DVC names objects by MD5); its temporary
+    files aside."""
     bad = []
     for path in sorted((cache / "files" / "md5").glob("*/*")):
-        if path.name.endswith(".unpacked") or not path.is_file():
+        if path.name.endswith((".unpacked", ".tmp")) or not path.is_file():
             continue
         digest = hashlib.md5()
         with path.open("rb") as f:
@@ -179,8 +201,9 @@ def pull(remote: str | None) -> str:
                    f"{', ...' if len(differ) > 3 else ''}): nothing checked out; check out its commit whole "
                    "(git checkout <commit>) and pull there, or run `dvc repro` for these params")
     cache = Path(_run(str(BIN / "dvc"), "cache", "dir").stdout.strip() or ".dvc/cache")
-    remove_cache_partials(cache)  # an interrupted fetch's: DVC would take them for objects of its cache
+    before = cache_partials(cache)
     fetched = _run(str(BIN / "dvc"), "fetch", *where, PIPELINE)
+    stale = remove_stale_partials(before)  # an interrupted fetch's, no longer written to
     bad = bad_cache_objects(cache)
     if bad:
         raise Stop(f"{len(bad)} cached file(s) do not match their hash, e.g. {bad[0]}: nothing checked out; "
@@ -188,8 +211,8 @@ def pull(remote: str | None) -> str:
     missing = missing_objects(cache, stages)
     if (missing or fetched.returncode) and (absent := absent_remote(where)):
         raise Stop(absent)
-    if missing and fetched.returncode and "failed to fetch" not in (reason := _reason(fetched.stderr + fetched.stdout)):
-        raise Stop(f"dvc fetch failed (nothing checked out): {reason}")  # not for a missing file: busy, unreachable
+    if failure := fetch_failure(fetched.returncode, fetched.stderr + fetched.stdout):  # busy, unreachable, ...
+        raise Stop(f"dvc fetch failed (nothing checked out): {failure}")
     if missing:
         raise Stop(f"{len(missing)} file(s) of the run are in neither the remote nor the cache, e.g. {missing[0]}: "
                    "nothing checked out; push them from a clone that has them, or rerun what makes them")
@@ -208,8 +231,9 @@ def pull(remote: str | None) -> str:
     if cleaned.returncode and "metadata was not present" not in cleaned.stderr + cleaned.stdout:
         raise Stop("snakemake --cleanup-metadata failed: " + (cleaned.stderr.strip().splitlines() or ["?"])[-1])
     _run(str(BIN / "snakemake"), "--touch", "--cores", "1", check="snakemake --touch failed")
-    removed = (f" (removed {len(partials)} partial file(s) an interrupted write had left, e.g. {partials[0]})"
-               if partials else "")
+    left = [*map(str, stale), *partials]
+    removed = (f" (removed {len(left)} partial file(s) an interrupted fetch or write had left, e.g. {left[0]})"
+               if left else "")
     return f"pulled and checked out the run; Snakemake and DVC both see it up to date{removed}"
 
 
