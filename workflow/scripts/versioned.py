@@ -108,6 +108,20 @@ def fetch_failure(returncode: int, output: str) -> str | None:
     return reason if returncode and "failed to download" not in reason else None
 
 
+def drop_data_index() -> bool:
+    """Remove DVC's index of the workspace's data (in its site cache folder), whether it exists. A fetch killed
+    while it writes that index leaves entries for files it never fetched, and the next fetch trusts them:
+    it reports success with files missing. The index is a cache of DVC's: rebuilt by the next command."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    index = Path(Repo(".").site_cache_dir) / "index"
+    existed = index.exists()
+    shutil.rmtree(index, ignore_errors=True)
+    return existed
+
+
 def bad_cache_objects(cache: Path) -> list[Path]:
     """Cached files whose content does not hash to their name (DVC names objects by MD5); its temporary
     files aside."""
@@ -213,6 +227,10 @@ def pull(remote: str | None) -> str:
         raise Stop(absent)
     if failure := fetch_failure(fetched.returncode, fetched.stderr + fetched.stdout):  # busy, unreachable, ...
         raise Stop(f"dvc fetch failed (nothing checked out): {failure}")
+    refetched = bool(missing) and drop_data_index()
+    if refetched:  # DVC trusted an index an interrupted fetch had left: it took the files for fetched already
+        fetched = _run(str(BIN / "dvc"), "fetch", *where, PIPELINE)
+        missing = missing_objects(cache, stages)
     if missing:
         raise Stop(f"{len(missing)} file(s) of the run are in neither the remote nor the cache, e.g. {missing[0]}: "
                    "nothing checked out; push them from a clone that has them, or rerun what makes them")
@@ -234,6 +252,8 @@ def pull(remote: str | None) -> str:
     left = [*map(str, stale), *partials]
     removed = (f" (removed {len(left)} partial file(s) an interrupted fetch or write had left, e.g. {left[0]})"
                if left else "")
+    if refetched:
+        removed += " (fetched again without DVC's data index, which an interrupted fetch had left incomplete)"
     return f"pulled and checked out the run; Snakemake and DVC both see it up to date{removed}"
 
 
