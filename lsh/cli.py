@@ -197,6 +197,14 @@ def _study_steps(p: argparse.ArgumentParser, common: argparse.ArgumentParser) ->
     q.add_argument("--sensitivity", required=True, metavar="FILE", help="the replay step's variations of the verdict")
     q.add_argument("--samples", required=True, metavar="FILE", help="the ls-samples step's CSV")
     q.add_argument("--out", required=True, metavar="DIR")
+    q = step("horizon", "this table against the shorter study's (study.shorter): the horizon comparison",
+             commands.cmd_study_horizon)
+    q.add_argument("--table", required=True, metavar="DIR", help="this study's table")
+    q.add_argument("--shorter", required=True, metavar="DIR",
+                   help="the shorter study's table of the same configurations (the study_shorter_table rule's)")
+    q.add_argument("--cells", nargs="*", default=[], metavar="FILE",
+                   help="this table's cells' rows.json: the environment.json beside each names its machine")
+    q.add_argument("--out", required=True, metavar="DIR")
 
 
 def _schema_choices(section: str, key: str) -> list:

@@ -18,6 +18,7 @@ import yaml
 
 from lsh import numerics
 from lsh.config import Params
+from lsh.errors import LshError
 from lsh.layout import Layout
 
 log = logging.getLogger("lsh")
@@ -264,6 +265,18 @@ def cmd_study_ls_samples(args: argparse.Namespace, params: Params) -> int:
     _set_threads(args.threads)
     samples = table.ls_samples(params, Path(args.table), _data_dir(args, params))
     csv_records.write_frame(args.out, samples, SamplesRow)
+    return 0
+
+
+def cmd_study_horizon(args: argparse.Namespace, params: Params) -> int:
+    from lsh.stages import horizon
+
+    if params.study.shorter is None:
+        raise LshError("study.shorter is null: name the params file of the study at the shorter horizon "
+                       "(e.g. workflow/presets/study.yaml) to compare with")
+    headline = horizon.write_horizon(params, Path(args.table), Path(args.shorter), Path(args.out),
+                                     [Path(c) for c in args.cells])
+    log.info("%s: %s", args.out, json.dumps(headline, default=str))
     return 0
 
 

@@ -116,15 +116,17 @@ def _cross_field(params: dict) -> list[str]:
     return lines
 
 
-# The params that name folders: a run writes or reads each as a directory.
+# The params that name folders: a run writes or reads each as a directory; and those that name a file.
 FOLDERS = ("results", "data.raw", "data.prepared", "study.cells")
+FILES = ("study.shorter",)
 
 
 def _path_problems(params: dict) -> list[str]:
-    """Folders that no job could use: one that exists as a file, one whose name starts with a dash (a command
-    reads it as an option), one with braces (Snakemake reads {...} in a path as a wildcard)."""
+    """Folders (and files) that no job could use: a folder that exists as a file (a file that exists as a
+    folder), a name that starts with a dash (a command reads it as an option), one with braces (Snakemake reads
+    {...} in a path as a wildcard)."""
     lines = []
-    for dotted in FOLDERS:
+    for dotted in (*FOLDERS, *FILES):
         section, _, key = dotted.rpartition(".")
         value = (params.get(section, {}) if section else params).get(key)
         if not isinstance(value, str):
@@ -134,8 +136,10 @@ def _path_problems(params: dict) -> list[str]:
                          f"write ./{cut(value)} instead")
         elif "{" in value or "}" in value:
             lines.append(f"{dotted}: {show(value)} holds a brace, which Snakemake reads as a wildcard in a path; "
-                         "name the folder without { and }")
-        elif os.path.exists(value) and not os.path.isdir(value):
+                         f"name the {'file' if dotted in FILES else 'folder'} without {{ and }}")
+        elif dotted in FILES and os.path.isdir(value):
+            lines.append(f"{dotted}: {show(value)} is a folder, not a file; name a params file")
+        elif dotted in FOLDERS and os.path.exists(value) and not os.path.isdir(value):
             lines.append(f"{dotted}: {show(value)} is a file, not a folder; name a folder (it is made if missing)")
     return lines
 
@@ -459,13 +463,14 @@ class StudyConfig:
     ls_samples: tuple[int, ...]
     cells: str | None = None
     configs: tuple[str, ...] | None = None  # a pre-registered subset of the space's configuration ids
+    shorter: str | None = None  # the params file of the same study at a shorter horizon (the horizon comparison)
 
     @classmethod
     def from_dict(cls, section: dict) -> "StudyConfig":
         configs = section["configs"]
         return cls(space=section["space"], seeds=section["seeds"], repeats=section["repeats"],
                    pools=tuple(section["pools"]), ls_samples=tuple(section["ls_samples"]), cells=section["cells"],
-                   configs=None if configs is None else tuple(configs))
+                   configs=None if configs is None else tuple(configs), shorter=section["shorter"])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -108,6 +108,11 @@ STUDY_REPORT_FILES = (  # the study's report: the verdict, then each part as Mar
     "ls_samples.md", "ls_samples.csv", "sensitivity.md", "sensitivity.csv",
 )
 STUDY_REPORT = {name.replace(".", "_"): name for name in STUDY_REPORT_FILES}  # STUDY_REPORT["methods_csv"]
+HORIZON_REPORT_FILES = (  # the horizon comparison (study.shorter): the words, then each part
+    "horizon.md", "horizon_signals.csv", "horizon_gaps.csv", "horizon_change.csv", "horizon_methods.csv",
+    "first_epochs.csv", "horizon.png",
+)
+HORIZON_REPORT = {name.replace(".", "_"): name for name in HORIZON_REPORT_FILES}  # HORIZON_REPORT["horizon_md"]
 
 
 def two(number: int | str) -> str:
@@ -238,6 +243,15 @@ class Layout:
     @property
     def study_report(self) -> Path:
         return self.study / "report"
+
+    @property
+    def shorter_table(self) -> Path:
+        """The shorter study's table of this study's configurations (study.shorter)."""
+        return self.study / "shorter-table"
+
+    @property
+    def horizon_report(self) -> Path:
+        return self.study / "horizon"
 
 
 def checkpoint(folder: str | Path, epoch: int) -> Path:

@@ -132,6 +132,9 @@ def copy_project(dest: Path, ptb_raw: Path | None = None) -> Path:
     # DVC hashes the package sources its stages depend on (the code that runs is the installed one).
     shutil.copytree(REPO / "lsh", dest / "lsh", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    # the committed study cells (study.cells of the study presets, and study.shorter's), read only
+    (dest / "docs").mkdir()
+    (dest / "docs" / "results").symlink_to(REPO / "docs" / "results")
     if ptb_raw is not None:
         (dest / "data").mkdir()
         (dest / "data" / "ptb").symlink_to(ptb_raw.resolve())

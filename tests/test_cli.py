@@ -527,6 +527,9 @@ ROUND_THREE = [
     (["params", "--set", "results=-results"], "starts with a dash"),
     (["params", "--set", "data.prepared=data/{x}"], "holds a brace"),
     (["params", "--set", "study.cells={ws}/deep.yaml"], "study.cells:"),
+    (["params", "--set", "study.shorter={ws}"], "study.shorter: "),  # a folder, not a params file
+    (["params", "--set", "study.shorter=-study.yaml"], "study.shorter: '-study.yaml' starts with a dash"),
+    (["params", "--set", "study.shorter=s{x}.yaml"], "study.shorter: 's{x}.yaml' holds a brace"),
 ]
 
 

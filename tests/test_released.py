@@ -78,3 +78,24 @@ def test_the_committed_summary_is_what_the_committed_candidates_give(tmp_path):
     for name in ("released.csv", "settings.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name), pd.read_csv(committed / name), rtol=0, atol=tol,
                                       obj=f"{name} ({again})")
+
+
+def test_the_horizon_studys_two_horizons_stand_beside_the_study_when_its_signals_exist(tmp_path):
+    committed = REPO / "docs" / "results" / "released"
+    shutil.copy2(committed / "candidates.csv", tmp_path / "candidates.csv")
+    ls = "ls:pca-l2-blocks-pair"
+    rows = [{"signal": s, "epoch": e, "seeds": "pooled", "horizon": h, "n": 36,
+             **{f"{k}{b}": v + (0.1 if b == "_high" else -0.1 if b == "_low" else 0)
+                for k in ("spearman", "pearson") for b in ("", "_low", "_high")}}
+            for h, v in ((6, 0.3), (12, 0.5)) for s in (ls, "valid_ppl", "loss_gap") for e in (1, 2)]
+    pd.DataFrame(rows).to_csv(tmp_path / "horizon_signals.csv", index=False)
+    out = subprocess.run([str(BIN / "python"), "workflow/scripts/released_data.py", "--summary", str(tmp_path),
+                          "--horizon", str(tmp_path / "horizon_signals.csv")], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    settings = pd.read_csv(tmp_path / "settings.csv")
+    for h, v in ((6, 0.3), (12, 0.5)):
+        at = settings[settings["setting"] == f"the horizon study's 12 configurations, epoch 2 of {h}"]
+        assert sorted(at["signal"]) == ["LS distance", "validation perplexity"]
+        assert (at["spearman"] == v).all() and (at["spearman_low"] == v - 0.1).all()
+    assert len(settings) == 8  # the released point, the study, and the two horizons: two signals each
+    assert "against the outcome at epoch 6 (ranked at a third) and at epoch 12" in (tmp_path / "summary.md").read_text()

@@ -17,38 +17,22 @@ import pandas as pd
 
 from lsh import csv_records, files
 from lsh.config import Params
-from lsh.errors import LshError
 from lsh.layout import STUDY_REPORT, SUMMARY_MD
 from lsh.records import AnytimePoint, Replay, SamplesRow, Variation
 from lsh.report import study as words
 from lsh.search.ranking import RANKER_LABELS, method_name
-from lsh.study.cells import study_configs
-from lsh.study.replay import replay_strategies
+from lsh.study.replay import replay_record, replay_strategies
 from lsh.study.sensitivity import sensitivity
 from lsh.study.signals import LABELS_ONLY, ls_signal_name, signal_points, signal_table
 from lsh.study.statistics import summarise_methods
 from lsh.study.strategies import KIND_NAMES, Strategy, optuna_name, study_strategies
-from lsh.study.table import Table
+from lsh.study.table import Table, load_table
 from lsh.study.verdict import build_verdict, headline_pool
 
 log = logging.getLogger("lsh.stages")
 
 # The replays' files: what `lsh replay` writes and the study's report reads, each through its record
 INPUTS = {"replays": Replay, "anytime": AnytimePoint, "sensitivity": Variation, "samples": SamplesRow}
-
-
-def load_table(params: Params, table_dir: Path) -> Table:
-    """The table (read and validated by Table.load), refused when no verdict can come from it with these
-    params: other training seeds than study.seeds, fewer than 2 configurations, nothing finite to rank."""
-    table = Table.load(table_dir)
-    table.check_study(params.study.seeds)
-    expected, found = dict(study_configs(params)), {cid: dict(c) for cid, c in table.configs}
-    if expected != found:  # a replay proposes from params.space: it must be the space the table was trained on
-        differ = sorted(set(expected) ^ set(found)) or [cid for cid in expected if expected[cid] != found[cid]]
-        raise LshError(f"{table_dir}: the table holds other configurations than these params' space and study.configs "
-                       f"give ({', '.join(differ[:4])}{', ...' if len(differ) > 4 else ''} differ): replay it with the "
-                       "params it was built with, or build the table of this space")
-    return table
 
 
 def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: Path, sensitivity_out: Path,
@@ -62,17 +46,10 @@ def replay_all(params: Params, table_dir: Path, replays_out: Path, anytime_out: 
     rows, curves = [], []
     for (group, strategy, n), outcomes in zip(groups, results):
         for o in outcomes:
-            best_config, seed_best = table.best(o.seed)
             if group == "methods":  # the anytime curves: of the methods only (the options' would be 10 times more rows)
                 curves += [AnytimePoint(strategy=strategy.name, n=n, repeat=o.repeat, candidate_epoch=i + 1,
                                         incumbent_test_ppl=v) for i, v in enumerate(o.incumbent)]
-            rows.append(Replay(group=group, strategy=strategy.name, kind=strategy.kind, n=n, e0=strategy.search.e0,
-                               ei=strategy.search.ei, repeat=o.repeat, seed=o.seed, config=o.config,
-                               test_ppl=o.test_ppl, valid_ppl=o.valid_ppl, regret=o.test_ppl - seed_best,
-                               candidate_epochs=o.candidate_epochs, selects_best=o.config == best_config,
-                               dense_epochs=o.dense_epochs,
-                               candidate_epochs_with_dense=o.candidate_epochs + o.dense_epochs,
-                               finalist_epoch=o.finalist_epoch, newcomers_kept=o.newcomers_kept))
+            rows.append(replay_record(table, group, strategy, n, o))
         log.info("%s (n = %d): %d repeats, mean test ppl %.2f", strategy.name, n, len(outcomes),
                  float(np.mean([o.test_ppl for o in outcomes])))
     replays, anytime = csv_records.frame(rows, Replay), csv_records.frame(curves, AnytimePoint)

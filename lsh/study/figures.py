@@ -121,3 +121,54 @@ def plot_settings(table: pd.DataFrame, path: Path) -> None:
     axes[0].set_ylabel("coefficient (95 % interval)")
     axes[0].legend(fontsize=8, loc="lower left")
     save_figure(fig, path)
+
+
+def plot_horizon(signals: pd.DataFrame, gaps: pd.DataFrame, labels: dict[str, str], path: Path) -> None:
+    """The horizon comparison: left, each signal's Spearman with the final outcome (pooled over training
+    seeds, 95 % bootstrap interval) per early epoch, one line style per horizon; right, the LS distance's
+    Spearman minus the loss gap's on each training seed (points) with the mean and its 95 % t interval."""
+    plt = pyplot()
+    horizons = sorted(signals["horizon"].unique())
+    epochs = sorted(signals["epoch"].unique())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.4, 4.4))
+    colors, styles = plt.get_cmap("tab10"), ["--", "-", ":", "-."]
+    pooled = signals[signals["seeds"] == POOLED]
+    step = 0.8 / max(1, len(labels) * len(horizons))
+    for i, (signal, label) in enumerate(labels.items()):
+        for j, horizon in enumerate(horizons):
+            rows = pooled[(pooled["signal"] == signal) & (pooled["horizon"] == horizon)]
+            rows = rows.set_index("epoch").reindex(epochs)
+            x = np.arange(len(epochs)) + (i * len(horizons) + j - (len(labels) * len(horizons) - 1) / 2) * step
+            value = rows["spearman"].to_numpy(float)
+            err = np.vstack([value - rows["spearman_low"].to_numpy(float),
+                             rows["spearman_high"].to_numpy(float) - value])
+            left.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", ls=styles[j % 4],
+                          capsize=2, color=colors(i), mfc="white" if j == 0 else colors(i),
+                          label=f"{label}, outcome at epoch {horizon}")
+    left.axhline(0, color="0.5", lw=0.8)
+    left.set_xticks(np.arange(len(epochs)), [f"epoch {e}" for e in epochs])
+    left.set_ylabel("Spearman with the final test perplexity")
+    left.set_title("Each signal against each horizon's outcome\n(pooled over training seeds; 95 % bootstrap "
+                   "interval)", fontsize=10)
+    left.grid(alpha=0.3, axis="y")
+    left.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    for j, horizon in enumerate(horizons):
+        rows = gaps[gaps["horizon"] == horizon].set_index("epoch").reindex(epochs)
+        x = np.arange(len(epochs)) + (j - (len(horizons) - 1) / 2) * 0.3
+        for xi, seeds in zip(x, rows["per_seed"].fillna("")):
+            per_seed = [float(v) for v in str(seeds).split()]
+            right.plot([xi] * len(per_seed), per_seed, "x", color=colors(j + 3), ms=6)
+        value = rows["gap"].to_numpy(float)
+        err = np.vstack([value - rows["gap_low"].to_numpy(float), rows["gap_high"].to_numpy(float) - value])
+        right.errorbar(x, value, yerr=np.clip(np.nan_to_num(err, nan=0.0), 0, None), fmt="o", capsize=3,
+                       color=colors(j + 3), label=f"outcome at epoch {horizon}: mean, 95 % t interval; x: each seed")
+    right.axhline(0, color="0.5", lw=0.8)
+    right.set_ylim(-2.1, 2.1)  # a difference of two Spearman coefficients: a wider t interval is cut at the frame
+    right.set_xticks(np.arange(len(epochs)), [f"epoch {e}" for e in epochs])
+    right.set_ylabel("Spearman: LS distance minus loss gap")
+    right.set_title("The LS distance's Spearman minus the loss gap's, paired within training seeds\n(below 0: the "
+                    "loss gap ranks better; intervals past +-2 cut at the frame)", fontsize=10)
+    right.grid(alpha=0.3, axis="y")
+    right.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -50,17 +50,19 @@ def released_point(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def beside_the_study(point: pd.DataFrame, signals: pd.DataFrame, ls_signal: str, epoch: int,
-                     label: str) -> pd.DataFrame:
-    """The released point's coefficients and the study's (its early_signals.csv, pooled over training seeds, at
-    `epoch`) for the LS distance and the validation perplexity, one row per setting and signal."""
+def beside_the_study(point: pd.DataFrame, settings: list[tuple[pd.DataFrame, str]], ls_signal: str,
+                     epoch: int) -> pd.DataFrame:
+    """The released point's coefficients and each setting's (an early_signals.csv, or one horizon of
+    horizon_signals.csv: pooled over training seeds, at `epoch`) for the LS distance and the validation
+    perplexity, one row per setting and signal; `settings` pairs each table with its label."""
     rows = [{"setting": "paper scale (released), epoch 3 of 100", "signal": SIGNALS[s].split(" at ")[0],
              **{k: r[k] for k in ("n", "spearman", "spearman_low", "spearman_high", "pearson", "pearson_low",
                                    "pearson_high")}} for s, r in point.set_index("signal").iterrows()]
-    pooled = signals[(signals["seeds"].astype(str) == "pooled") & (signals["epoch"] == epoch)].set_index("signal")
-    for name, words in ((ls_signal, "LS distance"), ("valid_ppl", "validation perplexity")):
-        r = pooled.loc[name]
-        rows.append({"setting": label, "signal": words,
-                     **{k: r[k] for k in ("n", "spearman", "spearman_low", "spearman_high", "pearson", "pearson_low",
-                                          "pearson_high")}})
+    for signals, label in settings:
+        pooled = signals[(signals["seeds"].astype(str) == "pooled") & (signals["epoch"] == epoch)].set_index("signal")
+        for name, words in ((ls_signal, "LS distance"), ("valid_ppl", "validation perplexity")):
+            r = pooled.loc[name]
+            rows.append({"setting": label, "signal": words,
+                         **{k: r[k] for k in ("n", "spearman", "spearman_low", "spearman_high", "pearson",
+                                              "pearson_low", "pearson_high")}})
     return pd.DataFrame(rows)

@@ -36,6 +36,7 @@ import numpy as np
 
 from lsh.config import SpaceConfig
 from lsh.errors import LshError
+from lsh.records import Replay
 from lsh.schedule import plan, pool_epochs
 from lsh.search.proposers import DIVERGED_SCORE, propose
 from lsh.search.ranking import rank, round_scores, scored_epochs
@@ -379,3 +380,14 @@ def replay_strategies(table: Table, strategies: list[Strategy], space: SpaceConf
         return [_replay_one(job) for job in jobs]
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(_replay_one, jobs))
+
+
+def replay_record(table: Table, group: str, strategy: Strategy, n: int, o: Outcome) -> Replay:
+    """A replay's row of replays.csv: what it selected, its regret against the seed's best, its budget."""
+    best_config, seed_best = table.best(o.seed)
+    return Replay(group=group, strategy=strategy.name, kind=strategy.kind, n=n, e0=strategy.search.e0,
+                  ei=strategy.search.ei, repeat=o.repeat, seed=o.seed, config=o.config, test_ppl=o.test_ppl,
+                  valid_ppl=o.valid_ppl, regret=o.test_ppl - seed_best, candidate_epochs=o.candidate_epochs,
+                  selects_best=o.config == best_config, dense_epochs=o.dense_epochs,
+                  candidate_epochs_with_dense=o.candidate_epochs + o.dense_epochs,
+                  finalist_epoch=o.finalist_epoch, newcomers_kept=o.newcomers_kept)

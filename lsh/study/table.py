@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 
 from lsh import files
-from lsh.config import DeathRateRange, SpaceConfig
+from lsh.config import DeathRateRange, Params, SpaceConfig
 from lsh.errors import LshError
 from lsh.layout import TABLE_FILES, TABLE_META, TABLE_ROWS, TABLE_SPECTRA
 from lsh.records import CELL_FIELDS, LAYOUTS, CellRow, run_problem
 from lsh.search.space import CATEGORICAL, CONFIG_KEYS, config_key, discrete_space
-from lsh.study.cells import DENSE, SPACES
+from lsh.study.cells import DENSE, SPACES, study_configs
 from lsh.typecheck import hints
 
 # A row: the cell's configuration (its id and values), its training seed and epoch, and that epoch's CellRow
@@ -493,3 +493,17 @@ def _check_spectra_shapes(rows: pd.DataFrame, spectra: dict[str, np.ndarray], f:
     if len(set(shapes.values())) > 1:
         raise LshError(f"{f.npz}: the arrays {' and '.join(f'{n} {s}' for n, s in shapes.items())} differ in shape: "
                        "expected both [rows, exponents]")
+
+
+def load_table(params: Params, table_dir: Path) -> Table:
+    """The table (read and validated by Table.load), refused when no verdict can come from it with these
+    params: other training seeds than study.seeds, fewer than 2 configurations, nothing finite to rank."""
+    table = Table.load(table_dir)
+    table.check_study(params.study.seeds)
+    expected, found = dict(study_configs(params)), {cid: dict(c) for cid, c in table.configs}
+    if expected != found:  # a replay proposes from params.space: it must be the space the table was trained on
+        differ = sorted(set(expected) ^ set(found)) or [cid for cid in expected if expected[cid] != found[cid]]
+        raise LshError(f"{table_dir}: the table holds other configurations than these params' space and study.configs "
+                       f"give ({', '.join(differ[:4])}{', ...' if len(differ) > 4 else ''} differ): replay it with the "
+                       "params it was built with, or build the table of this space")
+    return table

@@ -13,11 +13,11 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from lsh.config import Params, SearchConfig, validate as describe_problems, write_resolved
+from lsh.config import Params, SearchConfig, load_params, validate as describe_problems, write_resolved
 from lsh.params_file import ConfigError
 from lsh.errors import LshError
-from lsh.layout import (CELL_ROWS, CURVES, METRICS, PREPARED_META, SPECTRA, SPLIT_IDS, STUDY_REPORT_FILES, SUMMARY,
-                        TABLE_FILES, VOCAB, Layout, cell_folder, report_files, two)
+from lsh.layout import (CELL_ROWS, CURVES, HORIZON_REPORT_FILES, METRICS, PREPARED_META, SPECTRA, SPLIT_IDS,
+                        STUDY_REPORT_FILES, SUMMARY, TABLE_FILES, VOCAB, Layout, cell_folder, report_files, two)
 from lsh.layout import REPORT
 from lsh.schedule import plan as search_plan
 from lsh.study.cells import cell_ids
@@ -272,3 +272,48 @@ def study_cells(wildcards=None):
         return str(kept) if kept and kept.is_file() else str(MAIN.table_cell(cid, k) / CELL_ROWS)
 
     return [cell(cid, k) for cid in ids for k in range(params.study.seeds)]
+
+
+def shorter_study():
+    """The params of the study at the shorter horizon (study.shorter), validated; None without one."""
+    path = config["study"]["shorter"]
+    if path is None:
+        return None
+    try:
+        return Params.from_dict(load_params(path))
+    except (ConfigError, LshError) as e:
+        raise WorkflowError(f"study.shorter: {e}") from None
+
+
+def shorter_cells(wildcards=None):
+    """The shorter study's committed cells of this study's configurations and training seeds: the horizon
+    comparison trains nothing, so a missing one is an error naming it."""
+    shorter, params = shorter_study(), Params.from_dict(config)
+    if shorter is None:
+        raise WorkflowError("study.shorter is null: the horizon comparison needs the shorter study's params file")
+    if shorter.study.cells is None:
+        raise WorkflowError(f"study.shorter: {config['study']['shorter']} has no study.cells: the horizon "
+                            "comparison reads the shorter study's finished cells from there")
+    cells = [cell_folder(shorter.study.cells, cid, k) / CELL_ROWS for cid in cell_ids(params)
+             for k in range(params.study.seeds)]
+    if missing := [str(c) for c in cells if not c.is_file()]:
+        raise WorkflowError(f"study.shorter: {len(missing)} of the shorter study's cells are not there "
+                            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): the horizon "
+                            "comparison needs every configuration of this study with the same training seeds")
+    return [str(c) for c in cells]
+
+
+def shorter_overrides():
+    """The shorter study's params narrowed to this study's configurations and seeds (`lsh --set`)."""
+    sets = [f"study.seeds={config['study']['seeds']}"]
+    if config["study"]["configs"] is not None:
+        sets.append("study.configs=[" + ",".join(config["study"]["configs"]) + "]")
+    return " ".join(f"--set {shlex.quote(s)}" for s in sets)
+
+
+def study_outputs():
+    """What the study target makes: the report, and the horizon comparison when study.shorter names one."""
+    made = [str(MAIN.study_report / name) for name in STUDY_REPORT_FILES]
+    if config["study"]["shorter"] is None:
+        return made
+    return made + [str(MAIN.horizon_report / name) for name in HORIZON_REPORT_FILES]

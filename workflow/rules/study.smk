@@ -120,6 +120,54 @@ rule study_report:
         " --sensitivity {input.sensitivity:q} --samples {input.samples:q} --out {params.out:q} > {log:q} 2>&1"
 
 
+rule study_shorter_table:
+    input:
+        params=config["study"]["shorter"] or [],
+        cells=shorter_cells,
+    output:
+        expand(f"{MAIN.shorter_table}/{{name}}", name=TABLE_FILES),
+    params:
+        **lsh_params("study_shorter_table"),
+        narrowed=lambda w: shorter_overrides(),
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/shorter-table.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "lsh study table --params {input.params:q} {params.narrowed} --cells {input.cells:q} --out {params.out:q}"
+        " > {log:q} 2>&1"
+
+
+rule study_horizon:
+    input:
+        rules.study_table.output,
+        shorter=rules.study_shorter_table.output,
+        cells=study_cells,
+    output:
+        expand(f"{MAIN.horizon_report}/{{name}}", name=HORIZON_REPORT_FILES),
+    params:
+        **lsh_params("study_horizon"),
+        table=lambda w, input: os.path.dirname(input[0]),
+        shorter=lambda w, input: os.path.dirname(input.shorter[0]),
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/study/horizon.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "lsh study horizon {params.cfg} --table {params.table:q} --shorter {params.shorter:q} --cells {input.cells:q}"
+        " --out {params.out:q} > {log:q} 2>&1"
+
+
 rule study:
     input:
-        rules.study_report.output,
+        study_outputs(),

@@ -57,6 +57,7 @@ PHASES = {
     "report": ("report",),
     "study-table": ("study_cell", "study_table"),
     "study": ("study_replay", "study_ls_samples", "study_report"),
+    "horizon": ("study_shorter_table", "study_horizon"),  # with study.shorter: part of the study stage
 }
 STUDY_FILE = "workflow/study/dvc.yaml"
 STUDY_HEADER = """\
@@ -67,10 +68,11 @@ STUDY_HEADER = """\
 """
 
 
-def phase_params(phase: str, raw: dict, extra: tuple[str, ...] = ()) -> list[str]:
-    """The dotted keys the phase's rules read or compute their params from, each once, none inside a
-    section also listed."""
-    keys = list(dict.fromkeys([*(k for rule in PHASES[phase]
+def phase_params(phase: str | tuple[str, ...], raw: dict, extra: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys the phase's (or phases') rules read or compute their params from, each once, none
+    inside a section also listed."""
+    rules = [rule for p in ((phase,) if isinstance(phase, str) else phase) for rule in PHASES[p]]
+    keys = list(dict.fromkeys([*(k for rule in rules
                                  for k in (*rule_reads.keys(rule, raw), *rule_reads.RULES[rule].derived)), *extra]))
     return [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
 
@@ -146,10 +148,16 @@ def study_stages(params: Params) -> dict[str, Any]:
     table = {**root, **_stage([str(run.table / TABLE_META)],
                               [params.data.prepared, *kept_cells, *phase_code("study-table", RULES["study"])],
                               phase_params("study-table", raw), [str(run.table)])}
-    study = {**root, **_stage(["study"], [str(run.table), *phase_code("study", RULES["study"])],
-                              phase_params("study", raw),
-                              [str(run.replays), str(run.anytime), str(run.sensitivity), str(run.ls_samples),
-                               str(run.study_report)])}
+    deps, outs = [str(run.table), *phase_code("study", RULES["study"])], [
+        str(run.replays), str(run.anytime), str(run.sensitivity), str(run.ls_samples), str(run.study_report)]
+    keys = phase_params("study", raw)
+    if params.study.shorter:  # the horizon comparison: the shorter study's params and cells, its code, its outputs
+        shorter = Params.from_dict(load_params(params.study.shorter))
+        deps += [params.study.shorter, *([shorter.study.cells] if shorter.study.cells else []),
+                 *(f for f in phase_code("horizon", RULES["study"]) if f not in deps)]
+        keys = phase_params(("study", "horizon"), raw)
+        outs += [str(run.shorter_table), str(run.horizon_report)]
+    study = {**root, **_stage(["study"], deps, keys, outs)}
     return {"stages": {"study-table": table, "study": study}}
 
 

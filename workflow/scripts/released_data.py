@@ -83,9 +83,11 @@ def rows(repo: Path, commit: str) -> list[dict]:
     return sorted(out, key=lambda r: r["trial"])
 
 
-def summarise(folder: Path, study: Path, seed: int) -> None:
+def summarise(folder: Path, study: Path, seed: int, horizon: Path | None = None) -> None:
     """summary.md, released.csv, settings.csv and settings.png in `folder`, from its candidates.csv and the
-    study's early_signals.csv (the LS distance as the study preset ranks, the validation perplexity, at e0)."""
+    study's early_signals.csv (the LS distance as the study preset ranks, the validation perplexity, at e0);
+    with `horizon`, the horizon study's horizon_signals.csv beside them (its configurations at both
+    horizons)."""
     from lsh import config, files
     from lsh.layout import SUMMARY_MD
     from lsh.report.study import released_markdown
@@ -99,17 +101,25 @@ def summarise(folder: Path, study: Path, seed: int) -> None:
     point = released_point(frame, seed)
     ls = ls_signal_name(params.search.embedding, params.search.distance, params.lyapunov.layout, params.search.pca_fit)
     e0, final = params.search.e0, params.final_epochs
-    beside = beside_the_study(point, files.read_frame(study), ls, e0, f"the study, epoch {e0} of {final}")
+    settings = [(files.read_frame(study), f"the study, epoch {e0} of {final}")]
+    if horizon is not None:
+        frame = files.read_frame(horizon)
+        configs = len(config.Params.from_dict(config.load_params(HORIZON_PRESET)).study.configs)
+        settings += [(frame[frame["horizon"] == h], f"the horizon study's {configs} configurations, epoch {e0} of {h}")
+                     for h in sorted(frame["horizon"].unique())]
+    beside = beside_the_study(point, settings, ls, e0)
     files.write_text(folder / "released.csv", point.to_csv(index=False))
     files.write_text(folder / "settings.csv", beside.to_csv(index=False))
     plot_settings(beside, folder / "settings.png")
     source = (f"FATE4869/hyperpruning at {SOURCE_COMMIT} ({TRIALS} and {PLOTTER}), "
               "read by workflow/scripts/released_data.py")
-    files.write_text(folder / SUMMARY_MD, released_markdown(point, beside, source))
+    files.write_text(folder / SUMMARY_MD, released_markdown(point, beside, source, horizon is not None))
     print(f"{folder}: {SUMMARY_MD}, released.csv, settings.csv, settings.png")
 
 
 SOURCE_COMMIT = "4d08f7b"
+HORIZON_PRESET = "workflow/presets/study-horizon.yaml"
+HORIZON_SIGNALS = Path("docs/results/study-horizon/horizon/horizon_signals.csv")  # once the horizon study is done
 
 
 def main() -> int:
@@ -121,6 +131,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="candidates.csv to write from --repo")
     parser.add_argument("--summary", type=Path, metavar="DIR", help="summarise DIR/candidates.csv beside the study")
     parser.add_argument("--study", type=Path, default=Path("docs/results/study") / STUDY_REPORT["early_signals_csv"])
+    parser.add_argument("--horizon", type=Path, default=HORIZON_SIGNALS,
+                        help="the horizon study's horizon_signals.csv, beside the study when it exists")
     parser.add_argument("--seed", type=int, default=1111, help="the bootstrap's seed")
     args = parser.parse_args()
     if args.repo is None and args.summary is None:
@@ -137,7 +149,7 @@ def main() -> int:
         tmp.replace(args.out)
         print(f"{args.out}: {len(table)} candidates from {args.repo} at {args.commit}")
     if args.summary is not None:
-        summarise(args.summary, args.study, args.seed)
+        summarise(args.summary, args.study, args.seed, args.horizon if args.horizon.is_file() else None)
     return 0
 
 

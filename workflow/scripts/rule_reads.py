@@ -75,6 +75,9 @@ RULES: dict[str, Reads] = {
     "study_ls_samples": Reads((*TABLE, "study.space", "study.ls_samples", "study.cells"), "lsh.stages.table"),
     "study_report": Reads(("seed", "search", "lyapunov.layout", "study", "model", "data.train_tokens"),
                           "lsh.stages.study"),
+    # the horizon comparison (study.shorter): the shorter study's table of these configurations and seeds
+    "study_shorter_table": Reads(("study.shorter", "study.configs", "study.seeds"), "lsh.stages.table"),
+    "study_horizon": Reads(("seed", "space", "search", "lyapunov.layout", "study"), "lsh.stages.horizon"),
 }
 
 
