@@ -237,3 +237,19 @@ def test_the_study_stage_of_dvc_carries_the_shorter_study_when_there_is_one():
     plain = dvc_yaml.study_stages(Params.from_dict(config.load_params("params.yaml")))["stages"]["study"]
     assert "lsh/stages/horizon.py" not in plain["deps"]
     assert not any("horizon" in next(iter(o)) for o in plain["outs"])
+
+
+def test_each_cell_is_named_with_the_cpu_its_environment_record_gives(tmp_path):
+    from lsh.stages.horizon import cell_machines
+
+    kept = REPO / "docs/results/study-horizon/cells/g21/s0/environment.json"
+    for cid, env in (("g21", kept), ("g00", None)):
+        (tmp_path / cid / "s1").mkdir(parents=True)
+        if env is not None:
+            (tmp_path / cid / "s1" / "environment.json").write_text(env.read_text())
+    machines = cell_machines([tmp_path / "g21" / "s1" / "rows.json", tmp_path / "g00" / "s1" / "rows.json"])
+    assert machines.to_dict("records") == [
+        {"config": "g21", "seed_index": 1, "cpu": yaml.safe_load(kept.read_text())["cpu"], "numerics": "native"},
+        {"config": "g00", "seed_index": 1, "cpu": "not recorded", "numerics": "not recorded"}]
+    with pytest.raises(LshError, match="not a cell's rows.json"):
+        cell_machines([tmp_path / "g21" / "rows.json"])

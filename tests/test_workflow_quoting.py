@@ -13,6 +13,7 @@ import yaml
 from conftest import BIN, HOSTILE, HOSTILE_RUN, REPO, SMOKE, run
 
 from lsh import config, params_file
+from lsh.study.cells import cell_ids
 
 # HOSTILE (conftest): a results folder whose every character a shell would misread.
 SNAKEMAKE = str(BIN / "snakemake")
@@ -55,6 +56,15 @@ def test_every_rules_command_keeps_a_hostile_results_path_one_argument(project: 
     params = params_file.read_yaml(project / SMOKE)
     params["results"] = HOSTILE
     params["report"]["correlation_candidates"] = 1
+    # a shorter study beside it (its cells only need to exist for a dry run), so that the horizon rules run too
+    shorter = params_file.read_yaml(project / SMOKE)
+    shorter["study"]["cells"] = "short-cells"
+    (project / "short.yaml").write_text(yaml.safe_dump(shorter))
+    params["study"]["shorter"] = "short.yaml"
+    for cid in cell_ids(config.Params.from_dict(config.validate(params))):
+        for k in range(params["study"]["seeds"]):
+            (project / "short-cells" / cid / f"s{k}").mkdir(parents=True)
+            (project / "short-cells" / cid / f"s{k}" / "rows.json").write_text("{}")
     (project / "hostile.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     out = run([SNAKEMAKE, "all", "compare", "study", "-n", "-p", "--cores", "1", "--configfile", "hostile.yaml"],
               project)

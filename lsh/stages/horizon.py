@@ -5,13 +5,15 @@ the same configurations (study.shorter), compared as the pre-registration of the
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from lsh import files, records
 from lsh.config import Params
-from lsh.layout import ENVIRONMENT, HORIZON_REPORT
+from lsh.errors import LshError
+from lsh.layout import CELL_ROWS, ENVIRONMENT, HORIZON_REPORT
 from lsh.records import Environment
 from lsh.report import horizon as words
 from lsh.search.ranking import method_name
@@ -35,10 +37,12 @@ def cell_machines(cells: list[Path]) -> pd.DataFrame:
     ("not recorded" for a cell without one)."""
     rows = []
     for path in cells:
-        record = records.read_if(Path(path).parent / ENVIRONMENT, Environment)
+        folder = Path(path).parent
+        if not re.fullmatch(r"s\d+", folder.name):
+            raise LshError(f"--cells {path}: not a cell's rows.json (<config>/s<K>/{CELL_ROWS})")
+        record = records.read_if(folder / ENVIRONMENT, Environment)
         cpu, numerics = (record.cpu, record.numerics) if record else ("not recorded", "not recorded")
-        folder = Path(path).parent  # <config>/s<k>
-        rows.append({"config": folder.parent.name, "seed_index": int(folder.name.removeprefix("s")), "cpu": cpu,
+        rows.append({"config": folder.parent.name, "seed_index": int(folder.name[1:]), "cpu": cpu,
                      "numerics": numerics})
     return pd.DataFrame(rows)
 

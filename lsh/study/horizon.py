@@ -149,8 +149,8 @@ def first_epochs(longer: Table, shorter: Table) -> pd.DataFrame:
                     y = np.array([b[c] for c in COMPARED], dtype=float)
                     both = np.isfinite(x) & np.isfinite(y)
                     rel = np.abs(x[both] - y[both]) / np.maximum(np.abs(y[both]), np.finfo(float).tiny)
-                    ia, ib = longer._row[(cid, seed, epoch)], shorter._row[(cid, seed, epoch)]
-                    spectra = [np.abs(longer.spectra[k][ia] - shorter.spectra[k][ib]) for k in LAYOUTS]
+                    spectra = [np.abs(longer.spectrum(cid, seed, epoch, k) - shorter.spectrum(cid, seed, epoch, k))
+                               for k in LAYOUTS]
                     spectra = np.concatenate([d[np.isfinite(d)] for d in spectra])
                     row.update({"identical": bool(np.array_equal(x, y, equal_nan=True)),
                                 "max_rel_diff": float(rel.max()) if rel.size else np.nan,

@@ -124,6 +124,11 @@ class Table:
         i = self._row.get((config, seed, epoch))
         return None if i is None else self.rows.iloc[i]
 
+    def spectrum(self, config: str, seed: int, epoch: int, layout: str) -> np.ndarray | None:
+        """The spectrum recorded after an epoch (NaN where it diverged), or None past a divergence."""
+        i = self._row.get((config, seed, epoch))
+        return None if i is None else self.spectra[layout][i]
+
     def trajectory(self, config: str, seed: int, upto: int, layout: str) -> np.ndarray | None:
         """Spectra of epochs 0..upto [upto + 1, L], or None when one is missing (a diverged epoch)."""
         rows = [self._row.get((config, seed, e)) for e in range(upto + 1)]
