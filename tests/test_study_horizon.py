@@ -178,6 +178,7 @@ def test_lsh_and_the_loss_search_are_replayed_and_paired_on_each_table():
 def test_the_stage_writes_every_file_and_says_what_the_seeds_establish(tmp_path):
     params, longer, shorter = pair()
     params = with_study(params, seeds=SEEDS, repeats=2, shorter="shorter.yaml")
+    longer.meta["decay_epochs"], shorter.meta["decay_epochs"] = 4, 3
     out = tmp_path / "horizon"
     headline = write_horizon(params, save_table(longer, tmp_path / "long"), save_table(shorter, tmp_path / "short"),
                              out)
@@ -191,6 +192,7 @@ def test_the_stage_writes_every_file_and_says_what_the_seeds_establish(tmp_path)
         sentence = next(s for s in text.split("\n\n") if s.startswith(f"Against the outcome at epoch {horizon},"))
         assert said in sentence, sentence
     assert "trained on not recorded" in (out / "horizon.md").read_text()  # no cells given: machines unknown
+    assert "the death rate decays over 3 epochs in the shorter study and 4 in this one" in text
 
 
 def test_the_command_refuses_a_study_without_a_shorter_one(tmp_path):

@@ -48,7 +48,7 @@ def change_sentence(change: pd.DataFrame, e0: int) -> str:
     t = _test(row, "change", "ls_loses")
     direction = "gains on" if t.mean > 0 else "loses ground to"
     return (f"From the outcome at epoch {int(row['shorter'])} to the outcome at epoch {int(row['longer'])}, the LS "
-            f"distance {direction} the loss gap at epoch {e0}: the difference above changes by {test_words(t)} "
+            f"distance {direction} the loss gap at epoch {e0}: the difference above changes by {test_words(t)}, "
             f"per seed {row['per_seed']}; upward on {int(row['ls_gains'])} of {t.seeds} seeds; {established(t)}.")
 
 
@@ -93,8 +93,9 @@ def epochs_words(epochs: pd.DataFrame, machines: pd.DataFrame, seeds: list[int],
 
 def horizon_markdown(params: Params, signals: pd.DataFrame, gaps: pd.DataFrame, change: pd.DataFrame,
                      methods: pd.DataFrame, epochs: pd.DataFrame, machines: pd.DataFrame, ls: str,
-                     horizons: tuple[int, int]) -> str:
-    """horizon.md: what is compared, the signals and the searches at each horizon, and the first epochs."""
+                     horizons: tuple[int, int], decays: tuple[int | None, int | None] = (None, None)) -> str:
+    """horizon.md: what is compared, the signals and the searches at each horizon, and the first epochs;
+    `decays`, each study's death-rate decay in epochs (the shorter's, this one's), as their tables record it."""
     shorter, longer = horizons
     e0, seeds = params.search.e0, sorted(epochs["seed"].unique().tolist())
     configs = sorted(set(epochs["config"]) - {"dense"})
@@ -119,9 +120,15 @@ def horizon_markdown(params: Params, signals: pd.DataFrame, gaps: pd.DataFrame, 
         f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}): this study's table trained to epoch {longer}, "
         f"the shorter study's (`{params.study.shorter}`) to epoch {shorter}. The first ranking (e0 = {e0}) falls at "
         f"{e0}/{shorter} of the shorter training and {e0}/{longer} of the longer. Each signal is scored against its "
-        f"own table's final outcome (the test perplexity at the best validation epoch); the searches are LSH and "
-        f"the loss-ranked search, n = {params.search.n}, proposer {params.search.proposer}, "
-        f"{params.study.repeats} replays each, choosing among these configurations.", "",
+        f"own table's final outcome (the test perplexity at the best validation epoch), and each table's signals are "
+        f"its own"
+        + (f": the death rate decays over {decays[0]} epochs in the shorter study and {decays[1]} in this one, so "
+           "after the first topology update the two studies' cells train differently (the last section), and a "
+           "change between the horizons is the horizon's and that of the training together. " if decays[0] != decays[1]
+           else ". ")
+        + f"The searches are LSH and the loss-ranked search, n = "
+        f"{params.search.n}, proposer {params.search.proposer}, {params.study.repeats} replays each, choosing among "
+        f"these configurations.", "",
         signal_sentence(signals, gaps, ls, shorter, e0), "",
         signal_sentence(signals, gaps, ls, longer, e0), "",
         change_sentence(change, e0), "",

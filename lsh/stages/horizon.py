@@ -71,7 +71,8 @@ def write_horizon(params: Params, table_dir: Path, shorter_dir: Path, out: Path,
     _plot(signals, gaps, ls, out / HORIZON_REPORT["horizon_png"])
     files.write_text(out / HORIZON_REPORT["horizon_md"],
                      words.horizon_markdown(params, signals, gaps, change, methods, epoch_rows, machines, ls,
-                                            (shorter.final_epochs, longer.final_epochs)))
+                                            (shorter.final_epochs, longer.final_epochs),
+                                            (shorter.meta.get("decay_epochs"), longer.meta.get("decay_epochs"))))
     headline = gaps[gaps["epoch"] == params.search.e0].set_index("horizon")["gap"].to_dict()
     loss = methods[methods["strategy"] == method_name("loss", params.search.proposer)]
     loss = loss.set_index("horizon")["vs_reference"].to_dict()
