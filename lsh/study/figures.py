@@ -3,6 +3,7 @@ seeds), the methods over training seeds, and the anytime curves (the paper's Fig
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def plot_settings(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.2), sharey=True)
     for ax, coefficient in zip(axes, ("spearman", "pearson")):
         _coefficient_bars(ax, table, signals, "setting", settings, coefficient, {})
-        ax.set_xticks(np.arange(len(settings)), [s.replace(", ", ",\n") for s in settings], fontsize=8)
+        ax.set_xticks(np.arange(len(settings)), [textwrap.fill(s, 16) for s in settings], fontsize=8)
         ax.set_title(f"{coefficient.capitalize()} with the final test perplexity", fontsize=10)
     axes[0].set_ylabel("coefficient (95 % interval)")
     axes[0].legend(fontsize=8, loc="lower left")
